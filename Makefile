@@ -1,0 +1,74 @@
+# Streetpole: the two commands are `make run` and `make test`; everything they need is
+# installed here on first use (Debian packages with apt-get, Python packages into .venv).
+
+PYTHON      ?= python3
+VENV        := .venv
+BIN         := $(VENV)/bin
+PY          := $(BIN)/python
+STAMP       := $(VENV)/.installed
+APT_PKGS    := mosquitto mosquitto-clients socat
+SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PYTEST_ARGS ?=
+
+.PHONY: help run test lint format clean deps apt venv schemas lock mpy
+
+help:
+	@echo "make run     start broker (and controller and simulated street once they exist)"
+	@echo "make test    install what is missing and run the whole test suite"
+	@echo "make lint    ruff and mypy"
+	@echo "make schemas regenerate protocols/schemas/*.json from protocols/schema_defs.py"
+	@echo "make mpy     compile firmware/ and protocols/ to .mpy into build/mpy"
+	@echo "make clean   remove build output, caches and the venv"
+
+deps: apt venv
+
+# Debian packages: installed only when a command they provide is missing.
+apt:
+	@missing=""; \
+	command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
+	command -v mosquitto_sub >/dev/null 2>&1 || missing="$$missing mosquitto-clients"; \
+	command -v socat >/dev/null 2>&1 || missing="$$missing socat"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -r requirements.txt
+	@touch $@
+
+# Re-pin every Python package (run by a developer, result committed).
+lock:
+	rm -rf /tmp/streetpole-lock && $(PYTHON) -m venv /tmp/streetpole-lock
+	/tmp/streetpole-lock/bin/pip install -q -r requirements.txt
+	/tmp/streetpole-lock/bin/pip freeze > constraints.txt
+
+test: deps
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: venv
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+schemas: venv
+	$(PY) -m protocols.export_schemas
+
+mpy: venv
+	$(PY) -m tests.harness.mpy build/mpy
+
+run: deps
+	$(PY) -m tests.harness.run_broker
+
+clean:
+	rm -rf build var .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	find . -name __pycache__ -prune -exec rm -rf {} +
+	rm -rf $(VENV)

@@ -1,0 +1,1 @@
+"""Streetpole controller: ingest, storage, registry, operator and open-data APIs."""

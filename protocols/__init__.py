@@ -1,0 +1,8 @@
+"""Streetpole wire protocol v1: topics and payloads, shared by node, controller and simulator.
+
+Plain Python that runs unchanged on MicroPython and CPython (sans-IO: bytes in, messages out).
+See protocols/README.md for the specification.
+"""
+
+PROTOCOL = "streetpole"
+VERSION = "v1"

@@ -1,0 +1,137 @@
+"""Encode and decode payloads: bytes in, validated messages (plain dicts) out, and back.
+
+Both directions apply the same checks, so a node cannot send what the controller would refuse:
+size limit, UTF-8 JSON, the channel's JSON Schema (protocols/schema_defs.py), then the few rules a
+schema cannot say (plausible ranges per quantity, cross-field rules). Every failure is a
+ProtocolError naming the field.
+"""
+
+import json
+import sys
+
+from protocols.errors import ProtocolError
+from protocols.quantities import QUANTITIES
+from protocols.schema_defs import BUILDERS, MAX_PAYLOAD  # noqa: F401 (BUILDERS re-exported)
+from protocols.topics import Topic
+from protocols.validate import validate
+
+
+def _check_meas(msg):
+    seen = {}
+    readings = msg["readings"]
+    for i in range(len(readings)):
+        r = readings[i]
+        unit, lo, hi = QUANTITIES[r["q"]]
+        v = r["v"]
+        if v != v or not lo <= v <= hi:
+            raise ProtocolError(
+                "readings[%d].v" % i,
+                "%s outside plausible range %s..%s %s for %s" % (v, lo, hi, unit, r["q"]),
+            )
+        key = (r["ts"], r["q"], r.get("src"))
+        if key in seen:
+            raise ProtocolError("readings[%d]" % i, "repeats readings[%d]" % seen[key])
+        seen[key] = i
+
+
+def _check_config(msg):
+    dimming = msg["dimming"]
+    programs = dimming["programs"]
+    if dimming["default_program"] not in programs:
+        raise ProtocolError("dimming.default_program", "names no program in dimming.programs")
+    rules = dimming.get("calendar", ())
+    for i in range(len(rules)):
+        rule = rules[i]
+        if rule["program"] not in programs:
+            raise ProtocolError(
+                "dimming.calendar[%d].program" % i, "names no program in dimming.programs"
+            )
+        if ("from" in rule) != ("to" in rule):
+            raise ProtocolError("dimming.calendar[%d]" % i, "from and to go together")
+    lo = dimming.get("min_level", 0.0)
+    hi = dimming.get("max_level", 1.0)
+    if lo > hi:
+        raise ProtocolError("dimming.min_level", "must not exceed dimming.max_level")
+
+
+def _check_cmd(msg):
+    if "start" in msg and "expiry" in msg and msg["expiry"] <= msg["start"]:
+        raise ProtocolError("expiry", "must be after start")
+
+
+_SEMANTIC = {"meas": _check_meas, "config": _check_config, "cmd": _check_cmd}
+
+# On CPython every schema is kept once built. On MicroPython only the last one is: a node sends
+# batches far more often than anything else, and the heap is scarce.
+_CACHE_ALL = sys.implementation.name != "micropython"
+_cache = {}
+
+
+def schema(channel):
+    """The JSON Schema (a dict) of a channel's payload."""
+    found = _cache.get(channel)
+    if found is None:
+        builder = BUILDERS.get(channel)
+        if builder is None:
+            raise ProtocolError("topic.channel", "unknown channel %r" % (channel,))
+        found = builder()
+        if not _CACHE_ALL:
+            _cache.clear()
+        _cache[channel] = found
+    return found
+
+
+if _CACHE_ALL:  # CPython's json takes NaN and Infinity, which are not JSON: refuse them as
+    # MicroPython's does.
+
+    def _no_constant(name):
+        raise ValueError(name + " is not JSON")
+
+    def _loads(text):
+        return json.loads(text, parse_constant=_no_constant)
+
+else:
+    _loads = json.loads
+
+
+def check(channel, msg):
+    """Validate a message (a dict) for a channel; raise ProtocolError or return it."""
+    validate(msg, schema(channel))
+    rule = _SEMANTIC.get(channel)
+    if rule is not None:
+        rule(msg)
+    return msg
+
+
+def encode(channel, msg):
+    """Validate and serialise a message to compact UTF-8 JSON bytes."""
+    check(channel, msg)
+    data = json.dumps(msg, separators=(",", ":")).encode()
+    if len(data) > MAX_PAYLOAD:
+        raise ProtocolError(
+            "payload", "%d bytes, over the %d byte limit" % (len(data), MAX_PAYLOAD)
+        )
+    return data
+
+
+def decode(channel, payload):
+    """Parse and validate payload bytes received on a channel; return the message dict."""
+    if len(payload) > MAX_PAYLOAD:
+        raise ProtocolError(
+            "payload", "%d bytes, over the %d byte limit" % (len(payload), MAX_PAYLOAD)
+        )
+    try:
+        text = bytes(payload).decode()
+    except UnicodeError:
+        raise ProtocolError("payload", "not UTF-8") from None
+    try:
+        msg = _loads(text)
+    except ValueError:
+        raise ProtocolError("payload", "not valid JSON") from None
+    return check(channel, msg)
+
+
+def parse(topic, payload):
+    """Topic string and payload bytes in; (Topic, message dict) out."""
+    t = Topic.parse(topic)
+    return t, decode(t.channel, payload)

@@ -1,0 +1,1 @@
+"""Shared test and benchmark harness: real broker, real MicroPython, real mpy-cross."""
