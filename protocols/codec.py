@@ -11,7 +11,7 @@ import sys
 
 from protocols.errors import ProtocolError
 from protocols.quantities import QUANTITIES
-from protocols.schema_defs import BUILDERS, MAX_PAYLOAD  # noqa: F401 (BUILDERS re-exported)
+from protocols.schema_defs import BUILDERS, MAX_PAYLOAD
 from protocols.topics import Topic
 from protocols.validate import validate
 
