@@ -1,0 +1,1 @@
+"""Streetpole simulator: virtual poles running the real firmware against a real broker."""
