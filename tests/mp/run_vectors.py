@@ -23,10 +23,8 @@ def run(path):
 
 def check(path, vector):
     channel = vector["channel"]
-    if "raw" in vector:
-        payload = vector["raw"].encode()
-    else:
-        payload = json.dumps(vector["payload"]).encode()
+    raw = vector.get("raw")
+    payload = raw.encode() if raw is not None else json.dumps(vector["payload"]).encode()
     result = {"file": path, "name": vector["name"], "ok": True}
     try:
         if "topic" in vector:

@@ -1,0 +1,318 @@
+"""A resilient asyncio MQTT 3.1.1 client for the node, running unchanged on MicroPython and CPython.
+
+Why our own: aiomqtt and paho-mqtt do not run on MicroPython; micropython-lib's umqtt blocks,
+which would stall light control; Peter Hinch's mqtt_as is the model for what must be survived
+(Wi-Fi and broker outages, QoS 1 resends, keepalive, first connect failing after a power cut) but
+mixes Wi-Fi handling into one large module. This client only speaks MQTT over a stream that
+`asyncio.open_connection` gives; the board layer brings the network up. The simulator runs this
+same code on CPython, so its virtual poles connect exactly as nodes do.
+
+Use::
+
+    client = MQTTClient("n1", "10.0.0.2", will=(topic, b'{"status":"offline"}', 1, True),
+                        on_message=handle, on_connect=send_birth)
+    client.subscribe("streetpole/v1/p1/n1/cmd", 1)
+    asyncio.create_task(client.run())           # connects, and reconnects, forever
+    await client.publish(topic, payload, qos=1)  # True once the broker has it
+
+Design choices:
+- ``publish`` never waits for a connection: when offline it raises NotConnected at once, so the
+  caller keeps the data in its store-and-forward buffer and light control is never held up.
+  While connected, a QoS 1 publish waits for PUBACK, resending with DUP on timeout, and raises
+  NotConnected if the connection drops first: the caller sends it again later (the receiver
+  deduplicates), which is what QoS 1 promises.
+- Reconnect uses exponential backoff with jitter, so a street of nodes does not hammer a broker
+  that comes back after an outage all in the same second.
+- Every wait has a timeout; a silent connection is declared dead after 1.5 keepalive periods.
+"""
+
+import asyncio
+import random
+
+from spnode import mqtt_packets as pk
+from spnode.compat import MICROPYTHON, ticks_diff, ticks_ms
+
+
+class NotConnected(Exception):
+    """No connection to the broker now: keep the message and try again later."""
+
+
+class ConnectRefused(Exception):
+    """The broker answered CONNACK with a refusal (bad credentials, not authorised, ...)."""
+
+
+class MQTTClient:
+    def __init__(
+        self,
+        client_id,
+        host,
+        port=1883,
+        username=None,
+        password=None,
+        keepalive=60,
+        ssl=None,
+        will=None,
+        clean_session=True,
+        on_message=None,
+        on_connect=None,
+        ack_timeout_ms=5000,
+        resends=3,
+        max_packet=16384,
+        backoff_ms=(500, 60000),
+    ):
+        self.client_id = client_id
+        self.host = host
+        self.port = port
+        self.username = username
+        self.password = password
+        self.keepalive = keepalive
+        self.ssl = ssl
+        self.will = will
+        self.clean_session = clean_session
+        self.on_message = on_message
+        self.on_connect = on_connect
+        self.ack_timeout_ms = ack_timeout_ms
+        self.resends = resends
+        self.max_packet = max_packet
+        self.backoff_ms = backoff_ms
+        self.up = asyncio.Event()  # set while connected
+        self.connects = 0  # successful connects so far
+        self.failures = 0  # failed connection attempts in a row
+        self.oversized = 0  # received packets dropped for size
+        self.last_error = None
+        self._subs = {}  # topic filter -> qos, restored on every connect
+        self._reader = None
+        self._writer = None
+        self._lock = asyncio.Lock()
+        self._pid = 0
+        self._acks = {}  # pid -> [asyncio.Event, acked]
+        self._last_rx = 0
+        self._last_tx = 0
+        self._stop = False
+        self._tasks = set()  # keep references to background tasks until they finish
+
+    @property
+    def connected(self):
+        return self._writer is not None
+
+    # ---- public API -------------------------------------------------------------------------
+
+    def subscribe(self, topic, qos=1):
+        """Subscribe now if connected, and again on every reconnect."""
+        self._subs[topic] = qos
+        if self.connected:
+            self._spawn(self._send_quiet(pk.subscribe(self._next_pid(), [(topic, qos)])))
+
+    async def publish(self, topic, payload, qos=0, retain=False):
+        """Send a message; with QoS 1 return True once the broker acknowledged it."""
+        if not self.connected:
+            raise NotConnected("offline")
+        if not qos:
+            await self._send(pk.publish(topic, payload, 0, retain))
+            return True
+        pid = self._next_pid()
+        waiter = [asyncio.Event(), False]
+        self._acks[pid] = waiter
+        try:
+            for attempt in range(self.resends + 1):
+                await self._send(pk.publish(topic, payload, 1, retain, attempt > 0, pid))
+                try:
+                    await asyncio.wait_for(waiter[0].wait(), self.ack_timeout_ms / 1000)
+                except asyncio.TimeoutError:
+                    if not self.connected:
+                        raise NotConnected("connection lost before PUBACK") from None
+                    continue
+                if waiter[1]:
+                    return True
+                raise NotConnected("connection lost before PUBACK")
+            await self._drop_connection("no PUBACK after %d resends" % self.resends)
+            raise NotConnected("no PUBACK")
+        finally:
+            self._acks.pop(pid, None)
+
+    async def run(self):
+        """Connect, serve, and reconnect with backoff until stop()."""
+        delay = self.backoff_ms[0]
+        while not self._stop:
+            try:
+                await self._connect()
+            except Exception as e:  # any failure to connect: wait, then try again
+                self.failures += 1
+                self.last_error = repr(e)
+                await self._close()
+                jitter = random.getrandbits(16) * delay // 131072  # up to +50%
+                await asyncio.sleep((delay + jitter) / 1000)
+                delay = min(delay * 2, self.backoff_ms[1])
+                continue
+            delay = self.backoff_ms[0]
+            self.failures = 0
+            try:
+                await self._serve()
+            except Exception as e:
+                self.last_error = repr(e)
+            await self._close()
+
+    async def stop(self):
+        """Disconnect cleanly (no last will) and end run()."""
+        self._stop = True
+        if self.connected:
+            try:
+                await self._send(pk.DISCONNECT_PACKET)
+            except Exception:
+                pass
+        await self._close()
+
+    # ---- connection -------------------------------------------------------------------------
+
+    async def _connect(self):
+        if self.ssl is not None:
+            conn = asyncio.open_connection(self.host, self.port, ssl=self.ssl)
+        else:
+            conn = asyncio.open_connection(self.host, self.port)
+        self._reader, writer = await asyncio.wait_for(conn, 10)
+        writer.write(
+            pk.connect(
+                self.client_id,
+                self.keepalive,
+                self.clean_session,
+                self.username,
+                self.password,
+                self.will,
+            )
+        )
+        await writer.drain()
+        ptype, _, body = await asyncio.wait_for(self._read_packet(), 10)
+        if ptype != pk.CONNACK:
+            raise pk.MQTTProtocolError("expected CONNACK")
+        _, code = pk.parse_connack(body)
+        if code:
+            self._writer = writer
+            raise ConnectRefused(pk.CONNACK_CODES.get(code, "code %d" % code))
+        self._writer = writer
+        self._last_rx = self._last_tx = ticks_ms()
+        if self._subs:
+            filters = [(t, q) for t, q in self._subs.items()]
+            await self._send(pk.subscribe(self._next_pid(), filters))
+        self.connects += 1
+        self.up.set()
+        if self.on_connect is not None:
+            self._spawn(self._call_on_connect())
+
+    async def _call_on_connect(self):
+        try:
+            result = self.on_connect(self)
+            if result is not None and hasattr(result, "send"):  # a coroutine
+                await result
+        except Exception as e:
+            self.last_error = repr(e)
+
+    async def _serve(self):
+        pinger = asyncio.create_task(self._keepalive())
+        try:
+            while self._writer is not None:
+                ptype, flags, body = await self._read_packet()
+                self._last_rx = ticks_ms()
+                if ptype == pk.PUBLISH:
+                    await self._on_publish(flags, body)
+                elif ptype == pk.PUBACK:
+                    waiter = self._acks.get(pk.parse_pid(body))
+                    if waiter is not None:
+                        waiter[1] = True
+                        waiter[0].set()
+                elif ptype not in (pk.SUBACK, pk.UNSUBACK, pk.PINGRESP, 0):  # 0: skipped, too big
+                    raise pk.MQTTProtocolError("unexpected packet type %d" % ptype)
+        finally:
+            pinger.cancel()
+
+    async def _on_publish(self, flags, body):
+        topic, payload, qos, retain, _, pid = pk.parse_publish(flags, body)
+        if self.on_message is not None:
+            try:
+                self.on_message(topic, payload, retain)
+            except Exception as e:  # a bad handler must not kill the connection
+                self.last_error = repr(e)
+        if qos:
+            await self._send(pk.puback(pid))
+
+    async def _keepalive(self):
+        period = self.keepalive * 1000
+        while self._writer is not None:
+            await asyncio.sleep(min(self.keepalive / 4, 5))
+            now = ticks_ms()
+            if ticks_diff(now, self._last_rx) > period * 3 // 2:
+                await self._drop_connection("keepalive timeout")
+                return
+            if ticks_diff(now, self._last_tx) > period // 2:
+                await self._send_quiet(pk.PINGREQ_PACKET)
+
+    async def _read_packet(self):
+        reader = self._reader
+        head = await reader.readexactly(1)
+        length = 0
+        shift = 0
+        for _ in range(4):
+            byte = (await reader.readexactly(1))[0]
+            length |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                break
+            shift += 7
+        else:
+            raise pk.MQTTProtocolError("malformed remaining length")
+        if length > self.max_packet:
+            self.oversized += 1
+            while length:
+                chunk = await reader.readexactly(min(length, 512))
+                length -= len(chunk)
+            return 0, 0, b""
+        body = await reader.readexactly(length) if length else b""
+        return head[0] >> 4, head[0] & 0x0F, body
+
+    async def _send(self, data):
+        writer = self._writer
+        if writer is None:
+            raise NotConnected("offline")
+        async with self._lock:
+            try:
+                writer.write(data)
+                await asyncio.wait_for(writer.drain(), 10)
+            except Exception as e:
+                await self._drop_connection(repr(e))
+                raise NotConnected("send failed") from None
+        self._last_tx = ticks_ms()
+
+    async def _send_quiet(self, data):
+        try:
+            await self._send(data)
+        except NotConnected:
+            pass
+
+    async def _drop_connection(self, reason):
+        self.last_error = reason
+        await self._close()
+
+    async def _close(self):
+        self.up.clear()
+        writer = self._writer
+        self._writer = None
+        self._reader = None
+        for waiter in self._acks.values():
+            waiter[0].set()  # wake publishers: acked stays False
+        if writer is not None:
+            try:
+                writer.close()
+                if not MICROPYTHON:
+                    await asyncio.wait_for(writer.wait_closed(), 2)
+                else:
+                    await writer.wait_closed()
+            except Exception:
+                pass
+
+    def _spawn(self, coro):
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        for done in [t for t in self._tasks if t.done()]:
+            self._tasks.discard(done)
+
+    def _next_pid(self):
+        self._pid = self._pid % 65535 + 1
+        return self._pid
