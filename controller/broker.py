@@ -164,3 +164,27 @@ class Broker:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def main() -> None:
+    """`python -m controller.broker`: run a development broker in the foreground."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Run mosquitto with Streetpole's config")
+    parser.add_argument("--port", type=int, default=1883)
+    parser.add_argument("--dir", type=Path, default=Path("var/broker"))
+    args = parser.parse_args()
+    broker = Broker(args.dir, BrokerConfig(port=args.port, persistence_dir=args.dir))
+    broker.start()
+    print(f"mosquitto listening on {broker.url} (config and log in {args.dir}/); Ctrl-C stops")
+    try:
+        while broker.running:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        broker.stop()
+
+
+if __name__ == "__main__":
+    main()
