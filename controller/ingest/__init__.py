@@ -1,0 +1,1 @@
+"""MQTT ingest: node messages in, stored exactly once, acknowledged only after commit."""

@@ -1,0 +1,51 @@
+"""Sort a list of received MQTT messages into what the stores take, refusing bad ones.
+
+Pure and synchronous, so it runs in the writer thread beside the database work and can be tested
+without a broker. A message that fails to decode becomes a dead letter; it never stops the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from controller.store.base import Batch
+from controller.store.ops import DeadLetter
+from protocols import codec, topics
+from protocols.errors import ProtocolError
+
+
+@dataclass
+class Sorted:
+    batches: list[Batch] = field(default_factory=list)
+    states: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    events: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    acks: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+    channels: dict[str, int] = field(default_factory=dict)
+
+
+def sort_messages(messages: Iterable[tuple[str, bytes]]) -> Sorted:
+    out = Sorted()
+    for topic_str, payload in messages:
+        try:
+            topic, msg = codec.parse(topic_str, payload)
+            if topic.direction == "down":
+                raise ProtocolError("topic.channel", "controller-to-node channel")
+        except ProtocolError as e:
+            out.dead.append(DeadLetter(topic_str, e.field, e.reason, bytes(payload)))
+            continue
+        ch = topic.channel
+        out.channels[ch] = out.channels.get(ch, 0) + 1
+        if ch == topics.MEAS:
+            out.batches.append(
+                Batch(topic.pole, topic.node, msg["boot"], msg["seq"], msg["readings"])
+            )
+        elif ch == topics.STATE:
+            out.states.append((topic.pole, topic.node, msg))
+        elif ch == topics.EVENT:
+            out.events.append((topic.pole, topic.node, msg))
+        elif ch == topics.ACK:
+            out.acks.append((topic.pole, topic.node, msg))
+    return out

@@ -1,0 +1,184 @@
+"""The ingest worker: subscribe with QoS 1, store in batches, acknowledge after commit.
+
+Acknowledging after commit: aiomqtt 2.5 acknowledges each QoS 1 message as soon as it is handed
+over, which would tell the broker a message is safe while it is still only in our memory. The
+paho-mqtt 2 client under it can leave that to us (``manual_ack_set(True)``, then
+``ack(mid, qos)``); aiomqtt exposes it only as its ``_client`` attribute, so we switch manual
+acknowledgement on there before connecting (a test fails if aiomqtt ever stops honouring it)
+and acknowledge, in order, only the messages whose batch was committed. A crash before the
+acknowledgement makes the broker send them again (persistent session: fixed client id, clean
+session off); the store's idempotent writes make the second copy harmless.
+
+Backpressure comes from MQTT itself: the broker sends at most ``max_inflight_messages``
+unacknowledged QoS 1 messages to us and queues the rest (controller/broker.py sizes both), so
+the pending list here is bounded by that window and a slow database slows delivery, it does
+not lose messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiomqtt
+
+from controller.ingest.decode import sort_messages
+from controller.metrics import Metrics
+from controller.settings import Settings
+from controller.store.base import TimeSeriesStore
+from controller.store.ops import OpsStore
+from protocols import topics
+
+log = logging.getLogger("streetpole.ingest")
+
+UP_CHANNELS = (topics.MEAS, topics.EVENT, topics.ACK)
+
+
+@dataclass
+class IngestStats:
+    messages: int = 0
+    stored_points: int = 0
+    duplicate_points: int = 0
+    dead_letters: int = 0
+    batches: int = 0
+    connects: int = 0
+    last_error: str | None = None
+    dropped_by_reason: dict[str, int] = field(default_factory=dict)
+
+
+class IngestWorker:
+    def __init__(
+        self,
+        settings: Settings,
+        store: TimeSeriesStore,
+        ops: OpsStore,
+        metrics: Metrics,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.ops = ops
+        self.metrics = metrics
+        self.stats = IngestStats()
+        self.connected = asyncio.Event()
+        self._pending: list[aiomqtt.Message] = []
+        self._wakeup = asyncio.Event()
+        self._online: dict[tuple[str, str], bool] = {}
+
+    def filters(self) -> list[str]:
+        group = self.settings.mqtt_shared_group
+        prefix = f"$share/{group}/" if group else ""
+        out = [prefix + topics.subscription(ch) for ch in UP_CHANNELS]
+        # Retained state is not delivered through shared subscriptions; state updates are
+        # idempotent, so every worker takes all of them.
+        out.append(topics.subscription(topics.STATE))
+        return out
+
+    def _client(self) -> aiomqtt.Client:
+        s = self.settings
+        client = aiomqtt.Client(
+            s.mqtt_host,
+            s.mqtt_port,
+            username=s.mqtt_username,
+            password=s.mqtt_password,
+            identifier=s.mqtt_client_id,
+            clean_session=False,
+            keepalive=30,
+            timeout=10,
+            tls_params=aiomqtt.TLSParameters() if s.mqtt_tls else None,
+        )
+        client._client.manual_ack_set(True)  # see the module docstring
+        return client
+
+    async def run(self) -> None:
+        """Connect, ingest, and reconnect with backoff and jitter, until cancelled."""
+        backoff = 0.2
+        while True:
+            try:
+                async with self._client() as client:
+                    await client.subscribe([(f, 1) for f in self.filters()])
+                    self.stats.connects += 1
+                    self.connected.set()
+                    self.metrics.broker_connected.set(1)
+                    backoff = 0.2
+                    await self._serve(client)
+            except aiomqtt.MqttError as e:
+                self.stats.last_error = str(e)
+                log.warning("ingest connection lost: %s", e)
+            finally:
+                self.connected.clear()
+                self.metrics.broker_connected.set(0)
+                self._pending.clear()  # unacknowledged: the broker sends them again
+            await asyncio.sleep(backoff * (1 + random.random() / 2))
+            backoff = min(backoff * 2, 15.0)
+
+    async def _serve(self, client: aiomqtt.Client) -> None:
+        flusher = asyncio.create_task(self._flush_loop(client))
+        try:
+            async for message in client.messages:
+                self._pending.append(message)
+                self.metrics.queue_depth.set(len(self._pending))
+                if len(self._pending) >= self.settings.ingest_batch_max:
+                    self._wakeup.set()
+                if flusher.done():
+                    break
+        finally:
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+            if flusher.done() and not flusher.cancelled() and flusher.exception() is not None:
+                raise aiomqtt.MqttError(f"ingest write failed: {flusher.exception()!r}")
+
+    async def _flush_loop(self, client: aiomqtt.Client) -> None:
+        flush = self.settings.ingest_flush_ms / 1000
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), flush)
+            self._wakeup.clear()
+            if not self._pending:
+                continue
+            take = self._pending[: self.settings.ingest_batch_max]
+            del self._pending[: len(take)]
+            await asyncio.to_thread(self._store, [(m.topic.value, _payload(m)) for m in take])
+            paho = client._client
+            for m in take:
+                if m.qos:
+                    paho.ack(m.mid, m.qos)
+            self.metrics.queue_depth.set(len(self._pending))
+
+    def _store(self, messages: list[tuple[str, bytes]]) -> None:
+        """Decode and store one batch (runs in a worker thread)."""
+        started = time.perf_counter()
+        s = sort_messages(messages)
+        self.ops.write(s.states, s.events, s.acks, s.dead)
+        result = self.store.write(s.batches) if s.batches else None
+        m = self.metrics
+        m.write_latency.observe(time.perf_counter() - started)
+        for ch, n in s.channels.items():
+            m.messages_in.labels(ch).inc(n)
+        for d in s.dead:
+            m.dropped.labels(d.field).inc()
+            self.stats.dropped_by_reason[d.field] = self.stats.dropped_by_reason.get(d.field, 0) + 1
+        for pole, node, state in s.states:
+            self._online[(pole, node)] = state["status"] == "online"
+        m.connected_nodes.set(sum(self._online.values()))
+        self.stats.messages += len(messages)
+        self.stats.dead_letters += len(s.dead)
+        self.stats.batches += 1
+        if result is not None:
+            m.points_stored.inc(result.stored)
+            m.points_deduplicated.inc(result.duplicates)
+            m.batches_resent.inc(result.batches_resent)
+            self.stats.stored_points += result.stored
+            self.stats.duplicate_points += result.duplicates
+
+
+def _payload(message: aiomqtt.Message) -> bytes:
+    p: Any = message.payload
+    if isinstance(p, bytes | bytearray):
+        return bytes(p)
+    return str(p).encode()

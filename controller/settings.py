@@ -1,0 +1,72 @@
+"""Controller settings, from the environment (prefix STREETPOLE_) or a .env file.
+
+Created once in the app factory or the CLI, never at import, and checked there: a wrong setting
+stops the controller at start with a message naming it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlparse
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STREETPOLE_", env_file=".env", extra="ignore")
+
+    # MQTT
+    mqtt_url: str = "mqtt://127.0.0.1:1883"
+    mqtt_username: str | None = None
+    mqtt_password: str | None = None
+    mqtt_client_id: str = "streetpole-controller"
+    # With a group name, ingest subscribes through the MQTT 5 shared subscription
+    # $share/<group>/..., so several controller processes split the stream.
+    mqtt_shared_group: str | None = None
+    ingest_enabled: bool = True
+
+    # Time series
+    store: Literal["sqlite", "influxdb"] = "sqlite"
+    data_dir: Path = Path("var")
+    sqlite_path: Path | None = None  # default: <data_dir>/streetpole.db
+    influxdb_url: str | None = None
+    influxdb_token: str = "streetpole"
+    influxdb_org: str = "streetpole"
+    influxdb_bucket: str = "streetpole"
+
+    # Ingest
+    ingest_batch_max: int = Field(2000, ge=1, le=100_000)  # messages per transaction
+    ingest_flush_ms: int = Field(50, ge=1, le=10_000)
+    dead_letter_max: int = Field(1000, ge=10, le=1_000_000)
+
+    # Retention (days); 0 keeps forever
+    retention_raw_days: int = Field(30, ge=0)
+    retention_minute_days: int = Field(180, ge=0)
+    retention_hour_days: int = Field(0, ge=0)
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _mqtt_url(cls, v: str) -> str:
+        u = urlparse(v)
+        if u.scheme not in ("mqtt", "mqtts") or not u.hostname:
+            raise ValueError("must look like mqtt://host:port or mqtts://host:port")
+        return v
+
+    @property
+    def mqtt_host(self) -> str:
+        return urlparse(self.mqtt_url).hostname or "127.0.0.1"
+
+    @property
+    def mqtt_port(self) -> int:
+        u = urlparse(self.mqtt_url)
+        return u.port or (8883 if u.scheme == "mqtts" else 1883)
+
+    @property
+    def mqtt_tls(self) -> bool:
+        return urlparse(self.mqtt_url).scheme == "mqtts"
+
+    @property
+    def database_path(self) -> Path:
+        return self.sqlite_path or self.data_dir / "streetpole.db"

@@ -1,0 +1,95 @@
+"""The time-series store interface, the same for every backend (SQLite, InfluxDB).
+
+A stream is what one module of one node measures of one quantity: (pole, node, src, q). A
+reading is stored once per (stream, ts): a resent batch changes nothing. Backends are synchronous
+(SQLite and influxdb-client are); the ingest runs them in a worker thread.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Window = Literal["minute", "hour", "day"]
+WINDOW_SECONDS: dict[str, int] = {"minute": 60, "hour": 3600, "day": 86400}
+
+
+@dataclass(frozen=True, order=True)
+class StreamKey:
+    pole: str
+    node: str
+    src: str  # "" when the reading named no module
+    q: str
+
+
+@dataclass(frozen=True)
+class Point:
+    ts: int
+    v: float
+    dur: int | None = None
+    flags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    bucket: int  # start of the window, UTC epoch seconds
+    count: int
+    mean: float
+    min: float
+    max: float
+
+
+@dataclass
+class Batch:
+    """One decoded measurement message, as ingest hands it to a store."""
+
+    pole: str
+    node: str
+    boot: int
+    seq: int
+    readings: Sequence[dict[str, Any]]
+
+
+@dataclass
+class WriteResult:
+    points: int = 0  # points offered
+    stored: int = 0  # newly stored
+    duplicates: int = 0  # already there (a resend)
+    batches_resent: int = 0  # whole batches seen before
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+def stream_of(pole: str, node: str, reading: dict[str, Any]) -> StreamKey:
+    return StreamKey(pole, node, reading.get("src") or "", reading["q"])
+
+
+class TimeSeriesStore(ABC):
+    @abstractmethod
+    def write(self, batches: Iterable[Batch]) -> WriteResult:
+        """Store the batches' readings idempotently, durably, in one go."""
+
+    @abstractmethod
+    def streams(self) -> list[StreamKey]: ...
+
+    @abstractmethod
+    def query(
+        self, stream: StreamKey, start: int, end: int, limit: int = 10_000, offset: int = 0
+    ) -> list[Point]:
+        """Points with start <= ts < end, oldest first."""
+
+    @abstractmethod
+    def latest(self, streams: Iterable[StreamKey] | None = None) -> dict[StreamKey, Point]:
+        """The newest point of every stream (or of the given ones)."""
+
+    @abstractmethod
+    def aggregate(self, stream: StreamKey, start: int, end: int, window: Window) -> list[Aggregate]:
+        """count/mean/min/max per UTC window with start <= bucket < end, oldest first."""
+
+    def apply_retention(self, now: int) -> dict[str, int]:
+        """Roll up and delete what is past its retention; returns counts. Default: nothing."""
+        return {}
+
+    def close(self) -> None:  # noqa: B027 (optional hook)
+        pass
