@@ -1,0 +1,317 @@
+"""Simulated board: the same interface as `esp32.Esp32Board`, pure Python, with simulated devices
+attached to its buses. Runs on MicroPython and CPython. Time is simulated: `sleep_ms` advances the
+board's clock instead of waiting, so tests and the simulator drive time themselves.
+
+Usage::
+
+    from spnode.board.sim import SimBoard
+    from spnode.sim.devices import Sps30Device
+
+    board = SimBoard(bdef)                           # bdef from boarddef.load(...)
+    board.i2c("main").attach(0x69, Sps30Device())    # a device that speaks the real frames
+    board.adc("no2_we").set_mv(251.0)
+    board.advance(1000)                              # one simulated second
+"""
+
+TICKS_MASK = (1 << 30) - 1
+ENODEV = 19  # what machine.I2C raises when nothing acknowledges
+
+
+class SimI2C:
+    """I2C master. Devices implement write(data) and read(n) -> bytes (what the chip clocks out;
+    fewer bytes than asked leave the bus high, 0xFF). A device whose `nack` is true does not
+    acknowledge, like a missing or dead chip."""
+
+    def __init__(self):
+        self.devices = {}
+
+    def attach(self, addr, device):
+        self.devices[addr] = device
+        return device
+
+    def _dev(self, addr):
+        dev = self.devices.get(addr)
+        if dev is None or getattr(dev, "nack", False):
+            raise OSError(ENODEV)
+        return dev
+
+    def scan(self):
+        return sorted(a for a, d in self.devices.items() if not getattr(d, "nack", False))
+
+    def writeto(self, addr, buf, stop=True):
+        self._dev(addr).write(bytes(buf))
+        return len(buf)
+
+    def readfrom_into(self, addr, buf, stop=True):
+        data = self._dev(addr).read(len(buf))
+        n = len(data)
+        for i in range(len(buf)):
+            buf[i] = data[i] if i < n else 0xFF
+
+    def readfrom(self, addr, n, stop=True):
+        buf = bytearray(n)
+        self.readfrom_into(addr, buf)
+        return bytes(buf)
+
+    def readfrom_mem_into(self, addr, reg, buf):
+        self.writeto(addr, bytes((reg,)))
+        self.readfrom_into(addr, buf)
+
+    def readfrom_mem(self, addr, reg, n):
+        buf = bytearray(n)
+        self.readfrom_mem_into(addr, reg, buf)
+        return bytes(buf)
+
+    def writeto_mem(self, addr, reg, buf):
+        self.writeto(addr, bytes((reg,)) + bytes(buf))
+
+
+class SimUART:
+    """UART whose far end is a device with `write(data)` and `output(max_bytes)` -> bytes.
+
+    The device is asked for output once per poll: after a read finds the receive buffer empty,
+    the next read asks again. So a driver's read-until-empty loop sees one burst per call."""
+
+    def __init__(self, baud=9600):
+        self.baud = baud
+        self.device = None
+        self._rx = bytearray()
+        self._fresh = True
+
+    def attach(self, device):
+        self.device = device
+        return device
+
+    def _pull(self):
+        if self._fresh and self.device is not None and len(self._rx) < 1024:
+            self._rx.extend(self.device.output(1024 - len(self._rx)))
+        self._fresh = False
+        if not self._rx:
+            self._fresh = True
+
+    def any(self):
+        self._pull()
+        return len(self._rx)
+
+    def read(self, n=-1):
+        self._pull()
+        if not self._rx:
+            return None  # as machine.UART with timeout=0
+        if n < 0 or n > len(self._rx):
+            n = len(self._rx)
+        data = bytes(self._rx[:n])
+        self._rx = self._rx[n:]
+        return data
+
+    def readinto(self, buf, nbytes=-1):
+        data = self.read(len(buf) if nbytes < 0 else nbytes)
+        if data is None:
+            return None
+        for i in range(len(data)):
+            buf[i] = data[i]
+        return len(data)
+
+    def write(self, buf):
+        if self.device is not None:
+            self.device.write(bytes(buf))
+        return len(buf)
+
+
+class SimPin:
+    IRQ_RISING = 1
+    IRQ_FALLING = 2
+
+    def __init__(self, value=0):
+        self._v = value
+        self._handler = None
+        self._trigger = 0
+
+    def value(self, v=None):
+        if v is None:
+            return self._v
+        self.set(v)
+
+    def __call__(self, v=None):
+        return self.value(v)
+
+    def irq(self, handler=None, trigger=3):
+        self._handler = handler
+        self._trigger = trigger
+
+    def set(self, v):
+        """Drive the pin (simulated world side); fires the IRQ on a matching edge."""
+        v = 1 if v else 0
+        old, self._v = self._v, v
+        if self._handler is not None and old != v:
+            edge = self.IRQ_RISING if v else self.IRQ_FALLING
+            if self._trigger & edge:
+                self._handler(self)
+
+
+class SimPWM:
+    def __init__(self, freq=1000):
+        self._freq = freq
+        self._duty = 0
+
+    def freq(self, f=None):
+        if f is None:
+            return self._freq
+        self._freq = f
+
+    def duty_u16(self, d=None):
+        if d is None:
+            return self._duty
+        self._duty = max(0, min(65535, int(d)))
+
+    def deinit(self):
+        self._duty = 0
+
+
+class SimADC:
+    """ADC input; `set_mv` sets the voltage, or `source` (a function returning mV) follows a model,
+    e.g. the lamp current sense following the PWM duty. Clamped to the ESP32's 11 dB range."""
+
+    FULL_MV = 3100
+
+    def __init__(self):
+        self.mv = 0.0
+        self.source = None
+
+    def set_mv(self, mv):
+        self.mv = mv
+        self.source = None
+
+    def read_uv(self):
+        mv = self.source() if self.source is not None else self.mv
+        return int(max(0.0, min(self.FULL_MV, mv)) * 1000)
+
+    def read_u16(self):
+        return self.read_uv() * 65535 // (self.FULL_MV * 1000)
+
+
+class SimI2S:
+    """I2S receiver: 32-bit mono frames from an attached source with `fill(buf, n)` (ints into an
+    array('i')). Without a source the microphone is silent (all zeros), as a dead one."""
+
+    def __init__(self, rate):
+        self.rate = rate
+        self.source = None
+
+    def attach(self, source):
+        self.source = source
+        return source
+
+    def readinto(self, buf):
+        n = len(buf)
+        if self.source is None:
+            for i in range(n):
+                buf[i] = 0
+        else:
+            self.source.fill(buf, n)
+        return n * 4
+
+
+class SimWDT:
+    def __init__(self, board, timeout_ms):
+        self.board = board
+        self.timeout_ms = timeout_ms
+        self.last = board.ticks_ms()
+
+    def feed(self):
+        self.last = self.board.ticks_ms()
+
+    def expired(self):
+        return self.board.ticks_ms() - self.last > self.timeout_ms
+
+
+class SimRTC:
+    def __init__(self):
+        self._dt = (2026, 1, 1, 3, 0, 0, 0, 0)
+
+    def datetime(self, dt=None):
+        if dt is None:
+            return self._dt
+        self._dt = tuple(dt)
+
+
+class SimWLAN:
+    def __init__(self):
+        self.connected = True
+
+    def active(self, on=None):
+        return True
+
+    def isconnected(self):
+        return self.connected
+
+    def connect(self, ssid=None, key=None):
+        self.connected = True
+
+
+class SimBoard:
+    platform = "sim"
+
+    def __init__(self, bdef, now_ms=0):
+        self.bdef = bdef
+        self.now_ms = now_ms
+        self.cause = "power_on"
+        self._open = {}
+        self._wlan = None
+        self._rtc = None
+
+    def _get(self, kind, name, make):
+        key = kind + ":" + name
+        obj = self._open.get(key)
+        if obj is None:
+            section = self.bdef.get(kind, {})
+            if name not in section:
+                raise KeyError("board has no %s named %r" % (kind, name))
+            obj = make(section[name])
+            self._open[key] = obj
+        return obj
+
+    def i2c(self, name):
+        return self._get("i2c", name, lambda c: SimI2C())
+
+    def uart(self, name):
+        return self._get("uart", name, lambda c: SimUART(c.get("baud", 9600)))
+
+    def i2s(self, name):
+        return self._get("i2s", name, lambda c: SimI2S(c["rate"]))
+
+    def pin(self, name):
+        return self._get("pins", name, lambda c: SimPin(c.get("init", 0)))
+
+    def pwm(self, name):
+        return self._get("pwm", name, lambda c: SimPWM(c.get("freq", 1000)))
+
+    def adc(self, name):
+        return self._get("adc", name, lambda c: SimADC())
+
+    def wdt(self, timeout_ms):
+        return SimWDT(self, timeout_ms)
+
+    def rtc(self):
+        if self._rtc is None:
+            self._rtc = SimRTC()
+        return self._rtc
+
+    def wlan(self):
+        if self._wlan is None:
+            self._wlan = SimWLAN()
+        return self._wlan
+
+    def reset_cause(self):
+        return self.cause
+
+    def unique_id(self):
+        return b"\x00sim\x00\x01"
+
+    def ticks_ms(self):
+        return self.now_ms & TICKS_MASK
+
+    def sleep_ms(self, ms):
+        self.now_ms += ms
+
+    def advance(self, ms):
+        self.now_ms += ms
