@@ -1,0 +1,160 @@
+"""One contract for every time-series backend: SQLite always; InfluxDB when
+STREETPOLE_INFLUXDB_URL names a real InfluxDB 2 (CI has none; see test_influx_write_path)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from controller.store.base import Batch, StreamKey, TimeSeriesStore
+from controller.store.sqlite import SqliteStore
+
+T0 = 1795564800  # 2026-11-25T00:00:00Z, a day boundary
+AIR = StreamKey("p1", "n1", "air", "pm25")
+
+
+def batch(seq: int, readings: list[tuple[int, str, float]], pole: str = "p1") -> Batch:
+    return Batch(
+        pole, "n1", 1, seq, [{"ts": ts, "q": q, "v": v, "src": "air"} for ts, q, v in readings]
+    )
+
+
+def make_sqlite(tmp: Path) -> TimeSeriesStore:
+    return SqliteStore(tmp / "ts.db", retention_raw_days=30)
+
+
+def make_influx(tmp: Path) -> TimeSeriesStore:
+    from controller.store.influx import InfluxStore
+
+    url = os.environ["STREETPOLE_INFLUXDB_URL"]
+    bucket = os.environ.get("STREETPOLE_INFLUXDB_BUCKET", "streetpole-test")
+    return InfluxStore(
+        url,
+        os.environ.get("STREETPOLE_INFLUXDB_TOKEN", ""),
+        os.environ.get("STREETPOLE_INFLUXDB_ORG", "streetpole"),
+        bucket,
+    )
+
+
+BACKENDS = [pytest.param(make_sqlite, id="sqlite")]
+BACKENDS.append(
+    pytest.param(
+        make_influx,
+        id="influxdb",
+        marks=pytest.mark.skipif(
+            "STREETPOLE_INFLUXDB_URL" not in os.environ,
+            reason="needs a real InfluxDB 2: set STREETPOLE_INFLUXDB_URL (CI checks the write path "
+            "against VictoriaMetrics only)",
+        ),
+    )
+)
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TimeSeriesStore]:
+    s = request.param(tmp_path)
+    yield s
+    s.close()
+
+
+def test_write_is_idempotent(store: TimeSeriesStore) -> None:
+    b = batch(1, [(T0 + 60, "pm25", 10.0), (T0 + 60, "pm10", 20.0)])
+    first = store.write([b])
+    assert (first.points, first.stored) == (2, 2)
+    again = store.write([b])
+    assert again.points == 2
+    assert len(store.query(AIR, T0, T0 + 3600)) == 1
+
+
+def test_query_range_order_and_paging(store: TimeSeriesStore) -> None:
+    store.write([batch(i, [(T0 + 60 * i, "pm25", float(i))]) for i in range(10)])
+    pts = store.query(AIR, T0 + 120, T0 + 480)
+    assert [p.v for p in pts] == [2.0, 3.0, 4.0, 5.0, 6.0, 7.0]
+    assert [p.v for p in store.query(AIR, T0, T0 + 3600, limit=3, offset=4)] == [4.0, 5.0, 6.0]
+    assert store.query(StreamKey("p1", "n1", "air", "no2"), T0, T0 + 3600) == []
+
+
+def test_latest_per_stream(store: TimeSeriesStore) -> None:
+    store.write([batch(1, [(T0 + 60, "pm25", 1.0), (T0 + 60, "pm10", 5.0)])])
+    store.write([batch(2, [(T0 + 120, "pm25", 2.0)])])
+    store.write([batch(3, [(T0 + 30, "pm25", 9.0)])])  # a late backlog reading is not "latest"
+    latest = store.latest()
+    assert latest[AIR].ts == T0 + 120 and latest[AIR].v == 2.0
+    assert latest[StreamKey("p1", "n1", "air", "pm10")].v == 5.0
+
+
+def test_aggregates_per_minute_hour_day(store: TimeSeriesStore) -> None:
+    readings = [(T0 + 20 * i, "pm25", float(i % 7)) for i in range(3 * 180)]  # 3 hours, every 20 s
+    store.write([batch(i, readings[i : i + 50]) for i in range(0, len(readings), 50)])
+    minutes = store.aggregate(AIR, T0, T0 + 3 * 3600, "minute")
+    assert len(minutes) == 180 and all(a.count == 3 for a in minutes)
+    hours = store.aggregate(AIR, T0, T0 + 3 * 3600, "hour")
+    assert [a.bucket for a in hours] == [T0, T0 + 3600, T0 + 7200]
+    assert [a.count for a in hours] == [180, 180, 180]
+    values = [v for _, _, v in readings[:180]]
+    assert hours[0].mean == pytest.approx(sum(values) / 180)
+    assert (hours[0].min, hours[0].max) == (0.0, 6.0)
+    (day,) = store.aggregate(AIR, T0, T0 + 86400, "day")
+    assert (day.bucket, day.count) == (T0, 540)
+
+
+def test_sqlite_retention_rolls_up_before_deleting(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "ts.db", retention_raw_days=1, retention_minute_days=0)
+    readings = [(T0 + 30 * i, "pm25", float(i % 5)) for i in range(240)]  # 2 hours
+    store.write([batch(i, readings[i : i + 40]) for i in range(0, 240, 40)])
+    before = store.aggregate(AIR, T0, T0 + 86400, "hour")
+    counts = store.apply_retention(now=T0 + 3 * 86400)
+    assert counts["raw_deleted"] == 240
+    assert store.query(AIR, T0, T0 + 86400) == []
+    after = store.aggregate(AIR, T0, T0 + 86400, "hour")
+    assert after == before  # same answers from the rollups
+    assert len(store.aggregate(AIR, T0, T0 + 86400, "minute")) == 120
+    # a late reading for a rolled-up hour is added once, never double counted
+    store.write([batch(99, [(T0 + 15, "pm25", 100.0)])])
+    store.apply_retention(now=T0 + 3 * 86400)
+    store.apply_retention(now=T0 + 3 * 86400)
+    first = store.aggregate(AIR, T0, T0 + 3600, "hour")[0]
+    assert (first.count, first.max) == (121, 100.0)
+    store.close()
+
+
+quantities = st.sampled_from(["pm25", "pm10", "LAeq", "temperature"])
+readings_st = st.lists(
+    st.tuples(st.integers(T0, T0 + 7200), quantities, st.floats(-1e6, 1e6, allow_nan=False)),
+    min_size=1,
+    max_size=60,
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(groups=st.lists(readings_st, min_size=1, max_size=5))
+def test_sqlite_never_loses_or_doubles_a_point(
+    tmp_path_factory: pytest.TempPathFactory, groups: list[list[tuple[int, str, float]]]
+) -> None:
+    store = SqliteStore(tmp_path_factory.mktemp("prop") / "ts.db")
+    expected: dict[tuple[str, int], float] = {}
+    batches = []
+    for seq, group in enumerate(groups):
+        unique: dict[tuple[str, int], tuple[int, str, float]] = {}
+        for ts, q, v in group:
+            unique.setdefault((q, ts), (ts, q, v))
+        for (q, ts), (_, _, v) in unique.items():
+            expected.setdefault((q, ts), v)  # the first stored wins
+        batches.append(batch(seq, list(unique.values())))
+    for b in batches:
+        store.write([b])
+    result = store.write(batches)  # everything again: all duplicates
+    assert result.stored == 0 and result.duplicates == result.points
+    got = {}
+    for key in store.streams():
+        for p in store.query(key, 0, 2**40):
+            got[(key.q, p.ts)] = p.v
+    assert got == expected
+    store.close()
