@@ -9,6 +9,11 @@ import typer
 app = typer.Typer(help="Streetpole controller", no_args_is_help=True)
 
 
+@app.callback()
+def _root() -> None:
+    """Streetpole controller: `serve`, and the operator commands."""
+
+
 @app.command()
 def serve(
     host: str = typer.Option("127.0.0.1", help="address to listen on"),

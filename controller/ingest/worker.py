@@ -117,21 +117,28 @@ class IngestWorker:
             backoff = min(backoff * 2, 15.0)
 
     async def _serve(self, client: aiomqtt.Client) -> None:
+        """Receive into the pending list while the flush loop stores and acknowledges; a failed
+        write ends the connection, so the broker sends the unacknowledged messages again."""
+        reader = asyncio.create_task(self._receive(client))
         flusher = asyncio.create_task(self._flush_loop(client))
         try:
-            async for message in client.messages:
-                self._pending.append(message)
-                self.metrics.queue_depth.set(len(self._pending))
-                if len(self._pending) >= self.settings.ingest_batch_max:
-                    self._wakeup.set()
-                if flusher.done():
-                    break
+            done, _ = await asyncio.wait({reader, flusher}, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                error = task.exception()
+                if error is not None:
+                    raise aiomqtt.MqttError(f"ingest stopped: {error!r}") from error
         finally:
-            flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await flusher
-            if flusher.done() and not flusher.cancelled() and flusher.exception() is not None:
-                raise aiomqtt.MqttError(f"ingest write failed: {flusher.exception()!r}")
+            for task in (reader, flusher):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    async def _receive(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            self._pending.append(message)
+            self.metrics.queue_depth.set(len(self._pending))
+            if len(self._pending) >= self.settings.ingest_batch_max:
+                self._wakeup.set()
 
     async def _flush_loop(self, client: aiomqtt.Client) -> None:
         flush = self.settings.ingest_flush_ms / 1000

@@ -1,0 +1,275 @@
+"""Ingest against a real mosquitto: exactly once, dead letters, restarts, SIGKILL, shared
+subscriptions, and that acknowledgement waits for the commit."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from controller.broker import Broker, BrokerConfig, free_port
+from controller.ingest.worker import IngestWorker
+from controller.metrics import Metrics
+from controller.settings import Settings
+from controller.store.base import Batch, WriteResult
+from controller.store.ops import OpsStore
+from controller.store.sqlite import SqliteStore
+from protocols import codec, topics
+from tests.harness.controller_proc import ControllerProcess
+from tests.ingest_helpers import QUANTITIES, meas, meas_topic, publish_all
+
+
+def settings_for(broker: Broker, tmp: Path, **kw: object) -> Settings:
+    return Settings(mqtt_url=broker.url, data_dir=tmp, **kw)  # type: ignore[arg-type]
+
+
+def count_points(db: Path) -> tuple[int, int]:
+    conn = sqlite3.connect(db)
+    try:
+        points = conn.execute("SELECT count(*) FROM readings").fetchone()[0]
+        batches = conn.execute("SELECT count(*) FROM batches").fetchone()[0]
+        return points, batches
+    finally:
+        conn.close()
+
+
+async def until(cond: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        await asyncio.sleep(0.05)
+
+
+class Harness:
+    """An in-process ingest worker with its own stores."""
+
+    def __init__(self, settings: Settings, store: SqliteStore | None = None) -> None:
+        self.settings = settings
+        self.store = store or SqliteStore(settings.database_path)
+        self.ops = OpsStore(settings.data_dir / "ops.db", settings.dead_letter_max)
+        self.worker = IngestWorker(settings, self.store, self.ops, Metrics())
+
+
+def test_one_malformed_among_ten_thousand(broker: Broker, tmp_path: Path) -> None:
+    h = Harness(settings_for(broker, tmp_path))
+    good = [(meas_topic(f"p{i % 100}"), meas(i)) for i in range(10_000)]
+    bad = (
+        meas_topic("p7"),
+        b'{"boot":1,"seq":5,"readings":[{"ts":1795564800,"q":"pm25","v":"x"}]}',
+    )
+    messages = [*good[:5000], bad, *good[5000:]]
+
+    async def main() -> None:
+        task = asyncio.create_task(h.worker.run())
+        await asyncio.wait_for(h.worker.connected.wait(), 10)
+        await asyncio.to_thread(publish_all, broker, messages)
+        await until(lambda: h.worker.stats.messages >= len(messages))
+        task.cancel()
+
+    asyncio.run(main())
+    assert count_points(h.settings.database_path) == (100_000, 10_000)
+    assert h.worker.stats.dead_letters == 1
+    assert h.worker.stats.dropped_by_reason == {"readings[0].v": 1}
+    (dead,) = h.ops.dead_letters()
+    assert dead["field"] == "readings[0].v" and dead["topic"] == bad[0]
+    assert "number" in dead["reason"]
+
+
+def test_resends_are_stored_once_and_state_events_acks_kept(broker: Broker, tmp_path: Path) -> None:
+    h = Harness(settings_for(broker, tmp_path))
+    pole = "p1"
+    state = codec.encode(
+        topics.STATE,
+        {
+            "status": "online",
+            "ts": 1795564800,
+            "fw": "0.1.0",
+            "boot": 1,
+            "uptime_s": 5,
+            "heap_free": 50000,
+            "reset_cause": "power_on",
+            "level": 0.4,
+        },
+    )
+    event = codec.encode(
+        topics.EVENT,
+        {
+            "boot": 1,
+            "seq": 1,
+            "ts": 1795564800,
+            "kind": "alarm",
+            "code": "lampFailure",
+            "active": True,
+        },
+    )
+    ack = codec.encode(
+        topics.ACK, {"id": "c-1", "kind": "cmd", "ts": 1795564800, "status": "applied"}
+    )
+    msgs = [(meas_topic(pole), meas(i)) for i in range(50)]
+    msgs += msgs[:20]  # resent batches
+    msgs += [
+        (str(topics.Topic(pole, "n1", ch)), p)
+        for ch, p in (
+            (topics.STATE, state),
+            (topics.EVENT, event),
+            (topics.EVENT, event),
+            (topics.ACK, ack),
+        )
+    ]
+
+    async def main() -> None:
+        task = asyncio.create_task(h.worker.run())
+        await asyncio.wait_for(h.worker.connected.wait(), 10)
+        await asyncio.to_thread(publish_all, broker, msgs)
+        await until(lambda: h.worker.stats.messages >= len(msgs))
+        task.cancel()
+
+    asyncio.run(main())
+    assert count_points(h.settings.database_path) == (500, 50)
+    assert h.worker.stats.duplicate_points == 200
+    (node,) = h.ops.node_states()
+    assert (node["pole"], node["status"], node["fw"], node["level"]) == (
+        pole,
+        "online",
+        "0.1.0",
+        0.4,
+    )
+    assert len(h.ops.events()) == 1 and h.ops.events()[0]["code"] == "lampFailure"
+    assert h.ops.acks()[0]["status"] == "applied"
+
+
+def test_broker_restart_ingest_resumes(tmp_path: Path) -> None:
+    broker = Broker(tmp_path / "b", BrokerConfig(port=free_port(), persistence_dir=tmp_path / "b"))
+    broker.start()
+    h = Harness(settings_for(broker, tmp_path))
+
+    async def main() -> None:
+        task = asyncio.create_task(h.worker.run())
+        await asyncio.wait_for(h.worker.connected.wait(), 10)
+        await asyncio.to_thread(
+            publish_all, broker, [(meas_topic("p1"), meas(i)) for i in range(100)]
+        )
+        await until(lambda: h.worker.stats.messages >= 100)
+        await asyncio.to_thread(broker.restart)
+        await until(lambda: h.worker.stats.connects >= 2, 30)
+        await asyncio.to_thread(
+            publish_all, broker, [(meas_topic("p1"), meas(i)) for i in range(100, 200)]
+        )
+        await until(lambda: count_points(h.settings.database_path)[1] >= 200, 30)
+        task.cancel()
+
+    try:
+        asyncio.run(main())
+    finally:
+        broker.stop()
+    assert count_points(h.settings.database_path) == (2000, 200)
+
+
+class FailingStore(SqliteStore):
+    """Fails its first write after commit-time, like a disk error, then works."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.failures = 1
+
+    def write(self, batches: list[Batch]) -> WriteResult:  # type: ignore[override]
+        if self.failures:
+            self.failures -= 1
+            raise OSError("disk I/O error (injected)")
+        return super().write(batches)
+
+
+def test_nothing_is_acknowledged_before_it_is_stored(broker: Broker, tmp_path: Path) -> None:
+    """A failed write is not acknowledged: the broker sends the messages again and they are
+    stored. (Checks that aiomqtt still lets us switch paho's manual acknowledgement on.)"""
+    settings = settings_for(broker, tmp_path)
+    h = Harness(settings, FailingStore(settings.database_path))
+
+    async def main() -> None:
+        task = asyncio.create_task(h.worker.run())
+        await asyncio.wait_for(h.worker.connected.wait(), 10)
+        await asyncio.to_thread(
+            publish_all, broker, [(meas_topic("p1"), meas(i)) for i in range(300)]
+        )
+        await until(lambda: count_points(settings.database_path)[1] >= 300, 30)
+        task.cancel()
+
+    asyncio.run(main())
+    assert h.store.failures == 0  # the injected failure happened
+    assert h.worker.stats.connects >= 2  # and the worker reconnected to get the messages again
+    assert count_points(settings.database_path) == (3000, 300)
+
+
+def test_two_workers_share_the_stream_exactly_once(broker: Broker, tmp_path: Path) -> None:
+    """MQTT 5 shared subscription ($share/ingest/...) through mosquitto: each message goes to one
+    of the workers, none to both, none lost."""
+    workers = [
+        Harness(
+            Settings(
+                mqtt_url=broker.url,
+                data_dir=tmp_path / f"w{i}",
+                mqtt_client_id=f"ingest-{i}",
+                mqtt_shared_group="ingest",
+            )
+        )
+        for i in range(2)
+    ]
+
+    async def main() -> None:
+        tasks = [asyncio.create_task(w.worker.run()) for w in workers]
+        for w in workers:
+            await asyncio.wait_for(w.worker.connected.wait(), 10)
+        await asyncio.to_thread(
+            publish_all, broker, [(meas_topic(f"p{i % 20}"), meas(i)) for i in range(2000)]
+        )
+        await until(lambda: sum(w.worker.stats.messages for w in workers) >= 2000)
+        await asyncio.sleep(0.3)
+        for t in tasks:
+            t.cancel()
+
+    asyncio.run(main())
+    seen = []
+    for w in workers:
+        conn = sqlite3.connect(w.settings.database_path)
+        seen.append({tuple(r) for r in conn.execute("SELECT pole, boot, seq FROM batches")})
+        conn.close()
+    assert all(len(s) > 200 for s in seen), "both workers take a share"
+    assert not seen[0] & seen[1]
+    assert len(seen[0] | seen[1]) == 2000
+
+
+@pytest.mark.slow
+def test_sigkill_mid_ingest_loses_nothing_and_doubles_nothing(
+    broker: Broker, tmp_path: Path
+) -> None:
+    ctl = ControllerProcess(tmp_path / "ctl", {"STREETPOLE_MQTT_URL": broker.url})
+    ctl.start()
+    total = 6000
+    messages = [(meas_topic(f"p{i % 60}"), meas(i)) for i in range(total)]
+    done = threading.Event()
+
+    def publish() -> None:
+        publish_all(broker, messages)  # returns when the broker acknowledged every message
+        done.set()
+
+    threading.Thread(target=publish, daemon=True).start()
+    db = tmp_path / "ctl" / "streetpole.db"
+    deadline = time.monotonic() + 60
+    while (not db.exists() or count_points(db)[1] < total // 4) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    stored_before = count_points(db)[1]
+    ctl.kill()
+    assert 0 < stored_before < total, "the kill should land mid-ingest"
+    assert done.wait(60)
+    ctl.start()
+    deadline = time.monotonic() + 60
+    while count_points(db)[1] < total and time.monotonic() < deadline:
+        time.sleep(0.1)
+    ctl.stop()
+    assert count_points(db) == (total * len(QUANTITIES), total)
