@@ -66,8 +66,7 @@ mpy: venv
 	$(PY) -m tests.harness.mpy build/mpy
 
 run: deps
-	@echo "Only the broker exists so far: the controller and the simulated street come with later issues."
-	$(PY) -m controller.broker --port $${MQTT_PORT:-1883} --dir var/broker
+	$(PY) -m controller.devstack
 
 clean:
 	rm -rf build var .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 import paho.mqtt.client as paho
 
 from controller.broker import Broker
 from protocols import codec, topics
 
-T0 = 1795564800
+T0 = (int(time.time()) // 86400 - 1) * 86400  # yesterday 00:00 UTC
 QUANTITIES = (
     "pm25",
     "pm10",

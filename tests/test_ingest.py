@@ -21,7 +21,7 @@ from controller.store.ops import OpsStore
 from controller.store.sqlite import SqliteStore
 from protocols import codec, topics
 from tests.harness.controller_proc import ControllerProcess
-from tests.ingest_helpers import QUANTITIES, meas, meas_topic, publish_all
+from tests.ingest_helpers import QUANTITIES, T0, meas, meas_topic, publish_all
 
 
 def settings_for(broker: Broker, tmp: Path, **kw: object) -> Settings:
@@ -61,7 +61,7 @@ def test_one_malformed_among_ten_thousand(broker: Broker, tmp_path: Path) -> Non
     good = [(meas_topic(f"p{i % 100}"), meas(i)) for i in range(10_000)]
     bad = (
         meas_topic("p7"),
-        b'{"boot":1,"seq":5,"readings":[{"ts":1795564800,"q":"pm25","v":"x"}]}',
+        b'{"boot":1,"seq":5,"readings":[{"ts":%d,"q":"pm25","v":"x"}]}' % T0,
     )
     messages = [*good[:5000], bad, *good[5000:]]
 
@@ -88,7 +88,7 @@ def test_resends_are_stored_once_and_state_events_acks_kept(broker: Broker, tmp_
         topics.STATE,
         {
             "status": "online",
-            "ts": 1795564800,
+            "ts": T0,
             "fw": "0.1.0",
             "boot": 1,
             "uptime_s": 5,
@@ -102,15 +102,13 @@ def test_resends_are_stored_once_and_state_events_acks_kept(broker: Broker, tmp_
         {
             "boot": 1,
             "seq": 1,
-            "ts": 1795564800,
+            "ts": T0,
             "kind": "alarm",
             "code": "lampFailure",
             "active": True,
         },
     )
-    ack = codec.encode(
-        topics.ACK, {"id": "c-1", "kind": "cmd", "ts": 1795564800, "status": "applied"}
-    )
+    ack = codec.encode(topics.ACK, {"id": "c-1", "kind": "cmd", "ts": T0, "status": "applied"})
     msgs = [(meas_topic(pole), meas(i)) for i in range(50)]
     msgs += msgs[:20]  # resent batches
     msgs += [

@@ -4,6 +4,7 @@ STREETPOLE_INFLUXDB_URL names a real InfluxDB 2 (CI has none; see test_influx_wr
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 from controller.store.base import Batch, StreamKey, TimeSeriesStore
 from controller.store.sqlite import SqliteStore
 
-T0 = 1795564800  # 2026-11-25T00:00:00Z, a day boundary
+T0 = (int(time.time()) // 86400 - 1) * 86400  # yesterday 00:00 UTC: inside raw retention
 AIR = StreamKey("p1", "n1", "air", "pm25")
 
 
@@ -104,22 +105,23 @@ def test_aggregates_per_minute_hour_day(store: TimeSeriesStore) -> None:
 
 
 def test_sqlite_retention_rolls_up_before_deleting(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "ts.db", retention_raw_days=1, retention_minute_days=0)
+    store = SqliteStore(tmp_path / "ts.db", retention_raw_days=2, retention_minute_days=0)
     readings = [(T0 + 30 * i, "pm25", float(i % 5)) for i in range(240)]  # 2 hours
     store.write([batch(i, readings[i : i + 40]) for i in range(0, 240, 40)])
     before = store.aggregate(AIR, T0, T0 + 86400, "hour")
-    counts = store.apply_retention(now=T0 + 3 * 86400)
+    counts = store.apply_retention(now=T0 + 4 * 86400)
     assert counts["raw_deleted"] == 240
     assert store.query(AIR, T0, T0 + 86400) == []
     after = store.aggregate(AIR, T0, T0 + 86400, "hour")
     assert after == before  # same answers from the rollups
     assert len(store.aggregate(AIR, T0, T0 + 86400, "minute")) == 120
-    # a late reading for a rolled-up hour is added once, never double counted
-    store.write([batch(99, [(T0 + 15, "pm25", 100.0)])])
-    store.apply_retention(now=T0 + 3 * 86400)
-    store.apply_retention(now=T0 + 3 * 86400)
+    # a reading older than raw retention (perhaps a resend of one rolled up) is refused and
+    # counted, never rolled up twice
+    result = store.write([batch(99, [(T0 - 3 * 86400, "pm25", 100.0)])])
+    assert result.extra == {"too_old": 1} and result.stored == 0
+    store.apply_retention(now=T0 + 4 * 86400)
     first = store.aggregate(AIR, T0, T0 + 3600, "hour")[0]
-    assert (first.count, first.max) == (121, 100.0)
+    assert (first.count, first.max) == (120, 4.0)
     store.close()
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -62,6 +63,7 @@ CREATE TABLE IF NOT EXISTS rollup_hour (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS batches (
     pole TEXT NOT NULL, node TEXT NOT NULL, boot INTEGER NOT NULL, seq INTEGER NOT NULL,
+    received INTEGER NOT NULL,
     PRIMARY KEY (pole, node, boot, seq)
 ) WITHOUT ROWID;
 """
@@ -136,9 +138,17 @@ class SqliteStore(TimeSeriesStore):
                 rows = []
                 batch_keys = []
                 ids = self._ids
+                now = int(time.time())
+                # A reading older than raw retention would be rolled up a second time if it
+                # were a resend of one already rolled up: refuse it (counted as too_old).
+                oldest = now - self.retention[0] * 86400 if self.retention[0] else 0
+                too_old = 0
                 for b in batches:
-                    batch_keys.append((b.pole, b.node, b.boot, b.seq))
+                    batch_keys.append((b.pole, b.node, b.boot, b.seq, now))
                     for r in b.readings:
+                        if r["ts"] < oldest:
+                            too_old += 1
+                            continue
                         key = StreamKey(b.pole, b.node, r.get("src") or "", r["q"])
                         sid = ids.get(key)
                         if sid is None:
@@ -152,7 +162,8 @@ class SqliteStore(TimeSeriesStore):
                             (sid, r["ts"], r["v"], r.get("dur"), ",".join(flags) if flags else None)
                         )
                 cur = db.executemany(
-                    "INSERT OR IGNORE INTO batches (pole, node, boot, seq) VALUES (?, ?, ?, ?)",
+                    "INSERT OR IGNORE INTO batches (pole, node, boot, seq, received)"
+                    " VALUES (?, ?, ?, ?, ?)",
                     batch_keys,
                 )
                 result.batches_resent = len(batch_keys) - cur.rowcount
@@ -169,9 +180,11 @@ class SqliteStore(TimeSeriesStore):
                     for i, p, n, s, q in db.execute("SELECT id, pole, node, src, q FROM streams")
                 }
                 raise
-        result.points = len(rows)
+        result.points = len(rows) + too_old
         result.stored = cur.rowcount
-        result.duplicates = result.points - result.stored
+        result.duplicates = len(rows) - result.stored
+        if too_old:
+            result.extra["too_old"] = too_old
         return result
 
     # ---- queries --------------------------------------------------------------------------
@@ -246,6 +259,7 @@ class SqliteStore(TimeSeriesStore):
                     counts["raw_deleted"] = db.execute(
                         "DELETE FROM readings WHERE ts < ?", (cutoff,)
                     ).rowcount
+                    db.execute("DELETE FROM batches WHERE received < ?", (cutoff,))
                 if minute_days:
                     counts["minute_deleted"] = db.execute(
                         "DELETE FROM rollup_minute WHERE bucket < ?", (now - minute_days * 86400,)
