@@ -72,3 +72,9 @@ clean:
 	rm -rf build var .pytest_cache .mypy_cache .ruff_cache .hypothesis
 	find . -name __pycache__ -prune -exec rm -rf {} +
 	rm -rf $(VENV)
+
+.PHONY: bench bench-ingest
+bench: bench-ingest
+
+bench-ingest: deps
+	$(PY) -m tests.bench.bench_ingest

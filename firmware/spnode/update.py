@@ -1,0 +1,407 @@
+"""Firmware update: authenticate, download, verify, stage, swap at boot, confirm or roll back.
+
+The controller signs each update command with the node's own key (set at provisioning, in the
+local config as ``update_key``)::
+
+    sig = HMAC-SHA256(key, "streetpole-fw-v1\\n<version>\\n<size>\\n<sha256>\\n<url>")  # hex
+
+so a spoofed command (from anyone who can publish to the broker) cannot reflash the node, and a
+signature for one node is worthless on another. ``sha256`` and ``size`` then bind the bytes.
+
+The payload is a tiny archive of the application's files (the .mpy tree), ``SPA1``::
+
+    b"SPA1" then per file: path length (1 byte, 1..255), path (UTF-8, relative, "/"-separated),
+    data length (4 bytes, big endian), data; then one 0 byte; nothing after it.
+
+Why not tar: 512-byte headers and padding per file (about 30 small .mpy files would grow by
+~30 KB), octal text fields, and several dialects for long names; this format parses as a stream
+in a dozen lines and any controller can write it (``pack``).
+
+Flash layout under ``root``: ``app/`` is the running application, ``app.new/`` the staging dir,
+``app.old/`` the previous app kept for rollback, ``update.json`` the state. ``boot()`` runs first
+thing in boot.py, before the application is imported::
+
+    up = Updater("/")
+    mode = up.boot()      # "normal", "trial" (new version on probation), "rolled_back", "safe"
+    ...
+    up.confirm()          # once the node reported healthy (MQTT round trip, state published)
+
+A staged update is swapped in at the next boot and runs on probation: each boot counts, and if it
+is not confirmed within ``max_trial_boots`` boots (or within ``trial_s`` seconds, which the main
+program checks with ``trial_expired`` and answers with a reboot) the old app is put back. Every
+boot also counts as failed until ``healthy()`` (or ``confirm()``) says otherwise; after
+``max_failed_boots`` in a row the node boots in safe mode (the main program then runs only what it
+needs to keep the light on and take a new update). The swap and the rollback are ordered renames
+and can be repeated, so a power cut at any point leaves something bootable.
+"""
+
+import hashlib
+import json
+import os
+from binascii import hexlify
+
+MAGIC = b"SPA1"
+DOMAIN = "streetpole-fw-v1"
+_PATH_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-"
+
+
+class UpdateError(Exception):
+    """An update refused or failed; ``str()`` is the ack's reason ("field: what")."""
+
+
+# ---- authentication ---------------------------------------------------------------------
+def hmac_sha256(key, msg):
+    """RFC 2104 HMAC with SHA-256 (MicroPython has hashlib.sha256 but no hmac module)."""
+    if len(key) > 64:
+        key = hashlib.sha256(key).digest()
+    key = key + bytes(64 - len(key))
+    inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+    inner.update(msg)
+    outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+    outer.update(inner.digest())
+    return outer.digest()
+
+
+def compare_digest(a, b):
+    """Equality in time independent of where the inputs differ."""
+    if len(a) != len(b):
+        return False
+    diff = 0
+    for i in range(len(a)):
+        diff |= a[i] ^ b[i]
+    return diff == 0
+
+
+def manifest(cmd):
+    """The canonical string the signature covers, as bytes."""
+    return (
+        "%s\n%s\n%d\n%s\n%s" % (DOMAIN, cmd["version"], cmd["size"], cmd["sha256"], cmd["url"])
+    ).encode()
+
+
+def sign(cmd, key):
+    """Hex signature of an update command (what the controller puts in ``sig``)."""
+    return hexlify(hmac_sha256(key, manifest(cmd))).decode()
+
+
+def verify_command(cmd, key):
+    """Raise UpdateError unless ``sig`` is the HMAC of the manifest under this node's key."""
+    if not key:
+        raise UpdateError("sig: no update key provisioned on this node")
+    if not compare_digest(sign(cmd, key).encode(), str(cmd.get("sig", "")).encode()):
+        raise UpdateError("sig: signature does not match")
+
+
+# ---- archive ----------------------------------------------------------------------------
+def pack(files):
+    """SPA1 archive bytes of [(path, data), ...] (for the controller and the tests)."""
+    out = [MAGIC]
+    for path, data in files:
+        p = path.encode()
+        out.append(bytes([len(p)]) + p + len(data).to_bytes(4, "big"))
+        out.append(bytes(data))
+    out.append(b"\x00")
+    return b"".join(out)
+
+
+def _check_path(path):
+    parts = path.split("/")
+    if len(parts) > 6:
+        raise UpdateError("archive: path too deep: %r" % path)
+    for part in parts:
+        if part in ("", ".", ".."):
+            raise UpdateError("archive: bad path %r" % path)
+        for ch in part:
+            if ch not in _PATH_CHARS:
+                raise UpdateError("archive: bad character in %r" % path)
+    return parts
+
+
+def _mkdirs(base, parts):
+    d = base
+    for part in parts[:-1]:
+        d = d + "/" + part
+        if not _exists(d):
+            os.mkdir(d)
+
+
+class Unpacker:
+    """Streams an SPA1 archive into a directory, chunk by chunk, never holding a whole file."""
+
+    def __init__(self, dest):
+        self.dest = dest
+        self.files = 0
+        self.done = False
+        self._buf = b""
+        self._need_magic = True
+        self._left = 0  # data bytes still to write into _f
+        self._f = None
+
+    def feed(self, chunk):
+        buf = self._buf + bytes(chunk) if self._buf else bytes(chunk)
+        pos = 0
+        n = len(buf)
+        while pos < n:
+            if self.done:
+                raise UpdateError("archive: data after the end marker")
+            if self._f is not None:
+                take = min(self._left, n - pos)
+                self._f.write(buf[pos : pos + take])
+                pos += take
+                self._left -= take
+                if self._left == 0:
+                    self._f.close()
+                    self._f = None
+                continue
+            if self._need_magic:
+                if n - pos < 4:
+                    break
+                if buf[pos : pos + 4] != MAGIC:
+                    raise UpdateError("archive: not an SPA1 archive")
+                pos += 4
+                self._need_magic = False
+                continue
+            plen = buf[pos]
+            if plen == 0:
+                self.done = True
+                pos += 1
+                continue
+            if n - pos < 1 + plen + 4:
+                break
+            try:
+                path = buf[pos + 1 : pos + 1 + plen].decode()
+            except UnicodeError:
+                raise UpdateError("archive: path not UTF-8") from None
+            parts = _check_path(path)
+            self._left = int.from_bytes(buf[pos + 1 + plen : pos + 5 + plen], "big")
+            pos += 5 + plen
+            _mkdirs(self.dest, parts)
+            self._f = open(self.dest + "/" + path, "wb")
+            self.files += 1
+            if self._left == 0:
+                self._f.close()
+                self._f = None
+        self._buf = buf[pos:]
+
+    def close(self):
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+        if not self.done or self._buf:
+            raise UpdateError("archive: truncated")
+
+
+# ---- files ------------------------------------------------------------------------------
+def _exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+def _is_dir(path):
+    return os.stat(path)[0] & 0x4000 != 0
+
+
+def rmtree(path):
+    if not _exists(path):
+        return
+    if not _is_dir(path):
+        os.remove(path)
+        return
+    for name in os.listdir(path):
+        rmtree(path + "/" + name)
+    os.rmdir(path)
+
+
+def _write_atomic(path, data):
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    try:
+        os.rename(tmp, path)
+    except OSError:  # FAT does not rename over an existing file
+        os.remove(path)
+        os.rename(tmp, path)
+
+
+# ---- the updater ------------------------------------------------------------------------
+class Updater:
+    def __init__(
+        self,
+        root,
+        version="0",
+        app="app",
+        max_trial_boots=3,
+        max_failed_boots=5,
+        trial_s=600,
+    ):
+        root = root.rstrip("/")
+        self.app = root + "/" + app
+        self.new = self.app + ".new"
+        self.old = self.app + ".old"
+        self.state_path = root + "/update.json"
+        self.max_trial_boots = max_trial_boots
+        self.max_failed_boots = max_failed_boots
+        self.trial_s = trial_s
+        self.default_version = version
+        self.st = None
+
+    # state
+    def state(self):
+        if self.st is None:
+            st = None
+            for p in (self.state_path, self.state_path + ".tmp"):
+                try:
+                    with open(p) as f:
+                        st = json.loads(f.read())
+                    break
+                except (OSError, ValueError):
+                    continue
+            if not isinstance(st, dict):
+                st = {}
+            st.setdefault("state", "idle")  # idle | staged | trial
+            st.setdefault("version", self.default_version)
+            st.setdefault("trial_boots", 0)
+            st.setdefault("failed_boots", 0)
+            st.setdefault("safe", False)
+            st.setdefault("last", "")
+            self.st = st
+        return self.st
+
+    def _save(self):
+        _write_atomic(self.state_path, json.dumps(self.st).encode())
+
+    @property
+    def version(self):
+        return self.state()["version"]
+
+    @property
+    def safe_mode(self):
+        return self.state()["safe"]
+
+    # download and stage
+    def install(self, cmd, key, fetch, chunk=4096, retries=3):
+        """Verify an update command, download through ``fetch(url, offset, length) -> bytes``
+        (fewer bytes only at the end; b"" past it; OSError is retried), check size and SHA-256,
+        and stage it for the next boot. Raises UpdateError with the reason; returns the version."""
+        verify_command(cmd, key)
+        st = self.state()
+        if cmd["version"] == st["version"]:
+            raise UpdateError("version: %s is already running" % cmd["version"])
+        size = cmd["size"]
+        url = cmd["url"]
+        rmtree(self.new)
+        os.mkdir(self.new)
+        unpack = Unpacker(self.new)
+        h = hashlib.sha256()
+        got = 0
+        try:
+            while got < size:
+                want = min(chunk, size - got)
+                data = self._fetch(fetch, url, got, want, retries)
+                if not data:
+                    raise UpdateError("size: got %d of %d bytes" % (got, size))
+                if len(data) > want:
+                    raise UpdateError("size: server sent more than asked at %d" % got)
+                h.update(data)
+                unpack.feed(data)
+                got += len(data)
+            if self._fetch(fetch, url, size, 1, retries):
+                raise UpdateError("size: more than %d bytes" % size)
+            digest = hexlify(h.digest()).decode()
+            if not compare_digest(digest.encode(), cmd["sha256"].encode()):
+                raise UpdateError("sha256: download does not match")
+            unpack.close()
+        except BaseException:
+            try:
+                unpack.close()
+            except UpdateError:
+                pass
+            rmtree(self.new)
+            raise
+        st["state"] = "staged"
+        st["staged"] = cmd["version"]
+        st["last"] = "staged %s (%d files)" % (cmd["version"], unpack.files)
+        self._save()
+        return cmd["version"]
+
+    def _fetch(self, fetch, url, offset, length, retries):
+        for attempt in range(retries + 1):
+            try:
+                return fetch(url, offset, length)
+            except OSError as e:
+                if attempt == retries:
+                    raise UpdateError("url: download failed at %d: %s" % (offset, e)) from None
+        return b""
+
+    # boot
+    def boot(self):
+        """Run once at boot before the app is imported. Returns "normal", "trial",
+        "rolled_back" or "safe"."""
+        st = self.state()
+        result = "normal"
+        if st["state"] == "staged":
+            self._swap()
+            st["state"] = "trial"
+            st["previous"] = st["version"]
+            st["version"] = st.pop("staged", st["version"])
+            st["trial_boots"] = 0
+            st["failed_boots"] = 0
+            st["safe"] = False
+        if st["state"] == "trial":
+            st["trial_boots"] += 1
+            if st["trial_boots"] > self.max_trial_boots:
+                self.rollback("not confirmed healthy after %d boots" % self.max_trial_boots)
+                result = "rolled_back"
+            else:
+                result = "trial"
+        st["failed_boots"] += 1
+        if st["failed_boots"] > self.max_failed_boots:
+            st["safe"] = True
+            st["last"] = "safe mode: %d boots without a healthy run" % (st["failed_boots"] - 1)
+            result = "safe"
+        self._save()
+        return result
+
+    def _swap(self):
+        # each step can be repeated after a power cut: the state says "staged" until the end
+        if _exists(self.new):
+            if _exists(self.app):
+                rmtree(self.old)
+                os.rename(self.app, self.old)
+            os.rename(self.new, self.app)
+
+    def rollback(self, why):
+        """Put the previous app back (takes effect at the next import, i.e. now at boot)."""
+        st = self.state()
+        if _exists(self.old):
+            rmtree(self.app)
+            os.rename(self.old, self.app)
+        st["last"] = "rolled back %s to %s: %s" % (st["version"], st.get("previous"), why)
+        st["version"] = st.get("previous", st["version"])
+        st["state"] = "idle"
+        st["trial_boots"] = 0
+        st["failed_boots"] = 0
+        self._save()
+
+    def trial_expired(self, uptime_s):
+        """True when a version on probation has run ``trial_s`` without confirmation: the main
+        program should then call ``rollback`` and reboot."""
+        return self.state()["state"] == "trial" and uptime_s >= self.trial_s
+
+    def healthy(self):
+        """This boot works (control loop and an MQTT round trip): confirms a trial version,
+        ends safe mode, resets the failed-boot count."""
+        st = self.state()
+        if st["state"] == "trial":
+            st["state"] = "idle"
+            st["last"] = "confirmed %s" % st["version"]
+            rmtree(self.old)
+        st["failed_boots"] = 0
+        st["trial_boots"] = 0
+        st["safe"] = False
+        self._save()
+
+    confirm = healthy

@@ -1,0 +1,172 @@
+"""`make bench-ingest`: how fast the controller stores measurement batches, against the broker's
+own ceiling on this machine.
+
+Publishers run in separate processes, each with several connections, publishing pre-encoded
+realistic batches (ten readings) with QoS 1. The ceiling is the rate at which mosquitto delivers
+the same stream to a subscriber that does nothing (`mosquitto_sub -q 1`, output discarded). The
+controller figure is messages durably stored in SQLite per second (committed, then acknowledged).
+Last line: ingest_ratio=... stored_msgs_per_s=... ceiling_msgs_per_s=... points_per_s=...
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import paho.mqtt.client as paho
+
+from controller.broker import Broker, BrokerConfig, free_port
+from tests.harness.controller_proc import ControllerProcess
+from tests.ingest_helpers import meas, meas_topic
+
+
+def publisher(port: int, worker: int, count: int, connections: int, start: mp.Event) -> None:
+    msgs = [(meas_topic(f"w{worker}c{i % connections}p{i % 50}"), meas(i)) for i in range(count)]
+    clients = []
+    for c in range(connections):
+        cl = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"bench-{worker}-{c}")
+        cl.max_inflight_messages_set(500)
+        cl.max_queued_messages_set(0)
+        cl.connect("127.0.0.1", port)
+        cl.loop_start()
+        clients.append(cl)
+    start.wait()
+    infos = [clients[i % connections].publish(t, p, qos=1) for i, (t, p) in enumerate(msgs)]
+    for info in infos:
+        info.wait_for_publish(120)
+    for cl in clients:
+        cl.loop_stop()
+        cl.disconnect()
+
+
+def run_publishers(port: int, total: int, procs: int, connections: int) -> float:
+    start = mp.Event()
+    workers = [
+        mp.Process(target=publisher, args=(port, w, total // procs, connections, start))
+        for w in range(procs)
+    ]
+    for w in workers:
+        w.start()
+    time.sleep(1.5)  # let them connect and encode
+    t0 = time.perf_counter()
+    start.set()
+    for w in workers:
+        w.join()
+    return time.perf_counter() - t0
+
+
+def ceiling(broker: Broker, total: int, procs: int, connections: int) -> float:
+    sub = subprocess.Popen(
+        [
+            "mosquitto_sub",
+            "-h",
+            broker.host,
+            "-p",
+            str(broker.port),
+            "-q",
+            "1",
+            "-c",
+            "-i",
+            "bench-ceiling",
+            "-t",
+            "streetpole/v1/+/+/meas",
+            "-C",
+            str(total),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    time.sleep(0.5)
+    start = mp.Event()
+    workers = [
+        mp.Process(target=publisher, args=(broker.port, w, total // procs, connections, start))
+        for w in range(procs)
+    ]
+    for w in workers:
+        w.start()
+    time.sleep(1.5)
+    t0 = time.perf_counter()
+    start.set()
+    sub.wait(300)
+    elapsed = time.perf_counter() - t0
+    for w in workers:
+        w.join()
+    return total / elapsed
+
+
+def stored_batches(db: Path) -> int:
+    if not db.exists():
+        return 0
+    conn = sqlite3.connect(db)
+    try:
+        return int(conn.execute("SELECT count(*) FROM batches").fetchone()[0])
+    except sqlite3.OperationalError:
+        return 0
+    finally:
+        conn.close()
+
+
+def controller_rate(broker: Broker, tmp: Path, total: int, procs: int, connections: int) -> float:
+    ctl = ControllerProcess(tmp / "ctl", {"STREETPOLE_MQTT_URL": broker.url})
+    ctl.start()
+    db = tmp / "ctl" / "streetpole.db"
+    try:
+        start = mp.Event()
+        workers = [
+            mp.Process(target=publisher, args=(broker.port, w, total // procs, connections, start))
+            for w in range(procs)
+        ]
+        for w in workers:
+            w.start()
+        time.sleep(1.5)
+        t0 = time.perf_counter()
+        start.set()
+        while stored_batches(db) < total:
+            if time.perf_counter() - t0 > 300:
+                raise TimeoutError(f"only {stored_batches(db)} of {total} stored")
+            time.sleep(0.02)
+        elapsed = time.perf_counter() - t0
+        for w in workers:
+            w.join()
+        return total / elapsed
+    finally:
+        ctl.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--messages", type=int, default=60_000)
+    parser.add_argument("--procs", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=4)
+    args = parser.parse_args()
+    assert shutil.which("mosquitto_sub"), "mosquitto_sub missing: make deps"
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        broker = Broker(tmp / "broker", BrokerConfig(port=free_port()))
+        broker.start()
+        try:
+            pub_s = run_publishers(broker.port, args.messages, args.procs, args.connections)
+            pub_rate = args.messages / pub_s
+            print(f"publishers alone (broker acks, no subscriber): {pub_rate:,.0f} msgs/s")
+            ceil_rate = ceiling(broker, args.messages, args.procs, args.connections)
+            print(f"ceiling (mosquitto_sub -q 1): {ceil_rate:,.0f} msgs/s")
+            rate = controller_rate(broker, tmp, args.messages, args.procs, args.connections)
+            print(f"controller stored: {rate:,.0f} msgs/s, {rate * 10:,.0f} points/s")
+            if broker.dropped_messages_logged():
+                print("WARNING: the broker logged dropped messages", file=sys.stderr)
+        finally:
+            broker.stop()
+    print(
+        f"ingest_ratio={rate / ceil_rate:.2f} stored_msgs_per_s={rate:.0f} "
+        f"ceiling_msgs_per_s={ceil_rate:.0f} points_per_s={rate * 10:.0f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
