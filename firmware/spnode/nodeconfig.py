@@ -210,8 +210,21 @@ def check_remote(payload):
     return msg
 
 
+def _version_of(payload):
+    """The version of a refused config, if it has a usable one, so the controller can match the
+    ack to what it sent; None otherwise."""
+    try:
+        v = json.loads(payload)["version"]
+    except Exception:
+        return None
+    if isinstance(v, int) and not isinstance(v, bool) and 0 < v < 4294967296:
+        return v
+    return None
+
+
 class RemoteConfig:
-    """The remote config in force, persisted at ``path`` (e.g. ``config.json``)."""
+    """The remote config in force, persisted at ``path`` (e.g. ``config.json``; None keeps it in
+    RAM only, as the simulator's nodes do)."""
 
     def __init__(self, path):
         self.path = path
@@ -225,6 +238,8 @@ class RemoteConfig:
     def load(self):
         """Read the persisted config at boot (falling back to a complete temporary file left
         by a power cut between write and rename); return it or None."""
+        if self.path is None:
+            return None
         for p in (self.path, self.path + ".tmp"):
             try:
                 with open(p, "rb") as f:
@@ -242,7 +257,7 @@ class RemoteConfig:
             msg = check_remote(payload)
         except ProtocolError as e:
             self.rejected += 1
-            return self._ack(None, now, "rejected", str(e)), False
+            return self._ack(_version_of(payload), now, "rejected", str(e)), False
         v = msg["version"]
         cur = self.version
         if v < cur:
@@ -255,13 +270,24 @@ class RemoteConfig:
             self.rejected += 1
             reason = "version: %d already applied with other content; raise the version" % v
             return self._ack(v, now, "rejected", reason), False
-        write_atomic(self.path, json.dumps(msg).encode())
+        if self.path is not None:
+            try:
+                write_atomic(self.path, json.dumps(msg).encode())
+            except OSError as e:  # flash full or failing: keep running the old one
+                self.rejected += 1
+                return self._ack(v, now, "rejected", "storage: cannot persist (%s)" % e), False
         self.config = msg
         return self._ack(v, now, "applied", None), True
 
+    def reject(self, payload, now, reason):
+        """The ack for a config that passed validation but the node could not apply (e.g. the
+        dimmer refused it); the config in force is kept."""
+        self.rejected += 1
+        return self._ack(_version_of(payload), now, "rejected", reason)
+
     def _ack(self, version, now, status, reason):
         ack = {
-            "id": "config-%d" % version if version is not None else "config",
+            "id": str(version) if version is not None else "config",
             "kind": "config",
             "ts": int(now),
             "status": status,

@@ -226,6 +226,50 @@ def _write_atomic(path, data):
         os.rename(tmp, path)
 
 
+# ---- one download ------------------------------------------------------------------------
+class Install:
+    """A download in progress: hashes and unpacks into the staging dir as bytes arrive, so
+    neither the archive nor a whole file is ever held in RAM. ``finish`` checks size and
+    SHA-256 and marks the update staged; any failure leaves nothing staged."""
+
+    def __init__(self, updater, cmd):
+        self.updater = updater
+        self.cmd = cmd
+        self.got = 0
+        self._h = hashlib.sha256()
+        self._unpack = Unpacker(updater.new)
+
+    def feed(self, data):
+        if self.got + len(data) > self.cmd["size"]:
+            raise UpdateError("size: more than %d bytes" % self.cmd["size"])
+        self._h.update(data)
+        self.got += len(data)
+        self._unpack.feed(data)
+
+    def finish(self):
+        size = self.cmd["size"]
+        if self.got != size:
+            raise UpdateError("size: got %d of %d bytes" % (self.got, size))
+        digest = hexlify(self._h.digest()).decode()
+        if not compare_digest(digest.encode(), self.cmd["sha256"].encode()):
+            raise UpdateError("sha256: download does not match")
+        self._unpack.close()
+        up = self.updater
+        st = up.state()
+        st["state"] = "staged"
+        st["staged"] = self.cmd["version"]
+        st["last"] = "staged %s (%d files)" % (self.cmd["version"], self._unpack.files)
+        up._save()
+        return self.cmd["version"]
+
+    def abort(self):
+        try:
+            self._unpack.close()
+        except UpdateError:
+            pass
+        rmtree(self.updater.new)
+
+
 # ---- the updater ------------------------------------------------------------------------
 class Updater:
     def __init__(
@@ -282,50 +326,37 @@ class Updater:
         return self.state()["safe"]
 
     # download and stage
+    def begin(self, cmd, key):
+        """Authenticate an update command and open the staging area; returns an ``Install``
+        to ``feed`` the downloaded bytes into and ``finish``. Raises UpdateError (bad
+        signature, version already running) before anything is downloaded or written."""
+        verify_command(cmd, key)
+        if cmd["version"] == self.state()["version"]:
+            raise UpdateError("version: %s is already running" % cmd["version"])
+        rmtree(self.new)
+        os.mkdir(self.new)
+        return Install(self, cmd)
+
     def install(self, cmd, key, fetch, chunk=4096, retries=3):
         """Verify an update command, download through ``fetch(url, offset, length) -> bytes``
         (fewer bytes only at the end; b"" past it; OSError is retried), check size and SHA-256,
-        and stage it for the next boot. Raises UpdateError with the reason; returns the version."""
-        verify_command(cmd, key)
-        st = self.state()
-        if cmd["version"] == st["version"]:
-            raise UpdateError("version: %s is already running" % cmd["version"])
+        and stage it for the next boot. Raises UpdateError with the reason; returns the version.
+        (Blocking; the node's main program streams with ``begin``/``feed``/``finish``.)"""
+        inst = self.begin(cmd, key)
         size = cmd["size"]
-        url = cmd["url"]
-        rmtree(self.new)
-        os.mkdir(self.new)
-        unpack = Unpacker(self.new)
-        h = hashlib.sha256()
-        got = 0
         try:
-            while got < size:
-                want = min(chunk, size - got)
-                data = self._fetch(fetch, url, got, want, retries)
+            while inst.got < size:
+                want = min(chunk, size - inst.got)
+                data = self._fetch(fetch, cmd["url"], inst.got, want, retries)
                 if not data:
-                    raise UpdateError("size: got %d of %d bytes" % (got, size))
-                if len(data) > want:
-                    raise UpdateError("size: server sent more than asked at %d" % got)
-                h.update(data)
-                unpack.feed(data)
-                got += len(data)
-            if self._fetch(fetch, url, size, 1, retries):
+                    break
+                inst.feed(data)
+            if inst.got == size and self._fetch(fetch, cmd["url"], size, 1, retries):
                 raise UpdateError("size: more than %d bytes" % size)
-            digest = hexlify(h.digest()).decode()
-            if not compare_digest(digest.encode(), cmd["sha256"].encode()):
-                raise UpdateError("sha256: download does not match")
-            unpack.close()
+            return inst.finish()
         except BaseException:
-            try:
-                unpack.close()
-            except UpdateError:
-                pass
-            rmtree(self.new)
+            inst.abort()
             raise
-        st["state"] = "staged"
-        st["staged"] = cmd["version"]
-        st["last"] = "staged %s (%d files)" % (cmd["version"], unpack.files)
-        self._save()
-        return cmd["version"]
 
     def _fetch(self, fetch, url, offset, length, retries):
         for attempt in range(retries + 1):
@@ -350,6 +381,9 @@ class Updater:
             st["trial_boots"] = 0
             st["failed_boots"] = 0
             st["safe"] = False
+        if st["state"] == "trial" and not _exists(self.app) and _exists(self.old):
+            # a power cut in the middle of a rollback: finish it
+            self.rollback("interrupted rollback completed")
         if st["state"] == "trial":
             st["trial_boots"] += 1
             if st["trial_boots"] > self.max_trial_boots:
