@@ -8,7 +8,9 @@ the controller's subscription is given room for bursts and the broker log is wat
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 DROP_LOG_LINE = "Outgoing messages are being dropped"
+RELOAD_LOG_LINE = "Reloading config."
 
 
 def find_mosquitto() -> str:
@@ -47,6 +50,18 @@ class BrokerConfig:
     max_inflight_messages: int = 1000
     max_packet_size: int = 65_536
     extra: list[str] = field(default_factory=list)
+    # A second listener speaking MQTT over TLS with the same password file and ACL (mosquitto
+    # applies those to every listener unless per_listener_settings is set, which we never set).
+    # The CA is the operator's; require_certificate additionally asks nodes for a client cert.
+    tls_port: int | None = None
+    cafile: Path | None = None
+    certfile: Path | None = None
+    keyfile: Path | None = None
+    require_certificate: bool = False
+    # Started as root, mosquitto switches to user "mosquitto" before it opens its log, password
+    # and ACL files, so it could not read our 0600 files nor write into a private temp directory
+    # (the log stayed empty). None: keep the user that starts it.
+    user: str | None = None
 
     def render(self, log_file: Path) -> str:
         lines = [
@@ -78,7 +93,34 @@ class BrokerConfig:
         else:
             lines.append("persistence false")
         lines.extend(self.extra)
+        if self.user is not None:
+            lines.append(f"user {self.user}")
+        elif hasattr(os, "geteuid") and os.geteuid() == 0:
+            lines.append("user root")
+        if self.tls_port is not None:
+            if self.cafile is None or self.certfile is None or self.keyfile is None:
+                raise ValueError("a TLS listener needs cafile, certfile and keyfile")
+            lines += [
+                f"listener {self.tls_port} {self.host}",
+                f"cafile {self.cafile}",
+                f"certfile {self.certfile}",
+                f"keyfile {self.keyfile}",
+                "tls_version tlsv1.2",
+                f"require_certificate {'true' if self.require_certificate else 'false'}",
+            ]
         return "\n".join(lines) + "\n"
+
+
+def _mqtt_round_trip(host: str, port: int, timeout: float) -> None:
+    """Send an MQTT 3.1.1 CONNECT and wait for the CONNACK (accepted or not, either will do)."""
+    client_id = b"streetpole-probe"
+    body = b"\x00\x04MQTT\x04\x02\x00\x0a" + len(client_id).to_bytes(2, "big") + client_id
+    with socket.create_connection((host, port), timeout=max(timeout, 0.1)) as sock:
+        sock.sendall(bytes([0x10, len(body)]) + body)
+        reply = sock.recv(4)
+        if not reply or reply[0] != 0x20:
+            raise RuntimeError(f"mosquitto answered the probe with {reply!r}")
+        sock.sendall(b"\xe0\x00")
 
 
 class Broker:
@@ -124,10 +166,33 @@ class Broker:
         self.stop()
         raise TimeoutError(f"mosquitto did not listen on {self.host}:{self.port}")
 
-    def reload(self) -> None:
-        """Make mosquitto re-read its password and ACL files (SIGHUP)."""
-        if self._proc is not None:
-            self._proc.send_signal(1)
+    def reload(self, wait: bool = True, timeout: float = 30.0) -> float:
+        """Make mosquitto re-read its password and ACL files (SIGHUP); return seconds taken.
+
+        With ``wait`` it returns only once the new files are in force: mosquitto logs
+        RELOAD_LOG_LINE when it starts reloading and nothing when it is done, but it is single
+        threaded, so a CONNECT sent after that line is answered only after the reload finished.
+        Raises RuntimeError if the broker logged an error while reloading (e.g. unreadable file).
+        """
+        if self._proc is None or self._proc.poll() is not None:
+            raise RuntimeError("mosquitto is not running")
+        started = time.monotonic()
+        before = self.log().count(RELOAD_LOG_LINE)
+        self._proc.send_signal(signal.SIGHUP)
+        if not wait:
+            return 0.0
+        deadline = started + timeout
+        while self.log().count(RELOAD_LOG_LINE) <= before:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"mosquitto did not log a reload:\n{self.log()}")
+            time.sleep(0.005)
+        _mqtt_round_trip(self.host, self.port, deadline - time.monotonic())
+        elapsed = time.monotonic() - started
+        after = self.log().split(RELOAD_LOG_LINE)[-1]
+        errors = [line for line in after.splitlines() if "Error" in line]
+        if errors:
+            raise RuntimeError("mosquitto reported errors on reload:\n" + "\n".join(errors))
+        return elapsed
 
     def stop(self) -> None:
         if self._proc is None:
