@@ -1,24 +1,49 @@
-"""The FastAPI application factory. Everything with a lifetime (store, ingest) is opened in the
-lifespan, not at import, so tests and workers can run several apps side by side."""
+"""The FastAPI application factory. Everything with a lifetime (store, registry, ingest,
+dispatch) is opened in the lifespan, not at import, so tests and workers can run several apps
+side by side."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
-from controller.api.routes import health, ingest
+from controller import fleet
+from controller.api.routes import alarms, auth, dimming, firmware, health, ingest, nodes, registry
+from controller.dispatch import Dispatcher
+from controller.ingest.decode import Sorted
 from controller.ingest.worker import IngestWorker
 from controller.metrics import Metrics
+from controller.mqtt_sync import BrokerAccounts
+from controller.registry.db import Registry
+from controller.registry.models import Campaign, Node, NodeConfig
 from controller.settings import Settings
 from controller.state import AppState
 from controller.store import open_store
 from controller.store.ops import OpsStore
+from protocols import topics
+from protocols.errors import ProtocolError
 
 log = logging.getLogger("streetpole")
+
+TAGS = [
+    {"name": "accounts", "description": "Log in, tokens, operator accounts (admin)."},
+    {"name": "registry", "description": "Owners, poles, modules and groups."},
+    {"name": "nodes", "description": "Provisioning, configs and commands of nodes."},
+    {"name": "dimming", "description": "Programs, profiles and overrides."},
+    {"name": "firmware", "description": "Packages and rollout campaigns."},
+    {"name": "alarms and energy", "description": "Alarms, energy, the audit log."},
+    {"name": "ingest", "description": "What the MQTT ingest saw."},
+    {"name": "health", "description": "Liveness, readiness, metrics."},
+]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -28,13 +53,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = open_store(settings)
         ops = OpsStore(settings.data_dir / "ops.db", settings.dead_letter_max)
-        state = AppState(settings, store, ops, Metrics())
+        reg = Registry(settings.registry_url)
+        state = AppState(settings, store, ops, Metrics(), reg, BrokerAccounts(settings))
         app.state.streetpole = state
+        with reg.session() as db:
+            state.accounts.load(db)
         tasks: list[asyncio.Task[None]] = []
+        if settings.dispatch_enabled:
+            state.dispatcher = Dispatcher(settings)
+            tasks.append(asyncio.create_task(state.dispatcher.run(), name="dispatch"))
+            await asyncio.to_thread(_resend_pending_configs, state)
         if settings.ingest_enabled:
             state.ingest = IngestWorker(settings, store, ops, state.metrics)
+            state.ingest.after_store = lambda s: _after_ingest(state, s)
             tasks.append(asyncio.create_task(state.ingest.run(), name="ingest"))
         tasks.append(asyncio.create_task(_retention(state), name="retention"))
+        tasks.append(asyncio.create_task(_fleet_loop(state), name="fleet"))
         try:
             yield
         finally:
@@ -45,21 +79,71 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     await t
             store.close()
             ops.close()
+            reg.close()
 
     app = FastAPI(
         title="Streetpole controller",
         version="0.1.0",
         description="Operator and open-data APIs of Streetpole, open smart street poles.",
         lifespan=lifespan,
+        openapi_tags=TAGS,
     )
-    app.include_router(health.router)
-    app.include_router(ingest.router)
+    for module in (health, auth, registry, nodes, dimming, firmware, alarms, ingest):
+        app.include_router(module.router)
+
+    @app.exception_handler(IntegrityError)
+    async def _conflict(_req: Request, exc: IntegrityError) -> JSONResponse:
+        reason = str(exc.orig).splitlines()[0] if exc.orig else "constraint violated"
+        return JSONResponse({"detail": f"conflicts with what is stored: {reason}"}, 409)
+
+    @app.exception_handler(ProtocolError)
+    async def _protocol(_req: Request, exc: ProtocolError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, 422)
+
     return app
 
 
-async def _retention(state: AppState, period_s: float = 3600) -> None:
-    import time
+def _after_ingest(state: AppState, s: Sorted) -> None:
+    """Runs in the ingest thread after each committed batch."""
+    if not (s.acks or s.states or s.events or s.batches):
+        return
+    with state.registry.session() as db:
+        fleet.apply_ingest(db, s)
 
+
+def _resend_pending_configs(state: AppState) -> None:
+    """Configs the controller may not have handed to the broker before it stopped."""
+    with state.transaction() as db:
+        pending = db.execute(
+            select(NodeConfig, Node)
+            .join(Node, Node.id == NodeConfig.node_id)
+            .where(NodeConfig.status == "pending", NodeConfig.version == Node.config_version)
+        ).all()
+        for row, n in pending:
+            fleet.outbox(db).append((fleet.node_topic(n, topics.CONFIG), row.payload, True))
+
+
+async def _fleet_loop(state: AppState, period_s: float = 2.0) -> None:
+    """Campaign pacing and halting, and nodes that went silent."""
+
+    def work() -> list[Any]:
+        now = time.time()
+        with state.registry.session() as db:
+            for c in db.scalars(select(Campaign).where(Campaign.state == "running")):
+                fleet.campaign_tick(db, c, now)
+            fleet.mark_silent_nodes(db, now, state.settings.offline_after_periods)
+            box: list[Any] = db.info.pop("outbox", [])
+        return box
+
+    while True:
+        try:
+            state.send(await asyncio.to_thread(work))
+        except Exception:
+            log.exception("fleet loop failed")
+        await asyncio.sleep(period_s)
+
+
+async def _retention(state: AppState, period_s: float = 3600) -> None:
     while True:
         try:
             counts = await asyncio.to_thread(state.store.apply_retention, int(time.time()))

@@ -43,6 +43,21 @@ class Settings(BaseSettings):
     ingest_flush_ms: int = Field(50, ge=1, le=10_000)
     dead_letter_max: int = Field(1000, ge=10, le=1_000_000)
 
+    # Registry (SQLAlchemy URL); default: sqlite:///<data_dir>/registry.db
+    database_url: str | None = None
+    # Login tokens from the OAuth2 password flow live this long (API tokens choose their own).
+    login_token_ttl_s: int = Field(12 * 3600, ge=60)
+    # Broker accounts: where the password and ACL files are kept in step with the registry, and
+    # the pid file of the mosquitto to send SIGHUP to after a change (None: no broker auth).
+    broker_auth_dir: Path | None = None
+    broker_pid_file: Path | None = None
+    # Where nodes download firmware from (the controller serves /firmware/<file>).
+    public_url: str = "http://127.0.0.1:8000"
+    # Send configs and commands to the nodes over MQTT.
+    dispatch_enabled: bool = True
+    # A node silent for this many report periods is raised as offline.
+    offline_after_periods: int = Field(3, ge=1)
+
     # Retention (days); 0 keeps forever
     retention_raw_days: int = Field(30, ge=0)
     retention_minute_days: int = Field(180, ge=0)
@@ -68,6 +83,10 @@ class Settings(BaseSettings):
     @property
     def mqtt_tls(self) -> bool:
         return urlparse(self.mqtt_url).scheme == "mqtts"
+
+    @property
+    def registry_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'registry.db'}"
 
     @property
     def database_path(self) -> Path:

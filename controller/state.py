@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
+from sqlalchemy.orm import Session
+
+from controller.dispatch import Dispatcher
 from controller.ingest.worker import IngestWorker
 from controller.metrics import Metrics
+from controller.mqtt_sync import BrokerAccounts
+from controller.registry.db import Registry
 from controller.settings import Settings
 from controller.store.base import TimeSeriesStore
 from controller.store.ops import OpsStore
+
+log = logging.getLogger("streetpole")
 
 
 @dataclass
@@ -17,4 +27,24 @@ class AppState:
     store: TimeSeriesStore
     ops: OpsStore
     metrics: Metrics
+    registry: Registry
+    accounts: BrokerAccounts
+    dispatcher: Dispatcher | None = None
     ingest: IngestWorker | None = None
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A registry transaction whose outgoing MQTT messages leave only after the commit."""
+        with self.registry.session() as db:
+            yield db
+            box = db.info.pop("outbox", [])
+        self.send(box)
+
+    def send(self, box: list[tuple[str, dict[str, object], bool]]) -> None:
+        if not box:
+            return
+        if self.dispatcher is None:
+            log.warning("dispatch disabled: %d message(s) not sent", len(box))
+            return
+        for topic, msg, retain in box:
+            self.dispatcher.send(topic, msg, retain)

@@ -9,6 +9,7 @@ import pytest
 
 from controller.broker import Broker, BrokerConfig, free_port
 from tests.harness.mpy import compile_tree
+from tests.harness.postgres import Postgres
 
 
 @pytest.fixture
@@ -36,3 +37,14 @@ def topic_prefix(request: pytest.FixtureRequest) -> str:
     """A pole id unique to the test, so tests sharing a broker never see each other's topics."""
     name = "".join(c if c.isalnum() else "-" for c in request.node.name)[:24].strip("-")
     return f"t-{name}-{free_port()}"[:32]
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """One PostgreSQL server for the session; each test makes its own database."""
+    pg = Postgres()
+    pg.start()
+    try:
+        yield pg
+    finally:
+        pg.stop()

@@ -22,12 +22,13 @@ import contextlib
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiomqtt
 
-from controller.ingest.decode import sort_messages
+from controller.ingest.decode import Sorted, sort_messages
 from controller.metrics import Metrics
 from controller.settings import Settings
 from controller.store.base import TimeSeriesStore
@@ -68,6 +69,10 @@ class IngestWorker:
         self._pending: list[aiomqtt.Message] = []
         self._wakeup = asyncio.Event()
         self._online: dict[tuple[str, str], bool] = {}
+        # Called in the worker thread after each committed batch (the fleet view: alarms,
+        # command and config status). Its errors are logged, never lose or block ingest:
+        # what it needs is in the ops store already.
+        self.after_store: Callable[[Sorted], None] | None = None
 
     def filters(self) -> list[str]:
         group = self.settings.mqtt_shared_group
@@ -182,6 +187,11 @@ class IngestWorker:
             m.batches_resent.inc(result.batches_resent)
             self.stats.stored_points += result.stored
             self.stats.duplicate_points += result.duplicates
+        if self.after_store is not None:
+            try:
+                self.after_store(s)
+            except Exception:
+                log.exception("fleet update after ingest failed")
 
 
 def _payload(message: aiomqtt.Message) -> bytes:

@@ -145,6 +145,7 @@ def main() -> None:
     parser.add_argument("--procs", type=int, default=3)
     parser.add_argument("--connections", type=int, default=4)
     args = parser.parse_args()
+    args.messages -= args.messages % args.procs  # every publisher sends the same number
     assert shutil.which("mosquitto_sub"), "mosquitto_sub missing: make deps"
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)

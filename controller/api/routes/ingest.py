@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
+from controller.api.auth import require
 from controller.api.deps import State
 
-router = APIRouter(prefix="/api/ingest", tags=["ingest"])
+router = APIRouter(prefix="/api/ingest", tags=["ingest"], dependencies=[Depends(require("viewer"))])
 
 Limit = Annotated[int, Query(ge=1, le=1000)]
 

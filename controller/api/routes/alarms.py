@@ -1,0 +1,169 @@
+"""Alarms (acknowledge, clear), energy with the saving against always-on, and the audit log."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, status
+from sqlalchemy import or_, select
+
+from controller.api.auth import DB, Operator, Principal, Viewer, audit, not_found
+from controller.api.deps import State
+from controller.api.routes.registry import get_group, get_pole
+from controller.api.schemas import AlarmOut, AuditOut
+from controller.energy import DayEnergy, pole_energy
+from controller.registry.models import Alarm, AuditEntry, GroupPole, Module, Pole
+from controller.registry.scope import visible_poles
+
+router = APIRouter(prefix="/api", tags=["alarms and energy"])
+Limit = Annotated[int, Query(ge=1, le=5000)]
+
+
+def _alarm_query(p: Principal) -> Any:
+    q = select(Alarm)
+    if p.scoped:
+        q = q.where(
+            or_(
+                Alarm.module_id.in_(select(Module.id).where(Module.owner_id == p.owner_id)),
+                Alarm.pole_id.in_(select(Pole.id).where(Pole.owner_id == p.owner_id)),
+            )
+        )
+    return q
+
+
+@router.get("/alarms", response_model=list[AlarmOut], summary="Alarms, newest first")
+def list_alarms(
+    db: DB,
+    p: Viewer,
+    state: str | None = Query(None, pattern="^(active|acknowledged|cleared|open)$"),
+    pole: str | None = None,
+    severity: str | None = None,
+    limit: Limit = 500,
+) -> list[Alarm]:
+    q = _alarm_query(p)
+    if state == "open":
+        q = q.where(Alarm.state != "cleared")
+    elif state is not None:
+        q = q.where(Alarm.state == state)
+    if pole is not None:
+        q = q.where(Alarm.pole_id == pole)
+    if severity is not None:
+        q = q.where(Alarm.severity == severity)
+    return list(db.scalars(q.order_by(Alarm.updated_at.desc()).limit(limit)))
+
+
+def _get_alarm(db: DB, p: Principal, alarm_id: int) -> Alarm:
+    alarm: Alarm | None = db.scalar(_alarm_query(p).where(Alarm.id == alarm_id))
+    if alarm is None:
+        raise not_found("alarm", alarm_id)
+    return alarm
+
+
+@router.post("/alarms/{alarm_id}/acknowledge", response_model=AlarmOut, summary="Acknowledge")
+def acknowledge(db: DB, p: Operator, alarm_id: int) -> Alarm:
+    alarm = _get_alarm(db, p, alarm_id)
+    if alarm.state != "active":
+        raise HTTPException(status.HTTP_409_CONFLICT, f"alarm is {alarm.state}")
+    alarm.state, alarm.acknowledged_by, alarm.acknowledged_at = (
+        "acknowledged",
+        p.username,
+        time.time(),
+    )
+    audit(db, p, "alarm.acknowledge", "alarm", alarm.id, pole=alarm.pole_id, code=alarm.code)
+    return alarm
+
+
+@router.post("/alarms/{alarm_id}/clear", response_model=AlarmOut, summary="Clear by hand")
+def clear(db: DB, p: Operator, alarm_id: int) -> Alarm:
+    alarm = _get_alarm(db, p, alarm_id)
+    if alarm.state == "cleared":
+        raise HTTPException(status.HTTP_409_CONFLICT, "alarm is cleared")
+    now = time.time()
+    alarm.state, alarm.cleared_by, alarm.cleared_at, alarm.updated_at = (
+        "cleared",
+        p.username,
+        now,
+        now,
+    )
+    audit(db, p, "alarm.clear", "alarm", alarm.id, pole=alarm.pole_id, code=alarm.code)
+    return alarm
+
+
+# ---- energy --------------------------------------------------------------------------------
+Day = Annotated[dt.date, Query(description="first UTC day (inclusive)")]
+
+
+def _days(start: dt.date, end: dt.date | None) -> tuple[dt.date, dt.date]:
+    end = end or start
+    if end < start or (end - start).days > 366:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            "end: must be on or after start, at most 366 days later",
+        )
+    return start, end
+
+
+def _total(days: list[DayEnergy]) -> dict[str, Any]:
+    used = sum(d.energy_wh for d in days)
+    base = sum(d.baseline_wh for d in days)
+    return {
+        "energy_wh": round(used, 1),
+        "baseline_wh": round(base, 1),
+        "saving_wh": round(base - used, 1),
+        "saving_pct": round(100 * (base - used) / base, 1) if base else None,
+        "days": [d.as_dict() for d in days],
+    }
+
+
+@router.get("/energy/poles/{pole_id}", summary="Energy per day of a pole, with the saving")
+def energy_pole(
+    db: DB, state: State, p: Viewer, pole_id: str, start: Day, end: dt.date | None = None
+) -> dict[str, Any]:
+    pole = get_pole(db, p, pole_id)
+    a, b = _days(start, end)
+    return {"pole": pole.id, **_total(pole_energy(state.store, pole, a, b))}
+
+
+@router.get("/energy/groups/{group_id}", summary="Energy per day of a group, with the saving")
+def energy_group(
+    db: DB, state: State, p: Viewer, group_id: int, start: Day, end: dt.date | None = None
+) -> dict[str, Any]:
+    g = get_group(db, p, group_id)
+    a, b = _days(start, end)
+    poles = db.scalars(
+        visible_poles(p).where(
+            Pole.id.in_(select(GroupPole.pole_id).where(GroupPole.group_id == g.id))
+        )
+    ).all()
+    per_day: dict[dt.date, DayEnergy] = {}
+    for pole in poles:
+        for d in pole_energy(state.store, pole, a, b):
+            acc = per_day.setdefault(d.day, DayEnergy(d.day, 0.0, 0.0, 0.0))
+            acc.energy_wh += d.energy_wh
+            acc.baseline_wh += d.baseline_wh
+            acc.burning_h = max(acc.burning_h, d.burning_h)
+    return {"group": g.id, "poles": len(poles), **_total([per_day[k] for k in sorted(per_day)])}
+
+
+# ---- audit ---------------------------------------------------------------------------------
+@router.get("/audit", response_model=list[AuditOut], summary="Who changed what, newest first")
+def audit_log(
+    db: DB,
+    p: Viewer,
+    actor: str | None = None,
+    target_type: str | None = None,
+    target_id: str | None = None,
+    limit: Limit = 500,
+) -> list[AuditEntry]:
+    q = select(AuditEntry)
+    if p.scoped:
+        q = q.where(or_(AuditEntry.owner_id == p.owner_id, AuditEntry.actor == p.username))
+    if actor is not None:
+        q = q.where(AuditEntry.actor == actor)
+    if target_type is not None:
+        q = q.where(AuditEntry.target_type == target_type)
+    if target_id is not None:
+        q = q.where(AuditEntry.target_id == target_id)
+    return list(db.scalars(q.order_by(AuditEntry.id.desc()).limit(limit)))

@@ -1,0 +1,218 @@
+"""Firmware packages and paced, self-halting rollout campaigns.
+
+A package is the application archive the node's updater takes (``firmware/spnode/update.py``:
+``SPA1`` format); the controller stores it, hashes it, and serves it under ``/firmware/``. Each
+update command is signed with the target node's own update key, so nothing but the controller
+can make a node flash. The campaign runner (``controller.fleet.campaign_tick``, every few
+seconds) dispatches at the set pace and halts the campaign by itself when the share of failed or
+rolled-back nodes passes the threshold.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, HTTPException, UploadFile, status
+from fastapi.responses import FileResponse
+from sqlalchemy import func, select
+
+from controller.api.auth import DB, Operator, Viewer, audit, forbidden, not_found
+from controller.api.deps import State
+from controller.api.schemas import CampaignIn, CampaignNodeOut, CampaignOut, PackageOut
+from controller.fleet import campaign_tick
+from controller.registry.models import (
+    Campaign,
+    CampaignNode,
+    FirmwarePackage,
+    Group,
+    GroupPole,
+    Node,
+)
+
+router = APIRouter(tags=["firmware"])
+MAX_PACKAGE = 4 * 1024 * 1024
+VERSION = re.compile(r"^[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.]+)?$")
+
+
+@router.post(
+    "/api/firmware",
+    response_model=PackageOut,
+    status_code=201,
+    summary="Upload a firmware package (version and archive)",
+)
+async def upload(
+    state: State,
+    db: DB,
+    p: Operator,
+    version: Annotated[str, Form(max_length=32)],
+    file: Annotated[UploadFile, File()],
+    notes: Annotated[str, Form(max_length=2000)] = "",
+) -> FirmwarePackage:
+    if p.scoped:
+        raise forbidden("firmware is managed by the infrastructure operator")
+    if not VERSION.match(version):
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_ENTITY, "version: must look like 1.2.3 (semantic version)"
+        )
+    if db.scalar(select(FirmwarePackage.id).where(FirmwarePackage.version == version)):
+        raise HTTPException(status.HTTP_409_CONFLICT, f"version: {version} exists")
+    data = await file.read(MAX_PACKAGE + 1)
+    if len(data) > MAX_PACKAGE:
+        raise HTTPException(
+            status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, f"file: larger than {MAX_PACKAGE} bytes"
+        )
+    if not data.startswith(b"SPA1"):
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            "file: not a Streetpole application archive (SPA1)",
+        )
+    folder = state.settings.data_dir / "firmware"
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"streetpole-{version}.spa"
+    (folder / name).write_bytes(data)
+    pkg = FirmwarePackage(
+        version=version,
+        sha256=hashlib.sha256(data).hexdigest(),
+        size=len(data),
+        url=f"{state.settings.public_url}/firmware/{name}",
+        notes=notes,
+        uploaded_by=p.username,
+    )
+    db.add(pkg)
+    db.flush()
+    audit(db, p, "firmware.upload", "firmware", pkg.version, sha256=pkg.sha256, size=pkg.size)
+    return pkg
+
+
+@router.get("/api/firmware", response_model=list[PackageOut], summary="Firmware packages")
+def packages(db: DB, p: Viewer) -> list[FirmwarePackage]:
+    return list(db.scalars(select(FirmwarePackage).order_by(FirmwarePackage.id.desc())))
+
+
+@router.get(
+    "/firmware/{name}",
+    summary="Download a package (nodes; integrity by signed hash)",
+    response_class=FileResponse,
+)
+def download(state: State, name: str) -> FileResponse:
+    if not re.fullmatch(r"streetpole-[0-9A-Za-z.+-]+\.spa", name):
+        raise not_found("firmware file", name)
+    path = state.settings.data_dir / "firmware" / name
+    if not path.is_file():
+        raise not_found("firmware file", name)
+    return FileResponse(path, media_type="application/octet-stream")
+
+
+def _campaign_out(db: DB, c: Campaign) -> CampaignOut:
+    out = CampaignOut.model_validate(c)
+    rows = db.execute(
+        select(CampaignNode.state, func.count())
+        .where(CampaignNode.campaign_id == c.id)
+        .group_by(CampaignNode.state)
+    ).all()
+    out.nodes = {s: n for s, n in rows}
+    return out
+
+
+@router.post(
+    "/api/campaigns",
+    response_model=CampaignOut,
+    status_code=201,
+    summary="Roll a package out to a group, paced, with automatic halt",
+)
+def create_campaign(db: DB, p: Operator, body: CampaignIn) -> CampaignOut:
+    if p.scoped:
+        raise forbidden("firmware is managed by the infrastructure operator")
+    if db.get(FirmwarePackage, body.package_id) is None:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_ENTITY, f"package_id: no package {body.package_id}"
+        )
+    if db.get(Group, body.group_id) is None:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_ENTITY, f"group_id: no group {body.group_id}"
+        )
+    c = Campaign(**body.model_dump(), created_by=p.username)
+    db.add(c)
+    db.flush()
+    nodes = db.scalars(
+        select(Node.id)
+        .join(GroupPole, GroupPole.pole_id == Node.pole_id)
+        .where(GroupPole.group_id == body.group_id)
+        .order_by(Node.id)
+    ).all()
+    if not nodes:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_ENTITY, "group_id: the group has no provisioned nodes"
+        )
+    db.add_all(CampaignNode(campaign_id=c.id, node_id=n) for n in nodes)
+    db.flush()
+    campaign_tick(db, c, c.created_at)
+    audit(db, p, "campaign.create", "campaign", c.id, nodes=len(nodes), **body.model_dump())
+    return _campaign_out(db, c)
+
+
+@router.get("/api/campaigns", response_model=list[CampaignOut], summary="Campaigns")
+def campaigns(db: DB, p: Viewer) -> list[CampaignOut]:
+    return [_campaign_out(db, c) for c in db.scalars(select(Campaign).order_by(Campaign.id.desc()))]
+
+
+def _get(db: DB, campaign_id: int) -> Campaign:
+    c = db.get(Campaign, campaign_id)
+    if c is None:
+        raise not_found("campaign", campaign_id)
+    return c
+
+
+@router.get("/api/campaigns/{campaign_id}", response_model=CampaignOut, summary="One campaign")
+def campaign(db: DB, p: Viewer, campaign_id: int) -> CampaignOut:
+    return _campaign_out(db, _get(db, campaign_id))
+
+
+@router.get(
+    "/api/campaigns/{campaign_id}/nodes",
+    response_model=list[CampaignNodeOut],
+    summary="Per-node progress",
+)
+def campaign_nodes(db: DB, p: Viewer, campaign_id: int) -> list[CampaignNode]:
+    _get(db, campaign_id)
+    return list(
+        db.scalars(
+            select(CampaignNode)
+            .where(CampaignNode.campaign_id == campaign_id)
+            .order_by(CampaignNode.node_id)
+        )
+    )
+
+
+def _set_state(
+    db: DB, p: Operator, campaign_id: int, new: str, allowed: tuple[str, ...]
+) -> CampaignOut:
+    c = _get(db, campaign_id)
+    if p.scoped:
+        raise forbidden("firmware is managed by the infrastructure operator")
+    if c.state not in allowed:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"campaign is {c.state}")
+    c.state = new
+    audit(db, p, f"campaign.{new}", "campaign", c.id)
+    return _campaign_out(db, c)
+
+
+@router.post("/api/campaigns/{campaign_id}/halt", response_model=CampaignOut, summary="Halt")
+def halt(db: DB, p: Operator, campaign_id: int) -> CampaignOut:
+    return _set_state(db, p, campaign_id, "halted", ("running",))
+
+
+@router.post(
+    "/api/campaigns/{campaign_id}/resume",
+    response_model=CampaignOut,
+    summary="Resume a halted campaign",
+)
+def resume(db: DB, p: Operator, campaign_id: int) -> CampaignOut:
+    return _set_state(db, p, campaign_id, "running", ("halted",))
+
+
+@router.post("/api/campaigns/{campaign_id}/cancel", response_model=CampaignOut, summary="Cancel")
+def cancel(db: DB, p: Operator, campaign_id: int) -> CampaignOut:
+    return _set_state(db, p, campaign_id, "cancelled", ("running", "halted"))

@@ -1,0 +1,205 @@
+"""Nodes: provisioning with per-node MQTT credentials, their configs and commands."""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+from fastapi import APIRouter, HTTPException
+from fastapi import status as http
+from sqlalchemy import select
+
+from controller.api.auth import (
+    DB,
+    Operator,
+    Principal,
+    Technician,
+    Viewer,
+    audit,
+    forbidden,
+    not_found,
+)
+from controller.api.deps import State
+from controller.api.routes.registry import get_pole
+from controller.api.schemas import (
+    CommandIn,
+    CommandOut,
+    ConfigStatus,
+    Credentials,
+    NodeIn,
+    NodeOut,
+)
+from controller.fleet import issue_command, push_config
+from controller.mqtt_auth import generate_secret, hash_password, node_username
+from controller.registry.models import Command, Node, NodeConfig, Pole
+from controller.registry.scope import steers_light
+
+router = APIRouter(prefix="/api/nodes", tags=["nodes"])
+
+
+def get_node(db: DB, p: Principal, node_id: int) -> Node:
+    node = db.get(Node, node_id)
+    if node is None or (p.scoped and node.pole.owner_id != p.owner_id):
+        raise not_found("node", node_id)
+    return node
+
+
+@router.get("", response_model=list[NodeOut], summary="Nodes on the poles you own")
+def list_nodes(db: DB, p: Viewer, pole: str | None = None, status: str | None = None) -> list[Node]:
+    q = select(Node).order_by(Node.id)
+    if p.scoped:
+        q = q.join(Pole, Pole.id == Node.pole_id).where(Pole.owner_id == p.owner_id)
+    if pole is not None:
+        q = q.where(Node.pole_id == pole)
+    if status is not None:
+        q = q.where(Node.status == status)
+    return list(db.scalars(q))
+
+
+@router.post(
+    "",
+    response_model=Credentials,
+    status_code=201,
+    summary="Provision a node: its MQTT credentials and update key, shown once",
+)
+def provision(db: DB, state: State, p: Technician, body: NodeIn) -> Credentials:
+    pole = get_pole(db, p, body.pole)
+    if p.scoped and pole.owner_id != p.owner_id:
+        raise forbidden("only the pole's owner can provision its nodes")
+    node = db.scalar(select(Node).where(Node.pole_id == pole.id, Node.node == body.node))
+    if body.hardware_id is not None:
+        other = db.scalar(select(Node).where(Node.hardware_id == body.hardware_id))
+        if other is not None and other is not node:
+            raise HTTPException(
+                http.HTTP_409_CONFLICT,
+                f"hardware_id: already provisioned as {other.pole_id}/{other.node}",
+            )
+    password = generate_secret()
+    pw_hash = hash_password(password)
+    username = node_username(pole.id, body.node)
+    action = "node.reprovision" if node is not None else "node.provision"
+    if node is None:
+        node = Node(
+            pole_id=pole.id,
+            node=body.node,
+            mqtt_username=username,
+            update_key=secrets.token_hex(32),
+        )
+        db.add(node)
+    node.hardware_id = body.hardware_id
+    node.board = body.board
+    node.mqtt_password_hash = pw_hash
+    node.provisioned_at = time.time()
+    db.flush()
+    db.refresh(node)
+    push_config(db, node, force=True)
+    state.accounts.set_node(pole.id, body.node, pw_hash)
+    audit(
+        db,
+        p,
+        action,
+        "node",
+        f"{pole.id}/{body.node}",
+        pole.owner_id,
+        hardware_id=body.hardware_id,
+        board=body.board,
+    )
+    return Credentials(
+        node=NodeOut.model_validate(node),
+        mqtt_username=username,
+        mqtt_password=password,
+        update_key=node.update_key,
+        broker_url=state.settings.mqtt_url,
+    )
+
+
+@router.get("/{node_id}", response_model=NodeOut, summary="One node")
+def read_node(db: DB, p: Viewer, node_id: int) -> Node:
+    return get_node(db, p, node_id)
+
+
+@router.delete("/{node_id}", status_code=204, summary="Remove a node; its credentials stop working")
+def remove_node(db: DB, state: State, p: Technician, node_id: int) -> None:
+    node = get_node(db, p, node_id)
+    state.accounts.remove_node(node.pole_id, node.node)
+    audit(db, p, "node.remove", "node", f"{node.pole_id}/{node.node}", node.pole.owner_id)
+    db.delete(node)
+
+
+@router.get(
+    "/{node_id}/configs",
+    response_model=list[ConfigStatus],
+    summary="Config versions pushed to the node and what it said",
+)
+def configs(db: DB, p: Viewer, node_id: int) -> list[NodeConfig]:
+    node = get_node(db, p, node_id)
+    return list(
+        db.scalars(
+            select(NodeConfig)
+            .where(NodeConfig.node_id == node.id)
+            .order_by(NodeConfig.version.desc())
+            .limit(50)
+        )
+    )
+
+
+@router.get("/{node_id}/config", summary="The config last pushed to the node")
+def current_config(db: DB, p: Viewer, node_id: int) -> dict[str, object]:
+    node = get_node(db, p, node_id)
+    row = db.scalar(
+        select(NodeConfig)
+        .where(NodeConfig.node_id == node.id)
+        .order_by(NodeConfig.version.desc())
+        .limit(1)
+    )
+    if row is None:
+        raise not_found("config of node", node_id)
+    return row.payload
+
+
+@router.post(
+    "/{node_id}/config",
+    response_model=ConfigStatus | None,
+    summary="Push the config again (a new version)",
+)
+def repush(db: DB, p: Operator, node_id: int) -> NodeConfig | None:
+    node = get_node(db, p, node_id)
+    row = push_config(db, node, force=True)
+    audit(db, p, "node.config_push", "node", f"{node.pole_id}/{node.node}", node.pole.owner_id)
+    return row
+
+
+@router.post(
+    "/{node_id}/commands",
+    response_model=CommandOut,
+    status_code=202,
+    summary="Reboot, self-test or revert a node",
+)
+def command(db: DB, p: Technician, node_id: int, body: CommandIn) -> Command:
+    node = get_node(db, p, node_id)
+    if body.cmd == "revert" and not steers_light(p, node.pole):
+        raise forbidden("you do not own this pole's lighting")
+    cmd = issue_command(db, node, body.cmd, p.username)
+    audit(
+        db,
+        p,
+        f"node.{body.cmd}",
+        "node",
+        f"{node.pole_id}/{node.node}",
+        node.pole.owner_id,
+        command=cmd.id,
+    )
+    return cmd
+
+
+@router.get("/{node_id}/commands", response_model=list[CommandOut], summary="Commands sent")
+def list_commands(db: DB, p: Viewer, node_id: int) -> list[Command]:
+    node = get_node(db, p, node_id)
+    return list(
+        db.scalars(
+            select(Command)
+            .where(Command.node_id == node.id)
+            .order_by(Command.created_at.desc())
+            .limit(100)
+        )
+    )

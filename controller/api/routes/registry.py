@@ -1,0 +1,332 @@
+"""Owners, poles, their modules, and groups: the registry's CRUD, scoped by owner."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, status
+from sqlalchemy import delete, func, select
+
+from controller.api.auth import DB, Admin, Operator, Principal, Viewer, audit, forbidden, not_found
+from controller.api.deps import State
+from controller.api.schemas import (
+    GroupIn,
+    GroupOut,
+    GroupPatch,
+    ModuleIn,
+    ModuleOut,
+    ModulePatch,
+    OwnerIn,
+    OwnerOut,
+    PoleIn,
+    PoleOut,
+    PolePatch,
+)
+from controller.fleet import push_configs
+from controller.registry.models import (
+    DimmingProfile,
+    Group,
+    GroupPole,
+    Module,
+    Owner,
+    Pole,
+)
+from controller.registry.scope import sees_module, sees_pole, visible_poles
+
+router = APIRouter(prefix="/api", tags=["registry"])
+
+Limit = Annotated[int, Query(ge=1, le=10_000)]
+Offset = Annotated[int, Query(ge=0)]
+
+
+# ---- owners --------------------------------------------------------------------------------
+@router.get("/owners", response_model=list[OwnerOut], summary="Organisations")
+def list_owners(db: DB, p: Viewer) -> list[Owner]:
+    q = select(Owner).order_by(Owner.id)
+    if p.scoped:
+        q = q.where(Owner.id == p.owner_id)
+    return list(db.scalars(q))
+
+
+@router.post("/owners", response_model=OwnerOut, status_code=201, summary="Add an organisation")
+def create_owner(db: DB, p: Admin, body: OwnerIn) -> Owner:
+    if p.scoped:
+        raise forbidden("an owner-scoped account cannot add owners")
+    if db.scalar(select(Owner.id).where(Owner.slug == body.slug)) is not None:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"slug: {body.slug!r} is taken")
+    owner = Owner(**body.model_dump())
+    db.add(owner)
+    db.flush()
+    audit(db, p, "owner.create", "owner", owner.id, **body.model_dump())
+    return owner
+
+
+def _owner_for_write(db: DB, p: Principal, owner_id: int) -> None:
+    if db.get(Owner, owner_id) is None:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"owner_id: no owner {owner_id}")
+    if p.scoped and owner_id != p.owner_id:
+        raise forbidden("owner_id: an owner-scoped account can only use its own owner")
+
+
+def _profile_exists(db: DB, profile_id: int | None) -> None:
+    if profile_id is not None and db.get(DimmingProfile, profile_id) is None:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_ENTITY, f"profile_id: no profile {profile_id}"
+        )
+
+
+# ---- poles ---------------------------------------------------------------------------------
+def get_pole(db: DB, p: Principal, pole_id: str) -> Pole:
+    pole = db.get(Pole, pole_id)
+    if pole is None or not sees_pole(p, pole):
+        raise not_found("pole", pole_id)  # another owner's pole does not exist for you
+    return pole
+
+
+def pole_out(p: Principal, pole: Pole) -> PoleOut:
+    out = PoleOut.model_validate(pole)
+    if p.scoped and pole.owner_id != p.owner_id:
+        out.modules = [m for m in out.modules if m.owner_id == p.owner_id]
+        out.nodes = []
+    return out
+
+
+@router.get("/poles", response_model=list[PoleOut], summary="Poles you can see")
+def list_poles(
+    db: DB,
+    p: Viewer,
+    district: str | None = None,
+    group: int | None = None,
+    owner: int | None = None,
+    module_type: str | None = None,
+    limit: Limit = 1000,
+    offset: Offset = 0,
+) -> list[PoleOut]:
+    q = visible_poles(p)
+    if district is not None:
+        q = q.where(Pole.district == district)
+    if owner is not None:
+        q = q.where(Pole.owner_id == owner)
+    if group is not None:
+        q = q.where(Pole.id.in_(select(GroupPole.pole_id).where(GroupPole.group_id == group)))
+    if module_type is not None:
+        q = q.where(Pole.id.in_(select(Module.pole_id).where(Module.type == module_type)))
+    poles = db.scalars(q.order_by(Pole.id).limit(limit).offset(offset))
+    return [pole_out(p, pole) for pole in poles]
+
+
+@router.post("/poles", response_model=PoleOut, status_code=201, summary="Register a pole")
+def create_pole(db: DB, p: Operator, body: PoleIn) -> PoleOut:
+    _owner_for_write(db, p, body.owner_id)
+    _profile_exists(db, body.profile_id)
+    if db.get(Pole, body.id) is not None:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"id: pole {body.id!r} exists")
+    pole = Pole(**body.model_dump())
+    db.add(pole)
+    db.flush()
+    audit(db, p, "pole.create", "pole", pole.id, pole.owner_id, **body.model_dump())
+    return pole_out(p, pole)
+
+
+@router.get("/poles/{pole_id}", response_model=PoleOut, summary="One pole")
+def read_pole(db: DB, p: Viewer, pole_id: str) -> PoleOut:
+    return pole_out(p, get_pole(db, p, pole_id))
+
+
+@router.patch("/poles/{pole_id}", response_model=PoleOut, summary="Change a pole")
+def update_pole(db: DB, p: Operator, pole_id: str, body: PolePatch) -> PoleOut:
+    pole = get_pole(db, p, pole_id)
+    if p.scoped and pole.owner_id != p.owner_id:
+        raise forbidden("only the pole's owner can change it")
+    changes = body.model_dump(exclude_unset=True)
+    _profile_exists(db, changes.get("profile_id"))
+    for k, v in changes.items():
+        if v is None and k in ("lat", "lon"):
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"{k}: may not be null")
+        setattr(pole, k, v)
+    db.flush()
+    if {"lat", "lon", "profile_id"} & changes.keys():
+        push_configs(db, [pole])
+    audit(db, p, "pole.update", "pole", pole.id, pole.owner_id, **changes)
+    return pole_out(p, pole)
+
+
+@router.delete("/poles/{pole_id}", status_code=204, summary="Remove a pole and its modules")
+def delete_pole(db: DB, state: State, p: Operator, pole_id: str) -> None:
+    pole = get_pole(db, p, pole_id)
+    if p.scoped and pole.owner_id != p.owner_id:
+        raise forbidden("only the pole's owner can remove it")
+    for node in pole.nodes:
+        state.accounts.remove_node(pole.id, node.node)
+    audit(db, p, "pole.delete", "pole", pole.id, pole.owner_id)
+    db.delete(pole)
+
+
+# ---- modules -------------------------------------------------------------------------------
+@router.post(
+    "/poles/{pole_id}/modules", response_model=ModuleOut, status_code=201, summary="Add a module"
+)
+def create_module(db: DB, p: Operator, pole_id: str, body: ModuleIn) -> Module:
+    pole = get_pole(db, p, pole_id)
+    _owner_for_write(db, p, body.owner_id)
+    if p.scoped and pole.owner_id != p.owner_id and body.owner_id != p.owner_id:
+        raise forbidden("owner_id: only your own modules")
+    module = Module(pole_id=pole.id, **body.model_dump())
+    db.add(module)
+    db.flush()
+    audit(
+        db,
+        p,
+        "module.create",
+        "module",
+        module.id,
+        module.owner_id,
+        pole=pole.id,
+        **body.model_dump(),
+    )
+    return module
+
+
+def get_module(db: DB, p: Principal, module_id: int) -> Module:
+    module = db.get(Module, module_id)
+    if module is None or not sees_module(p, module):
+        raise not_found("module", module_id)
+    return module
+
+
+@router.get("/modules", response_model=list[ModuleOut], summary="Modules you can see")
+def list_modules(
+    db: DB, p: Viewer, type: str | None = None, limit: Limit = 1000, offset: Offset = 0
+) -> list[Module]:
+    q = select(Module)
+    if p.scoped:
+        q = q.where(Module.owner_id == p.owner_id)
+    if type is not None:
+        q = q.where(Module.type == type)
+    return list(db.scalars(q.order_by(Module.id).limit(limit).offset(offset)))
+
+
+@router.get("/modules/{module_id}", response_model=ModuleOut, summary="One module")
+def read_module(db: DB, p: Viewer, module_id: int) -> Module:
+    return get_module(db, p, module_id)
+
+
+@router.patch("/modules/{module_id}", response_model=ModuleOut, summary="Change a module")
+def update_module(db: DB, p: Operator, module_id: int, body: ModulePatch) -> Module:
+    module = get_module(db, p, module_id)
+    changes = body.model_dump(exclude_unset=True)
+    for k, v in changes.items():
+        if v is None and k in ("purpose", "openness", "personal_data", "attributes"):
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"{k}: may not be null")
+        setattr(module, k, v)
+    audit(db, p, "module.update", "module", module.id, module.owner_id, **changes)
+    return module
+
+
+@router.delete("/modules/{module_id}", status_code=204, summary="Remove a module")
+def delete_module(db: DB, p: Operator, module_id: int) -> None:
+    module = get_module(db, p, module_id)
+    audit(db, p, "module.delete", "module", module.id, module.owner_id, pole=module.pole_id)
+    db.delete(module)
+
+
+# ---- groups --------------------------------------------------------------------------------
+def group_out(db: DB, g: Group) -> GroupOut:
+    out = GroupOut.model_validate(g)
+    out.poles = list(
+        db.scalars(select(GroupPole.pole_id).where(GroupPole.group_id == g.id).order_by("pole_id"))
+    )
+    return out
+
+
+def get_group(db: DB, p: Principal, group_id: int) -> Group:
+    g = db.get(Group, group_id)
+    if g is None or (p.scoped and g.owner_id != p.owner_id):
+        raise not_found("group", group_id)
+    return g
+
+
+def _set_members(db: DB, p: Principal, g: Group, poles: list[str]) -> None:
+    unique = sorted(set(poles))
+    found = set(db.scalars(visible_poles(p).where(Pole.id.in_(unique)).with_only_columns(Pole.id)))
+    missing = [x for x in unique if x not in found]
+    if missing:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_ENTITY, f"poles: unknown pole(s) {missing[:10]}"
+        )
+    db.execute(delete(GroupPole).where(GroupPole.group_id == g.id))
+    db.add_all(GroupPole(group_id=g.id, pole_id=x) for x in unique)
+
+
+@router.get("/groups", response_model=list[GroupOut], summary="Groups of poles")
+def list_groups(db: DB, p: Viewer) -> list[GroupOut]:
+    q = select(Group).order_by(Group.id)
+    if p.scoped:
+        q = q.where(Group.owner_id == p.owner_id)
+    return [group_out(db, g) for g in db.scalars(q)]
+
+
+@router.post("/groups", response_model=GroupOut, status_code=201, summary="Make a group")
+def create_group(db: DB, p: Operator, body: GroupIn) -> GroupOut:
+    owner_id = body.owner_id if body.owner_id is not None else p.owner_id
+    if owner_id is not None:
+        _owner_for_write(db, p, owner_id)
+    elif p.scoped:
+        raise forbidden("owner_id: required for an owner-scoped account")
+    _profile_exists(db, body.profile_id)
+    if db.scalar(select(Group.id).where(Group.name == body.name)) is not None:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"name: group {body.name!r} exists")
+    g = Group(
+        name=body.name, description=body.description, owner_id=owner_id, profile_id=body.profile_id
+    )
+    db.add(g)
+    db.flush()
+    _set_members(db, p, g, body.poles)
+    db.flush()
+    if g.profile_id is not None:
+        push_configs(db, db.scalars(select(Pole).where(Pole.id.in_(body.poles))))
+    audit(db, p, "group.create", "group", g.id, owner_id, **body.model_dump())
+    return group_out(db, g)
+
+
+@router.get("/groups/{group_id}", response_model=GroupOut, summary="One group")
+def read_group(db: DB, p: Viewer, group_id: int) -> GroupOut:
+    return group_out(db, get_group(db, p, group_id))
+
+
+@router.patch("/groups/{group_id}", response_model=GroupOut, summary="Change a group")
+def update_group(db: DB, p: Operator, group_id: int, body: GroupPatch) -> GroupOut:
+    g = get_group(db, p, group_id)
+    changes = body.model_dump(exclude_unset=True)
+    before = set(db.scalars(select(GroupPole.pole_id).where(GroupPole.group_id == g.id)))
+    if "description" in changes and changes["description"] is not None:
+        g.description = changes["description"]
+    if "profile_id" in changes:
+        _profile_exists(db, changes["profile_id"])
+        g.profile_id = changes["profile_id"]
+    if changes.get("poles") is not None:
+        _set_members(db, p, g, changes["poles"])
+    db.flush()
+    after = set(db.scalars(select(GroupPole.pole_id).where(GroupPole.group_id == g.id)))
+    push_configs(db, db.scalars(select(Pole).where(Pole.id.in_(before | after))))
+    audit(db, p, "group.update", "group", g.id, g.owner_id, **changes)
+    return group_out(db, g)
+
+
+@router.delete("/groups/{group_id}", status_code=204, summary="Remove a group")
+def delete_group(db: DB, p: Operator, group_id: int) -> None:
+    g = get_group(db, p, group_id)
+    members = list(db.scalars(select(GroupPole.pole_id).where(GroupPole.group_id == g.id)))
+    audit(db, p, "group.delete", "group", g.id, g.owner_id)
+    db.delete(g)
+    db.flush()
+    push_configs(db, db.scalars(select(Pole).where(Pole.id.in_(members))))
+
+
+@router.get("/stats", summary="Counts for the dashboard's header")
+def counts(db: DB, p: Viewer) -> dict[str, int]:
+    poles = visible_poles(p).subquery()
+    return {
+        "poles": db.scalar(select(func.count()).select_from(poles)) or 0,
+        "groups": len(list_groups(db, p)),
+    }

@@ -1,0 +1,74 @@
+"""The controller in-process (FastAPI TestClient, lifespan and all) with accounts to call it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+from fastapi.testclient import TestClient
+
+from controller.app import create_app
+from controller.registry.accounts import create_token, create_user
+from controller.registry.db import Registry
+from controller.settings import Settings
+
+
+class Api:
+    """A running controller and a bearer token per account name."""
+
+    def __init__(self, client: TestClient, registry_url: str) -> None:
+        self.client = client
+        self.registry_url = registry_url
+        self.tokens: dict[str, str] = {}
+
+    def account(self, name: str, role: str, owner: str | None = None) -> str:
+        reg = Registry(self.registry_url)
+        try:
+            create_user(reg, name, "correct horse battery", role, owner)
+            self.tokens[name] = create_token(reg, name, "test")
+        finally:
+            reg.close()
+        return name
+
+    def call(self, who: str, method: str, path: str, **kw: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.tokens[who]}"} if who else {}
+        return self.client.request(method, path, headers=headers, **kw)
+
+    def ok(self, who: str, method: str, path: str, **kw: Any) -> Any:
+        r = self.call(who, method, path, **kw)
+        assert r.status_code < 300, f"{method} {path}: {r.status_code} {r.text}"
+        return r.json() if r.content else None
+
+    @property
+    def state(self) -> Any:
+        return self.client.app.state.streetpole  # type: ignore[attr-defined]
+
+
+@contextmanager
+def running_api(data_dir: Path, database_url: str | None = None, **settings: Any) -> Iterator[Api]:
+    url = database_url or f"sqlite:///{data_dir / 'registry.db'}"
+    Registry(url).close()  # migrate first, so accounts exist before the app starts
+    s = Settings(data_dir=data_dir, database_url=url, _env_file=None, **settings)
+    reg = Registry(url, run_migrations=False)
+    create_user(reg, "admin", "correct horse battery", "admin")
+    token = create_token(reg, "admin", "test")
+    reg.close()
+    with TestClient(create_app(s)) as client:
+        api = Api(client, url)
+        api.tokens["admin"] = token
+        yield api
+
+
+def wait_for(cond: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        got = cond()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
