@@ -20,7 +20,7 @@ import socket
 import struct
 import time
 
-from spnode.compat import ticks_ms
+from spnode.compat import ticks_diff, ticks_ms
 
 TS_VALID_AFTER = 1577836800  # 2020-01-01: before this the clock was never set
 NTP_DELTA = 2208988800  # seconds from 1900-01-01 (NTP era 0) to 1970-01-01
@@ -93,3 +93,36 @@ def parse_ntp_reply(data):
     if secs == 0:
         raise ValueError("server has no time")
     return secs - NTP_DELTA + frac / 4294967296
+
+
+class ScaledClock:
+    """A clock running ``speed`` times faster than real time, from ``start`` (UTC seconds; now by
+    default): the simulator and the tests run a node's reporting periods, ramps and holds in a
+    fraction of the time. The node sleeps through ``sleep_ms``, so its tasks speed up together;
+    network timeouts stay real. Always valid (the simulated street has a time server)."""
+
+    def __init__(self, speed=1.0, start=None):
+        self.speed = speed
+        self._last = ticks_ms()
+        self._real_ms = 0  # real milliseconds since start, accumulated (ticks wrap on the node)
+        self._start = time.time() + _EPOCH_OFFSET if start is None else start
+        self.synced = True
+        self.valid = True
+
+    def _elapsed_ms(self):
+        t = ticks_ms()
+        self._real_ms += ticks_diff(t, self._last)
+        self._last = t
+        return self._real_ms * self.speed
+
+    def ticks_ms(self):
+        return int(self._elapsed_ms()) & 0x3FFFFFFF if _WRAP else int(self._elapsed_ms())
+
+    def now(self):
+        return self._start + self._elapsed_ms() / 1000
+
+    def sleep_ms(self, ms):
+        return asyncio.sleep(ms / self.speed / 1000)
+
+
+_WRAP = hasattr(time, "ticks_diff")  # MicroPython: ticks wrap at 2**30 and ticks_diff expects it

@@ -124,6 +124,9 @@ class Esp32Board:
     def unique_id(self):
         return machine.unique_id()
 
+    def reset(self):
+        machine.reset()
+
     def ticks_ms(self):
         return time.ticks_ms()
 

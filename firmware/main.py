@@ -1,0 +1,60 @@
+# The node's main program on the ESP32: updater first (swap, probation, safe mode), then the
+# node. Thin by design: everything else is in spnode/ and runs the same in the simulator.
+import asyncio
+import gc
+import os
+import sys
+
+from spnode import VERSION
+from spnode.update import Updater
+
+mode = Updater("/", version=VERSION).boot()
+for name in list(sys.modules):  # the swap may have brought new versions: import them afresh
+    if name.startswith("spnode"):
+        del sys.modules[name]
+gc.collect()
+
+from spnode import boarddef  # noqa: E402
+from spnode.board import open_board  # noqa: E402
+
+board = open_board(boarddef.load("/board.json"))
+
+
+def failsafe(why):
+    """No usable node.json: full light, and wait for a technician (REPL, mpremote)."""
+    print("node.json:", why, "- lamp full on; fix the file and reset")
+    lamp = board.bdef.get("lamp")
+    if lamp:
+        from spnode.drivers.lamp import Lamp
+
+        relay = board.pin(lamp["relay"]) if lamp.get("relay") else None
+        Lamp(board.pwm(lamp["pwm"]), lamp["rated_w"], relay=relay).set_level(1.0, 0)
+
+
+async def main():
+    from spnode.app import Node
+    from spnode.nodeconfig import ConfigError, load_node_config
+
+    try:
+        local = load_node_config("/node.json")
+    except ConfigError as e:
+        failsafe(str(e))
+        return None
+    try:
+        os.mkdir("/data")
+    except OSError:
+        pass
+    node = Node(
+        board,
+        local,
+        data_dir="/data",
+        boot_mode=mode,
+        ntp_host="pool.ntp.org",
+        updater=Updater("/", version=VERSION),
+    )
+    gc.collect()
+    return await node.run()
+
+
+if asyncio.run(main()) == "reboot":
+    board.reset()

@@ -1,0 +1,755 @@
+"""The node: every part wired together as asyncio tasks. Runs on the ESP32 (firmware/main.py),
+as a MicroPython process on the simulated board, and many times over in one CPython loop (the
+simulator): everything a node has comes in through the constructor, nothing is global::
+
+    node = Node(board, local, clock=ScaledClock(60), data_dir="/data")   # local: node.json dict
+    reason = await node.run()         # returns "reboot" when a command or the updater asks
+
+Tasks (see docs/firmware.md):
+
+- ``control``: ~10 Hz; presence in, dimmer step, lamp out, watchdog heartbeat. Never awaits the
+  network, so the light never waits on a socket.
+- ``sensing``: 1 Hz (PM sampling, lamp check), and the microphone at 32 blocks/s if fitted.
+- ``report``: every ``report_period_s`` a measurement batch into the store-and-forward buffer.
+- ``sender``: publishes acks and events, the retained state, then the buffer oldest first, each
+  QoS 1 and removed only once acknowledged.
+- ``commands``: config (validated, persisted, acked) and commands (override, revert, reboot,
+  selftest, update), from a small inbox the MQTT callback fills.
+- ``health``: feeds the watchdog while control and MQTT are alive; confirms or rolls back an
+  update on probation. ``ntp``: clock sync where a time server is configured. ``wifi``: keeps the
+  station connected. The MQTT client's own task reconnects with backoff.
+"""
+
+import asyncio
+import gc
+import json
+
+from protocols import codec, topics
+from protocols.errors import ProtocolError
+from spnode import VERSION
+from spnode.buffer import SIZE_FLASH, SIZE_RAM, Buffer
+from spnode.clock import Clock
+from spnode.dimming import Dimmer, Inputs
+from spnode.health import Health, heap_free
+from spnode.mqtt_client import MQTTClient, NotConnected
+from spnode.nodeconfig import NodeConfig, RemoteConfig, write_atomic
+from spnode.sensing import reading
+
+FW_VERSION = VERSION
+CONTROL_MS = 100
+OUTBOX_MAX = 16
+INBOX_MAX = 8
+STATE_EVERY = 10  # reporting periods between routine state messages
+
+
+def _load_int(path, default):
+    try:
+        with open(path) as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return default
+
+
+class Node:
+    def __init__(
+        self,
+        board,
+        local,
+        clock=None,
+        host=None,
+        port=None,
+        username=None,
+        password=None,
+        ssl=None,
+        keepalive=60,
+        data_dir=None,
+        updater=None,
+        boot_mode="normal",
+        ntp_host=None,
+        fw_version=FW_VERSION,
+        boot=None,
+    ):
+        self.board = board
+        self.bdef = getattr(board, "bdef", {}) or {}
+        self.local = local if isinstance(local, NodeConfig) else NodeConfig(local)
+        self.clock = clock if clock is not None else Clock()
+        self.data_dir = data_dir
+        self.updater = updater
+        self.safe_mode = boot_mode == "safe"
+        self.boot_mode = boot_mode
+        self.ntp_host = ntp_host
+        self.fw = fw_version
+        lc = self.local
+        if boot is None:
+            boot = 1
+            if data_dir is not None:
+                boot = _load_int(data_dir + "/boot", 0) + 1
+                write_atomic(data_dir + "/boot", str(boot).encode())
+        self.boot = boot
+        self.seq = 0  # measurement batches this boot
+        self.event_seq = 0
+        t = topics.Topic(lc.pole, lc.node, topics.STATE)
+        self.t_state = str(t)
+        self.t_meas = str(t.sibling(topics.MEAS))
+        self.t_event = str(t.sibling(topics.EVENT))
+        self.t_ack = str(t.sibling(topics.ACK))
+        self.t_presence = str(t.sibling(topics.PRESENCE))
+        self.t_config = str(t.sibling(topics.CONFIG))
+        self.t_cmd = str(t.sibling(topics.CMD))
+        self.neighbours = ()  # presence topics of the configured neighbours
+        # parts
+        if data_dir is not None:
+            self.buffer = Buffer(SIZE_FLASH[0], SIZE_FLASH[1], data_dir + "/meas.q")
+            self.buffer.restore()
+            self.remote = RemoteConfig(data_dir + "/config.json")
+        else:
+            self.buffer = Buffer(SIZE_RAM[0], SIZE_RAM[1])
+            self.remote = RemoteConfig(None)
+        self.dimmer = Dimmer()
+        self.inp = Inputs()
+        wdt = board.wdt(30000) if hasattr(board, "wdt") else None
+        self.health = Health(wdt, self.clock)
+        will = codec.encode(topics.STATE, {"status": "offline", "fw": self.fw, "boot": boot})
+        if ssl is None:
+            ssl = True if lc.tls else None
+        self.client = MQTTClient(
+            lc.pole + "-" + lc.node,
+            host or lc.host,
+            port or lc.port,
+            username=username if username is not None else lc.username,
+            password=password if password is not None else lc.password,
+            keepalive=keepalive,
+            ssl=ssl or None,
+            will=(self.t_state, will, 1, True),
+            on_message=self._on_message,
+            on_connect=self._on_connect,
+        )
+        self.client.subscribe(self.t_config, 1)
+        self.client.subscribe(self.t_cmd, 1)
+        # state of the run
+        self.period_s = 60
+        self.level = 1.0
+        self.outbox = []  # (topic, payload, qos, retain), oldest first
+        self.inbox = []  # (topic, payload)
+        self.lost = 0  # outgoing acks/events or incoming messages dropped (full, or unencodable)
+        self.acks = 0
+        self._wake = asyncio.Event()
+        self._work = asyncio.Event()
+        self._stop = asyncio.Event()
+        self.exit_reason = None
+        self._state_due = True
+        self._state_at = None
+        self._state_level = None
+        self._confirmed = False
+        self._t0 = self.clock.ticks_ms()
+        self._presence_at = None
+        self._detections = 0
+        self._lvl_sum = 0.0
+        self._lvl_ms = 0
+        self._last_ms = self._t0
+        self._energy0 = 0.0
+        self._dropped_seen = 0
+        self._alarms = {}
+        self._tasks = []
+        self._sensors()
+        cfg = self.remote.load()
+        if cfg is not None:
+            self._apply(cfg)  # the last program keeps running without the controller
+        self.control_step()  # the light is set before anything else happens
+
+    # ---- hardware --------------------------------------------------------------------------
+    def _sensors(self):
+        b = self.board
+        bd = self.bdef
+        self.lamp = None
+        self.pir = self.radar = self.pm = self.bme = self.no2 = self.noise = None
+        self.srcs = {}
+        lamp = bd.get("lamp")
+        if lamp:
+            from spnode.drivers.lamp import Lamp
+
+            self.lamp = Lamp(
+                b.pwm(lamp["pwm"]),
+                lamp["rated_w"],
+                lamp.get("control", "pwm"),
+                lamp.get("min_level", 0.0),
+                lamp.get("invert", False),
+                b.pin(lamp["relay"]) if lamp.get("relay") else None,
+                b.adc(lamp["current_adc"]) if lamp.get("current_adc") else None,
+                lamp.get("amps_per_volt", 1.0),
+                lamp.get("mains_v", 230.0),
+            )
+        if self.safe_mode:
+            return  # safe mode: light, MQTT and updates only
+        sensors = bd.get("sensors", {})
+        cal = self.local.calibration
+        for name in self.local.sensors:
+            s = sensors.get(name)
+            if s is None:
+                continue
+            kind = s["type"]
+            if kind == "pir":
+                from spnode.drivers.pir import Pir
+
+                self.pir = Pir(b.pin(s["pin"]), self.clock.ticks_ms, s.get("debounce_ms", 200))
+                self.pir.start()
+                self.srcs["motion"] = name
+            elif kind == "ld2410":
+                from spnode.drivers.ld2410 import Ld2410
+
+                self.radar = Ld2410(b.uart(s["uart"]))
+                self.radar.start(self.clock.ticks_ms())
+                self.srcs["motion"] = name
+            elif kind in ("sps30", "pms5003"):
+                from spnode.sensing.pm import PmSampler
+
+                if kind == "sps30":
+                    from spnode.drivers.sps30 import Sps30
+
+                    dev = Sps30(b.i2c(s["i2c"]), s.get("addr", 0x69))
+                else:
+                    from spnode.drivers.pms5003 import Pms5003
+
+                    dev = Pms5003(b.uart(s["uart"]))
+                self.pm = PmSampler(dev, name)
+            elif kind == "bme280":
+                from spnode.drivers.bme280 import Bme280
+
+                self.bme = Bme280(b.i2c(s["i2c"]), s.get("addr", 0x76))
+                self.bme.begin()
+                self.srcs["climate"] = name
+            elif kind == "no2_cell":
+                from spnode.drivers.no2_cell import No2Cell
+
+                self.no2 = No2Cell(
+                    b.adc(s["we"]), b.adc(s["ae"]), s.get("n", 1.0), s.get("gain", 1.0)
+                )
+                self.no2.calibrate(
+                    cal.get("no2_we_zero_mv"),
+                    cal.get("no2_ae_zero_mv"),
+                    cal.get("no2_sensitivity_mv_ppb"),
+                )
+                self.srcs["no2"] = name
+            elif kind in ("inmp441", "ics43434"):
+                from spnode.noise.meter import NoiseMeter
+
+                rate = bd["i2s"][s["i2s"]]["rate"]
+                self.noise = NoiseMeter(
+                    rate,
+                    s.get("sensitivity_dbfs", -26.0),
+                    cal.get("noise_offset_db", 0.0),
+                    s.get("floor_dba"),
+                )
+                self.mic = b.i2s(s["i2s"])
+                self.srcs["noise"] = name
+
+    # ---- config ------------------------------------------------------------------------------
+    def _apply(self, cfg):
+        self.dimmer.configure(cfg, self.local.location)
+        self.period_s = cfg["report_period_s"]
+        nbs = []
+        for nb in cfg.get("neighbours", ()):
+            t = str(topics.Topic(nb["pole"], nb["node"], topics.PRESENCE))
+            nbs.append(t)
+            self.client.subscribe(t, 0)
+        self.neighbours = tuple(nbs)
+        cal = cfg.get("calibration", {})
+        if self.noise is not None and "noise_offset_db" in cal:
+            self.noise.set_offset(cal["noise_offset_db"])
+        if self.no2 is not None and "no2_we_zero_mv" in cal:
+            self.no2.calibrate(
+                cal.get("no2_we_zero_mv"),
+                cal.get("no2_ae_zero_mv"),
+                cal.get("no2_sensitivity_mv_ppb"),
+            )
+        self._state_due = True
+
+    # ---- the control loop (no network here) ------------------------------------------------------
+    def control_step(self):
+        """One control cycle: presence in, dimmer, lamp out. Synchronous and allocation-light."""
+        clock = self.clock
+        ms = clock.ticks_ms()
+        inp = self.inp
+        inp.time_valid = clock.valid
+        seen = 0
+        if self.pir is not None:
+            seen = self.pir.take()
+        if self.radar is not None:
+            self.radar.poll(ms)
+            seen += self.radar.take()
+            inp.presence_fault = self.radar.fault is not None
+        inp.presence = seen > 0 or (self.radar is not None and self.radar.present)
+        if seen:
+            self._detections += seen
+        if self.noise is not None:
+            inp.noise_dba = self.noise.last_second
+        level = self.dimmer.step(clock.now(), ms, inp)
+        if self.dimmer.presence_edge and (
+            self._presence_at is None or ms - self._presence_at >= 2000
+        ):
+            self._presence_at = ms
+            self._presence()
+        dt = ms - self._last_ms
+        self._last_ms = ms
+        if 0 < dt < 60000:
+            self._lvl_sum += level * dt
+            self._lvl_ms += dt
+        if self.lamp is not None:
+            self.lamp.set_level(level, ms)
+        self.level = level
+        last = self._state_level
+        moved = last is None or level - last > 0.05 or last - level > 0.05
+        if moved and (self._state_at is None or ms - self._state_at >= 1000):
+            self._state_due = True
+            self._wake.set()
+        self.health.control_tick()
+        return level
+
+    def _presence(self):
+        """Own presence began: tell the neighbours (QoS 0) and the controller (an event)."""
+        if not self.clock.valid:
+            return
+        ts = int(self.clock.now())
+        src = self.srcs.get("motion", "motion")
+        self._queue(self.t_presence, {"ts": ts, "src": src}, "presence", 0)
+        self._event({"kind": "presence", "src": src, "count": 1})
+
+    # ---- messages out --------------------------------------------------------------------------
+    def _queue(self, topic, msg, channel, qos=1):
+        try:
+            data = codec.encode(channel, msg)
+        except ProtocolError:
+            self.lost += 1
+            return
+        if len(self.outbox) >= OUTBOX_MAX:
+            self.outbox.pop(0)
+            self.lost += 1
+        self.outbox.append((topic, data, qos))
+        self._wake.set()
+
+    def _event(self, msg):
+        if not self.clock.valid:
+            return
+        msg["boot"] = self.boot
+        msg["seq"] = self.event_seq
+        msg["ts"] = int(self.clock.now())
+        self.event_seq += 1
+        self._queue(self.t_event, msg, "event")
+
+    def _alarm(self, code, active, detail=None, src=None):
+        if self._alarms.get(code, False) == active:
+            return
+        self._alarms[code] = active
+        msg = {"kind": "alarm", "code": code, "active": active}
+        if detail:
+            msg["detail"] = str(detail)[:200]
+        if src:
+            msg["src"] = src
+        self._event(msg)
+
+    def _ack(self, ident, kind, status, reason=None, checks=None):
+        ack = {"id": ident, "kind": kind, "ts": int(self.clock.now()), "status": status}
+        if reason is not None:
+            ack["reason"] = str(reason)[:200]
+        if checks is not None:
+            ack["checks"] = checks[:32]
+        self.acks += 1
+        self._queue(self.t_ack, ack, "ack")
+
+    def state(self):
+        """The node state message (a dict), as published retained on ``state``."""
+        st = {
+            "status": "online",
+            "ts": int(self.clock.now()),
+            "fw": self.fw,
+            "boot": self.boot,
+            "uptime_s": self.uptime_s(),
+            "heap_free": heap_free(),
+            "reset_cause": self.board.reset_cause(),
+            "level": round(self.level, 3),
+            "config_version": self.remote.version,
+            "buffered": len(self.buffer),
+            "dropped": self.buffer.dropped,
+            "safe_mode": self.safe_mode,
+        }
+        try:
+            st["rssi"] = self.board.wlan().status("rssi")
+        except Exception:
+            pass
+        return st
+
+    def uptime_s(self):
+        return max(0, (self.clock.ticks_ms() - self._t0) // 1000)
+
+    async def _send_one(self):
+        """Publish the most urgent pending message; False when nothing is pending."""
+        c = self.client
+        if self.outbox:
+            topic, data, qos = self.outbox[0]
+            await c.publish(topic, data, qos=qos)
+            if self.outbox and self.outbox[0][1] is data:
+                self.outbox.pop(0)
+            if qos:
+                self.health.mqtt_ok()
+            return True
+        if self._state_due and self.clock.valid:
+            self._state_due = False
+            st = self.state()
+            self._state_level = st["level"]
+            self._state_at = self.clock.ticks_ms()
+            try:
+                data = codec.encode(topics.STATE, st)
+            except ProtocolError:
+                self.lost += 1
+                return True
+            try:
+                await c.publish(self.t_state, data, qos=1, retain=True)
+            except NotConnected:
+                self._state_due = True
+                raise
+            self.health.mqtt_ok()
+            if not self._confirmed:
+                self._confirmed = True
+                if self.updater is not None:
+                    self.updater.healthy()  # control loop ran, MQTT round trip done
+            return True
+        item = self.buffer.peek()
+        if item is not None:
+            if await c.publish(self.t_meas, item[1], qos=1):
+                self.buffer.commit(item[0])
+                self.health.mqtt_ok()
+            return True
+        return False
+
+    # ---- messages in -----------------------------------------------------------------------------
+    def _on_connect(self, client):
+        self._state_due = True  # birth message
+        self._wake.set()
+
+    def _on_message(self, topic, payload, retained):
+        if topic in self.neighbours:
+            self.inp.neighbour = True  # the next control step raises the light
+            return
+        if len(self.inbox) >= INBOX_MAX:
+            self.inbox.pop(0)
+            self.lost += 1
+        self.inbox.append((topic, payload))
+        self._work.set()
+
+    async def _handle(self, topic, payload):
+        now = self.clock.now()
+        if topic == self.t_config:
+            old = self.remote.config
+            ack, changed = self.remote.offer(payload, now)
+            if changed:
+                try:
+                    self._apply(self.remote.config)
+                except Exception as e:  # should not pass validation; keep the old program
+                    if old is not None:
+                        self._apply(old)
+                    ack["status"] = "failed"
+                    ack["reason"] = ("apply: %s" % e)[:200]
+            self._alarm("configRejected", ack["status"] != "applied", ack.get("reason"))
+            self.acks += 1
+            self._queue(self.t_ack, ack, "ack")
+            return
+        if topic != self.t_cmd:
+            return
+        try:
+            cmd = codec.decode(topics.CMD, payload)
+        except ProtocolError as e:
+            ident = "cmd"
+            try:
+                ident = topics.check_id(json.loads(payload)["id"])
+            except Exception:
+                pass
+            self._ack(ident, "cmd", "rejected", str(e))
+            return
+        kind = cmd["cmd"]
+        ident = cmd["id"]
+        if kind in ("override", "revert"):
+            self.dimmer.command(cmd)
+            self.control_step()
+            self._ack(ident, "cmd", "applied")
+        elif kind == "reboot":
+            self._ack(ident, "cmd", "applied")
+            await self._flush()
+            self.stop("reboot")
+        elif kind == "selftest":
+            from spnode import selftest
+
+            checks = selftest.run(self.board, self.bdef, out=_Null())
+            self._ack(ident, "cmd", "applied", checks=checks)
+        elif kind == "update":
+            await self._update(cmd)
+
+    async def _update(self, cmd):
+        from spnode import httpget, update
+
+        ident = cmd["id"]
+        up = self.updater
+        if up is None:
+            if self.data_dir is None:
+                self._ack(ident, "cmd", "rejected", "update: no flash storage on this node")
+                return
+            up = self.updater = update.Updater(self.data_dir, version=self.fw)
+        try:
+            inst = up.begin(cmd, self.local.update_key)
+        except update.UpdateError as e:
+            self._ack(ident, "cmd", "rejected", str(e))
+            return
+        self._ack(ident, "cmd", "accepted")
+        try:
+            for attempt in range(3):
+                try:
+                    await httpget.get(cmd["url"], inst.feed, inst.got, cmd["size"])
+                    break
+                except OSError as e:
+                    if attempt == 2:
+                        why = "url: download failed at %d: %s" % (inst.got, e)
+                        raise update.UpdateError(why) from None
+            inst.finish()
+        except Exception as e:
+            inst.abort()
+            reason = str(e) if isinstance(e, update.UpdateError) else "update: %r" % e
+            self._alarm("updateFailed", True, reason)
+            self._ack(ident, "cmd", "failed", reason)
+            return
+        self._ack(ident, "cmd", "applied")
+        await self._flush()
+        self.stop("reboot")  # boot swaps the staged version in, on probation
+
+    async def _flush(self, timeout_ms=5000):
+        """Give the sender a moment to get acks out (e.g. before a reboot)."""
+        waited = 0
+        while self.outbox and self.client.connected and waited < timeout_ms:
+            self._wake.set()
+            await asyncio.sleep(0.05)
+            waited += 50
+
+    # ---- tasks -------------------------------------------------------------------------------
+    def _sleep(self, ms):
+        s = getattr(self.clock, "sleep_ms", None)
+        return s(ms) if s is not None else asyncio.sleep(ms / 1000)
+
+    async def _control(self):
+        while True:
+            try:
+                self.control_step()
+            except Exception as e:  # keep the light running; health notices a dead loop
+                print("control:", repr(e))
+            await self._sleep(CONTROL_MS)
+
+    async def _sensing(self):
+        while True:
+            ms = self.clock.ticks_ms()
+            now = self.clock.now()
+            if self.pm is not None:
+                self.pm.step(int(now))
+            if self.lamp is not None:
+                fault = self.lamp.check(ms)
+                self._alarm("lampFailure", fault is not None, fault, "lamp")
+            await self._sleep(1000)
+
+    async def _microphone(self):
+        m = self.noise
+        while True:
+            m.read(self.mic)
+            await self._sleep(1000 // 32)
+
+    async def _report(self):
+        n = 0
+        start = self.clock.ticks_ms()
+        while True:
+            # short sleeps, so a new report_period_s takes effect at once
+            while self.clock.ticks_ms() - start < self.period_s * 1000:
+                await self._sleep(500)
+            start = self.clock.ticks_ms()
+            self.report()
+            n += 1
+            if n % STATE_EVERY == 0:
+                self._state_due = True
+            dropped = self.buffer.dropped
+            if dropped != self._dropped_seen:
+                self._dropped_seen = dropped
+                self._alarm("bufferOverflow", True, "%d batches dropped" % dropped)
+            gc.collect()
+
+    def report(self):
+        """Close the reporting period: a measurement batch into the buffer (none without a
+        valid clock: readings are never stamped with an invented time)."""
+        dur = self.period_s
+        ms = self.clock.ticks_ms()
+        readings = []
+        if not self.clock.valid:
+            self._reset_period(ms)
+            return None
+        ts = int(self.clock.now())
+        temp = p = rh = None
+        if self.bme is not None:
+            from spnode.sensing.air import climate_readings
+
+            cal = self.local.calibration
+            rs = climate_readings(
+                self.bme, ts, dur, self.srcs["climate"], cal.get("temperature_offset", 0.0)
+            )
+            for r in rs:
+                if r["q"] == "temperature":
+                    temp = r["v"]
+                elif r["q"] == "relativeHumidity":
+                    rh = r["v"]
+                elif r["q"] == "atmosphericPressure":
+                    p = r["v"]
+            readings.extend(rs)
+        if self.pm is not None:
+            readings.extend(self.pm.report(ts, dur, rh))
+        if self.no2 is not None:
+            from spnode.sensing.air import no2_readings
+
+            readings.extend(no2_readings(self.no2, ts, dur, self.srcs["no2"], temp, p))
+        if self.noise is not None:
+            readings.extend(self.noise.report(ts, dur, self.srcs["noise"]))
+        if "motion" in self.srcs:
+            readings.append(
+                reading(ts, "presenceCount", self._detections, dur, self.srcs["motion"])
+            )
+        if self.lamp is not None:
+            mean = self._lvl_sum / self._lvl_ms if self._lvl_ms else self.level
+            wh = self.lamp.energy_wh(ms)
+            est = ["estimated"]
+            readings.append(reading(ts, "illuminanceLevel", mean, dur, "lamp"))
+            readings.append(reading(ts, "powerConsumption", self.lamp.power_w(), None, "lamp"))
+            readings.append(reading(ts, "energyConsumed", wh - self._energy0, dur, "lamp", est))
+            self._energy0 = wh
+        self._reset_period(ms)
+        if not readings:
+            return None
+        batch = {"boot": self.boot, "seq": self.seq, "readings": readings}
+        for _ in range(4):  # a reading the codec refuses (out of range) goes, not the batch
+            try:
+                data = codec.encode(topics.MEAS, batch)
+                break
+            except ProtocolError as e:
+                i = _index(e.field)
+                if i is None:
+                    self.lost += 1
+                    return None
+                readings.pop(i)
+                self.lost += 1
+        else:
+            return None
+        self.seq += 1
+        self.buffer.push(data)
+        self._wake.set()
+        return data
+
+    def _reset_period(self, ms):
+        self._detections = 0
+        self._lvl_sum = 0.0
+        self._lvl_ms = 0
+
+    async def _sender(self):
+        c = self.client
+        while True:
+            if not c.connected:
+                await c.up.wait()
+            self._wake.clear()
+            try:
+                while await self._send_one():
+                    pass
+            except NotConnected:
+                continue
+            try:
+                await asyncio.wait_for(self._wake.wait(), 1)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _commands(self):
+        while True:
+            await self._work.wait()
+            self._work.clear()
+            while self.inbox:
+                topic, payload = self.inbox.pop(0)
+                try:
+                    await self._handle(topic, payload)
+                except Exception as e:  # one bad message never stops the others
+                    self.lost += 1
+                    print("command:", repr(e))
+                gc.collect()
+
+    async def _health(self):
+        up = self.updater
+        while True:
+            self.health.feed()
+            if up is not None and up.trial_expired(self.uptime_s()):
+                up.rollback("not healthy within %d s" % up.trial_s)
+                self.stop("reboot")
+            if self.health.starved and self.health.starved != "no MQTT round trip":
+                print("health:", self.health.starved)
+            await asyncio.sleep(1)
+
+    async def _ntp(self):
+        while True:
+            ok = await self.clock.sync_ntp(self.ntp_host)
+            await asyncio.sleep(3600 if ok else 15)
+
+    async def _wifi(self):
+        lc = self.local
+        while True:
+            try:
+                w = self.board.wlan()
+                if not w.isconnected():
+                    w.active(True)
+                    w.connect(lc.wifi_ssid, lc.wifi_password)
+            except Exception as e:
+                print("wifi:", repr(e))
+            await asyncio.sleep(5)
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+    def start(self):
+        """Create the tasks (in the running loop). ``stop`` or a reboot command ends them."""
+        spawn = asyncio.create_task
+        tasks = [self._control(), self._report(), self._sender(), self._commands()]
+        tasks += [self._health(), self._wifi(), self.client.run()]
+        if not self.safe_mode:
+            tasks.append(self._sensing())
+            if self.noise is not None:
+                tasks.append(self._microphone())
+        if self.ntp_host and hasattr(self.clock, "sync_ntp"):
+            tasks.append(self._ntp())
+        if self.safe_mode:
+            self._alarm("safeMode", True, "repeated failed boots")
+        self._tasks = [spawn(t) for t in tasks]
+
+    def stop(self, reason="stop"):
+        self.exit_reason = reason
+        self._stop.set()
+
+    async def run(self):
+        """Run until stopped; returns the reason ("reboot" asks the caller to reset)."""
+        self.start()
+        await self._stop.wait()
+        await self.shutdown()
+        return self.exit_reason
+
+    async def shutdown(self):
+        await self.client.stop()
+        for t in self._tasks:
+            t.cancel()
+        self._tasks = []
+        self.buffer.close()
+
+
+class _Null:
+    def write(self, s):
+        pass
+
+
+def _index(field):
+    """The reading index in a codec error field such as ``readings[3].v``, or None."""
+    if field.startswith("readings["):
+        try:
+            return int(field[9 : field.index("]")])
+        except ValueError:
+            return None
+    return None
