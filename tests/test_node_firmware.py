@@ -1,0 +1,332 @@
+"""The whole node firmware (spnode.app.Node) on the MicroPython unix port, from the .mpy tree, on
+the simulated board, against a real mosquitto: boot and birth, measurement batches, remote
+config applied and rejected, override, neighbour wake, a broker restart without losing buffered
+batches, and refused updates. The node's clock runs 20x real time (reporting every 10 node
+seconds = 0.5 s); the test observes through MQTT only, as the controller would."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import json
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+import pytest
+
+from controller.broker import Broker, BrokerConfig, free_port
+from protocols import codec, topics
+from spnode.update import pack, sign
+from tests.harness.micropython import micropython_env
+from tests.harness.paths import ROOT, venv_tool
+
+SCRIPT = ROOT / "tests" / "mp" / "node_run.py"
+BOARD = ROOT / "hardware" / "boards" / "sim.json"
+KEY = bytes(range(16, 48))
+# The whole firmware's code, loaded from .mpy into the heap, does not fit 96 KiB on the 64-bit
+# unix port (see docs/firmware.md, "Memory"): this is the smallest heap with room to work.
+HEAP = "256k"
+SPEED = 20
+
+CONFIG: dict[str, Any] = {
+    "version": 1,
+    "report_period_s": 10,
+    "tz": "UTC0",
+    "neighbours": [{"pole": "P-nb", "node": "n1"}],
+    "dimming": {
+        "programs": {"low": {"steps": [{"at": "00:00", "level": 0.2}]}},
+        "default_program": "low",
+        "min_level": 0.1,
+        "presence": {"level": 1.0, "hold_s": 120, "ramp_up_s": 1, "ramp_down_s": 5,
+                     "neighbour_level": 0.7},
+    },
+}  # fmt: skip
+
+
+@pytest.fixture
+def pbroker(tmp_path: Path) -> Iterator[Broker]:
+    """A mosquitto with persistence, so a restart keeps retained messages and the observer's
+    session (whatever the node sends while the observer reconnects is queued, not lost)."""
+    work = tmp_path / "broker"
+    b = Broker(work, BrokerConfig(port=free_port(), persistence_dir=work))
+    b.start()
+    try:
+        yield b
+    finally:
+        b.stop()
+    assert not b.dropped_messages_logged(), b.log()
+
+
+class Observer:
+    """The controller's view: every message under the pole, decoded and validated."""
+
+    def __init__(self, broker: Broker, pole: str) -> None:
+        self.pole = pole
+        self.got: list[tuple[str, dict[str, Any], bool]] = []
+        self.bad: list[str] = []
+        self.lock = threading.Lock()
+        self.c = paho.Client(
+            paho.CallbackAPIVersion.VERSION2, client_id="observer-" + pole, clean_session=False
+        )
+        self.c.reconnect_delay_set(0.05, 0.2)
+        self.c.on_connect = lambda c, *_: c.subscribe(topics.PREFIX + "/" + pole + "/#", qos=1)
+        self.c.on_message = self._on_message
+        self.c.connect(broker.host, broker.port, keepalive=10)
+        self.c.loop_start()
+
+    def _on_message(self, _c: paho.Client, _u: object, m: paho.MQTTMessage) -> None:
+        t = topics.Topic.parse(m.topic)
+        if t.channel in (topics.CONFIG, topics.CMD):
+            return  # ours
+        try:
+            _, msg = codec.parse(m.topic, m.payload)
+        except Exception as e:  # anything the node sends must pass the codec
+            self.bad.append(f"{m.topic}: {e}: {m.payload!r}")
+            return
+        with self.lock:
+            self.got.append((t.channel, msg, bool(m.retain)))
+
+    def publish(self, channel: str, msg: dict[str, Any], node: str = "n1", **kw: Any) -> None:
+        t = str(topics.Topic(self.pole, node, channel))
+        self.c.publish(t, json.dumps(msg).encode(), qos=1, **kw).wait_for_publish(5)
+
+    def messages(self, channel: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [m for ch, m, _ in self.got if ch == channel]
+
+    def wait(self, what: str, cond: Callable[[], Any], timeout: float = 20.0) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = cond()
+            if found:
+                return found
+            time.sleep(0.02)
+        raise AssertionError(f"not seen: {what}; bad={self.bad}; got={self.got[-8:]}")
+
+    def states(self, since: int = 0, **match: Any) -> list[dict[str, Any]]:
+        """State messages from the ``since``-th on whose fields equal ``match``."""
+        got = self.messages(topics.STATE)[since:]
+        return [m for m in got if all(m.get(k) == v for k, v in match.items())]
+
+    def ack(self, ident: str) -> dict[str, Any] | None:
+        final = [a for a in self.messages(topics.ACK) if a["id"] == ident]
+        return final[-1] if final else None
+
+    def close(self) -> None:
+        self.c.loop_stop()
+        self.c.disconnect()
+
+
+class FirmwareServer:
+    """An HTTP server handing out whatever bytes the test puts in ``payload``."""
+
+    def __init__(self) -> None:
+        outer = self
+        self.payload = b""
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(outer.payload)))
+                self.end_headers()
+                self.wfile.write(outer.payload)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/fw.spa"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+
+
+def update_cmd(ident: str, url: str, archive: bytes, key: bytes) -> dict[str, Any]:
+    cmd: dict[str, Any] = {"id": ident, "ts": int(time.time()), "cmd": "update", "url": url,
+                           "version": "0.2.0", "size": len(archive),
+                           "sha256": hashlib.sha256(archive).hexdigest()}  # fmt: skip
+    cmd["sig"] = sign(cmd, key)
+    return cmd
+
+
+def test_whole_firmware_on_micropython(pbroker: Broker, mpy_tree: Path, tmp_path: Path) -> None:
+    pole = f"P-{pbroker.port}"
+    obs = Observer(pbroker, pole)
+    fw = FirmwareServer()
+    flash = tmp_path / "flash"
+    flash.mkdir()
+    obs.publish(topics.CONFIG, CONFIG, retain=True)
+    cmd = [venv_tool("micropython"), "-X", f"heapsize={HEAP}", str(SCRIPT), str(BOARD),
+           pbroker.host, str(pbroker.port), pole, "n1", str(flash), str(SPEED), KEY.hex(),
+           "pir"]  # fmt: skip
+    env = micropython_env(mpy_root=mpy_tree)
+    node = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # boot: birth state, retained, then the retained config taken and acknowledged
+        births = obs.wait("birth", lambda: obs.states(status="online"))
+        assert births[0]["boot"] == 1 and births[0]["reset_cause"] == "power_on"
+        assert obs.wait("config ack", lambda: obs.ack("1")) == {
+            "id": "1", "kind": "config", "ts": obs.ack("1")["ts"], "status": "applied"}  # fmt: skip
+        late = Observer(pbroker, pole + "x")  # a newcomer sees the retained state
+        late.c.subscribe(str(topics.Topic(pole, "n1", topics.STATE)), qos=1)
+        obs.wait(
+            "retained state", lambda: [r for ch, m, r in late.got if r and m["status"] == "online"]
+        )
+        late.close()
+
+        # measurement batches, with the lamp's readings, seq counting up
+        batches = obs.wait(
+            "3 batches", lambda: len(obs.messages("meas")) >= 3 and obs.messages("meas")
+        )
+        qs = {r["q"] for r in batches[0]["readings"]}
+        assert {"illuminanceLevel", "powerConsumption", "energyConsumed", "presenceCount"} <= qs
+        assert [b["seq"] for b in batches[:3]] == [0, 1, 2]
+        obs.wait("program level 0.2", lambda: obs.messages("state")[-1]["level"] == 0.2)
+
+        # a bad config is rejected with the codec's reason; the old one stays in force
+        bad = json.loads(json.dumps(CONFIG))
+        bad["version"] = 2
+        bad["dimming"]["default_program"] = "bright"
+        obs.publish(topics.CONFIG, bad, retain=True)
+        ack = obs.wait("config 2 rejected", lambda: obs.ack("2"))
+        assert ack["status"] == "rejected"
+        assert ack["reason"] == "dimming.default_program: names no program in dimming.programs"
+
+        # override: acknowledged, the light goes to the level; revert: back to config 1's program
+        n_states = len(obs.messages(topics.STATE))
+        obs.publish(
+            topics.CMD, {"id": "ov-1", "ts": int(time.time()), "cmd": "override", "level": 1.0}
+        )
+        assert obs.wait("override ack", lambda: obs.ack("ov-1"))["status"] == "applied"
+        st = obs.wait("level 1.0", lambda: obs.states(n_states, level=1.0))[-1]
+        assert st["config_version"] == 1  # the rejected version 2 did not replace it
+        n_states = len(obs.messages("state"))
+        obs.publish(topics.CMD, {"id": "rv-1", "ts": int(time.time()), "cmd": "revert"})
+        assert obs.wait("revert ack", lambda: obs.ack("rv-1"))["status"] == "applied"
+        obs.wait("back to 0.2", lambda: obs.states(n_states, level=0.2))
+
+        # a configured neighbour reports presence: the light runs ahead to neighbour_level
+        n_states = len(obs.messages("state"))
+        obs.publish(topics.PRESENCE, {"ts": int(time.time()), "src": "motion"}, node="n1")
+        nb = str(topics.Topic("P-nb", "n1", topics.PRESENCE))
+        obs.c.publish(nb, json.dumps({"ts": int(time.time()), "src": "motion"}), qos=0)
+        obs.wait("neighbour wake 0.7", lambda: obs.states(n_states, level=0.7))
+
+        # broker restart: the node buffers while it is away and sends everything afterwards
+        seq_before = max(b["seq"] for b in obs.messages("meas"))
+        n_states = len(obs.messages("state"))
+        pbroker.stop()
+        time.sleep(2.0)  # 40 node seconds: four reporting periods with no broker
+        pbroker.start()
+        rebirth = obs.wait("rebirth", lambda: obs.states(n_states, status="online"))[0]
+        assert rebirth["buffered"] >= 2, rebirth  # batches waited in the node's buffer
+        target = seq_before + 4 + rebirth["buffered"]
+
+        def all_seqs() -> set[int]:
+            return {b["seq"] for b in obs.messages("meas")}
+
+        obs.wait("every batch after the restart", lambda: max(all_seqs()) >= target)
+        seqs = all_seqs()
+        assert seqs == set(range(max(seqs) + 1)), sorted(set(range(max(seqs) + 1)) - seqs)
+        assert rebirth["dropped"] == 0
+
+        # updates: a spoofed signature is refused before any download; a swapped image fails
+        archive = pack([("spnode/hello.py", b"print('hi')\n")])
+        fw.payload = archive
+        spoofed = update_cmd("up-1", fw.url, archive, b"\x01" * 32)
+        obs.publish(topics.CMD, spoofed)
+        ack = obs.wait("update up-1 refused", lambda: obs.ack("up-1"))
+        assert (ack["status"], ack["reason"]) == ("rejected", "sig: signature does not match")
+        fw.payload = pack([("spnode/hello.py", b"print('XX')\n")])  # same size, other bytes
+        obs.publish(topics.CMD, update_cmd("up-2", fw.url, archive, KEY))
+        ack = obs.wait(
+            "update up-2 failed", lambda: (a := obs.ack("up-2")) and a["status"] != "accepted" and a
+        )
+        assert (ack["status"], ack["reason"]) == ("failed", "sha256: download does not match")
+        assert [a["status"] for a in obs.messages("ack") if a["id"] == "up-2"] == [
+            "accepted",
+            "failed",
+        ]
+        assert not (flash / "app.new").exists()
+
+        # reboot: acknowledged, then the node ends its run
+        obs.publish(topics.CMD, {"id": "rb-1", "ts": int(time.time()), "cmd": "reboot"})
+        assert obs.wait("reboot ack", lambda: obs.ack("rb-1"))["status"] == "applied"
+        out, err = node.communicate(timeout=20)
+    finally:
+        if node.poll() is None:
+            node.kill()
+            node.communicate()
+        obs.close()
+        fw.close()
+    assert node.returncode == 0, err
+    lines = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
+    boot, end = lines[0], lines[-1]
+    assert end["exit"] == "reboot" and end["dropped"] == 0
+    assert not obs.bad, obs.bad
+    print("node heap after boot", boot, "at exit", end)
+
+
+def test_many_nodes_in_one_cpython_loop(broker: Broker, tmp_path: Path) -> None:
+    """The simulator's way: several Node instances share one asyncio loop and a fast clock.
+    Walking past pole A's PIR lights pole B (its configured neighbour) ahead of the walker."""
+    import asyncio
+
+    from spnode import boarddef
+    from spnode.app import Node
+    from spnode.board.sim import SimBoard
+    from spnode.clock import ScaledClock
+
+    pole = f"M-{broker.port}"
+    bdef = boarddef.load(str(BOARD))
+
+    def local(node: str) -> dict[str, Any]:
+        return {"pole": pole, "node": node, "wifi": {"ssid": "sim"},
+                "broker": f"mqtt://{broker.host}:{broker.port}", "sensors": ["pir"],
+                "update_key": KEY.hex()}  # fmt: skip
+
+    obs = Observer(broker, pole)
+    cfg = json.loads(json.dumps(CONFIG))
+    cfg["neighbours"] = [{"pole": pole, "node": "a"}]
+    obs.publish(topics.CONFIG, cfg, node="b", retain=True)
+    obs.publish(topics.CONFIG, dict(CONFIG, neighbours=[]), node="a", retain=True)
+
+    async def main() -> None:
+        boards = {n: SimBoard(bdef) for n in ("a", "b", "c")}
+        nodes = {n: Node(b, local(n), clock=ScaledClock(SPEED)) for n, b in boards.items()}
+        for n in nodes.values():
+            n.start()
+        loop = asyncio.get_running_loop()
+
+        async def until(what: str, cond: Callable[[], bool], timeout: float = 15) -> None:
+            deadline = loop.time() + timeout
+            while not cond():
+                assert loop.time() < deadline, what
+                await asyncio.sleep(0.02)
+
+        await until("configs", lambda: nodes["a"].remote.version == 1 == nodes["b"].remote.version)
+        await until("program level", lambda: nodes["b"].level == 0.2 and nodes["a"].level == 0.2)
+        pir = boards["a"].pin("pir")
+        pir.set(1)  # someone walks past pole A
+        pir.set(0)
+        await until("A at presence level", lambda: nodes["a"].level == 1.0)
+        await until("B woken by neighbour A", lambda: nodes["b"].level == 0.7)
+        assert nodes["c"].level == 1.0  # no config for c: fail-safe full light
+        await until("batches", lambda: all(n.seq >= 2 for n in nodes.values()))
+        for n in nodes.values():
+            n.stop()
+            await n.shutdown()
+
+    try:
+        asyncio.run(main())
+    finally:
+        obs.close()
+    events = [m for m in obs.messages(topics.EVENT) if m["kind"] == "presence"]
+    assert events and events[0]["src"] == "pir"
+    assert not obs.bad, obs.bad
