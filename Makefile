@@ -40,6 +40,8 @@ venv: $(STAMP)
 $(STAMP): requirements.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -r requirements.txt
+	@printf '#!/bin/sh\n# the streetpole command line, from this checkout\nPYTHONPATH="%s$${PYTHONPATH:+:$$PYTHONPATH}" exec "%s" -m controller "$$@"\n' \
+	  "$(CURDIR)" "$(CURDIR)/$(PY)" > $(BIN)/streetpole && chmod +x $(BIN)/streetpole
 	@touch $@
 
 # Re-pin every Python package (run by a developer, result committed).

@@ -58,6 +58,8 @@ class BrokerConfig:
     certfile: Path | None = None
     keyfile: Path | None = None
     require_certificate: bool = False
+    # Where mosquitto writes its pid, so the controller can SIGHUP it after an account change.
+    pid_file: Path | None = None
     # Started as root, mosquitto switches to user "mosquitto" before it opens its log, password
     # and ACL files, so it could not read our 0600 files nor write into a private temp directory
     # (the log stayed empty). None: keep the user that starts it.
@@ -93,6 +95,8 @@ class BrokerConfig:
         else:
             lines.append("persistence false")
         lines.extend(self.extra)
+        if self.pid_file is not None:
+            lines.append(f"pid_file {self.pid_file}")
         if self.user is not None:
             lines.append(f"user {self.user}")
         elif hasattr(os, "geteuid") and os.geteuid() == 0:

@@ -1,10 +1,17 @@
-"""The `streetpole` command line (also `python -m controller`)."""
+"""The `streetpole` command line (also `python -m controller`): run the controller and do the
+operator chores headless. Settings come from STREETPOLE_* variables, as for `serve`."""
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from controller.registry.db import Registry
 
 app = typer.Typer(help="Streetpole controller", no_args_is_help=True)
 
@@ -12,6 +19,13 @@ app = typer.Typer(help="Streetpole controller", no_args_is_help=True)
 @app.callback()
 def _root() -> None:
     """Streetpole controller: `serve`, and the operator commands."""
+
+
+def _registry() -> Registry:
+    from controller.registry.db import Registry
+    from controller.settings import Settings
+
+    return Registry(Settings().registry_url)
 
 
 @app.command()
@@ -25,6 +39,76 @@ def serve(
     from controller.app import create_app
 
     uvicorn.run(create_app(), host=host, port=port, log_level="info")
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the registry's schema up to date (also done at every start)."""
+    _registry().close()
+    typer.echo("registry schema is up to date")
+
+
+@app.command("create-user")
+def create_user(
+    username: str,
+    role: str = typer.Option("viewer", help="admin, operator, technician or viewer"),
+    owner: str | None = typer.Option(None, help="owner slug, for an owner-scoped account"),
+    password: str | None = typer.Option(None, help="default: a random one, printed"),
+) -> None:
+    """Create an operator account, or reset its password and role."""
+    from controller.registry.accounts import create_user as make
+
+    pw = password or secrets.token_urlsafe(12)
+    reg = _registry()
+    try:
+        make(reg, username, pw, role, owner)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+    finally:
+        reg.close()
+    typer.echo(f"account {username} ({role}) password: {pw}")
+
+
+@app.command("create-token")
+def create_token(
+    username: str,
+    name: str = typer.Option("cli", help="what the token is for"),
+    days: int | None = typer.Option(None, help="valid this many days (default: until revoked)"),
+) -> None:
+    """Print a new API token for an account (shown once)."""
+    from controller.registry.accounts import create_token as make
+
+    reg = _registry()
+    try:
+        typer.echo(make(reg, username, name, days))
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+    finally:
+        reg.close()
+
+
+@app.command("provision-node")
+def provision_node(
+    pole: str,
+    node: str = typer.Option("n1"),
+    hardware_id: str | None = typer.Option(None),
+    board: str = typer.Option("streetpole-esp32-v1"),
+    url: str = typer.Option("http://127.0.0.1:8000", envvar="STREETPOLE_API_URL"),
+    token: str = typer.Option(..., envvar="STREETPOLE_TOKEN", help="technician token or above"),
+) -> None:
+    """Provision a node through the running controller; prints its credentials as JSON."""
+    import httpx
+
+    r = httpx.post(
+        f"{url}/api/nodes",
+        headers={"Authorization": f"Bearer {token}"},
+        json={"pole": pole, "node": node, "hardware_id": hardware_id, "board": board},
+        timeout=30,
+    )
+    if r.status_code >= 300:
+        typer.echo(f"refused ({r.status_code}): {r.json().get('detail')}", err=True)
+        raise typer.Exit(1)
+    typer.echo(json.dumps(r.json(), indent=2))
 
 
 def main() -> None:

@@ -66,6 +66,13 @@ SEVERITY = {
     "pm25High": "warning",
 }
 MAX_NEIGHBOURS = 8
+# What a node without a profile runs: full light from sunset to sunrise, no dimming.
+DUSK_TO_DAWN: dict[str, Any] = {
+    "programs": {
+        "dusk-to-dawn": {"steps": [{"at": "sunset", "level": 1.0}, {"at": "sunrise", "level": 0}]}
+    },
+    "default_program": "dusk-to-dawn",
+}
 UPDATE_DOMAIN = "streetpole-fw-v1"
 
 
@@ -157,6 +164,8 @@ def compile_config(db: Session, node: Node, version: int) -> dict[str, Any]:
         nb = neighbours(db, pole, profile.neighbour_radius_m)
         if nb:
             cfg["neighbours"] = nb
+    else:
+        cfg["dimming"] = DUSK_TO_DAWN
     calibration: dict[str, Any] = {}
     for m in pole.modules:
         if m.node == node.node:

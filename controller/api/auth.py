@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, status
+from fastapi import Depends, HTTPException, Path, status
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -21,6 +21,7 @@ from controller.api.deps import State
 from controller.registry.models import ApiToken, AuditEntry, User
 from controller.security import role_at_least, token_hash
 
+IdPath = Annotated[int, Path(ge=1, le=2**53)]
 oauth2 = OAuth2PasswordBearer(tokenUrl="/api/auth/token", auto_error=False)
 
 

@@ -30,6 +30,7 @@ ModuleType = Literal[
 ]
 Openness = Literal["open", "restricted", "closed"]
 Role = Literal["admin", "operator", "technician", "viewer"]
+DbId = Annotated[int, Field(ge=1, le=2**53)]  # keys fit every database
 Epoch = Annotated[int, Field(ge=1_577_836_800, le=4_102_444_800)]  # 2020 .. 2100
 
 
@@ -61,8 +62,8 @@ class PoleIn(BaseModel):
     lon: Lon
     address: str | None = Field(None, max_length=300)
     district: str | None = Field(None, max_length=100)
-    owner_id: int
-    profile_id: int | None = None
+    owner_id: DbId
+    profile_id: DbId | None = None
 
 
 class PolePatch(BaseModel):
@@ -71,12 +72,12 @@ class PolePatch(BaseModel):
     lon: Lon | None = None
     address: str | None = Field(None, max_length=300)
     district: str | None = Field(None, max_length=100)
-    profile_id: int | None = None
+    profile_id: DbId | None = None
 
 
 class ModuleIn(BaseModel):
     type: ModuleType
-    owner_id: int
+    owner_id: DbId
     purpose: str = Field("", max_length=500)
     openness: Openness = "open"
     personal_data: bool = False
@@ -100,7 +101,7 @@ class ModuleOut(Out):
     id: int
     pole_id: str
     type: str
-    owner_id: int
+    owner_id: DbId
     purpose: str
     openness: str
     personal_data: bool
@@ -132,7 +133,7 @@ class PoleOut(Out):
     lon: float
     address: str | None
     district: str | None
-    owner_id: int
+    owner_id: DbId
     profile_id: int | None
     modules: list[ModuleOut]
     nodes: list[NodeOut]
@@ -142,14 +143,14 @@ class PoleOut(Out):
 class GroupIn(BaseModel):
     name: str = Field(min_length=1, max_length=100)
     description: str = Field("", max_length=500)
-    owner_id: int | None = None
+    owner_id: DbId | None = None
     profile_id: int | None = None
     poles: list[TopicId] = Field(default_factory=list, max_length=100_000)
 
 
 class GroupPatch(BaseModel):
     description: str | None = Field(None, max_length=500)
-    profile_id: int | None = None
+    profile_id: DbId | None = None
     poles: list[TopicId] | None = Field(None, max_length=100_000)
 
 
@@ -295,7 +296,7 @@ class Area(BaseModel):
 
 class OverrideIn(BaseModel):
     pole: TopicId | None = None
-    group: int | None = None
+    group: DbId | None = None
     area: Area | None = None
     level: Level = 1.0
     start: Epoch | None = None
@@ -361,7 +362,7 @@ class PackageOut(Out):
 
 
 class CampaignIn(BaseModel):
-    package_id: int
+    package_id: DbId
     group_id: int
     nodes_per_minute: float = Field(10.0, gt=0, le=10_000)
     failure_threshold: float = Field(0.2, ge=0, le=1)
@@ -371,7 +372,7 @@ class CampaignIn(BaseModel):
 
 class CampaignOut(Out):
     id: int
-    package_id: int
+    package_id: DbId
     group_id: int
     nodes_per_minute: float
     failure_threshold: float
@@ -416,7 +417,7 @@ class UserIn(BaseModel):
     username: TopicId
     password: str = Field(min_length=10, max_length=200)
     role: Role
-    owner_id: int | None = None
+    owner_id: DbId | None = None
 
 
 class UserOut(Out):

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, status
 from sqlalchemy import or_, select
 
-from controller.api.auth import DB, Operator, Principal, Viewer, audit, not_found
+from controller.api.auth import DB, IdPath, Operator, Principal, Viewer, audit, not_found
 from controller.api.deps import State
 from controller.api.routes.registry import get_group, get_pole
 from controller.api.schemas import AlarmOut, AuditOut
@@ -54,7 +54,7 @@ def list_alarms(
     return list(db.scalars(q.order_by(Alarm.updated_at.desc()).limit(limit)))
 
 
-def _get_alarm(db: DB, p: Principal, alarm_id: int) -> Alarm:
+def _get_alarm(db: DB, p: Principal, alarm_id: IdPath) -> Alarm:
     alarm: Alarm | None = db.scalar(_alarm_query(p).where(Alarm.id == alarm_id))
     if alarm is None:
         raise not_found("alarm", alarm_id)
@@ -62,7 +62,7 @@ def _get_alarm(db: DB, p: Principal, alarm_id: int) -> Alarm:
 
 
 @router.post("/alarms/{alarm_id}/acknowledge", response_model=AlarmOut, summary="Acknowledge")
-def acknowledge(db: DB, p: Operator, alarm_id: int) -> Alarm:
+def acknowledge(db: DB, p: Operator, alarm_id: IdPath) -> Alarm:
     alarm = _get_alarm(db, p, alarm_id)
     if alarm.state != "active":
         raise HTTPException(status.HTTP_409_CONFLICT, f"alarm is {alarm.state}")
@@ -76,7 +76,7 @@ def acknowledge(db: DB, p: Operator, alarm_id: int) -> Alarm:
 
 
 @router.post("/alarms/{alarm_id}/clear", response_model=AlarmOut, summary="Clear by hand")
-def clear(db: DB, p: Operator, alarm_id: int) -> Alarm:
+def clear(db: DB, p: Operator, alarm_id: IdPath) -> Alarm:
     alarm = _get_alarm(db, p, alarm_id)
     if alarm.state == "cleared":
         raise HTTPException(status.HTTP_409_CONFLICT, "alarm is cleared")
@@ -99,7 +99,7 @@ def _days(start: dt.date, end: dt.date | None) -> tuple[dt.date, dt.date]:
     end = end or start
     if end < start or (end - start).days > 366:
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
             "end: must be on or after start, at most 366 days later",
         )
     return start, end
@@ -128,7 +128,7 @@ def energy_pole(
 
 @router.get("/energy/groups/{group_id}", summary="Energy per day of a group, with the saving")
 def energy_group(
-    db: DB, state: State, p: Viewer, group_id: int, start: Day, end: dt.date | None = None
+    db: DB, state: State, p: Viewer, group_id: IdPath, start: Day, end: dt.date | None = None
 ) -> dict[str, Any]:
     g = get_group(db, p, group_id)
     a, b = _days(start, end)

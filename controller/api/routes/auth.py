@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, status
 from fastapi.security import OAuth2PasswordRequestForm
 from sqlalchemy import select
 
-from controller.api.auth import DB, Admin, Principal, Viewer, audit, not_found
+from controller.api.auth import DB, Admin, IdPath, Principal, Viewer, audit, not_found
 from controller.api.deps import State
 from controller.api.schemas import TokenIn, TokenOut, UserIn, UserOut
 from controller.registry.models import ApiToken, Owner, User
@@ -106,7 +106,7 @@ def create_user(db: DB, p: Admin, body: UserIn) -> User:
 
 
 @router.post("/users/{user_id}/disable", response_model=UserOut, summary="Disable an account")
-def disable_user(db: DB, p: Admin, user_id: int) -> User:
+def disable_user(db: DB, p: Admin, user_id: IdPath) -> User:
     user = db.get(User, user_id)
     if user is None or (p.scoped and user.owner_id != p.owner_id):
         raise not_found("user", user_id)

@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, status
 from sqlalchemy import or_, select
 
-from controller.api.auth import DB, Operator, Principal, Viewer, audit, not_found
+from controller.api.auth import DB, IdPath, Operator, Principal, Viewer, audit, not_found
 from controller.api.schemas import (
     CommandOut,
     OverrideIn,
@@ -42,7 +42,7 @@ from protocols.errors import ProtocolError
 router = APIRouter(prefix="/api", tags=["dimming"])
 
 
-def _poles_using_profile(db: DB, profile_id: int) -> list[Pole]:
+def _poles_using_profile(db: DB, profile_id: IdPath) -> list[Pole]:
     return list(
         db.scalars(
             select(Pole).where(
@@ -67,7 +67,7 @@ def _validate(db: DB, body: ProfileIn) -> None:
     missing = sorted(names - programs.keys())
     if missing:
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY, f"default_program/calendar: no program {missing}"
+            status.HTTP_422_UNPROCESSABLE_CONTENT, f"default_program/calendar: no program {missing}"
         )
     dim: dict[str, Any] = {
         k: stored[k]
@@ -89,7 +89,7 @@ def _validate(db: DB, body: ProfileIn) -> None:
             {"version": 1, "report_period_s": body.report_period_s, "tz": body.tz, "dimming": dim},
         )
     except ProtocolError as e:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(e)) from None
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(e)) from None
 
 
 # ---- programs ------------------------------------------------------------------------------
@@ -113,12 +113,12 @@ def create_program(db: DB, p: Operator, body: ProgramIn) -> Program:
 
 
 @router.put("/programs/{program_id}", response_model=ProgramOut, summary="Replace a program")
-def replace_program(db: DB, p: Operator, program_id: int, body: ProgramIn) -> Program:
+def replace_program(db: DB, p: Operator, program_id: IdPath, body: ProgramIn) -> Program:
     prog = db.get(Program, program_id)
     if prog is None:
         raise not_found("program", program_id)
     if body.name != prog.name:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "name: cannot be changed")
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "name: cannot be changed")
     prog.steps = [s.model_dump(exclude_defaults=True) | {"level": s.level} for s in body.steps]
     db.flush()
     profiles = db.scalars(select(DimmingProfile)).all()
@@ -155,7 +155,7 @@ def create_profile(db: DB, p: Operator, body: ProfileIn) -> DimmingProfile:
     response_model=ProfileOut,
     summary="Replace a profile; the nodes using it get a new config",
 )
-def replace_profile(db: DB, p: Operator, profile_id: int, body: ProfileIn) -> DimmingProfile:
+def replace_profile(db: DB, p: Operator, profile_id: IdPath, body: ProfileIn) -> DimmingProfile:
     prof = db.get(DimmingProfile, profile_id)
     if prof is None:
         raise not_found("profile", profile_id)
@@ -218,7 +218,7 @@ def create_override(db: DB, p: Operator, body: OverrideIn) -> OverrideOut:
     expiry = body.expiry or (start + body.duration_s if body.duration_s else None)
     if expiry is not None and expiry <= max(start, now):
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY, "expiry: must be after start and in the future"
+            status.HTTP_422_UNPROCESSABLE_CONTENT, "expiry: must be after start and in the future"
         )
     level = 1.0 if body.mode == "event" else body.level
     ov = Override(

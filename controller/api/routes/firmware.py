@@ -18,7 +18,7 @@ from fastapi import APIRouter, File, Form, HTTPException, UploadFile, status
 from fastapi.responses import FileResponse
 from sqlalchemy import func, select
 
-from controller.api.auth import DB, Operator, Viewer, audit, forbidden, not_found
+from controller.api.auth import DB, IdPath, Operator, Viewer, audit, forbidden, not_found
 from controller.api.deps import State
 from controller.api.schemas import CampaignIn, CampaignNodeOut, CampaignOut, PackageOut
 from controller.fleet import campaign_tick
@@ -54,7 +54,8 @@ async def upload(
         raise forbidden("firmware is managed by the infrastructure operator")
     if not VERSION.match(version):
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY, "version: must look like 1.2.3 (semantic version)"
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            "version: must look like 1.2.3 (semantic version)",
         )
     if db.scalar(select(FirmwarePackage.id).where(FirmwarePackage.version == version)):
         raise HTTPException(status.HTTP_409_CONFLICT, f"version: {version} exists")
@@ -65,7 +66,7 @@ async def upload(
         )
     if not data.startswith(b"SPA1"):
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
             "file: not a Streetpole application archive (SPA1)",
         )
     folder = state.settings.data_dir / "firmware"
@@ -127,11 +128,11 @@ def create_campaign(db: DB, p: Operator, body: CampaignIn) -> CampaignOut:
         raise forbidden("firmware is managed by the infrastructure operator")
     if db.get(FirmwarePackage, body.package_id) is None:
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY, f"package_id: no package {body.package_id}"
+            status.HTTP_422_UNPROCESSABLE_CONTENT, f"package_id: no package {body.package_id}"
         )
     if db.get(Group, body.group_id) is None:
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY, f"group_id: no group {body.group_id}"
+            status.HTTP_422_UNPROCESSABLE_CONTENT, f"group_id: no group {body.group_id}"
         )
     c = Campaign(**body.model_dump(), created_by=p.username)
     db.add(c)
@@ -144,7 +145,7 @@ def create_campaign(db: DB, p: Operator, body: CampaignIn) -> CampaignOut:
     ).all()
     if not nodes:
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY, "group_id: the group has no provisioned nodes"
+            status.HTTP_422_UNPROCESSABLE_CONTENT, "group_id: the group has no provisioned nodes"
         )
     db.add_all(CampaignNode(campaign_id=c.id, node_id=n) for n in nodes)
     db.flush()
@@ -158,7 +159,7 @@ def campaigns(db: DB, p: Viewer) -> list[CampaignOut]:
     return [_campaign_out(db, c) for c in db.scalars(select(Campaign).order_by(Campaign.id.desc()))]
 
 
-def _get(db: DB, campaign_id: int) -> Campaign:
+def _get(db: DB, campaign_id: IdPath) -> Campaign:
     c = db.get(Campaign, campaign_id)
     if c is None:
         raise not_found("campaign", campaign_id)
@@ -166,7 +167,7 @@ def _get(db: DB, campaign_id: int) -> Campaign:
 
 
 @router.get("/api/campaigns/{campaign_id}", response_model=CampaignOut, summary="One campaign")
-def campaign(db: DB, p: Viewer, campaign_id: int) -> CampaignOut:
+def campaign(db: DB, p: Viewer, campaign_id: IdPath) -> CampaignOut:
     return _campaign_out(db, _get(db, campaign_id))
 
 
@@ -175,7 +176,7 @@ def campaign(db: DB, p: Viewer, campaign_id: int) -> CampaignOut:
     response_model=list[CampaignNodeOut],
     summary="Per-node progress",
 )
-def campaign_nodes(db: DB, p: Viewer, campaign_id: int) -> list[CampaignNode]:
+def campaign_nodes(db: DB, p: Viewer, campaign_id: IdPath) -> list[CampaignNode]:
     _get(db, campaign_id)
     return list(
         db.scalars(
@@ -187,7 +188,7 @@ def campaign_nodes(db: DB, p: Viewer, campaign_id: int) -> list[CampaignNode]:
 
 
 def _set_state(
-    db: DB, p: Operator, campaign_id: int, new: str, allowed: tuple[str, ...]
+    db: DB, p: Operator, campaign_id: IdPath, new: str, allowed: tuple[str, ...]
 ) -> CampaignOut:
     c = _get(db, campaign_id)
     if p.scoped:
@@ -200,7 +201,7 @@ def _set_state(
 
 
 @router.post("/api/campaigns/{campaign_id}/halt", response_model=CampaignOut, summary="Halt")
-def halt(db: DB, p: Operator, campaign_id: int) -> CampaignOut:
+def halt(db: DB, p: Operator, campaign_id: IdPath) -> CampaignOut:
     return _set_state(db, p, campaign_id, "halted", ("running",))
 
 
@@ -209,10 +210,10 @@ def halt(db: DB, p: Operator, campaign_id: int) -> CampaignOut:
     response_model=CampaignOut,
     summary="Resume a halted campaign",
 )
-def resume(db: DB, p: Operator, campaign_id: int) -> CampaignOut:
+def resume(db: DB, p: Operator, campaign_id: IdPath) -> CampaignOut:
     return _set_state(db, p, campaign_id, "running", ("halted",))
 
 
 @router.post("/api/campaigns/{campaign_id}/cancel", response_model=CampaignOut, summary="Cancel")
-def cancel(db: DB, p: Operator, campaign_id: int) -> CampaignOut:
+def cancel(db: DB, p: Operator, campaign_id: IdPath) -> CampaignOut:
     return _set_state(db, p, campaign_id, "cancelled", ("running", "halted"))

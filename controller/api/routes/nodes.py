@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from controller.api.auth import (
     DB,
+    IdPath,
     Operator,
     Principal,
     Technician,
@@ -37,7 +38,7 @@ from controller.registry.scope import steers_light
 router = APIRouter(prefix="/api/nodes", tags=["nodes"])
 
 
-def get_node(db: DB, p: Principal, node_id: int) -> Node:
+def get_node(db: DB, p: Principal, node_id: IdPath) -> Node:
     node = db.get(Node, node_id)
     if node is None or (p.scoped and node.pole.owner_id != p.owner_id):
         raise not_found("node", node_id)
@@ -114,12 +115,12 @@ def provision(db: DB, state: State, p: Technician, body: NodeIn) -> Credentials:
 
 
 @router.get("/{node_id}", response_model=NodeOut, summary="One node")
-def read_node(db: DB, p: Viewer, node_id: int) -> Node:
+def read_node(db: DB, p: Viewer, node_id: IdPath) -> Node:
     return get_node(db, p, node_id)
 
 
 @router.delete("/{node_id}", status_code=204, summary="Remove a node; its credentials stop working")
-def remove_node(db: DB, state: State, p: Technician, node_id: int) -> None:
+def remove_node(db: DB, state: State, p: Technician, node_id: IdPath) -> None:
     node = get_node(db, p, node_id)
     state.accounts.remove_node(node.pole_id, node.node)
     audit(db, p, "node.remove", "node", f"{node.pole_id}/{node.node}", node.pole.owner_id)
@@ -131,7 +132,7 @@ def remove_node(db: DB, state: State, p: Technician, node_id: int) -> None:
     response_model=list[ConfigStatus],
     summary="Config versions pushed to the node and what it said",
 )
-def configs(db: DB, p: Viewer, node_id: int) -> list[NodeConfig]:
+def configs(db: DB, p: Viewer, node_id: IdPath) -> list[NodeConfig]:
     node = get_node(db, p, node_id)
     return list(
         db.scalars(
@@ -144,7 +145,7 @@ def configs(db: DB, p: Viewer, node_id: int) -> list[NodeConfig]:
 
 
 @router.get("/{node_id}/config", summary="The config last pushed to the node")
-def current_config(db: DB, p: Viewer, node_id: int) -> dict[str, object]:
+def current_config(db: DB, p: Viewer, node_id: IdPath) -> dict[str, object]:
     node = get_node(db, p, node_id)
     row = db.scalar(
         select(NodeConfig)
@@ -162,7 +163,7 @@ def current_config(db: DB, p: Viewer, node_id: int) -> dict[str, object]:
     response_model=ConfigStatus | None,
     summary="Push the config again (a new version)",
 )
-def repush(db: DB, p: Operator, node_id: int) -> NodeConfig | None:
+def repush(db: DB, p: Operator, node_id: IdPath) -> NodeConfig | None:
     node = get_node(db, p, node_id)
     row = push_config(db, node, force=True)
     audit(db, p, "node.config_push", "node", f"{node.pole_id}/{node.node}", node.pole.owner_id)
@@ -175,7 +176,7 @@ def repush(db: DB, p: Operator, node_id: int) -> NodeConfig | None:
     status_code=202,
     summary="Reboot, self-test or revert a node",
 )
-def command(db: DB, p: Technician, node_id: int, body: CommandIn) -> Command:
+def command(db: DB, p: Technician, node_id: IdPath, body: CommandIn) -> Command:
     node = get_node(db, p, node_id)
     if body.cmd == "revert" and not steers_light(p, node.pole):
         raise forbidden("you do not own this pole's lighting")
@@ -193,7 +194,7 @@ def command(db: DB, p: Technician, node_id: int, body: CommandIn) -> Command:
 
 
 @router.get("/{node_id}/commands", response_model=list[CommandOut], summary="Commands sent")
-def list_commands(db: DB, p: Viewer, node_id: int) -> list[Command]:
+def list_commands(db: DB, p: Viewer, node_id: IdPath) -> list[Command]:
     node = get_node(db, p, node_id)
     return list(
         db.scalars(

@@ -7,7 +7,17 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, status
 from sqlalchemy import delete, func, select
 
-from controller.api.auth import DB, Admin, Operator, Principal, Viewer, audit, forbidden, not_found
+from controller.api.auth import (
+    DB,
+    Admin,
+    IdPath,
+    Operator,
+    Principal,
+    Viewer,
+    audit,
+    forbidden,
+    not_found,
+)
 from controller.api.deps import State
 from controller.api.schemas import (
     GroupIn,
@@ -36,7 +46,7 @@ from controller.registry.scope import sees_module, sees_pole, visible_poles
 router = APIRouter(prefix="/api", tags=["registry"])
 
 Limit = Annotated[int, Query(ge=1, le=10_000)]
-Offset = Annotated[int, Query(ge=0)]
+Offset = Annotated[int, Query(ge=0, le=2**53)]
 
 
 # ---- owners --------------------------------------------------------------------------------
@@ -63,15 +73,15 @@ def create_owner(db: DB, p: Admin, body: OwnerIn) -> Owner:
 
 def _owner_for_write(db: DB, p: Principal, owner_id: int) -> None:
     if db.get(Owner, owner_id) is None:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"owner_id: no owner {owner_id}")
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"owner_id: no owner {owner_id}")
     if p.scoped and owner_id != p.owner_id:
         raise forbidden("owner_id: an owner-scoped account can only use its own owner")
 
 
-def _profile_exists(db: DB, profile_id: int | None) -> None:
+def _profile_exists(db: DB, profile_id: IdPath | None) -> None:
     if profile_id is not None and db.get(DimmingProfile, profile_id) is None:
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY, f"profile_id: no profile {profile_id}"
+            status.HTTP_422_UNPROCESSABLE_CONTENT, f"profile_id: no profile {profile_id}"
         )
 
 
@@ -96,8 +106,8 @@ def list_poles(
     db: DB,
     p: Viewer,
     district: str | None = None,
-    group: int | None = None,
-    owner: int | None = None,
+    group: Annotated[int | None, Query(ge=1, le=2**53)] = None,
+    owner: Annotated[int | None, Query(ge=1, le=2**53)] = None,
     module_type: str | None = None,
     limit: Limit = 1000,
     offset: Offset = 0,
@@ -142,7 +152,7 @@ def update_pole(db: DB, p: Operator, pole_id: str, body: PolePatch) -> PoleOut:
     _profile_exists(db, changes.get("profile_id"))
     for k, v in changes.items():
         if v is None and k in ("lat", "lon"):
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"{k}: may not be null")
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{k}: may not be null")
         setattr(pole, k, v)
     db.flush()
     if {"lat", "lon", "profile_id"} & changes.keys():
@@ -187,7 +197,7 @@ def create_module(db: DB, p: Operator, pole_id: str, body: ModuleIn) -> Module:
     return module
 
 
-def get_module(db: DB, p: Principal, module_id: int) -> Module:
+def get_module(db: DB, p: Principal, module_id: IdPath) -> Module:
     module = db.get(Module, module_id)
     if module is None or not sees_module(p, module):
         raise not_found("module", module_id)
@@ -207,24 +217,24 @@ def list_modules(
 
 
 @router.get("/modules/{module_id}", response_model=ModuleOut, summary="One module")
-def read_module(db: DB, p: Viewer, module_id: int) -> Module:
+def read_module(db: DB, p: Viewer, module_id: IdPath) -> Module:
     return get_module(db, p, module_id)
 
 
 @router.patch("/modules/{module_id}", response_model=ModuleOut, summary="Change a module")
-def update_module(db: DB, p: Operator, module_id: int, body: ModulePatch) -> Module:
+def update_module(db: DB, p: Operator, module_id: IdPath, body: ModulePatch) -> Module:
     module = get_module(db, p, module_id)
     changes = body.model_dump(exclude_unset=True)
     for k, v in changes.items():
         if v is None and k in ("purpose", "openness", "personal_data", "attributes"):
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"{k}: may not be null")
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{k}: may not be null")
         setattr(module, k, v)
     audit(db, p, "module.update", "module", module.id, module.owner_id, **changes)
     return module
 
 
 @router.delete("/modules/{module_id}", status_code=204, summary="Remove a module")
-def delete_module(db: DB, p: Operator, module_id: int) -> None:
+def delete_module(db: DB, p: Operator, module_id: IdPath) -> None:
     module = get_module(db, p, module_id)
     audit(db, p, "module.delete", "module", module.id, module.owner_id, pole=module.pole_id)
     db.delete(module)
@@ -239,7 +249,7 @@ def group_out(db: DB, g: Group) -> GroupOut:
     return out
 
 
-def get_group(db: DB, p: Principal, group_id: int) -> Group:
+def get_group(db: DB, p: Principal, group_id: IdPath) -> Group:
     g = db.get(Group, group_id)
     if g is None or (p.scoped and g.owner_id != p.owner_id):
         raise not_found("group", group_id)
@@ -252,7 +262,7 @@ def _set_members(db: DB, p: Principal, g: Group, poles: list[str]) -> None:
     missing = [x for x in unique if x not in found]
     if missing:
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY, f"poles: unknown pole(s) {missing[:10]}"
+            status.HTTP_422_UNPROCESSABLE_CONTENT, f"poles: unknown pole(s) {missing[:10]}"
         )
     db.execute(delete(GroupPole).where(GroupPole.group_id == g.id))
     db.add_all(GroupPole(group_id=g.id, pole_id=x) for x in unique)
@@ -290,12 +300,12 @@ def create_group(db: DB, p: Operator, body: GroupIn) -> GroupOut:
 
 
 @router.get("/groups/{group_id}", response_model=GroupOut, summary="One group")
-def read_group(db: DB, p: Viewer, group_id: int) -> GroupOut:
+def read_group(db: DB, p: Viewer, group_id: IdPath) -> GroupOut:
     return group_out(db, get_group(db, p, group_id))
 
 
 @router.patch("/groups/{group_id}", response_model=GroupOut, summary="Change a group")
-def update_group(db: DB, p: Operator, group_id: int, body: GroupPatch) -> GroupOut:
+def update_group(db: DB, p: Operator, group_id: IdPath, body: GroupPatch) -> GroupOut:
     g = get_group(db, p, group_id)
     changes = body.model_dump(exclude_unset=True)
     before = set(db.scalars(select(GroupPole.pole_id).where(GroupPole.group_id == g.id)))
@@ -314,7 +324,7 @@ def update_group(db: DB, p: Operator, group_id: int, body: GroupPatch) -> GroupO
 
 
 @router.delete("/groups/{group_id}", status_code=204, summary="Remove a group")
-def delete_group(db: DB, p: Operator, group_id: int) -> None:
+def delete_group(db: DB, p: Operator, group_id: IdPath) -> None:
     g = get_group(db, p, group_id)
     members = list(db.scalars(select(GroupPole.pole_id).where(GroupPole.group_id == g.id)))
     audit(db, p, "group.delete", "group", g.id, g.owner_id)
