@@ -76,8 +76,11 @@ clean:
 	find . -name __pycache__ -prune -exec rm -rf {} +
 	rm -rf $(VENV)
 
-.PHONY: bench bench-ingest
-bench: bench-ingest
+.PHONY: bench bench-ingest bench-firmware
+bench: bench-ingest bench-firmware
 
 bench-ingest: deps
 	$(PY) -m tests.bench.bench_ingest
+
+bench-firmware: deps
+	$(PY) -m tests.bench.bench_firmware

@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from controller.ingest.decode import Sorted
@@ -249,18 +249,21 @@ def update_command(db: Session, node: Node, pkg: FirmwarePackage, who: str, cid:
 
 
 # ---- alarms --------------------------------------------------------------------------------
+def _open_alarms(pole: str, node: str | None, code: str, src: str) -> Select[Alarm]:
+    """One condition is one alarm until it is cleared: (pole, node, code, src)."""
+    return select(Alarm).where(
+        Alarm.pole_id == pole,
+        Alarm.node == node,
+        Alarm.code == code,
+        Alarm.src == src,
+        Alarm.state != "cleared",
+    )
+
+
 def raise_alarm(
     db: Session, pole: str, node: str | None, code: str, src: str = "", detail: str = ""
 ) -> Alarm:
-    alarm = db.scalar(
-        select(Alarm).where(
-            Alarm.pole_id == pole,
-            Alarm.node == node,
-            Alarm.code == code,
-            Alarm.src == src,
-            Alarm.state != "cleared",
-        )
-    )
+    alarm = db.scalar(_open_alarms(pole, node, code, src))
     now = time.time()
     if alarm is not None:
         alarm.count += 1
@@ -286,15 +289,7 @@ def raise_alarm(
 
 
 def clear_alarm(db: Session, pole: str, node: str | None, code: str, src: str, by: str) -> int:
-    alarms = db.scalars(
-        select(Alarm).where(
-            Alarm.pole_id == pole,
-            Alarm.node == node,
-            Alarm.code == code,
-            Alarm.src == src,
-            Alarm.state != "cleared",
-        )
-    ).all()
+    alarms = db.scalars(_open_alarms(pole, node, code, src)).all()
     now = time.time()
     for a in alarms:
         a.state, a.cleared_at, a.cleared_by, a.updated_at = "cleared", now, by, now

@@ -219,9 +219,16 @@ def test_profile_compiles_to_retained_configs_and_the_node_answer_is_kept(
     tap = Tap(broker.port)
     try:
         tap.sub("streetpole/v1/+/+/config")  # retained: the latest version of each node
+
+        def latest() -> dict[str, dict[str, Any]]:  # the newest config per pole
+            return {t.split("/")[2]: m for t, m in tap.messages()}
+
         wait_for(
-            lambda: len(tap.messages()) == 3 and all("dimming" in m for _, m in tap.messages()),
-            what="3 retained configs",
+            lambda: (
+                len(latest()) == 3
+                and all("standard" in m["dimming"]["programs"] for m in latest().values())
+            ),
+            what="3 configs with the group's profile",
         )
         configs = {t.split("/")[2]: m for t, m in tap.messages()}
         assert configs["P001"]["dimming"]["programs"]["standard"]["steps"][1]["at"] == "23:00"

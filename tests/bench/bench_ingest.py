@@ -46,7 +46,10 @@ def publisher(port: int, worker: int, count: int, connections: int, start: mp.Ev
         cl.disconnect()
 
 
-def run_publishers(port: int, total: int, procs: int, connections: int) -> float:
+def start_publishers(
+    port: int, total: int, procs: int, connections: int
+) -> tuple[list[mp.Process], float]:
+    """Start the publisher processes, let them connect and encode, then fire them together."""
     start = mp.Event()
     workers = [
         mp.Process(target=publisher, args=(port, w, total // procs, connections, start))
@@ -54,9 +57,14 @@ def run_publishers(port: int, total: int, procs: int, connections: int) -> float
     ]
     for w in workers:
         w.start()
-    time.sleep(1.5)  # let them connect and encode
+    time.sleep(1.5)
     t0 = time.perf_counter()
     start.set()
+    return workers, t0
+
+
+def run_publishers(port: int, total: int, procs: int, connections: int) -> float:
+    workers, t0 = start_publishers(port, total, procs, connections)
     for w in workers:
         w.join()
     return time.perf_counter() - t0
@@ -83,16 +91,7 @@ def ceiling(broker: Broker, total: int, procs: int, connections: int) -> float:
         stdout=subprocess.DEVNULL,
     )
     time.sleep(0.5)
-    start = mp.Event()
-    workers = [
-        mp.Process(target=publisher, args=(broker.port, w, total // procs, connections, start))
-        for w in range(procs)
-    ]
-    for w in workers:
-        w.start()
-    time.sleep(1.5)
-    t0 = time.perf_counter()
-    start.set()
+    workers, t0 = start_publishers(broker.port, total, procs, connections)
     sub.wait(300)
     elapsed = time.perf_counter() - t0
     for w in workers:
@@ -117,16 +116,7 @@ def controller_rate(broker: Broker, tmp: Path, total: int, procs: int, connectio
     ctl.start()
     db = tmp / "ctl" / "streetpole.db"
     try:
-        start = mp.Event()
-        workers = [
-            mp.Process(target=publisher, args=(broker.port, w, total // procs, connections, start))
-            for w in range(procs)
-        ]
-        for w in workers:
-            w.start()
-        time.sleep(1.5)
-        t0 = time.perf_counter()
-        start.set()
+        workers, t0 = start_publishers(broker.port, total, procs, connections)
         while stored_batches(db) < total:
             if time.perf_counter() - t0 > 300:
                 raise TimeoutError(f"only {stored_batches(db)} of {total} stored")
