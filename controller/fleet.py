@@ -304,24 +304,14 @@ def _node(db: Session, pole: str, node: str) -> Node | None:
 def apply_ingest(db: Session, s: Sorted) -> None:
     """Fold one committed ingest batch into the registry (unknown nodes are ignored)."""
     now = time.time()
-    seen: set[tuple[str, str]] = {(b.pole, b.node) for b in s.batches}
+    seen = {(b.pole, b.node) for b in s.batches}
+    seen |= {(p, n) for p, n, _ in s.acks} | {(p, n) for p, n, _ in s.events}
     for pole, name, ack in s.acks:
-        seen.add((pole, name))
         node = _node(db, pole, name)
         if node is not None:
             _apply_ack(db, node, ack, now)
-    for pole, name, st in s.states:
-        node = _node(db, pole, name)
-        if node is not None:
-            _apply_state(db, node, st, now)
-    for pole, name, ev in s.events:
-        seen.add((pole, name))
-        if ev["kind"] == "alarm" and db.get(Pole, pole) is not None:
-            src = ev.get("src", "")
-            if ev.get("active", True):
-                raise_alarm(db, pole, name, ev["code"], src, ev.get("detail", ""))
-            else:
-                clear_alarm(db, pole, name, ev["code"], src, "node")
+    # anything heard means the node is there; its state messages, applied after, have the
+    # last word (a last will in the same batch wins)
     for pole, name in seen:
         node = _node(db, pole, name)
         if node is not None:
@@ -329,6 +319,17 @@ def apply_ingest(db: Session, s: Sorted) -> None:
             if node.status != "online":
                 node.status = "online"
                 clear_alarm(db, pole, name, "nodeOffline", "", "node")
+    for pole, name, st in s.states:
+        node = _node(db, pole, name)
+        if node is not None:
+            _apply_state(db, node, st, now)
+    for pole, name, ev in s.events:
+        if ev["kind"] == "alarm" and db.get(Pole, pole) is not None:
+            src = ev.get("src", "")
+            if ev.get("active", True):
+                raise_alarm(db, pole, name, ev["code"], src, ev.get("detail", ""))
+            else:
+                clear_alarm(db, pole, name, ev["code"], src, "node")
 
 
 def _apply_ack(db: Session, node: Node, ack: dict[str, Any], now: float) -> None:

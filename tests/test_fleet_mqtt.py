@@ -439,3 +439,136 @@ def test_node_credentials_cannot_speak_for_another_node(tmp_path: Path) -> None:
         for t in taps:
             t.close()
         broker.stop()
+
+
+def test_alarms_from_last_will_and_events_energy_and_owner_scope(
+    anon: tuple[Api, Broker],
+) -> None:
+    api, broker = anon
+    street(api, 2)
+    other = api.ok("admin", "POST", "/api/owners", json={"slug": "other", "name": "Other"})
+    api.ok(
+        "admin",
+        "POST",
+        "/api/poles",
+        json={"id": "Q000", "lat": 51.9, "lon": 4.5, "owner_id": other["id"]},
+    )
+    api.ok("admin", "POST", "/api/nodes", json={"pole": "Q000", "node": "n1"})
+    api.account("other-ops", "operator", owner="other")
+    tap = Tap(broker.port)
+    try:
+        now = int(time.time())
+        tap.c.publish(
+            "streetpole/v1/P000/n1/state",
+            json.dumps({"status": "offline", "fw": "0.1.0", "boot": 3}),
+            qos=1,
+            retain=True,
+        )
+        tap.c.publish(
+            "streetpole/v1/P001/n1/event",
+            json.dumps(
+                {
+                    "boot": 1,
+                    "seq": 1,
+                    "ts": now,
+                    "kind": "alarm",
+                    "code": "lampFailure",
+                    "active": True,
+                    "detail": "no current at level 0.80",
+                }
+            ),
+            qos=1,
+        )
+        tap.c.publish(
+            "streetpole/v1/Q000/n1/event",
+            json.dumps(
+                {
+                    "boot": 1,
+                    "seq": 1,
+                    "ts": now,
+                    "kind": "alarm",
+                    "code": "pm25High",
+                    "active": True,
+                    "src": "air",
+                }
+            ),
+            qos=1,
+        )
+        # lamp energy: 100 Wh in one hour of yesterday
+        day = time.gmtime(now - 86400)
+        start = int(
+            time.mktime((day.tm_year, day.tm_mon, day.tm_mday, 0, 0, 0, 0, 0, 0)) - time.timezone
+        )
+        tap.c.publish(
+            "streetpole/v1/P000/n1/meas",
+            json.dumps(
+                {
+                    "boot": 1,
+                    "seq": 1,
+                    "readings": [
+                        {
+                            "ts": start + 3600 * (h + 1),
+                            "q": "energyConsumed",
+                            "v": 25.0,
+                            "dur": 3600,
+                            "src": "lamp",
+                        }
+                        for h in range(4)
+                    ],
+                }
+            ),
+            qos=1,
+        )
+
+        def alarms(who: str = "admin") -> dict[tuple[str, str], dict[str, Any]]:
+            rows = api.ok(who, "GET", "/api/alarms", params={"state": "open"})
+            return {(a["pole_id"], a["code"]): a for a in rows}
+
+        got = wait_for(lambda: len(alarms()) == 3 and alarms(), what="three alarms")
+        assert got[("P000", "nodeOffline")]["severity"] == "major"
+        assert got[("P001", "lampFailure")]["detail"] == "no current at level 0.80"
+        assert list(alarms("other-ops")) == [("Q000", "pm25High")]  # only its own
+        lamp = got[("P001", "lampFailure")]["id"]
+        assert api.call("other-ops", "POST", f"/api/alarms/{lamp}/acknowledge").status_code == 404
+        acked = api.ok("admin", "POST", f"/api/alarms/{lamp}/acknowledge")
+        assert acked["state"] == "acknowledged" and acked["acknowledged_by"] == "admin"
+        # the node comes back: its offline alarm clears by itself
+        tap.c.publish(
+            "streetpole/v1/P000/n1/state",
+            json.dumps(
+                {
+                    "status": "online",
+                    "ts": now,
+                    "fw": "0.1.0",
+                    "boot": 4,
+                    "uptime_s": 1,
+                    "heap_free": 50000,
+                    "reset_cause": "power_on",
+                    "level": 0.0,
+                }
+            ),
+            qos=1,
+            retain=True,
+        )
+        wait_for(lambda: ("P000", "nodeOffline") not in alarms(), what="offline alarm cleared")
+        node = api.ok("admin", "GET", "/api/nodes", params={"pole": "P000"})[0]
+        assert node["status"] == "online" and node["firmware_version"] == "0.1.0"
+
+        iso = time.strftime("%Y-%m-%d", day)
+        energy = wait_for(
+            lambda: (
+                (e := api.ok("admin", "GET", "/api/energy/poles/P000", params={"start": iso}))[
+                    "energy_wh"
+                ]
+                and e
+            ),
+            what="energy stored",
+        )
+        assert energy["energy_wh"] == 100.0
+        # 40 W through the dark hours of a November day in Rotterdam (about 15 h)
+        assert 40 * 13 < energy["baseline_wh"] < 40 * 17
+        assert energy["saving_wh"] == round(energy["baseline_wh"] - 100.0, 1)
+        r = api.call("other-ops", "GET", "/api/energy/poles/P000", params={"start": iso})
+        assert r.status_code == 404
+    finally:
+        tap.close()
