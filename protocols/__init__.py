@@ -6,3 +6,4 @@ See protocols/README.md for the specification.
 
 PROTOCOL = "streetpole"
 VERSION = "v1"
+MAX_PAYLOAD = 8192  # bytes, any channel (here so the codec need not load the schemas for it)

@@ -4,19 +4,24 @@ Both directions apply the same checks, so a node cannot send what the controller
 size limit, UTF-8 JSON, the channel's JSON Schema (protocols/schema_defs.py), then the few rules a
 schema cannot say (plausible ranges per quantity, cross-field rules). Every failure is a
 ProtocolError naming the field.
+
+On MicroPython (the node) the schemas and the validator are loaded only while a message is
+checked and unloaded afterwards: the node checks what comes in (config, cmd), a few times a day,
+and its heap is scarce. What it sends it builds itself and serialises with ``dump`` (the semantic
+rules and the size limit, no schema); the CPython tests check every message a node sends.
 """
 
 import json
 import sys
 
+from protocols import MAX_PAYLOAD
 from protocols.errors import ProtocolError
-from protocols.quantities import QUANTITIES
-from protocols.schema_defs import BUILDERS, MAX_PAYLOAD
 from protocols.topics import Topic
-from protocols.validate import validate
 
 
 def _check_meas(msg):
+    from protocols.quantities import QUANTITIES
+
     seen = {}
     readings = msg["readings"]
     for i in range(len(readings)):
@@ -61,24 +66,40 @@ def _check_cmd(msg):
 
 _SEMANTIC = {"meas": _check_meas, "config": _check_config, "cmd": _check_cmd}
 
-# On CPython every schema is kept once built. On MicroPython only the last one is: a node sends
-# batches far more often than anything else, and the heap is scarce.
+# On CPython every schema is kept once built. On MicroPython none is, nor the modules that build
+# and apply them (see _unload).
 _CACHE_ALL = sys.implementation.name != "micropython"
 _cache = {}
+_TRANSIENT = ("protocols.schema_defs", "protocols.validate", "protocols.quantities")
+if _CACHE_ALL:
+    from protocols.schema_defs import BUILDERS  # noqa: F401  (the channels, for tests and tools)
 
 
 def schema(channel):
     """The JSON Schema (a dict) of a channel's payload."""
     found = _cache.get(channel)
     if found is None:
+        from protocols.schema_defs import BUILDERS
+
         builder = BUILDERS.get(channel)
         if builder is None:
             raise ProtocolError("topic.channel", "unknown channel %r" % (channel,))
         found = builder()
-        if not _CACHE_ALL:
-            _cache.clear()
-        _cache[channel] = found
+        if _CACHE_ALL:
+            _cache[channel] = found
     return found
+
+
+def _unload():
+    """MicroPython: drop the schema builders and the validator (their code sits in the heap,
+    ~20 KB on the 64-bit unix port) until the next incoming message needs them."""
+    pkg = sys.modules.get("protocols")
+    for name in _TRANSIENT:
+        if sys.modules.pop(name, None) is not None and pkg is not None:
+            try:
+                delattr(pkg, name[10:])
+            except AttributeError:
+                pass
 
 
 if _CACHE_ALL:  # CPython's json takes NaN and Infinity, which are not JSON: refuse them as
@@ -115,7 +136,16 @@ def check(channel, msg):
     the field of a refusal; both are checked to agree on every test vector.
     """
     if _fast is None or not _fast_valid(channel, msg):
-        validate(msg, schema(channel))
+        from protocols.validate import validate
+
+        if _CACHE_ALL:
+            validate(msg, schema(channel))
+        else:
+            try:
+                validate(msg, schema(channel))
+            finally:
+                validate = None
+                _unload()
         if _fast is not None:  # ours accepted what the compiled one refused: trust the refusal
             raise ProtocolError("payload", "does not match the %s schema" % channel)
     rule = _SEMANTIC.get(channel)
@@ -126,7 +156,19 @@ def check(channel, msg):
 
 def encode(channel, msg):
     """Validate and serialise a message to compact UTF-8 JSON bytes."""
-    check(channel, msg)
+    return _serialise(check(channel, msg))
+
+
+def dump(channel, msg):
+    """Serialise a message our own code built, checking the channel's semantic rules (e.g. the
+    plausible range of each reading) and the size limit but not the schema: the node's way out,
+    see the module docstring. ``encode`` is the same with the schema."""
+    if channel == "meas":
+        _check_meas(msg)
+    return _serialise(msg)
+
+
+def _serialise(msg):
     data = json.dumps(msg, separators=(",", ":")).encode()
     if len(data) > MAX_PAYLOAD:
         raise ProtocolError(

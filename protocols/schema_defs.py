@@ -1,17 +1,18 @@
 """The JSON Schemas of every payload, as Python data: the one source of truth.
 
 The codec validates with these dicts on both interpreters (built on demand: together they would
-take ~30 KB of a 64-bit heap); `python -m protocols.export_schemas`
+take ~30 KB of a 64-bit heap; on MicroPython the codec imports this module only to validate an
+incoming message and unloads it again); `python -m protocols.export_schemas`
 writes them to protocols/schemas/*.json (committed, and checked to be in step by a test) for
 anyone who wants to validate with a standard JSON Schema tool.
 """
 
+from protocols import MAX_PAYLOAD  # noqa: F401  (defined there, long named here)
 from protocols.quantities import FLAGS, QUANTITIES
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 BASE_ID = "https://streetpole.org/schemas/v1/"
 
-MAX_PAYLOAD = 8192  # bytes, any channel
 MAX_READINGS = 64  # readings in one batch: a node sends one reporting period per batch
 TS_MIN = 1577836800  # 2020-01-01T00:00:00Z: anything earlier means the clock is not set
 TS_MAX = 4102444800  # 2100-01-01T00:00:00Z
@@ -353,7 +354,7 @@ def presence():
 
 
 # channel name -> function building its schema. The schemas are built on demand so a node does
-# not keep all of them in its heap (see codec.schema for the cache).
+# not keep all of them in its heap (see codec.schema).
 BUILDERS = {
     "meas": meas,
     "event": event,

@@ -109,7 +109,7 @@ class Node:
         self.inp = Inputs()
         wdt = board.wdt(30000) if hasattr(board, "wdt") else None
         self.health = Health(wdt, self.clock)
-        will = codec.encode(topics.STATE, {"status": "offline", "fw": self.fw, "boot": boot})
+        will = codec.dump(topics.STATE, {"status": "offline", "fw": self.fw, "boot": boot})
         if ssl is None:
             ssl = True if lc.tls else None
         self.client = MQTTClient(
@@ -317,7 +317,7 @@ class Node:
     # ---- messages out --------------------------------------------------------------------------
     def _queue(self, topic, msg, channel, qos=1):
         try:
-            data = codec.encode(channel, msg)
+            data = codec.dump(channel, msg)
         except ProtocolError:
             self.lost += 1
             return
@@ -398,7 +398,7 @@ class Node:
             self._state_level = st["level"]
             self._state_at = self.clock.ticks_ms()
             try:
-                data = codec.encode(topics.STATE, st)
+                data = codec.dump(topics.STATE, st)
             except ProtocolError:
                 self.lost += 1
                 return True
@@ -627,7 +627,7 @@ class Node:
         batch = {"boot": self.boot, "seq": self.seq, "readings": readings}
         for _ in range(4):  # a reading the codec refuses (out of range) goes, not the batch
             try:
-                data = codec.encode(topics.MEAS, batch)
+                data = codec.dump(topics.MEAS, batch)
                 break
             except ProtocolError as e:
                 i = _index(e.field)
