@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from controller import fleet
+from controller import fleet, opendata
 from controller.api.routes import alarms, auth, dimming, firmware, health, ingest, nodes, registry
 from controller.dispatch import Dispatcher
 from controller.ingest.decode import Sorted
@@ -90,6 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     for module in (health, auth, registry, nodes, dimming, firmware, alarms, ingest):
         app.include_router(module.router)
+    opendata.install(app, settings)  # public SensorThings API and downloads (controller/opendata)
 
     @app.exception_handler(IntegrityError)
     async def _conflict(_req: Request, exc: IntegrityError) -> JSONResponse:

@@ -63,6 +63,42 @@ class Settings(BaseSettings):
     retention_minute_days: int = Field(180, ge=0)
     retention_hour_days: int = Field(0, ge=0)
 
+    # Open data: SensorThings API 1.1 at /sta/v1.1, downloads and register at /opendata.
+    # Only streams of open modules without personal data are published; a bearer token of an
+    # operator account adds restricted streams (of its own owner when it is owner-scoped).
+    opendata_title: str = "Streetpole open data"
+    opendata_description: str = (
+        "Air quality, noise levels, presence counts and street-light state measured by the "
+        "smart street poles of the municipality and the parties on its poles."
+    )
+    opendata_contact: str = "opendata@example.org"
+    opendata_update_frequency: str = "every minute (as the poles report)"
+    opendata_licence: str = "CC-BY-4.0"
+    opendata_licence_url: str = "https://creativecommons.org/licenses/by/4.0/"
+    opendata_attribution: str = "Streetpole, the municipality and the owners of the modules"
+    # Decimals of published pole positions (5 = about 1 m); per owner slug to coarsen some.
+    opendata_location_decimals: int = Field(5, ge=0, le=8)
+    opendata_owner_location_decimals: dict[str, int] = Field(default_factory=dict)
+    # Motion is published only as counts per interval of this many seconds.
+    opendata_motion_interval_s: int = Field(900, ge=60, le=86_400)
+    opendata_default_top: int = Field(100, ge=1, le=100_000)
+    opendata_max_top: int = Field(10_000, ge=1, le=1_000_000)
+    # Longest time range of one download or aggregate request, and most rows in one CSV.
+    opendata_max_range_days: int = Field(31, ge=1, le=3660)
+    opendata_max_csv_rows: int = Field(5_000_000, ge=1)
+    # A single query stops (HTTP 503, narrow it) after this long.
+    opendata_query_budget_ms: int = Field(5000, ge=10, le=600_000)
+    # The catalog of what may be published is rebuilt from the registry this often (0: always).
+    opendata_catalog_ttl_s: float = Field(10.0, ge=0)
+    # Rate limits (token buckets): requests per second and burst, per client IP and per token.
+    opendata_rate_limit: bool = True
+    opendata_ip_rate: float = Field(20.0, gt=0)
+    opendata_ip_burst: int = Field(200, ge=1)
+    opendata_token_rate: float = Field(100.0, gt=0)
+    opendata_token_burst: int = Field(1000, ge=1)
+    # Where daily CSV archives are kept once made (default: <data_dir>/archives).
+    opendata_archive_dir: Path | None = None
+
     @field_validator("mqtt_url")
     @classmethod
     def _mqtt_url(cls, v: str) -> str:

@@ -65,6 +65,49 @@ def stream_of(pole: str, node: str, reading: dict[str, Any]) -> StreamKey:
     return StreamKey(pole, node, reading.get("src") or "", reading["q"])
 
 
+class QueryTooExpensive(RuntimeError):
+    """A read ran past its time budget and was stopped (the caller should narrow it)."""
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """A stream's stable integer id and the times of its first and last point."""
+
+    id: int
+    first: int | None
+    last: int | None
+
+
+@dataclass(frozen=True)
+class ObservationQuery:
+    """A page of points of several streams, for the open-data API (SensorThings Observations).
+
+    ``where`` and ``order`` are SQLite-dialect SQL over the columns (stream, ts, v, dur, flags)
+    with ``?`` parameters (``controller.opendata.sql`` writes them); a backend that cannot run
+    them raises NotImplementedError. Streams in ``counted`` are published only as sums per
+    ``count_window`` seconds (a window is one row: ts = its end, dur = its width), and only
+    windows ending at or before ``until``.
+    """
+
+    streams: tuple[int, ...]
+    counted: tuple[int, ...] = ()
+    count_window: int = 900
+    until: int = 2**31
+    where: str = ""
+    params: tuple[Any, ...] = ()
+    order: tuple[str, ...] = ("stream ASC", "ts ASC")
+    limit: int = 100
+    offset: int = 0
+    count: bool = False
+    budget_ms: int = 5000
+
+
+@dataclass
+class ObservationPage:
+    rows: list[tuple[int, int, float, int | None, str | None]]  # stream, ts, v, dur, flags
+    total: int | None = None
+
+
 class TimeSeriesStore(ABC):
     @abstractmethod
     def write(self, batches: Iterable[Batch]) -> WriteResult:
@@ -86,6 +129,19 @@ class TimeSeriesStore(ABC):
     @abstractmethod
     def aggregate(self, stream: StreamKey, start: int, end: int, window: Window) -> list[Aggregate]:
         """count/mean/min/max per UTC window with start <= bucket < end, oldest first."""
+
+    def stream_index(self) -> dict[StreamKey, StreamInfo]:
+        """Every stream with a stable integer id (default: its rank, which a new stream can
+        shift; backends with real ids override this)."""
+        last = self.latest()
+        return {
+            k: StreamInfo(i + 1, None, last[k].ts if k in last else None)
+            for i, k in enumerate(sorted(self.streams()))
+        }
+
+    def observations(self, q: ObservationQuery) -> ObservationPage:
+        """Filtered, ordered, paged points of several streams (see ObservationQuery)."""
+        raise NotImplementedError("this store cannot run SensorThings queries")
 
     def apply_retention(self, now: int) -> dict[str, int]:
         """Roll up and delete what is past its retention; returns counts. Default: nothing."""

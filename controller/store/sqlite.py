@@ -24,7 +24,11 @@ from controller.store.base import (
     WINDOW_SECONDS,
     Aggregate,
     Batch,
+    ObservationPage,
+    ObservationQuery,
     Point,
+    QueryTooExpensive,
+    StreamInfo,
     StreamKey,
     TimeSeriesStore,
     Window,
@@ -242,6 +246,70 @@ class SqliteStore(TimeSeriesStore):
         lo = start - start % width
         rows = self._reader().execute(sql, (sid, lo, end, sid, lo, end))
         return [Aggregate(b, n, s / n, mn, mx) for b, n, s, mn, mx in rows if n]
+
+    # ---- open data (SensorThings) ------------------------------------------------------------
+
+    def stream_index(self) -> dict[StreamKey, StreamInfo]:
+        rows = self._reader().execute(
+            "SELECT s.id, s.pole, s.node, s.src, s.q,"
+            " (SELECT min(ts) FROM readings r WHERE r.stream = s.id),"
+            " (SELECT min(bucket) FROM rollup_minute m WHERE m.stream = s.id),"
+            " (SELECT min(bucket) FROM rollup_hour h WHERE h.stream = s.id),"
+            " l.ts FROM streams s LEFT JOIN latest l ON l.stream = s.id"
+        )
+        out = {}
+        for sid, p, n, src, q, r0, m0, h0, last in rows:
+            firsts = [t for t in (r0, m0, h0) if t is not None]
+            out[StreamKey(p, n, src, q)] = StreamInfo(sid, min(firsts) if firsts else None, last)
+        return out
+
+    def observations(self, q: ObservationQuery) -> ObservationPage:
+        counted = set(q.counted)
+        plain = ",".join(str(int(s)) for s in q.streams if s not in counted)
+        summed = ",".join(str(int(s)) for s in q.streams if s in counted)
+        if not plain and not summed:
+            return ObservationPage([], 0 if q.count else None)
+        where = f" AND ({q.where})" if q.where else ""
+        if not summed:
+            source = "readings"
+            cond = f"stream IN ({plain}){where}"
+        else:
+            w = int(q.count_window)
+            parts = [
+                "SELECT stream, bts AS ts, v, dur, flags FROM (SELECT stream,"
+                f" ((ts - 1) / {w} + 1) * {w} AS bts, sum(v) AS v, {w} AS dur, NULL AS flags"
+                f" FROM readings WHERE stream IN ({summed}) GROUP BY 1, 2)"
+                f" WHERE bts <= {int(q.until)}"
+            ]
+            if plain:
+                parts.append(
+                    f"SELECT stream, ts, v, dur, flags FROM readings WHERE stream IN ({plain})"
+                )
+            source = "(" + " UNION ALL ".join(parts) + ")"
+            cond = q.where or "1"
+        sql = f"SELECT stream, ts, v, dur, flags FROM {source} WHERE {cond}"
+        conn = self._reader()
+        deadline = time.monotonic() + q.budget_ms / 1000
+
+        def too_long() -> int:
+            return int(time.monotonic() > deadline)
+
+        conn.set_progress_handler(too_long, 20_000)
+        try:
+            rows = conn.execute(
+                f"{sql} ORDER BY {', '.join(q.order)} LIMIT ? OFFSET ?",
+                (*q.params, q.limit, q.offset),
+            ).fetchall()
+            total = None
+            if q.count:
+                total = conn.execute(f"SELECT count(*) FROM ({sql})", q.params).fetchone()[0]
+        except sqlite3.OperationalError as e:
+            if "interrupted" in str(e):
+                raise QueryTooExpensive(f"query ran past {q.budget_ms} ms") from e
+            raise
+        finally:
+            conn.set_progress_handler(None, 0)
+        return ObservationPage(rows, total)
 
     # ---- retention --------------------------------------------------------------------------
 

@@ -1,0 +1,472 @@
+"""HTTP routes of the open-data API: SensorThings 1.1 under /sta/v1.1, and under /opendata the
+landing page, latest values, aggregates, CSV, daily archives, GeoJSON and the sensor register.
+Read-only and public; errors are JSON ``{"code", "type", "message"}`` as FROST-Server sends."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime
+from html import escape
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
+
+from controller.opendata import sta
+from controller.opendata.access import InvalidToken
+from controller.opendata.catalog import Access
+from controller.opendata.entities import BY_PLURAL
+from controller.opendata.query import BadQuery, Unsupported, parse_options
+from controller.opendata.ratelimit import OpenDataEdge
+from controller.opendata.service import OpenData, service
+from controller.settings import Settings
+from controller.store.base import QueryTooExpensive
+
+TAG_STA = "open data: SensorThings API 1.1"
+TAG_DL = "open data: downloads, map, register"
+ERROR = {
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "code": {"type": "integer"},
+                    "type": {"type": "string"},
+                    "message": {"type": "string"},
+                },
+                "required": ["code", "message"],
+            }
+        }
+    }
+}
+OBJ = {"content": {"application/json": {"schema": {"type": "object"}}}}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Bad request (the reason is in message)", **ERROR},
+    401: {"description": "Invalid bearer token", **ERROR},
+    404: {"description": "No such entity or resource", **ERROR},
+    429: {"description": "Rate limit; see Retry-After", **ERROR},
+    501: {"description": "Valid but not supported here", **ERROR},
+    503: {"description": "The query ran past its time budget: narrow it", **ERROR},
+}
+
+sta_router = APIRouter(prefix="/sta/v1.1", tags=[TAG_STA])
+dl_router = APIRouter(prefix="/opendata", tags=[TAG_DL])
+
+
+def _error(code: int, message: str) -> Response:
+    body = json.dumps({"code": code, "type": "error", "message": message})
+    return Response(body, code, media_type="application/json")
+
+
+def _json(body: Any) -> Response:
+    return Response(
+        json.dumps(body, separators=(",", ":"), ensure_ascii=False),
+        media_type="application/json",
+    )
+
+
+def _guard(fn: Callable[[], Response]) -> Response:
+    try:
+        return fn()
+    except BadQuery as e:
+        return _error(400, str(e))
+    except InvalidToken as e:
+        return _error(401, str(e))
+    except (sta.NotFound, LookupError) as e:
+        return _error(404, str(e.args[0]) if e.args else "not found")
+    except (Unsupported, NotImplementedError) as e:
+        return _error(501, str(e))
+    except QueryTooExpensive as e:
+        return _error(503, f"{e}: narrow the query (time range, $filter, $top)")
+
+
+def _od(request: Request) -> OpenData:
+    return service(request.app.state.streetpole, request.app.state)
+
+
+def _access(request: Request, od: OpenData) -> Access:
+    return od.tokens.access(request.headers.get("authorization"))
+
+
+def _base(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+# ---- SensorThings -----------------------------------------------------------------------------
+
+
+def _sta(request: Request, resource: str) -> Response:
+    def run() -> Response:
+        od = _od(request)
+        cat = od.catalog(_access(request, od))
+        opts = parse_options(request.query_params)
+
+        def next_link(skip: int, top: int) -> str:
+            return str(request.url.include_query_params(**{"$skip": skip, "$top": top}))
+
+        ctx = sta.Ctx(
+            cat, od.store, od.settings, _base(request) + "/sta/v1.1", time.time(), next_link
+        )
+        _status, body = sta.resolve(ctx, resource, opts)
+        if isinstance(body, str):
+            return Response(body, media_type="text/plain")
+        return _json(body)
+
+    return _guard(run)
+
+
+def _sta_params(
+    filter_: Annotated[str | None, Query(alias="$filter", description="e.g. result gt 10")] = None,
+    orderby: Annotated[str | None, Query(alias="$orderby")] = None,
+    top: Annotated[str | None, Query(alias="$top", description="page size (capped)")] = None,
+    skip: Annotated[str | None, Query(alias="$skip")] = None,
+    count: Annotated[str | None, Query(alias="$count", description="true or false")] = None,
+    select: Annotated[str | None, Query(alias="$select")] = None,
+    expand: Annotated[str | None, Query(alias="$expand")] = None,
+    result_format: Annotated[str | None, Query(alias="$resultFormat")] = None,
+) -> None:
+    """Declares the query options for the OpenAPI document; they are parsed from the URL."""
+
+
+STA_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "SensorThings JSON", **OBJ},
+    **ERRORS,
+}
+
+
+@sta_router.get("", summary="SensorThings landing page", responses=STA_RESPONSES)
+def sta_landing(request: Request) -> Response:
+    return _json(sta.landing(_base(request) + "/sta/v1.1"))
+
+
+def _collection_route(plural: str) -> None:
+    def handler(request: Request) -> Response:
+        return _sta(request, plural)
+
+    handler.__name__ = f"sta_{plural.lower()}"
+
+    sta_router.add_api_route(
+        f"/{plural}",
+        handler,
+        methods=["GET"],
+        summary=f"{plural} (with $filter, $orderby, $top, $skip, $count, $select, $expand)",
+        responses=STA_RESPONSES,
+        dependencies=[Depends(_sta_params)],
+        response_class=Response,
+    )
+
+
+for _plural in BY_PLURAL:
+    _collection_route(_plural)
+
+
+@sta_router.get(
+    "/{resource:path}",
+    summary="Any SensorThings resource path: Things('RTD-0001')/Datastreams, .../$value, $ref",
+    responses={
+        200: {
+            "description": "SensorThings JSON, or text for $value",
+            "content": {
+                "application/json": {"schema": {"type": "object"}},
+                "text/plain": {"schema": {"type": "string"}},
+            },
+        },
+        **ERRORS,
+    },
+    response_class=Response,
+)
+def sta_resource(request: Request, resource: Annotated[str, Path()]) -> Response:
+    return _sta(request, resource)
+
+
+# ---- downloads, map, register --------------------------------------------------------------------
+
+TimeParam = Annotated[
+    str | None, Query(description="ISO 8601, e.g. 2026-11-02T00:00:00Z (default: 24 h back)")
+]
+DsParam = Annotated[int | None, Query(ge=0, le=2**53, description="Datastream @iot.id")]
+PoleParam = Annotated[str | None, Query(max_length=64, description="pole id")]
+JSON_200: dict[int | str, dict[str, Any]] = {200: {"description": "JSON", **OBJ}, **ERRORS}
+CSV_200: dict[int | str, dict[str, Any]] = {
+    200: {"description": "CSV", "content": {"text/csv": {"schema": {"type": "string"}}}},
+    **ERRORS,
+}
+
+
+@dl_router.get("", response_class=HTMLResponse, summary="Landing page (HTML)")
+def landing_html(request: Request) -> HTMLResponse:
+    s = _od(request).settings
+    b = _base(request)
+    links = [
+        ("SensorThings API 1.1", f"{b}/sta/v1.1"),
+        ("Latest value of every Datastream", f"{b}/opendata/v1/latest"),
+        ("All poles with latest values (GeoJSON)", f"{b}/opendata/v1/poles.geojson"),
+        ("Daily CSV archives", f"{b}/opendata/v1/archives"),
+        ("Sensor register (JSON)", f"{b}/opendata/v1/register"),
+        ("Sensor register (CSV)", f"{b}/opendata/v1/register.csv"),
+        ("API description (OpenAPI)", f"{b}/opendata/openapi.json"),
+        ("Interactive API documentation", f"{b}/docs"),
+    ]
+    mail = escape(s.opendata_contact)
+    items = "\n".join(f'<li><a href="{escape(u)}">{escape(t)}</a></li>' for t, u in links)
+    html = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{escape(s.opendata_title)}</title></head>
+<body><main>
+<h1>{escape(s.opendata_title)}</h1>
+<p>{escape(s.opendata_description)}</p>
+<h2>Use the data</h2><ul>
+{items}
+</ul>
+<h2>Licence</h2>
+<p><a href="{escape(s.opendata_licence_url)}" rel="license">{escape(s.opendata_licence)}</a>.
+Attribution: {escape(s.opendata_attribution)}.</p>
+<h2>About</h2>
+<dl><dt>Updated</dt><dd>{escape(s.opendata_update_frequency)}</dd>
+<dt>Contact</dt><dd><a href="mailto:{mail}">{mail}</a></dd>
+<dt>Privacy</dt><dd>Only streams their owners mark open are published. Motion is published
+only as counts per {s.opendata_motion_interval_s // 60} minutes, noise only as levels; no audio,
+images or identifiers of people are collected.</dd></dl>
+</main></body></html>"""
+    return HTMLResponse(html)
+
+
+@dl_router.get("/v1", summary="Dataset description (JSON)", responses=JSON_200)
+def metadata(request: Request) -> Response:
+    s = _od(request).settings
+    b = _base(request)
+    return _json(
+        {
+            "title": s.opendata_title,
+            "description": s.opendata_description,
+            "contact": s.opendata_contact,
+            "updateFrequency": s.opendata_update_frequency,
+            "license": {"name": s.opendata_licence, "url": s.opendata_licence_url},
+            "attribution": s.opendata_attribution,
+            "motionIntervalSeconds": s.opendata_motion_interval_s,
+            "links": {
+                "sensorthings": f"{b}/sta/v1.1",
+                "latest": f"{b}/opendata/v1/latest",
+                "geojson": f"{b}/opendata/v1/poles.geojson",
+                "archives": f"{b}/opendata/v1/archives",
+                "register": f"{b}/opendata/v1/register",
+                "openapi": f"{b}/opendata/openapi.json",
+            },
+        }
+    )
+
+
+@dl_router.get(
+    "/v1/latest", summary="The latest value of every published Datastream", responses=JSON_200
+)
+def latest(request: Request) -> Response:
+    def run() -> Response:
+        od = _od(request)
+        cat = od.catalog(_access(request, od))
+        return _json({"license": od.settings.opendata_licence_url, "value": od.latest(cat)})
+
+    return _guard(run)
+
+
+@dl_router.get(
+    "/v1/aggregates",
+    summary="count, mean, min, max per minute, hour or day, of a Datastream or a pole",
+    responses=JSON_200,
+)
+def aggregates(
+    request: Request,
+    datastream: DsParam = None,
+    pole: PoleParam = None,
+    window: Literal["minute", "hour", "day"] = "hour",
+    start: TimeParam = None,
+    end: TimeParam = None,
+) -> Response:
+    def run() -> Response:
+        od = _od(request)
+        cat = od.catalog(_access(request, od))
+        dss = od.pick(cat, datastream, pole)
+        s, e = od.time_range(start, end, 86400)
+        return _json({"value": od.aggregates(cat, dss, s, e, window)})
+
+    return _guard(run)
+
+
+def _csv(chunks: Iterator[str], filename: str) -> StreamingResponse:
+    return StreamingResponse(
+        chunks,
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+@dl_router.get(
+    "/v1/csv", summary="Observations of a Datastream or a pole as CSV", responses=CSV_200
+)
+def csv(
+    request: Request,
+    datastream: DsParam = None,
+    pole: PoleParam = None,
+    start: TimeParam = None,
+    end: TimeParam = None,
+) -> Response:
+    def run() -> Response:
+        od = _od(request)
+        cat = od.catalog(_access(request, od))
+        dss = od.pick(cat, datastream, pole)
+        s, e = od.time_range(start, end, 86400)
+        name = f"datastream-{datastream}" if datastream is not None else f"pole-{pole}"
+        rows = od.csv_rows(cat, dss, s, e)
+        first = next(rows)  # errors surface before the response starts
+
+        def chunks() -> Iterator[str]:
+            yield first
+            yield from rows
+
+        return _csv(chunks(), f"{name}.csv")
+
+    return _guard(run)
+
+
+@dl_router.get("/v1/archives", summary="Daily CSV archives (UTC days)", responses=JSON_200)
+def archives(request: Request) -> Response:
+    def run() -> Response:
+        od = _od(request)
+        cat = od.catalog(_access(request, od))
+        firsts = [
+            r[0] for r in cat.rows("SELECT min(phen_start) FROM datastreams") if r[0] is not None
+        ]
+        today = datetime.now(UTC).date()
+        days: list[str] = []
+        if firsts:
+            first = datetime.fromtimestamp(firsts[0], UTC).date()
+            n = min((today - first).days, 366)
+            days = [date.fromordinal(today.toordinal() - i).isoformat() for i in range(n, 0, -1)]
+        b = _base(request)
+        return _json(
+            {
+                "license": od.settings.opendata_licence_url,
+                "value": [{"day": d, "url": f"{b}/opendata/v1/archives/{d}.csv"} for d in days],
+            }
+        )
+
+    return _guard(run)
+
+
+@dl_router.get(
+    "/v1/archives/{day}.csv",
+    summary="Every published Observation of one UTC day, as CSV",
+    responses=CSV_200,
+)
+def archive(
+    request: Request,
+    day: Annotated[str, Path(pattern=r"^\d{4}-\d{2}-\d{2}$", description="YYYY-MM-DD")],
+) -> Response:
+    def run() -> Response:
+        od = _od(request)
+        cat = od.catalog(_access(request, od))
+        try:
+            d = date.fromisoformat(day)
+        except ValueError as e:
+            raise BadQuery(f"not a date: {day!r}") from e
+        start = int(datetime(d.year, d.month, d.day, tzinfo=UTC).timestamp())
+        dss = sorted(cat.datastreams.values(), key=lambda x: x.id)
+        rows = od.csv_rows(cat, dss, start, start + 86400)
+        return _csv(rows, f"streetpole-{day}.csv")
+
+    return _guard(run)
+
+
+@dl_router.get(
+    "/v1/poles.geojson",
+    summary="Every pole with the latest values of its published Datastreams",
+    responses={
+        200: {
+            "description": "GeoJSON",
+            "content": {"application/geo+json": {"schema": {"type": "object"}}},
+        },
+        **ERRORS,
+    },
+)
+def geojson(request: Request) -> Response:
+    def run() -> Response:
+        od = _od(request)
+        body = od.geojson(od.catalog(_access(request, od)))
+        return Response(json.dumps(body, separators=(",", ":")), media_type="application/geo+json")
+
+    return _guard(run)
+
+
+REGISTER_FIELDS = [
+    *("id", "pole", "category", "sensorType", "owner", "ownerKind", "observationGoal"),
+    *("isPublic", "isOpenData", "isReusable", "containsPersonalInfoData", "license"),
+    *("quantities", "dataLink", "lon", "lat"),
+]
+
+
+@dl_router.get("/v1/register", summary="Sensor register (JSON)", responses=JSON_200)
+def register(request: Request) -> Response:
+    def run() -> Response:
+        od = _od(request)
+        cat = od.catalog(_access(request, od))
+        return _json({"value": od.register(cat, _base(request))})
+
+    return _guard(run)
+
+
+@dl_router.get("/v1/register.csv", summary="Sensor register (CSV)", responses=CSV_200)
+def register_csv(request: Request) -> Response:
+    def run() -> Response:
+        import csv as csvmod
+        import io
+
+        od = _od(request)
+        cat = od.catalog(_access(request, od))
+        buf = io.StringIO()
+        w = csvmod.writer(buf, lineterminator="\n")
+        w.writerow(REGISTER_FIELDS)
+        for e in od.register(cat, _base(request)):
+            lon, lat = e["location"]["coordinates"]
+            row = {**e, "lon": lon, "lat": lat, "quantities": " ".join(e["quantities"])}
+            w.writerow(["" if row[f] is None else row[f] for f in REGISTER_FIELDS])
+        return Response(
+            buf.getvalue(),
+            media_type="text/csv",
+            headers={"Content-Disposition": 'attachment; filename="sensor-register.csv"'},
+        )
+
+    return _guard(run)
+
+
+def public_openapi(app: FastAPI) -> dict[str, Any]:
+    routes = [
+        r
+        for r in app.routes
+        if getattr(r, "path", "").startswith(("/sta/", "/opendata"))
+        and getattr(r, "include_in_schema", False)
+    ]
+    return get_openapi(
+        title="Streetpole open data",
+        version="1.1",
+        description="Public, read-only: OGC SensorThings API 1.1 and downloads. No account needed.",
+        routes=routes,
+    )
+
+
+@dl_router.get("/openapi.json", include_in_schema=False)
+def openapi(request: Request) -> Response:
+    app: FastAPI = request.app
+    cached = getattr(app.state, "opendata_openapi", None)
+    if cached is None:
+        cached = app.state.opendata_openapi = public_openapi(app)
+    return _json(cached)
+
+
+def install(app: FastAPI, settings: Settings) -> None:
+    """Routes and the edge middleware (read-only, CORS, licence headers, rate limits)."""
+    app.include_router(sta_router)
+    app.include_router(dl_router)
+    app.add_middleware(OpenDataEdge, settings=settings)

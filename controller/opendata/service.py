@@ -1,0 +1,282 @@
+"""The open-data service object: catalogs, token lookups and the fast paths shared by the routes
+(latest values, aggregates, CSV rows, GeoJSON, the sensor register)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import select
+
+from controller.opendata.access import TokenCache
+from controller.opendata.catalog import Access, Catalog, Catalogs, DsInfo
+from controller.opendata.query import BadQuery, parse_time
+from controller.opendata.render import iso
+from controller.registry.models import Module, Owner, Pole
+from controller.state import AppState
+from controller.store.base import ObservationQuery, Point, Window
+
+CSV_HEADER = (
+    "datastream_id,pole,quantity,unit,phenomenon_time_start,phenomenon_time_end,result,flags\n"
+)
+
+
+class OpenData:
+    def __init__(self, state: AppState) -> None:
+        self.state = state
+        self.settings = state.settings
+        self.store = state.store
+        self.catalogs = Catalogs(state.registry, state.store, state.settings)
+        self.tokens = TokenCache(state.registry)
+
+    def catalog(self, access: Access) -> Catalog:
+        return self.catalogs.get(access)
+
+    # ---- time ranges -----------------------------------------------------------------------
+
+    def time_range(self, start: str | None, end: str | None, default_s: int) -> tuple[int, int]:
+        now = int(time.time())
+        e = int(parse_time(end)) if end else now
+        s = int(parse_time(start)) if start else e - default_s
+        if s >= e:
+            raise BadQuery("start must be before end")
+        cap = self.settings.opendata_max_range_days * 86400
+        if e - s > cap:
+            raise BadQuery(f"time range longer than {self.settings.opendata_max_range_days} days")
+        return s, e
+
+    def pick(self, cat: Catalog, datastream: int | None, pole: str | None) -> list[DsInfo]:
+        if (datastream is None) == (pole is None):
+            raise BadQuery("give exactly one of datastream and pole")
+        if datastream is not None:
+            ds = cat.datastreams.get(datastream)
+            if ds is None:
+                raise LookupError(f"no published Datastream {datastream}")
+            return [ds]
+        assert pole is not None
+        if pole not in cat.poles:
+            raise LookupError(f"no pole {pole!r}")
+        return [cat.datastreams[i] for i in cat.by_pole.get(pole, [])]
+
+    # ---- latest ----------------------------------------------------------------------------
+
+    def latest(self, cat: Catalog) -> list[dict[str, Any]]:
+        now = int(time.time())
+        plain = {d.key: d for d in cat.datastreams.values() if not d.counted}
+        got: dict[int, Point] = {}
+        if plain:
+            for key, p in self.store.latest(plain).items():
+                got[plain[key].id] = p
+        w = self.settings.opendata_motion_interval_s
+        for d in cat.datastreams.values():
+            if d.counted:
+                page = self.store.observations(
+                    ObservationQuery(
+                        (d.id,), (d.id,), w, now, order=("ts DESC",), limit=1, budget_ms=1000
+                    )
+                )
+                if page.rows:
+                    _s, ts, v, dur, _f = page.rows[0]
+                    got[d.id] = Point(ts, v, dur)
+        out = []
+        for d in sorted(cat.datastreams.values(), key=lambda d: d.id):
+            point = got.get(d.id)
+            if point is None:
+                continue
+            pole = cat.poles[d.pole]
+            out.append(
+                {
+                    "datastream": d.id,
+                    "pole": d.pole,
+                    "quantity": d.q,
+                    "unit": d.unit,
+                    "time": iso(point.ts),
+                    "interval_s": point.dur,
+                    "result": int(point.v) if d.counted else point.v,
+                    "flags": list(point.flags),
+                    "lon": pole["lon"],
+                    "lat": pole["lat"],
+                }
+            )
+        return out
+
+    # ---- aggregates ------------------------------------------------------------------------
+
+    def aggregates(
+        self, cat: Catalog, dss: list[DsInfo], start: int, end: int, window: Window
+    ) -> list[dict[str, Any]]:
+        w = self.settings.opendata_motion_interval_s
+        out = []
+        for d in dss:
+            if d.counted and {"minute": 60, "hour": 3600, "day": 86400}[window] < w:
+                raise BadQuery(
+                    f"{d.q} is published only as counts per {w} s: use window=hour or day"
+                )
+            rows = self.store.aggregate(d.key, start, end, window)
+            value: list[dict[str, Any]]
+            if d.counted:
+                value = [{"time": iso(a.bucket), "sum": round(a.mean * a.count)} for a in rows]
+            else:
+                value = [
+                    {
+                        "time": iso(a.bucket),
+                        "count": a.count,
+                        "mean": a.mean,
+                        "min": a.min,
+                        "max": a.max,
+                    }
+                    for a in rows
+                ]
+            out.append(
+                {
+                    "datastream": d.id,
+                    "pole": d.pole,
+                    "quantity": d.q,
+                    "unit": d.unit,
+                    "window": window,
+                    "value": value,
+                }
+            )
+        return out
+
+    # ---- CSV -------------------------------------------------------------------------------
+
+    def csv_rows(self, cat: Catalog, dss: list[DsInfo], start: int, end: int) -> Iterator[str]:
+        """CSV text in chunks, stream by stream, by keyset pages (no growing OFFSET)."""
+        yield CSV_HEADER
+        left = self.settings.opendata_max_csv_rows
+        now = int(time.time())
+        counted = {d.id for d in dss if d.counted}
+        for d in dss:
+            after = start - 1
+            while left > 0:
+                page = self.store.observations(
+                    ObservationQuery(
+                        (d.id,),
+                        tuple(counted & {d.id}),
+                        self.settings.opendata_motion_interval_s,
+                        now,
+                        where="ts > ? AND ts < ?",
+                        params=(after, end),
+                        order=("ts ASC",),
+                        limit=min(20_000, left),
+                        budget_ms=self.settings.opendata_query_budget_ms,
+                    )
+                )
+                if not page.rows:
+                    break
+                lines = []
+                for _s, ts, v, dur, flags in page.rows:
+                    result = str(int(v)) if d.counted else repr(v)
+                    t0 = iso(ts - dur) if dur else iso(ts)
+                    lines.append(
+                        f"{d.id},{d.pole},{d.q},{d.unit},{t0},{iso(ts)},{result},"
+                        f"{(flags or '').replace(',', ';')}\n"
+                    )
+                left -= len(page.rows)
+                after = page.rows[-1][1]
+                yield "".join(lines)
+                if len(page.rows) < 20_000:
+                    break
+
+    # ---- GeoJSON ---------------------------------------------------------------------------
+
+    def geojson(self, cat: Catalog) -> dict[str, Any]:
+        latest: dict[str, list[dict[str, Any]]] = {}
+        for item in self.latest(cat):
+            latest.setdefault(item["pole"], []).append(
+                {k: item[k] for k in ("datastream", "quantity", "unit", "time", "result")}
+            )
+        features = []
+        for pid, p in sorted(cat.poles.items()):
+            features.append(
+                {
+                    "type": "Feature",
+                    "id": pid,
+                    "geometry": {"type": "Point", "coordinates": [p["lon"], p["lat"]]},
+                    "properties": {
+                        "pole": pid,
+                        "name": p["name"],
+                        "district": p["district"],
+                        "owner": p["owner"],
+                        "latest": latest.get(pid, []),
+                    },
+                }
+            )
+        return {
+            "type": "FeatureCollection",
+            "license": self.settings.opendata_licence_url,
+            "attribution": self.settings.opendata_attribution,
+            "features": features,
+        }
+
+    # ---- sensor register -------------------------------------------------------------------
+
+    def register(self, cat: Catalog, base: str) -> list[dict[str, Any]]:
+        """Every module as a register entry (after Kadaster's SensRNet). Modules that publish
+        nothing still appear, so the public knows what stands where and why, but with no
+        quantities, data links or values."""
+        with self.state.registry.session() as db:
+            owners = {o.id: o for o in db.scalars(select(Owner))}
+            poles = {p.id: p for p in db.scalars(select(Pole))}
+            modules = list(db.scalars(select(Module).order_by(Module.id)))
+            db.expunge_all()
+        streams_of: dict[tuple[str, str, str], list[DsInfo]] = {}
+        for d in cat.datastreams.values():
+            streams_of.setdefault((d.pole, d.key.node, d.key.src), []).append(d)
+        out = []
+        for m in modules:
+            pos = cat.poles.get(m.pole_id)
+            if pos is None or m.pole_id not in poles:
+                continue
+            owner = owners.get(m.owner_id)
+            dss = streams_of.get((m.pole_id, m.node or "", m.src or ""), []) if m.node else []
+            published = bool(dss)
+            out.append(
+                {
+                    "id": f"module-{m.id}",
+                    "pole": m.pole_id,
+                    "category": m.type,
+                    "sensorType": (m.attributes or {}).get("sensor"),
+                    "location": {"type": "Point", "coordinates": [pos["lon"], pos["lat"]]},
+                    "owner": owner.name if owner else None,
+                    "ownerKind": owner.kind if owner else None,
+                    "observationGoal": m.purpose,
+                    "isPublic": m.openness != "closed",
+                    "isOpenData": m.openness == "open" and not m.personal_data,
+                    "isReusable": m.openness == "open" and not m.personal_data,
+                    "containsPersonalInfoData": m.personal_data,
+                    "license": self.settings.opendata_licence if published else None,
+                    "quantities": sorted({d.q for d in dss}),
+                    "datastreams": [
+                        {
+                            "id": d.id,
+                            "quantity": d.q,
+                            "unit": d.unit,
+                            "dataLink": f"{base}/sta/v1.1/Datastreams({d.id})/Observations",
+                        }
+                        for d in sorted(dss, key=lambda d: d.id)
+                    ],
+                    "dataLink": (
+                        f"{base}/sta/v1.1/Things('{m.pole_id}')/Datastreams" if published else None
+                    ),
+                }
+            )
+        return out
+
+
+_lock = threading.Lock()
+
+
+def service(state: AppState, holder: Any) -> OpenData:
+    """The one OpenData of an app, made on first use (``holder`` is ``app.state``)."""
+    od: OpenData | None = getattr(holder, "opendata", None)
+    if od is None or od.state is not state:
+        with _lock:
+            od = getattr(holder, "opendata", None)
+            if od is None or od.state is not state:
+                od = OpenData(state)
+                holder.opendata = od
+    return od

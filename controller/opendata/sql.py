@@ -1,0 +1,374 @@
+"""``$filter`` and ``$orderby`` trees to SQLite SQL, so queries run in the database.
+
+One compiler serves both databases: the catalog (Things, Datastreams, ...; navigation becomes
+``EXISTS`` over joined tables) and the time-series store (Observations: columns ``stream``,
+``ts``, ``v``, ``dur``, ``flags``). A condition on an Observation's Datastream or
+FeatureOfInterest lives in the other database: it is evaluated in the catalog first (through
+``foreign``) and becomes ``stream IN (...)``, which also keeps it inside what may be published.
+Every value goes in as a parameter; identifiers come only from the entity tables.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from controller.opendata.entities import TYPES, EntityType
+from controller.opendata.query import (
+    ARITHMETIC,
+    COMPARISONS,
+    BadQuery,
+    Bin,
+    Call,
+    Expr,
+    Geometry,
+    Lit,
+    Neg,
+    Not,
+    Path,
+    Unsupported,
+    distance,
+    parse_time,
+    parse_wkt,
+    point_in,
+)
+
+SQL_OPS = {"eq": "=", "ne": "!=", "gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+ARITH = {"add": "+", "sub": "-", "mul": "*", "mod": "%"}
+DATE_PARTS = {"year": "%Y", "month": "%m", "day": "%d", "hour": "%H", "minute": "%M"}
+DATE_PARTS["second"] = "%S"
+GEO_BOOL: tuple[str, ...] = ("geo.intersects", "st_within", "st_intersects", "st_contains")
+GEO_BOOL += ("st_equals", "st_disjoint")
+BOOL_FUNCS = ("substringof", "contains", "startswith", "endswith", *GEO_BOOL)
+
+# (sql, kind): kind is num | str | time | bool | null | geo | any
+Typed = tuple[str, str]
+Foreign = Callable[[str, str, list[Any]], list[int]]
+
+
+@functools.lru_cache(maxsize=256)
+def _geometry(wkt: str) -> Geometry:
+    return parse_wkt(wkt)
+
+
+def sp_within(lon: float | None, lat: float | None, wkt: str) -> int:
+    """SQL function for the catalog: is the point inside the geometry (boundary counts)."""
+    if lon is None or lat is None:
+        return 0
+    g = _geometry(wkt)
+    return int(point_in(g, lon, lat) or distance(g, lon, lat) < 1e-12)
+
+
+def sp_distance(lon: float | None, lat: float | None, wkt: str) -> float | None:
+    if lon is None or lat is None:
+        return None
+    return distance(_geometry(wkt), lon, lat)
+
+
+def _wkt(g: Geometry) -> str:
+    if g.kind in ("point", "linestring"):
+        return f"{g.kind.upper()}(" + ",".join(f"{x!r} {y!r}" for x, y in g.points) + ")"
+    polys = ",".join(
+        "(" + ",".join("(" + ",".join(f"{x!r} {y!r}" for x, y in r) + ")" for r in rings) + ")"
+        for rings in g.polygons
+    )
+    return f"MULTIPOLYGON({polys})"
+
+
+def _paths(e: Expr) -> list[Path]:
+    if isinstance(e, Path):
+        return [e]
+    if isinstance(e, Bin):
+        return _paths(e.left) + _paths(e.right)
+    if isinstance(e, Call):
+        return [p for a in e.args for p in _paths(a)]
+    if isinstance(e, Not | Neg):
+        return _paths(e.expr)
+    return []
+
+
+def _strip(e: Expr) -> Expr:
+    """The same expression with every path's first segment removed."""
+    if isinstance(e, Path):
+        return Path(e.segments[1:])
+    if isinstance(e, Bin):
+        return Bin(e.op, _strip(e.left), _strip(e.right))
+    if isinstance(e, Call):
+        return Call(e.name, tuple(_strip(a) for a in e.args))
+    if isinstance(e, Not):
+        return Not(_strip(e.expr))
+    if isinstance(e, Neg):
+        return Neg(_strip(e.expr))
+    return e
+
+
+@dataclass
+class Compiler:
+    """Compiles expressions rooted at ``root`` (table alias ``alias``) into SQL + params."""
+
+    root: EntityType
+    alias: str = "a0"
+    now: float = field(default_factory=time.time)
+    foreign: Foreign | None = None  # for Observations: runs catalog SQL, returns stream ids
+    params: list[Any] = field(default_factory=list)
+    _n: int = 0
+    _joins: list[tuple[str, str, str]] = field(default_factory=list)  # table, alias, link
+
+    def _alias(self) -> str:
+        self._n += 1
+        return f"{self.alias}_{self._n}"
+
+    # ---- predicates -------------------------------------------------------------------
+
+    def where(self, e: Expr) -> str:
+        return self._pred(e)[0]
+
+    def _pred(self, e: Expr) -> Typed:
+        if isinstance(e, Bin) and e.op in ("and", "or"):
+            left, _ = self._pred(e.left)
+            right, _ = self._pred(e.right)
+            return f"({left} {e.op.upper()} {right})", "bool"
+        if isinstance(e, Not):
+            inner, _ = self._pred(e.expr)
+            return f"(NOT {inner})", "bool"
+        if self.root.name == "Observation":
+            foreign = self._foreign(e)
+            if foreign is not None:
+                return foreign, "bool"
+        mark = len(self._joins)
+        sql, _kind = self._value(e)
+        joins = self._joins[mark:]
+        del self._joins[mark:]
+        if joins:
+            tables = ", ".join(f"{t} {a}" for t, a, _ in joins)
+            links = " AND ".join(link for _, _, link in joins)
+            sql = f"EXISTS (SELECT 1 FROM {tables} WHERE {links} AND {sql})"
+        return sql, "bool"
+
+    def _foreign(self, e: Expr) -> str | None:
+        paths = _paths(e)
+        heads = {p.segments[0] for p in paths}
+        navs = heads & set(self.root.navs)
+        if not navs:
+            return None
+        if len(heads) > 1:
+            raise Unsupported(
+                "a condition may not mix an Observation's own properties with its "
+                "Datastream's or FeatureOfInterest's, nor both of those"
+            )
+        if self.foreign is None:
+            raise Unsupported("navigation in $filter is not available here")
+        nav = navs.pop()
+        if any(len(p.segments) < 2 for p in paths):
+            raise BadQuery(f"{nav} is an entity; compare one of its properties")
+        target = TYPES[self.root.navs[nav].target]
+        sub = Compiler(target, "f0", self.now)
+        cond = sub.where(_strip(e))
+        if target.name == "Datastream":
+            sql = f"SELECT f0.id FROM datastreams f0 WHERE {cond}"
+        else:
+            sql = (
+                "SELECT d.id FROM datastreams d WHERE d.foi_id IN "
+                f"(SELECT f0.id FROM features f0 WHERE {cond})"
+            )
+        ids = self.foreign(nav, sql, sub.params)
+        return f"stream IN ({','.join(str(int(i)) for i in ids)})" if ids else "0"
+
+    # ---- values -----------------------------------------------------------------------
+
+    def _param(self, v: Any) -> str:
+        self.params.append(v)
+        return "?"
+
+    def _value(self, e: Expr) -> Typed:
+        if isinstance(e, Lit):
+            return self._lit(e)
+        if isinstance(e, Path):
+            return self._path(e, self.root, self.alias, in_filter=True)
+        if isinstance(e, Neg):
+            s, k = self._value(e.expr)
+            return f"(-{s})", k
+        if isinstance(e, Not):
+            return self._pred(e)
+        if isinstance(e, Call):
+            return self._call(e)
+        if isinstance(e, Bin):
+            if e.op in ("and", "or"):
+                return self._pred(e)
+            if e.op in COMPARISONS:
+                return self._compare(e)
+            if e.op in ARITHMETIC:
+                (ls, lk), (rs, rk) = self._value(e.left), self._value(e.right)
+                for k in (lk, rk):
+                    if k in ("geo", "str", "bool"):
+                        raise BadQuery(f"{e.op} needs numbers or times, not {k}")
+                if e.op == "div":
+                    return f"({ls} * 1.0 / {rs})", "num"
+                kind = "time" if "time" in (lk, rk) and e.op in ("add", "sub") else "num"
+                return f"({ls} {ARITH[e.op]} {rs})", kind
+        raise BadQuery(f"cannot use {e!r} here")
+
+    def _lit(self, e: Lit) -> Typed:
+        if e.kind == "null":
+            return "NULL", "null"
+        if e.kind == "bool":
+            return ("1" if e.value else "0"), "bool"
+        if e.kind == "geo":
+            return self._param(_wkt(e.value)), "geo"
+        return self._param(e.value), e.kind
+
+    def _compare(self, e: Bin) -> Typed:
+        left, right = e.left, e.right
+        # a time property against a string: read the string as a time
+        lk = self._kind_hint(left)
+        rk = self._kind_hint(right)
+        if lk == "time" and isinstance(right, Lit) and right.kind == "str":
+            right = Lit(parse_time(right.value), "time")
+        if rk == "time" and isinstance(left, Lit) and left.kind == "str":
+            left = Lit(parse_time(left.value), "time")
+        (ls, lk2), (rs, rk2) = self._value(left), self._value(right)
+        if "geo" in (lk2, rk2):
+            raise BadQuery("geometries cannot be compared with eq/lt/...; use st_* functions")
+        if "null" in (lk2, rk2) and e.op in ("eq", "ne"):
+            other = rs if lk2 == "null" else ls
+            return f"({other} IS {'NOT ' if e.op == 'ne' else ''}NULL)", "bool"
+        return f"({ls} {SQL_OPS[e.op]} {rs})", "bool"
+
+    def _kind_hint(self, e: Expr) -> str:
+        if isinstance(e, Path):
+            t = self.root
+            segs = list(e.segments)
+            while len(segs) > 1 and segs[0] in t.navs:
+                t = TYPES[t.navs[segs[0]].target]
+                segs = segs[1:]
+            return "time" if segs and segs[0] in t.times else "any"
+        if isinstance(e, Call) and e.name in ("now", "mindatetime", "maxdatetime", "date"):
+            return "time"
+        return "any"
+
+    def _path(self, p: Path, t: EntityType, alias: str, in_filter: bool) -> Typed:
+        segs = p.segments
+        head = segs[0]
+        if head in t.navs:
+            nav = t.navs[head]
+            target = TYPES[nav.target]
+            if not nav.link or not target.table:
+                raise Unsupported(f"{t.name}/{head} cannot be used in a condition here")
+            if len(segs) < 2:
+                raise BadQuery(f"{head} is an entity; name one of its properties")
+            a = self._alias()
+            link = nav.link.format(s=alias, t=a)
+            if in_filter:
+                self._joins.append((target.table, a, link))
+                return self._path(Path(segs[1:]), target, a, in_filter)
+            if nav.many:
+                raise Unsupported(f"cannot order by a property of the collection {head}")
+            inner, kind = self._path(Path(segs[1:]), target, a, in_filter)
+            return f"(SELECT {inner} FROM {target.table} {a} WHERE {link})", kind
+        joined = "/".join(segs)
+        if joined in t.props:
+            kind = "time" if joined in t.times else "any"
+            if joined in ("@iot.id", "id"):
+                kind = "str" if t.string_id else "num"
+            return t.props[joined].format(a=alias), kind
+        if head in t.json_props and len(segs) > 1:
+            key = "$" + "".join(f'."{s}"' for s in segs[1:])
+            return f"json_extract({t.props[head].format(a=alias)}, {self._param(key)})", "any"
+        if head in t.geo and len(segs) == 1:
+            lon, lat = t.geo[head]
+            return f"{lon.format(a=alias)}\x00{lat.format(a=alias)}", "geo"
+        raise BadQuery(f"{t.name} has no property {joined!r}")
+
+    def _call(self, e: Call) -> Typed:
+        fn = e.name
+        if fn == "now":
+            return self._param(self.now), "time"
+        if fn == "mindatetime":
+            return "0", "time"
+        if fn == "maxdatetime":
+            return "253402300799", "time"
+        if fn in GEO_BOOL or fn == "geo.distance":
+            return self._geo(e)
+        if fn.startswith("st_") or fn == "geo.length":
+            raise Unsupported(f"{fn} is not supported (see the open-data docs for what is)")
+        args = [self._value(a) for a in e.args]
+        a = [s for s, _ in args]
+        if fn in DATE_PARTS:
+            return f"CAST(strftime('{DATE_PARTS[fn]}', {a[0]}, 'unixepoch') AS INTEGER)", "num"
+        if fn == "fractionalseconds":
+            return f"({a[0]} - CAST({a[0]} AS INTEGER))", "num"
+        if fn == "date":
+            return f"({a[0]} - {a[0]} % 86400)", "time"
+        if fn == "time":
+            return f"({a[0]} % 86400)", "num"
+        if fn == "totaloffsetminutes":
+            return "0", "num"
+        if fn in ("round", "floor"):
+            return f"{fn}({a[0]})", "num"
+        if fn == "ceiling":
+            return f"ceil({a[0]})", "num"
+        if fn == "substringof":
+            return f"(instr({a[1]}, {a[0]}) > 0)", "bool"
+        if fn == "contains":
+            return f"(instr({a[0]}, {a[1]}) > 0)", "bool"
+        if fn == "startswith":
+            return f"(substr({a[0]}, 1, length({a[1]})) = {a[1]})", "bool"
+        if fn == "endswith":
+            return f"(substr({a[0]}, -length({a[1]})) = {a[1]} OR length({a[1]}) = 0)", "bool"
+        if fn == "length":
+            return f"length({a[0]})", "num"
+        if fn == "indexof":
+            return f"(instr({a[0]}, {a[1]}) - 1)", "num"
+        if fn == "substring":
+            if len(a) == 3:
+                return f"substr({a[0]}, {a[1]} + 1, {a[2]})", "str"
+            return f"substr({a[0]}, {a[1]} + 1)", "str"
+        if fn == "tolower":
+            return f"lower({a[0]})", "str"
+        if fn == "toupper":
+            return f"upper({a[0]})", "str"
+        if fn == "trim":
+            return f"trim({a[0]})", "str"
+        if fn == "concat":
+            return f"({a[0]} || {a[1]})", "str"
+        raise Unsupported(f"function {fn} is not supported")
+
+    def _geo(self, e: Call) -> Typed:
+        if not self.root.table:
+            raise Unsupported(f"{e.name} on Observations: use FeatureOfInterest/feature")
+        args = [self._value(a) for a in e.args]
+        props = [s for s, k in args if k == "geo" and "\x00" in s]
+        lits = [s for s, k in args if k == "geo" and "\x00" not in s]
+        if len(props) != 1 or len(lits) != 1:
+            raise BadQuery(f"{e.name} needs one location property and one geography'...' literal")
+        lon, lat = props[0].split("\x00")
+        geom = lits[0]
+        if e.name == "geo.distance":
+            return f"sp_distance({lon}, {lat}, {geom})", "num"
+        inside = f"sp_within({lon}, {lat}, {geom})"
+        if e.name == "st_disjoint":
+            return f"(NOT {inside})", "bool"
+        if e.name == "st_contains" and "\x00" in args[0][0]:
+            # a point contains only an equal point
+            return inside, "bool"
+        return inside, "bool"
+
+    # ---- ordering ---------------------------------------------------------------------
+
+    def order(self, items: list[tuple[Expr, bool]]) -> list[str]:
+        out = []
+        for e, desc in items:
+            if isinstance(e, Path):
+                sql, kind = self._path(e, self.root, self.alias, in_filter=False)
+                if kind == "geo":
+                    raise BadQuery("cannot order by a geometry")
+            else:
+                mark = len(self._joins)
+                sql, kind = self._value(e)
+                if len(self._joins) != mark:
+                    raise Unsupported("$orderby expressions cannot navigate")
+            out.append(f"{sql} {'DESC' if desc else 'ASC'}")
+        return out
