@@ -1,1 +1,19 @@
-"""Streetpole simulator: virtual poles running the real firmware against a real broker."""
+"""Streetpole simulator: virtual poles running the real firmware against a real broker.
+
+    python -m simulator --poles 50 --broker mqtt://127.0.0.1:1883 --api http://127.0.0.1:8000 \\
+        --token T --speed 60 --scenario simulator/scenarios/night.json
+
+Modules: ``layout`` (streets and poles: a generated grid or GeoJSON), ``world`` (people moving
+along the streets, weather, noise and air; deterministic from a seed, no network), ``scenario``
+(scenario files and scripted faults), ``provision`` (registry and per-node credentials through
+the operator API), ``street`` (the virtual poles: the firmware's ``spnode.app.Node`` on simulated
+boards in one asyncio loop, driven by the world), ``report`` (the run summary).
+"""
+
+import sys
+from pathlib import Path
+
+# The simulator runs the firmware itself (spnode), as the controller imports its pure parts.
+_FIRMWARE = str(Path(__file__).resolve().parent.parent / "firmware")
+if _FIRMWARE not in sys.path:
+    sys.path.append(_FIRMWARE)

@@ -1,0 +1,130 @@
+"""The street in the registry, through the operator API as an operator would do it: an owner,
+a dimming program and profile, each pole with a lighting module, and each node provisioned with
+its own MQTT credentials (``POST /api/nodes``; the password is shown once, so every run
+provisions again and the old password stops working)::
+
+    with httpx.Client(base_url="http://127.0.0.1:8000") as http:
+        creds = provision(http, token, layout)      # {pole id: Credentials}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from simulator.layout import Layout
+
+OWNER = {"slug": "sim-city", "name": "Simulated city", "kind": "municipality"}
+PROGRAM = {
+    "name": "sim-night",
+    "steps": [{"at": "sunset", "level": 0.2}, {"at": "sunrise", "level": 0.0}],
+}
+PROFILE: dict[str, Any] = {
+    "name": "sim-presence",
+    "default_program": "sim-night",
+    "presence": {
+        "level": 1.0,
+        "hold_s": 60,
+        "ramp_up_s": 1,
+        "ramp_down_s": 10,
+        "neighbour_level": 0.7,
+    },
+    "report_period_s": 60,
+    "neighbour_radius_m": 45,
+}
+RATED_W = 60.0  # the simulated board's lamp (hardware/boards/sim.json)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    username: str
+    password: str
+    update_key: str
+
+
+class ApiError(RuntimeError):
+    pass
+
+
+def profile_body(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    body = dict(PROFILE)
+    for k, v in (overrides or {}).items():
+        if isinstance(v, dict) and isinstance(body.get(k), dict):
+            body[k] = {**body[k], **v}
+        else:
+            body[k] = v
+    return body
+
+
+class _Api:
+    def __init__(self, http: httpx.Client, token: str) -> None:
+        self.http = http
+        self.headers = {"Authorization": f"Bearer {token}"}
+
+    def __call__(self, method: str, path: str, body: Any = None) -> Any:
+        r = self.http.request(method, path, json=body, headers=self.headers, timeout=30)
+        if r.status_code >= 300:
+            raise ApiError(f"{method} {path}: {r.status_code} {r.text[:300]}")
+        return r.json() if r.content else None
+
+
+def provision(
+    http: httpx.Client,
+    token: str,
+    layout: Layout,
+    profile: dict[str, Any] | None = None,
+    node: str = "n1",
+    log: Any = None,
+) -> dict[str, Credentials]:
+    """Register what is missing, provision every node; returns its credentials per pole."""
+    api = _Api(http, token)
+    owner = next((o for o in api("GET", "/api/owners") if o["slug"] == OWNER["slug"]), None)
+    if owner is None:
+        owner = api("POST", "/api/owners", OWNER)
+    if not any(p["name"] == PROGRAM["name"] for p in api("GET", "/api/programs")):
+        api("POST", "/api/programs", PROGRAM)
+    body = profile_body(profile)
+    prof = next((p for p in api("GET", "/api/profiles") if p["name"] == body["name"]), None)
+    if prof is None:
+        prof = api("POST", "/api/profiles", body)
+    existing = {p["id"]: p for p in api("GET", "/api/poles")}
+    creds: dict[str, Credentials] = {}
+    for i, pole in enumerate(layout.poles):
+        have = existing.get(pole.id)
+        if have is None:
+            api(
+                "POST",
+                "/api/poles",
+                {
+                    "id": pole.id,
+                    "name": f"simulated pole {i + 1}",
+                    "lat": pole.lat,
+                    "lon": pole.lon,
+                    "district": "Simulated",
+                    "owner_id": owner["id"],
+                    "profile_id": prof["id"],
+                },
+            )
+        if have is None or not any(m["type"] == "lighting" for m in have["modules"]):
+            api(
+                "POST",
+                f"/api/poles/{pole.id}/modules",
+                {
+                    "type": "lighting",
+                    "owner_id": owner["id"],
+                    "purpose": "street lighting (simulated)",
+                    "node": node,
+                    "src": "lamp",
+                    "rated_power_w": RATED_W,
+                },
+            )
+        c = api("POST", "/api/nodes", {"pole": pole.id, "node": node, "board": "sim"})
+        creds[pole.id] = Credentials(c["mqtt_username"], c["mqtt_password"], c["update_key"])
+        if log is not None and (i + 1) % 100 == 0:
+            log(f"provisioned {i + 1}/{len(layout.poles)} poles")
+    # Replacing the profile recompiles every node's config now that all poles exist, so the
+    # first poles get their neighbours too (only changed configs are pushed).
+    api("PUT", f"/api/profiles/{prof['id']}", body)
+    return creds
