@@ -164,6 +164,8 @@ def parse_time(text: str) -> float:
 class _Parser:
     def __init__(self, text: str) -> None:
         self.text = text
+        if re.search(r"/(any|all)\s*\(", text):
+            raise Unsupported("lambda operators (any, all) are not supported")
         self.toks = _tokens(text)
         self.i = 0
 

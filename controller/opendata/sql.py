@@ -294,6 +294,10 @@ class Compiler:
             return self._geo(e)
         if fn.startswith("st_") or fn == "geo.length":
             raise Unsupported(f"{fn} is not supported (see the open-data docs for what is)")
+        if fn == "endswith":  # the suffix is used three times: compile it (and its params) thrice
+            s = self._value(e.args[0])[0]
+            b1, b2, b3 = (self._value(e.args[1])[0] for _ in range(3))
+            return f"(substr({s}, -length({b1})) = {b2} OR length({b3}) = 0)", "bool"
         args = [self._value(a) for a in e.args]
         a = [s for s, _ in args]
         if fn in DATE_PARTS:
@@ -315,9 +319,7 @@ class Compiler:
         if fn == "contains":
             return f"(instr({a[0]}, {a[1]}) > 0)", "bool"
         if fn == "startswith":
-            return f"(substr({a[0]}, 1, length({a[1]})) = {a[1]})", "bool"
-        if fn == "endswith":
-            return f"(substr({a[0]}, -length({a[1]})) = {a[1]} OR length({a[1]}) = 0)", "bool"
+            return f"(instr({a[0]}, {a[1]}) = 1)", "bool"
         if fn == "length":
             return f"length({a[0]})", "num"
         if fn == "indexof":
