@@ -16,7 +16,9 @@ from tests.harness.api import Api, running_api
 QUIET = {"ingest_enabled": False, "dispatch_enabled": False, "opendata_rate_limit": False}
 
 
-def make_street(data_dir: Path, poles: int = 12, days: float = 1, period_s: int = 300) -> dict[str, Any]:
+def make_street(
+    data_dir: Path, poles: int = 12, days: float = 1, period_s: int = 300
+) -> dict[str, Any]:
     data_dir.mkdir(parents=True, exist_ok=True)
     reg = Registry(f"sqlite:///{data_dir / 'registry.db'}")
     store = SqliteStore(data_dir / "streetpole.db")

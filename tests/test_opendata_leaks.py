@@ -24,7 +24,9 @@ def street(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Api, dict
         yield api, made
 
 
-def public_texts(api: Api, made: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, str]:
+def public_texts(
+    api: Api, made: dict[str, Any], headers: dict[str, str] | None = None
+) -> dict[str, str]:
     c = api.client
     day = iso(made["end"] - 86400)[:10]
     start, end = iso(made["start"]), iso(made["end"] + 1)
@@ -58,7 +60,9 @@ def stream_ids_in(text: str) -> set[int]:
     ids = {int(m) for m in re.findall(r"Datastreams\((\d+)\)", text)}
     ids |= {int(m) // OBS_ID_BASE for m in re.findall(r"Observations\((\d+)\)", text)}
     ids |= {int(m) for m in re.findall(r'"datastream":(\d+)', text)}
-    ids |= {int(line.split(",")[0]) for line in text.splitlines()[1:] if re.match(r"^\d+,RTD", line)}
+    ids |= {
+        int(line.split(",")[0]) for line in text.splitlines()[1:] if re.match(r"^\d+,RTD", line)
+    }
     return ids
 
 
@@ -95,7 +99,9 @@ def test_hidden_streams_cannot_be_reached_directly(street: tuple[Api, dict[str, 
         assert r.status_code == 200 and r.json()["value"] == []
 
 
-def test_register_lists_every_sensor_but_data_only_of_open_ones(street: tuple[Api, dict[str, Any]]) -> None:
+def test_register_lists_every_sensor_but_data_only_of_open_ones(
+    street: tuple[Api, dict[str, Any]],
+) -> None:
     api, made = street
     reg = api.client.get("/opendata/v1/register").json()["value"]
     by_cat = {(e["pole"], e["sensorType"]): e for e in reg}

@@ -96,7 +96,9 @@ def test_errors_say_why(street: tuple[Api, dict[str, Any]]) -> None:
     assert get(api, "/Things", 400, **{"$bogus": "1"})
     assert get(api, "/Things", 501, **{"$search": "x"})["code"] == 501
     assert get(api, "/Things", 501, **{"$filter": "Datastreams/any(d: d/name eq 'x')"})
-    assert get(api, "/Things", 501, **{"$filter": "st_crosses(Locations/location, geography'POINT(4 51)')"})
+    assert get(
+        api, "/Things", 501, **{"$filter": "st_crosses(Locations/location, geography'POINT(4 51)')"}
+    )
 
 
 def test_filters_functions_geo_order(street: tuple[Api, dict[str, Any]]) -> None:
@@ -105,10 +107,14 @@ def test_filters_functions_geo_order(street: tuple[Api, dict[str, Any]]) -> None
     assert [v["name"] for v in names["value"]] == ["Pole 1", "Pole 10", "Pole 11"]
     got = get(api, "/Things", **{"$filter": "tolower(name) eq 'pole 3' or length(name) eq 7"})
     assert {v["name"] for v in got["value"]} == {"Pole 3", "Pole 10", "Pole 11"}
-    got = get(api, "/Datastreams", **{
-        "$filter": "Thing/properties/district eq 'IJsselmonde' and ObservedProperty/name eq 'LAeq'",
-        "$select": "id,name",
-    })
+    got = get(
+        api,
+        "/Datastreams",
+        **{
+            "$filter": "Thing/properties/district eq 'IJsselmonde' and ObservedProperty/name eq 'LAeq'",
+            "$select": "id,name",
+        },
+    )
     assert [v["name"] for v in got["value"]] == [f"LAeq at Pole {i}" for i in range(0, 12, 2)]
     things = get(api, "/Things", **{"$filter": "Datastreams/ObservedProperty/@iot.id eq 'LAeq'"})
     assert [t["@iot.id"] for t in things["value"]] == [f"RTD-{i:04d}" for i in range(0, 12, 2)]
@@ -116,22 +122,48 @@ def test_filters_functions_geo_order(street: tuple[Api, dict[str, Any]]) -> None
     poly = "POLYGON((4.52 51.8798, 4.54 51.8798, 4.54 51.8802, 4.52 51.8802, 4.52 51.8798))"
     inside = get(api, "/Locations", **{"$filter": f"st_within(location, geography'{poly}')"})
     assert sorted(v["@iot.id"] for v in inside["value"]) == [f"RTD-{i:04d}" for i in range(8)]
-    inter = get(api, "/Things", **{"$filter": f"geo.intersects(Locations/location, geography'{poly}')"})
+    inter = get(
+        api, "/Things", **{"$filter": f"geo.intersects(Locations/location, geography'{poly}')"}
+    )
     assert len(inter["value"]) == 8
-    near = get(api, "/FeaturesOfInterest", **{"$filter": "geo.distance(feature, geography'POINT(4.53 51.88)') lt 0.0003"})
+    near = get(
+        api,
+        "/FeaturesOfInterest",
+        **{"$filter": "geo.distance(feature, geography'POINT(4.53 51.88)') lt 0.0003"},
+    )
     assert [v["@iot.id"] for v in near["value"]] == ["RTD-0000"]
     desc = get(api, "/Things", **{"$orderby": "name desc", "$top": "2", "$select": "name"})
     assert [v["name"] for v in desc["value"]] == ["Pole 9", "Pole 8"]
     start = made["end"] - 3600
     iso = __import__("controller.opendata.render", fromlist=["iso"]).iso(start)
-    obs = get(api, f"/Datastreams({pm25_id(made)})/Observations",
-              **{"$filter": f"phenomenonTime gt {iso} and result ge 0 and round(result) ge 0"
-                 " and hour(resultTime) ge 0", "$count": "true"})
+    obs = get(
+        api,
+        f"/Datastreams({pm25_id(made)})/Observations",
+        **{
+            "$filter": f"phenomenonTime gt {iso} and result ge 0 and round(result) ge 0"
+            " and hour(resultTime) ge 0",
+            "$count": "true",
+        },
+    )
     assert obs["@iot.count"] == 12
-    top = get(api, "/Observations", **{"$filter": "Datastream/ObservedProperty/name eq 'pm25'",
-                                       "$orderby": "result desc", "$top": "1"})
+    top = get(
+        api,
+        "/Observations",
+        **{
+            "$filter": "Datastream/ObservedProperty/name eq 'pm25'",
+            "$orderby": "result desc",
+            "$top": "1",
+        },
+    )
     best = top["value"][0]["result"]
-    above = get(api, "/Observations", **{"$filter": f"Datastream/ObservedProperty/name eq 'pm25' and result gt {best}", "$count": "true"})
+    above = get(
+        api,
+        "/Observations",
+        **{
+            "$filter": f"Datastream/ObservedProperty/name eq 'pm25' and result gt {best}",
+            "$count": "true",
+        },
+    )
     assert above["@iot.count"] == 0
 
 
@@ -156,23 +188,36 @@ def test_paging_is_stable_complete_and_capped(street: tuple[Api, dict[str, Any]]
 
 def test_select_expand_nested_and_data_array(street: tuple[Api, dict[str, Any]]) -> None:
     api, _ = street
-    body = get(api, "/Things('RTD-0003')", **{
-        "$select": "name,Datastreams",
-        "$expand": "Datastreams($filter=ObservedProperty/name eq 'presenceCount';"
-                   "$expand=Observations($top=2;$orderby=phenomenonTime desc;$select=result,phenomenonTime),"
-                   "ObservedProperty;$count=true)",
-    })
-    assert set(body) == {"name", "Datastreams", "Datastreams@iot.count", "Datastreams@iot.navigationLink"}
+    body = get(
+        api,
+        "/Things('RTD-0003')",
+        **{
+            "$select": "name,Datastreams",
+            "$expand": "Datastreams($filter=ObservedProperty/name eq 'presenceCount';"
+            "$expand=Observations($top=2;$orderby=phenomenonTime desc;$select=result,phenomenonTime),"
+            "ObservedProperty;$count=true)",
+        },
+    )
+    assert set(body) == {
+        "name",
+        "Datastreams",
+        "Datastreams@iot.count",
+        "Datastreams@iot.navigationLink",
+    }
     (ds,) = body["Datastreams"]
     assert ds["ObservedProperty"]["name"] == "presenceCount"
     assert len(ds["Observations"]) == 2
     assert all(set(o) == {"result", "phenomenonTime"} for o in ds["Observations"])
-    arr = get(api, "/Observations", **{
-        "$resultFormat": "dataArray",
-        "$filter": "Datastream/Thing/@iot.id eq 'RTD-0002'",
-        "$select": "result,phenomenonTime",
-        "$top": "50",
-    })
+    arr = get(
+        api,
+        "/Observations",
+        **{
+            "$resultFormat": "dataArray",
+            "$filter": "Datastream/Thing/@iot.id eq 'RTD-0002'",
+            "$select": "result,phenomenonTime",
+            "$top": "50",
+        },
+    )
     assert arr["value"][0]["components"] == ["result", "phenomenonTime"]
     assert sum(len(g["dataArray"]) for g in arr["value"]) == 50
     assert "@iot.nextLink" in arr
@@ -196,7 +241,10 @@ CASES = [
     ("result ge 10 and result lt 14 or result eq 20.0", lambda ts, v: 10 <= v < 14 or v == 20.0),
     ("not (result le 11)", lambda ts, v: not v <= 11),
     ("result add 1 gt 15 and result mul 2 lt 30", lambda ts, v: v + 1 > 15 and v * 2 < 30),
-    ("floor(result) eq 12 or ceiling(result) eq 9", lambda ts, v: math.floor(v) == 12 or math.ceil(v) == 9),
+    (
+        "floor(result) eq 12 or ceiling(result) eq 9",
+        lambda ts, v: math.floor(v) == 12 or math.ceil(v) == 9,
+    ),
     ("hour(phenomenonTime) eq 8", lambda ts, v: (ts % 86400) // 3600 == 8),
     ("resultTime ge {mid}", lambda ts, v: ts >= MID[0]),
 ]
@@ -216,7 +264,11 @@ def test_filters_run_in_sql_with_the_same_answers(tmp_path: Path) -> None:
         for text, pred in CASES:
             comp = Compiler(TYPES["Observation"])
             where = comp.where(parse_filter(text.format(mid=iso(MID[0]))))
-            page = store.observations(ObservationQuery((sid,), where=where, params=tuple(comp.params), limit=10_000, count=True))
+            page = store.observations(
+                ObservationQuery(
+                    (sid,), where=where, params=tuple(comp.params), limit=10_000, count=True
+                )
+            )
             want = [p.ts for p in points if pred(p.ts, p.v)]
             assert [r[1] for r in page.rows] == want, text
             assert page.total == len(want)

@@ -35,8 +35,8 @@ ERROR = {
                     "code": {"type": "integer"},
                     "type": {"type": "string"},
                     "message": {"type": "string"},
+                    "detail": {"description": "from the framework, for unmatched paths"},
                 },
-                "required": ["code", "message"],
             }
         }
     }
