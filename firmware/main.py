@@ -14,10 +14,12 @@ for name in list(sys.modules):  # the swap may have brought new versions: import
         del sys.modules[name]
 gc.collect()
 
-from spnode import boarddef  # noqa: E402
+from spnode import boarddef, unload  # noqa: E402
 from spnode.board import open_board  # noqa: E402
 
 board = open_board(boarddef.load("/board.json"))
+boarddef = None
+unload("spnode.boarddef")  # checked once; its code would only take heap
 
 
 def failsafe(why):
@@ -40,6 +42,8 @@ async def main():
     except ConfigError as e:
         failsafe(str(e))
         return None
+    load_node_config = ConfigError = None
+    unload("spnode.nodeconfig")  # Node keeps the values (spnode.app._Local), not the checks
     try:
         os.mkdir("/data")
     except OSError:

@@ -16,12 +16,11 @@ import sys
 
 from protocols import MAX_PAYLOAD
 from protocols.errors import ProtocolError
+from protocols.quantities import QUANTITIES
 from protocols.topics import Topic
 
 
 def _check_meas(msg):
-    from protocols.quantities import QUANTITIES
-
     seen = {}
     readings = msg["readings"]
     for i in range(len(readings)):
@@ -70,7 +69,7 @@ _SEMANTIC = {"meas": _check_meas, "config": _check_config, "cmd": _check_cmd}
 # and apply them (see _unload).
 _CACHE_ALL = sys.implementation.name != "micropython"
 _cache = {}
-_TRANSIENT = ("protocols.schema_defs", "protocols.validate", "protocols.quantities")
+_TRANSIENT = ("protocols.schema_defs", "protocols.validate")
 if _CACHE_ALL:
     from protocols.schema_defs import BUILDERS  # noqa: F401  (the channels, for tests and tools)
 

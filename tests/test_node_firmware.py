@@ -22,15 +22,13 @@ import pytest
 from controller.broker import Broker, BrokerConfig, free_port
 from protocols import codec, topics
 from spnode.update import pack, sign
-from tests.harness.micropython import micropython_env
+from tests.harness.micropython import NODE_HEAP, micropython_env
 from tests.harness.paths import ROOT, venv_tool
 
 SCRIPT = ROOT / "tests" / "mp" / "node_run.py"
 BOARD = ROOT / "hardware" / "boards" / "sim.json"
 KEY = bytes(range(16, 48))
-# The whole firmware's code, loaded from .mpy into the heap, does not fit 96 KiB on the 64-bit
-# unix port (see docs/firmware.md, "Memory"): this is the smallest heap with room to work.
-HEAP = "256k"
+HEAP = NODE_HEAP  # see tests/harness/micropython.py and docs/firmware.md, "Memory"
 SPEED = 20
 
 CONFIG: dict[str, Any] = {

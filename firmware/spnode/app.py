@@ -23,16 +23,17 @@ Tasks (see docs/firmware.md):
 import asyncio
 import gc
 import json
+import sys
 
 from protocols import codec, topics
 from protocols.errors import ProtocolError
-from spnode import VERSION
+from spnode import VERSION, unload
 from spnode.buffer import SIZE_FLASH, SIZE_RAM, Buffer
 from spnode.clock import Clock
 from spnode.dimming import Dimmer, Inputs
 from spnode.health import Health, heap_free
 from spnode.mqtt_client import MQTTClient, NotConnected
-from spnode.nodeconfig import NodeConfig, RemoteConfig, write_atomic
+from spnode.remoteconfig import RemoteConfig, write_atomic
 from spnode.sensing import reading
 
 FW_VERSION = VERSION
@@ -71,7 +72,15 @@ class Node:
     ):
         self.board = board
         self.bdef = getattr(board, "bdef", {}) or {}
-        self.local = local if isinstance(local, NodeConfig) else NodeConfig(local)
+        if not hasattr(local, "update_key"):  # check it; keep the values, not the checking code
+            loaded = "spnode.nodeconfig" in sys.modules
+            from spnode.nodeconfig import NodeConfig
+
+            local = NodeConfig(local)
+            NodeConfig = None
+            if not loaded:
+                unload("spnode.nodeconfig")
+        self.local = _Local(local)
         self.clock = clock if clock is not None else Clock()
         self.data_dir = data_dir
         self.updater = updater
@@ -152,6 +161,7 @@ class Node:
         self._alarms = {}
         self._tasks = []
         self._sensors()
+        gc.collect()  # room for checking the persisted config (the codec loads its schemas)
         cfg = self.remote.load()
         if cfg is not None:
             self._apply(cfg)  # the last program keeps running without the controller
@@ -738,6 +748,20 @@ class Node:
             t.cancel()
         self._tasks = []
         self.buffer.close()
+
+
+_LOCAL = (
+    "pole", "node", "wifi_ssid", "wifi_password", "broker", "tls", "host", "port", "username",
+    "password", "location", "board", "sensors", "calibration", "update_key",
+)  # fmt: skip
+
+
+class _Local:
+    """The values of a checked local config (spnode.nodeconfig.NodeConfig), as attributes."""
+
+    def __init__(self, cfg):
+        for k in _LOCAL:
+            setattr(self, k, getattr(cfg, k))
 
 
 class _Null:

@@ -12,7 +12,8 @@ Local file ``node.json``, read once at boot; ``ConfigError`` names the field at 
 Required: pole, node, wifi.ssid, broker, update_key (at least 16 bytes). The broker URL is
 ``mqtt://`` (port 1883) or ``mqtts://`` (port 8883), optionally with a port.
 
-Remote config (the retained ``config`` topic): ``RemoteConfig.offer(payload, now)`` validates with
+Remote config (the retained ``config`` topic, spnode/remoteconfig.py, the part the node keeps in
+its heap after boot; re-exported here): ``RemoteConfig.offer(payload, now)`` validates with
 the protocol codec plus the checks only the node can make (the tz string), and returns the ``ack``
 message (a dict) and whether anything changed. Rules: a payload that fails validation is rejected
 with the ProtocolError text as the reason and the config in force stays; an older version is
@@ -23,12 +24,10 @@ atomically (temporary file, then rename) before it is acknowledged.
 """
 
 import json
-import os
 
-from protocols import codec
 from protocols.errors import ProtocolError
 from protocols.topics import check_id
-from spnode.tzrules import TZ
+from spnode.remoteconfig import RemoteConfig, check_remote, write_atomic  # noqa: F401
 
 CAL_KEYS = (
     "noise_offset_db",
@@ -185,113 +184,3 @@ def load_node_config(path):
     except ValueError:
         raise ConfigError(path, "not valid JSON") from None
     return NodeConfig(data)
-
-
-def write_atomic(path, data):
-    """Write bytes to a temporary file and rename it over ``path``."""
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    try:
-        os.rename(tmp, path)
-    except OSError:  # FAT does not rename over an existing file
-        os.remove(path)
-        os.rename(tmp, path)
-
-
-def check_remote(payload):
-    """Validate remote config bytes: the codec, then what only the node checks."""
-    msg = codec.decode("config", payload)
-    if "tz" in msg:
-        try:
-            TZ(msg["tz"])
-        except ValueError as e:
-            raise ProtocolError("tz", str(e)) from None
-    return msg
-
-
-def _version_of(payload):
-    """The version of a refused config, if it has a usable one, so the controller can match the
-    ack to what it sent; None otherwise."""
-    try:
-        v = json.loads(payload)["version"]
-    except Exception:
-        return None
-    if isinstance(v, int) and not isinstance(v, bool) and 0 < v < 4294967296:
-        return v
-    return None
-
-
-class RemoteConfig:
-    """The remote config in force, persisted at ``path`` (e.g. ``config.json``; None keeps it in
-    RAM only, as the simulator's nodes do)."""
-
-    def __init__(self, path):
-        self.path = path
-        self.config = None  # the dict in force, or None before the first one
-        self.rejected = 0
-
-    @property
-    def version(self):
-        return self.config["version"] if self.config is not None else 0
-
-    def load(self):
-        """Read the persisted config at boot (falling back to a complete temporary file left
-        by a power cut between write and rename); return it or None."""
-        if self.path is None:
-            return None
-        for p in (self.path, self.path + ".tmp"):
-            try:
-                with open(p, "rb") as f:
-                    self.config = check_remote(f.read())
-                if p != self.path:
-                    write_atomic(self.path, json.dumps(self.config).encode())
-                return self.config
-            except (OSError, ProtocolError):
-                continue
-        return None
-
-    def offer(self, payload, now):
-        """Take a payload from the config topic; return (ack dict, changed)."""
-        try:
-            msg = check_remote(payload)
-        except ProtocolError as e:
-            self.rejected += 1
-            return self._ack(_version_of(payload), now, "rejected", str(e)), False
-        v = msg["version"]
-        cur = self.version
-        if v < cur:
-            self.rejected += 1
-            reason = "version: %d is older than version %d in force" % (v, cur)
-            return self._ack(v, now, "rejected", reason), False
-        if v == cur:
-            if msg == self.config:
-                return self._ack(v, now, "applied", None), False
-            self.rejected += 1
-            reason = "version: %d already applied with other content; raise the version" % v
-            return self._ack(v, now, "rejected", reason), False
-        if self.path is not None:
-            try:
-                write_atomic(self.path, json.dumps(msg).encode())
-            except OSError as e:  # flash full or failing: keep running the old one
-                self.rejected += 1
-                return self._ack(v, now, "rejected", "storage: cannot persist (%s)" % e), False
-        self.config = msg
-        return self._ack(v, now, "applied", None), True
-
-    def reject(self, payload, now, reason):
-        """The ack for a config that passed validation but the node could not apply (e.g. the
-        dimmer refused it); the config in force is kept."""
-        self.rejected += 1
-        return self._ack(_version_of(payload), now, "rejected", reason)
-
-    def _ack(self, version, now, status, reason):
-        ack = {
-            "id": str(version) if version is not None else "config",
-            "kind": "config",
-            "ts": int(now),
-            "status": status,
-        }
-        if reason is not None:
-            ack["reason"] = reason[:200]
-        return ack

@@ -9,7 +9,8 @@
 
 The node is first tried in a 96 KiB heap (ESP32 without PSRAM); the x64 unix port loads the
 code of .mpy files into its heap with 8-byte pointers, and the whole firmware does not fit there
-(see docs/firmware.md, "Memory"), so the figures come from a run with HEAP_KB.
+(see docs/firmware.md, "Memory"), so the figures come from a run with HEAP_KB (NODE_HEAP, the
+heap the whole-firmware test uses).
 Last line: heap_boot_kb=<n> heap_10k_cycles_kb=<n> mpy_total_kb=<n> noise_rt_x=<n>
 noise_rt_x_viper=<n>
 """
@@ -20,7 +21,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from tests.harness.micropython import run_micropython
+from tests.harness.micropython import NODE_HEAP, run_micropython
 from tests.harness.mpy import compile_tree
 from tests.harness.paths import ROOT
 
@@ -28,7 +29,7 @@ NODE_BENCH = ROOT / "tests" / "mp" / "node_bench.py"
 NOISE = ROOT / "tests" / "mp" / "noise_check.py"
 BOARD = ROOT / "hardware" / "boards" / "sim.json"
 SENSORS = "pir"  # the sensors of the whole-firmware test (lamp and PIR)
-HEAP_KB = 256
+HEAP_KB = int(NODE_HEAP[:-1])  # tests/harness/micropython.py
 CYCLES = 10_000
 
 

@@ -16,7 +16,7 @@ BASE = gc.mem_alloc()
 import json  # noqa: E402
 import time  # noqa: E402
 
-from spnode import boarddef  # noqa: E402
+from spnode import boarddef, unload  # noqa: E402
 from spnode.app import Node  # noqa: E402
 from spnode.board.sim import SimBoard  # noqa: E402
 
@@ -72,7 +72,8 @@ with open(data_dir + "/config.json", "w") as f:
     f.write(json.dumps(config))
 clock = SteppedClock()
 board = SimBoard(boarddef.load(board_json))
-del sys.modules["spnode.boarddef"]
+boarddef = None
+unload("spnode.boarddef")  # as main.py
 node = Node(board, local, clock=clock, data_dir=data_dir)
 gc.collect()
 print(json.dumps({"boot": gc.mem_alloc() - BASE, "version": node.remote.version}))

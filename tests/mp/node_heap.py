@@ -4,7 +4,8 @@
 
 Imports the modules the node loads, leaves first, so each line is one module's own cost (its
 code, names and data; the interpreter's qstr pools grow in steps, so a few hundred bytes move
-between neighbours), then builds the Node as tests/mp/node_bench.py does (with its persisted config). Prints JSON lines
+between neighbours), then builds the Node as tests/mp/node_bench.py does (with its persisted
+config). Prints JSON lines
 {"what": name, "bytes": heap in use added}, each after a ``micropython.qstr_info()`` line (so
 the caller can charge the names a module interns to it rather than to whichever module made a
 qstr pool grow), and a last {"what": "total", "bytes": ...}.
@@ -28,12 +29,30 @@ def _mark(what):
     _prev[0] = a
 
 
-MODULES = (
-    "json asyncio protocols protocols.errors protocols.topics protocols.codec spnode "
-    "spnode.compat spnode.tzrules spnode.astro spnode.dimming spnode.buffer spnode.clock "
-    "spnode.health spnode.mqtt_packets spnode.mqtt_client spnode.nodeconfig spnode.sensing "
-    "spnode.app spnode.board spnode.board.sim spnode.boarddef"
-).split()
+MODULES = [
+    "json",
+    "asyncio",
+    "protocols",
+    "protocols.errors",
+    "protocols.topics",
+    "protocols.codec",
+    "spnode",
+    "spnode.compat",
+    "spnode.tzrules",
+    "spnode.astro",
+    "spnode.dimming",
+    "spnode.buffer",
+    "spnode.clock",
+    "spnode.health",
+    "spnode.mqtt_packets",
+    "spnode.mqtt_client",
+    "spnode.remoteconfig",
+    "spnode.sensing",
+    "spnode.app",
+    "spnode.board",
+    "spnode.board.sim",
+    "spnode.boarddef",
+]
 for _m in MODULES:
     if _m not in sys.modules:
         __import__(_m)
@@ -43,7 +62,7 @@ for _m in MODULES:
 
 import json  # noqa: E402
 
-from spnode import boarddef  # noqa: E402
+from spnode import boarddef, unload  # noqa: E402
 from spnode.app import Node  # noqa: E402
 from spnode.board.sim import SimBoard  # noqa: E402
 
@@ -94,8 +113,8 @@ with open(data_dir + "/config.json", "w") as f:
     f.write(json.dumps(config))  # the bench's persisted config, loaded at boot
 config = None
 board = SimBoard(boarddef.load(board_json))
-del sys.modules["spnode.boarddef"]
 boarddef = None
+unload("spnode.boarddef")  # as main.py
 _mark("board (sim, definition loaded; boarddef dropped)")
 node = Node(board, local, clock=SteppedClock(), data_dir=data_dir)
 _mark("Node built (drivers, config, buffer, client)")

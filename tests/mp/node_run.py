@@ -13,7 +13,7 @@ gc.collect()
 import asyncio  # noqa: E402
 import json  # noqa: E402
 
-from spnode import boarddef  # noqa: E402
+from spnode import boarddef, unload  # noqa: E402
 from spnode.app import Node  # noqa: E402
 from spnode.board.sim import SimBoard  # noqa: E402
 from spnode.clock import ScaledClock  # noqa: E402
@@ -33,6 +33,7 @@ local = {
 
 async def main():
     board = SimBoard(boarddef.load(board_json))
+    unload("spnode.boarddef")  # as main.py: the definition's checks are not needed again
     pwm, relay = board.pwm("lamp"), board.pin("relay")
 
     def lamp_mv():  # a healthy 60 W lamp on 230 V behind a 0.5 A/V current sense

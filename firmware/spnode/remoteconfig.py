@@ -1,0 +1,122 @@
+"""The remote config in force (the retained ``config`` topic): validate, persist, acknowledge.
+
+The rules are described in spnode/nodeconfig.py, which re-exports everything here; this part is
+its own module because the node keeps it loaded, while the local config's checks run once at boot.
+"""
+
+import json
+import os
+
+from protocols import codec
+from protocols.errors import ProtocolError
+from spnode.tzrules import TZ
+
+
+def write_atomic(path, data):
+    """Write bytes to a temporary file and rename it over ``path``."""
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    try:
+        os.rename(tmp, path)
+    except OSError:  # FAT does not rename over an existing file
+        os.remove(path)
+        os.rename(tmp, path)
+
+
+def check_remote(payload):
+    """Validate remote config bytes: the codec, then what only the node checks."""
+    msg = codec.decode("config", payload)
+    if "tz" in msg:
+        try:
+            TZ(msg["tz"])
+        except ValueError as e:
+            raise ProtocolError("tz", str(e)) from None
+    return msg
+
+
+def _version_of(payload):
+    """The version of a refused config, if it has a usable one, so the controller can match the
+    ack to what it sent; None otherwise."""
+    try:
+        v = json.loads(payload)["version"]
+    except Exception:
+        return None
+    if isinstance(v, int) and not isinstance(v, bool) and 0 < v < 4294967296:
+        return v
+    return None
+
+
+class RemoteConfig:
+    """The remote config in force, persisted at ``path`` (e.g. ``config.json``; None keeps it in
+    RAM only, as the simulator's nodes do)."""
+
+    def __init__(self, path):
+        self.path = path
+        self.config = None  # the dict in force, or None before the first one
+        self.rejected = 0
+
+    @property
+    def version(self):
+        return self.config["version"] if self.config is not None else 0
+
+    def load(self):
+        """Read the persisted config at boot (falling back to a complete temporary file left
+        by a power cut between write and rename); return it or None."""
+        if self.path is None:
+            return None
+        for p in (self.path, self.path + ".tmp"):
+            try:
+                with open(p, "rb") as f:
+                    self.config = check_remote(f.read())
+                if p != self.path:
+                    write_atomic(self.path, json.dumps(self.config).encode())
+                return self.config
+            except (OSError, ProtocolError):
+                continue
+        return None
+
+    def offer(self, payload, now):
+        """Take a payload from the config topic; return (ack dict, changed)."""
+        try:
+            msg = check_remote(payload)
+        except ProtocolError as e:
+            self.rejected += 1
+            return self._ack(_version_of(payload), now, "rejected", str(e)), False
+        v = msg["version"]
+        cur = self.version
+        if v < cur:
+            self.rejected += 1
+            reason = "version: %d is older than version %d in force" % (v, cur)
+            return self._ack(v, now, "rejected", reason), False
+        if v == cur:
+            if msg == self.config:
+                return self._ack(v, now, "applied", None), False
+            self.rejected += 1
+            reason = "version: %d already applied with other content; raise the version" % v
+            return self._ack(v, now, "rejected", reason), False
+        if self.path is not None:
+            try:
+                write_atomic(self.path, json.dumps(msg).encode())
+            except OSError as e:  # flash full or failing: keep running the old one
+                self.rejected += 1
+                return self._ack(v, now, "rejected", "storage: cannot persist (%s)" % e), False
+        self.config = msg
+        return self._ack(v, now, "applied", None), True
+
+    def reject(self, payload, now, reason):
+        """The ack for a config that passed validation but the node could not apply (e.g. the
+        dimmer refused it); the config in force is kept."""
+        self.rejected += 1
+        return self._ack(_version_of(payload), now, "rejected", reason)
+
+    def _ack(self, version, now, status, reason):
+        ack = {
+            "id": str(version) if version is not None else "config",
+            "kind": "config",
+            "ts": int(now),
+            "status": status,
+        }
+        if reason is not None:
+            ack["reason"] = reason[:200]
+        return ack
