@@ -102,7 +102,7 @@ def test_hidden_streams_cannot_be_reached_directly(street: tuple[Api, dict[str, 
 def test_register_lists_every_sensor_but_data_only_of_open_ones(
     street: tuple[Api, dict[str, Any]],
 ) -> None:
-    api, made = street
+    api, _ = street
     reg = api.client.get("/opendata/v1/register").json()["value"]
     by_cat = {(e["pole"], e["sensorType"]): e for e in reg}
     cam = by_cat[("RTD-0005", "camera")]

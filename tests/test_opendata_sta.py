@@ -111,7 +111,8 @@ def test_filters_functions_geo_order(street: tuple[Api, dict[str, Any]]) -> None
         api,
         "/Datastreams",
         **{
-            "$filter": "Thing/properties/district eq 'IJsselmonde' and ObservedProperty/name eq 'LAeq'",
+            "$filter": "Thing/properties/district eq 'IJsselmonde'"
+            " and ObservedProperty/name eq 'LAeq'",
             "$select": "id,name",
         },
     )
@@ -194,7 +195,8 @@ def test_select_expand_nested_and_data_array(street: tuple[Api, dict[str, Any]])
         **{
             "$select": "name,Datastreams",
             "$expand": "Datastreams($filter=ObservedProperty/name eq 'presenceCount';"
-            "$expand=Observations($top=2;$orderby=phenomenonTime desc;$select=result,phenomenonTime),"
+            "$expand=Observations($top=2;$orderby=phenomenonTime desc;"
+            "$select=result,phenomenonTime),"
             "ObservedProperty;$count=true)",
         },
     )
@@ -229,7 +231,7 @@ def test_motion_only_as_counts_per_interval(street: tuple[Api, dict[str, Any]]) 
     obs = get(api, f"/Datastreams({ds})/Observations", **{"$top": "50", "$count": "true"})
     assert obs["@iot.count"] == 24 * 4  # one day of 15-minute windows, from 5-minute readings
     for o in obs["value"]:
-        start, end = o["phenomenonTime"].split("/")
+        _start, end = o["phenomenonTime"].split("/")
         assert end[14:16] in ("00", "15", "30", "45") and end[17:] == "00Z"
         assert isinstance(o["result"], int)
 
