@@ -17,6 +17,8 @@ help:
 	@echo "make lint    ruff and mypy"
 	@echo "make schemas regenerate protocols/schemas/*.json from protocols/schema_defs.py"
 	@echo "make mpy     compile firmware/ and protocols/ to .mpy into build/mpy"
+	@echo "make demo-data, make serve   open data without a street (sample data, controller alone)"
+	@echo "make bench   benchmarks: ingest, firmware heap and speed, open-data API"
 	@echo "make clean   remove build output, caches and the venv"
 
 deps: apt venv
@@ -76,11 +78,24 @@ clean:
 	find . -name __pycache__ -prune -exec rm -rf {} +
 	rm -rf $(VENV)
 
-.PHONY: bench bench-ingest bench-firmware
-bench: bench-ingest bench-firmware
+.PHONY: bench bench-ingest bench-firmware bench-api demo-data serve
+bench: bench-ingest bench-firmware bench-api
 
 bench-ingest: deps
 	$(PY) -m tests.bench.bench_ingest
 
 bench-firmware: deps
 	$(PY) -m tests.bench.bench_firmware
+
+bench-api: deps
+	$(PY) -m tests.bench.bench_api
+
+# Open data without a street: a deterministic sample in the default store, then the controller
+# alone (no broker needed), port from PORT (default 8000).
+demo-data: venv
+	$(PY) -m controller.opendata.demo
+
+serve: venv
+	STREETPOLE_INGEST_ENABLED=$${STREETPOLE_INGEST_ENABLED:-false} \
+	STREETPOLE_DISPATCH_ENABLED=$${STREETPOLE_DISPATCH_ENABLED:-false} \
+	$(BIN)/uvicorn --factory controller.app:create_app --host 127.0.0.1 --port $${PORT:-8000}
