@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             print("simulator: --api needs --token", file=sys.stderr)
             return 2
         log(f"provisioning {len(lay.poles)} poles at {a.api}")
-        with httpx.Client(base_url=a.api) as http:
+        with httpx.Client(base_url=a.api, timeout=30) as http:
             creds = provision(http, a.token, lay, sc.profile, log=log)
     world = World(lay, seed=seed, start=start, traffic=traffic)
     street = Street(

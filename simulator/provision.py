@@ -64,7 +64,7 @@ class _Api:
         self.headers = {"Authorization": f"Bearer {token}"}
 
     def __call__(self, method: str, path: str, body: Any = None) -> Any:
-        r = self.http.request(method, path, json=body, headers=self.headers, timeout=30)
+        r = self.http.request(method, path, json=body, headers=self.headers)
         if r.status_code >= 300:
             raise ApiError(f"{method} {path}: {r.status_code} {r.text[:300]}")
         return r.json() if r.content else None

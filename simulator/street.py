@@ -212,7 +212,10 @@ class Street:
         while True:
             due += TICK_S
             await asyncio.sleep(max(0.0, due - loop.time()))
-            self.lag_ms.append(max(0.0, (loop.time() - due) * 1000))
+            late = loop.time() - due
+            self.lag_ms.append(max(0.0, late * 1000))
+            if late > TICK_S:
+                due = loop.time()  # behind: measure each tick's own lateness, not the backlog
             now = clock.now()
             end = None if sim_seconds is None else self.t0 + sim_seconds
             if end is not None:
