@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import time
 from pathlib import Path
@@ -115,7 +116,7 @@ def test_program_steps_over_a_day() -> None:
     ]
     for now, level, label in cases:
         assert d.step(now, 0, inp) == level, now
-        assert d.describe() == ("program", "program %s: %.2f" % (label, level))
+        assert d.describe() == ("program", f"program {label}: {level:.2f}")
 
 
 def test_sunrise_and_sunset_steps_fall_at_the_computed_times() -> None:
@@ -176,7 +177,7 @@ def test_presence_ramps_up_within_ramp_time_holds_then_ramps_down() -> None:
     levels = drv.run(1.5)
     assert levels[6] == pytest.approx(0.4 + 0.6 * 0.7 / 1.5, abs=0.01)  # linear on the way
     assert levels[-1] == 1.0  # at the target within ramp_up_s
-    assert all(b >= a for a, b in zip(levels, levels[1:], strict=False))
+    assert all(b >= a for a, b in itertools.pairwise(levels))
     assert drv.d.state == "hold"
     assert min(drv.run(58.4)) == 1.0  # hold_s after the last detection
     levels = drv.run(10.2)
@@ -284,7 +285,7 @@ def test_overrides_win_expire_on_time_and_the_last_wins() -> None:
     drv = Drive(dimmer(), NIGHT)
     drv.d.set_override(0.2, start=None, expiry=NIGHT + 600, ident="c-1")
     assert drv.tick() == 0.2
-    assert drv.d.describe() == ("override", "override c-1 to 0.20 until %d" % (NIGHT + 600))
+    assert drv.d.describe() == ("override", f"override c-1 to 0.20 until {NIGHT + 600}")
     drv.inp.presence = True  # an override wins over presence
     assert set(drv.run(5)) == {0.2}
     drv.inp.presence = False

@@ -36,7 +36,8 @@ class Api:
 
     def call(self, who: str, method: str, path: str, **kw: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.tokens[who]}"} if who else {}
-        return self.client.request(method, path, headers=headers, **kw)
+        response: httpx.Response = self.client.request(method, path, headers=headers, **kw)
+        return response
 
     def ok(self, who: str, method: str, path: str, **kw: Any) -> Any:
         r = self.call(who, method, path, **kw)

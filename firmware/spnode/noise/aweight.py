@@ -31,7 +31,7 @@ def _section(kind, f, k):
     w = 2 * math.pi * f
     a = (k - w) / (k + w)
     b = (k if kind == HP else w) / (k + w)
-    return [kind, int(round(a * (1 << Q))), int(round(b * (1 << Q)))]  # noqa: RUF046
+    return [kind, int(round(a * (1 << Q))), int(round(b * (1 << Q)))]
 
 
 def design(rate):
