@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from controller import fleet, opendata
 from controller.api.routes import alarms, auth, dimming, firmware, health, ingest, nodes, registry
 from controller.dispatch import Dispatcher
+from controller.fieldtools.routes import router as commissioning_router
 from controller.ingest.decode import Sorted
 from controller.ingest.worker import IngestWorker
 from controller.metrics import Metrics
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     for module in (health, auth, registry, nodes, dimming, firmware, alarms, ingest):
         app.include_router(module.router)
+    app.include_router(commissioning_router)  # technicians' records (controller/fieldtools)
     opendata.install(app, settings)  # public SensorThings API and downloads (controller/opendata)
 
     @app.exception_handler(IntegrityError)

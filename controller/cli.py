@@ -10,10 +10,13 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from controller.fieldtools.cli import node_app
+
 if TYPE_CHECKING:
     from controller.registry.db import Registry
 
 app = typer.Typer(help="Streetpole controller", no_args_is_help=True)
+app.add_typer(node_app, name="node")
 
 
 @app.callback()

