@@ -19,6 +19,7 @@ help:
 	@echo "make mpy     compile firmware/ and protocols/ to .mpy into build/mpy"
 	@echo "make demo-data, make serve   open data without a street (sample data, controller alone)"
 	@echo "make bench   benchmarks: ingest, firmware heap and speed, open-data API"
+	@echo "make node-virtual  a virtual node for technician practice (streetpole node virtual)"
 	@echo "make clean   remove build output, caches and the venv"
 
 deps: apt venv
@@ -78,7 +79,7 @@ clean:
 	find . -name __pycache__ -prune -exec rm -rf {} +
 	rm -rf $(VENV)
 
-.PHONY: bench bench-ingest bench-firmware bench-api demo-data serve
+.PHONY: bench bench-ingest bench-firmware bench-api demo-data serve node-virtual
 bench: bench-ingest bench-firmware bench-api
 
 bench-ingest: deps
@@ -99,3 +100,7 @@ serve: venv
 	STREETPOLE_INGEST_ENABLED=$${STREETPOLE_INGEST_ENABLED:-false} \
 	STREETPOLE_DISPATCH_ENABLED=$${STREETPOLE_DISPATCH_ENABLED:-false} \
 	$(BIN)/uvicorn --factory controller.app:create_app --host 127.0.0.1 --port $${PORT:-8000}
+
+# A MicroPython node behind a pseudo-terminal, for practising the `streetpole node` commands.
+node-virtual: venv
+	$(BIN)/streetpole node virtual --flash var/vnode

@@ -41,6 +41,8 @@ def test_all_pass_and_results_fit_the_ack_schema() -> None:
     assert [r["name"] for r in results] == [*bdef["sensors"], "lamp"]
     assert all(r["ok"] for r in results), results
     assert "0 failed" in out.getvalue()
+    climate = next(r for r in results if r["name"] == "climate")
+    assert climate["reason"] == "20.0 degC 1013 hPa 50 %RH"  # the simulated device's defaults
     ack = {"id": "c1", "kind": "cmd", "ts": 1767225600, "status": "applied", "checks": results}
     codec.encode("ack", ack)
 

@@ -74,7 +74,7 @@ def check_bme280(board, s):
     v = dev.read()
     if v is None:
         return False, dev.fault
-    return True, "%.1f degC %.0f %%RH %.0f hPa" % v
+    return True, "%.1f degC %.0f hPa %.0f %%RH" % v  # read() gives (t, p, h)
 
 
 def check_no2(board, s):
