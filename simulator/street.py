@@ -187,10 +187,15 @@ class Street:
             vp.node.start()
         self.started_real = time.monotonic()
         ticker = asyncio.create_task(self._ticker(sim_seconds))
+        stopped = asyncio.create_task(self._stop.wait())
         try:
-            await self._stop.wait()
+            await asyncio.wait({ticker, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if ticker.done() and not ticker.cancelled() and ticker.exception() is not None:
+                self.log(f"world ticker failed: {ticker.exception()!r}")
+                raise ticker.exception()  # type: ignore[misc]
         finally:
             ticker.cancel()
+            stopped.cancel()
             ms = self.clock.ticks_ms()
             for vp in self.poles:
                 vp.stats.energy_wh = vp.node.lamp.energy_wh(ms) - vp.energy0
