@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from controller import fleet, opendata
+from controller import dashboard, fleet, opendata
 from controller.api.routes import alarms, auth, dimming, firmware, health, ingest, nodes, registry
 from controller.dispatch import Dispatcher
 from controller.fieldtools.routes import router as commissioning_router
@@ -93,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     app.include_router(commissioning_router)  # technicians' records (controller/fieldtools)
     opendata.install(app, settings)  # public SensorThings API and downloads (controller/opendata)
+    dashboard.install(app)  # /dashboard, /portal, /ui static, live events (controller/dashboard)
 
     @app.exception_handler(IntegrityError)
     async def _conflict(_req: Request, exc: IntegrityError) -> JSONResponse:
