@@ -16,26 +16,9 @@ import sys
 
 from protocols import MAX_PAYLOAD
 from protocols.errors import ProtocolError
-from protocols.quantities import QUANTITIES
-from protocols.topics import Topic
-
-
-def _check_meas(msg):
-    seen = {}
-    readings = msg["readings"]
-    for i in range(len(readings)):
-        r = readings[i]
-        unit, lo, hi = QUANTITIES[r["q"]]
-        v = r["v"]
-        if v != v or not lo <= v <= hi:
-            raise ProtocolError(
-                "readings[%d].v" % i,
-                "%s outside plausible range %s..%s %s for %s" % (v, lo, hi, unit, r["q"]),
-            )
-        key = (r["ts"], r["q"], r.get("src"))
-        if key in seen:
-            raise ProtocolError("readings[%d]" % i, "repeats readings[%d]" % seen[key])
-        seen[key] = i
+from protocols.outgoing import check_meas as _check_meas
+from protocols.outgoing import dump  # noqa: F401  (the node's way out)
+from protocols.outgoing import serialise as _serialise
 
 
 def _check_config(msg):
@@ -65,39 +48,49 @@ def _check_cmd(msg):
 
 _SEMANTIC = {"meas": _check_meas, "config": _check_config, "cmd": _check_cmd}
 
-# On CPython every schema is kept once built. On MicroPython none is, nor the modules that build
-# and apply them (see _unload).
+# On CPython every schema is kept once built. On MicroPython none is, nor the modules that hold
+# and apply them (see _unload); there the schemas come from protocols/nodeschemas/ (the same
+# data, generated from schema_defs without the annotations), not from the builders, whose code
+# would take more heap than the schema.
 _CACHE_ALL = sys.implementation.name != "micropython"
 _cache = {}
-_TRANSIENT = ("protocols.schema_defs", "protocols.validate")
 if _CACHE_ALL:
     from protocols.schema_defs import BUILDERS  # noqa: F401  (the channels, for tests and tools)
 
 
 def schema(channel):
-    """The JSON Schema (a dict) of a channel's payload."""
+    """The JSON Schema (a dict) of a channel's payload (on MicroPython without ``$schema``,
+    ``$id`` and ``title``)."""
     found = _cache.get(channel)
-    if found is None:
+    if found is not None:
+        return found
+    if _CACHE_ALL:
         from protocols.schema_defs import BUILDERS
 
         builder = BUILDERS.get(channel)
         if builder is None:
             raise ProtocolError("topic.channel", "unknown channel %r" % (channel,))
-        found = builder()
-        if _CACHE_ALL:
-            _cache[channel] = found
+        found = _cache[channel] = builder()
+        return found
+    name = "protocols.nodeschemas." + str(channel)
+    try:
+        found = __import__(name, None, None, ("S",)).S
+    except ImportError:
+        raise ProtocolError("topic.channel", "unknown channel %r" % (channel,)) from None
+    finally:
+        _unload(name, "protocols.nodeschemas")
     return found
 
 
-def _unload():
-    """MicroPython: drop the schema builders and the validator (their code sits in the heap,
-    ~20 KB on the 64-bit unix port) until the next incoming message needs them."""
-    pkg = sys.modules.get("protocols")
-    for name in _TRANSIENT:
-        if sys.modules.pop(name, None) is not None and pkg is not None:
+def _unload(*names):
+    """MicroPython: forget modules loaded to check one message (their code sits in the heap)
+    until the next incoming message needs them."""
+    for name in names:
+        if sys.modules.pop(name, None) is not None:
+            pkg, attr = name.rsplit(".", 1)
             try:
-                delattr(pkg, name[10:])
-            except AttributeError:
+                delattr(sys.modules[pkg], attr)
+            except (KeyError, AttributeError):
                 pass
 
 
@@ -135,16 +128,19 @@ def check(channel, msg):
     the field of a refusal; both are checked to agree on every test vector.
     """
     if _fast is None or not _fast_valid(channel, msg):
-        from protocols.validate import validate
-
         if _CACHE_ALL:
+            from protocols.validate import validate
+
             validate(msg, schema(channel))
         else:
+            found = schema(channel)  # first, so its module is gone before the validator loads
+            from protocols.validate import validate
+
             try:
-                validate(msg, schema(channel))
+                validate(msg, found)
             finally:
-                validate = None
-                _unload()
+                validate = found = None
+                _unload("protocols.validate")
         if _fast is not None:  # ours accepted what the compiled one refused: trust the refusal
             raise ProtocolError("payload", "does not match the %s schema" % channel)
     rule = _SEMANTIC.get(channel)
@@ -156,24 +152,6 @@ def check(channel, msg):
 def encode(channel, msg):
     """Validate and serialise a message to compact UTF-8 JSON bytes."""
     return _serialise(check(channel, msg))
-
-
-def dump(channel, msg):
-    """Serialise a message our own code built, checking the channel's semantic rules (e.g. the
-    plausible range of each reading) and the size limit but not the schema: the node's way out,
-    see the module docstring. ``encode`` is the same with the schema."""
-    if channel == "meas":
-        _check_meas(msg)
-    return _serialise(msg)
-
-
-def _serialise(msg):
-    data = json.dumps(msg, separators=(",", ":")).encode()
-    if len(data) > MAX_PAYLOAD:
-        raise ProtocolError(
-            "payload", "%d bytes, over the %d byte limit" % (len(data), MAX_PAYLOAD)
-        )
-    return data
 
 
 def decode(channel, payload):
@@ -195,5 +173,7 @@ def decode(channel, payload):
 
 def parse(topic, payload):
     """Topic string and payload bytes in; (Topic, message dict) out."""
+    from protocols.topics import Topic
+
     t = Topic.parse(topic)
     return t, decode(t.channel, payload)

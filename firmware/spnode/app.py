@@ -22,33 +22,31 @@ Tasks (see docs/firmware.md):
 
 import asyncio
 import gc
-import json
-import sys
 
-from protocols import codec, topics
 from protocols.errors import ProtocolError
+from protocols.outgoing import dump
 from spnode import VERSION, unload
-from spnode.buffer import SIZE_FLASH, SIZE_RAM, Buffer
-from spnode.clock import Clock
-from spnode.dimming import Dimmer, Inputs
-from spnode.health import Health, heap_free
-from spnode.mqtt_client import MQTTClient, NotConnected
-from spnode.remoteconfig import RemoteConfig, write_atomic
+from spnode.compat import const
+from spnode.health import heap_free
+from spnode.mqtt_client import NotConnected
 from spnode.sensing import reading
 
 FW_VERSION = VERSION
-CONTROL_MS = 100
-OUTBOX_MAX = 16
-INBOX_MAX = 8
-STATE_EVERY = 10  # reporting periods between routine state messages
+CONTROL_MS = const(100)
+OUTBOX_MAX = const(16)
+INBOX_MAX = const(8)
+STATE_EVERY = const(10)  # reporting periods between routine state messages
 
 
-def _load_int(path, default):
+def _call(name, fn, *args):
+    """Run ``fn`` of the module ``spnode.<name>``, imported for the call and unloaded after it
+    (MicroPython keeps a module's code in the heap): boot, config and command handling."""
+    mod = __import__("spnode." + name, None, None, (fn,))
     try:
-        with open(path) as f:
-            return int(f.read())
-    except (OSError, ValueError):
-        return default
+        return getattr(mod, fn)(*args)
+    finally:
+        mod = None
+        unload("spnode." + name)
 
 
 class Node:
@@ -70,209 +68,14 @@ class Node:
         fw_version=FW_VERSION,
         boot=None,
     ):
-        self.board = board
-        self.bdef = getattr(board, "bdef", {}) or {}
-        if not hasattr(local, "update_key"):  # check it; keep the values, not the checking code
-            loaded = "spnode.nodeconfig" in sys.modules
-            from spnode.nodeconfig import NodeConfig
-
-            local = NodeConfig(local)
-            NodeConfig = None
-            if not loaded:
-                unload("spnode.nodeconfig")
-        self.local = _Local(local)
-        self.clock = clock if clock is not None else Clock()
-        self.data_dir = data_dir
-        self.updater = updater
-        self.safe_mode = boot_mode == "safe"
-        self.boot_mode = boot_mode
-        self.ntp_host = ntp_host
-        self.fw = fw_version
-        lc = self.local
-        if boot is None:
-            boot = 1
-            if data_dir is not None:
-                boot = _load_int(data_dir + "/boot", 0) + 1
-                write_atomic(data_dir + "/boot", str(boot).encode())
-        self.boot = boot
-        self.seq = 0  # measurement batches this boot
-        self.event_seq = 0
-        t = topics.Topic(lc.pole, lc.node, topics.STATE)
-        self.t_state = str(t)
-        self.t_meas = str(t.sibling(topics.MEAS))
-        self.t_event = str(t.sibling(topics.EVENT))
-        self.t_ack = str(t.sibling(topics.ACK))
-        self.t_presence = str(t.sibling(topics.PRESENCE))
-        self.t_config = str(t.sibling(topics.CONFIG))
-        self.t_cmd = str(t.sibling(topics.CMD))
-        self.neighbours = ()  # presence topics of the configured neighbours
-        # parts
-        if data_dir is not None:
-            self.buffer = Buffer(SIZE_FLASH[0], SIZE_FLASH[1], data_dir + "/meas.q")
-            self.buffer.restore()
-            self.remote = RemoteConfig(data_dir + "/config.json")
-        else:
-            self.buffer = Buffer(SIZE_RAM[0], SIZE_RAM[1])
-            self.remote = RemoteConfig(None)
-        self.dimmer = Dimmer()
-        self.inp = Inputs()
-        wdt = board.wdt(30000) if hasattr(board, "wdt") else None
-        self.health = Health(wdt, self.clock)
-        will = codec.dump(topics.STATE, {"status": "offline", "fw": self.fw, "boot": boot})
-        if ssl is None:
-            ssl = True if lc.tls else None
-        self.client = MQTTClient(
-            lc.pole + "-" + lc.node,
-            host or lc.host,
-            port or lc.port,
-            username=username if username is not None else lc.username,
-            password=password if password is not None else lc.password,
-            keepalive=keepalive,
-            ssl=ssl or None,
-            will=(self.t_state, will, 1, True),
-            on_message=self._on_message,
-            on_connect=self._on_connect,
-        )
-        self.client.subscribe(self.t_config, 1)
-        self.client.subscribe(self.t_cmd, 1)
-        # state of the run
-        self.period_s = 60
-        self.level = 1.0
-        self.outbox = []  # (topic, payload, qos, retain), oldest first
-        self.inbox = []  # (topic, payload)
-        self.lost = 0  # outgoing acks/events or incoming messages dropped (full, or unencodable)
-        self.acks = 0
-        self._wake = asyncio.Event()
-        self._work = asyncio.Event()
-        self._stop = asyncio.Event()
-        self.exit_reason = None
-        self._state_due = True
-        self._state_at = None
-        self._state_level = None
-        self._confirmed = False
-        self._t0 = self.clock.ticks_ms()
-        self._presence_at = None
-        self._detections = 0
-        self._lvl_sum = 0.0
-        self._lvl_ms = 0
-        self._last_ms = self._t0
-        self._energy0 = 0.0
-        self._dropped_seen = 0
-        self._alarms = {}
-        self._tasks = []
-        self._sensors()
+        gc.collect()  # the parts are built in one piece of free heap, not around garbage
+        _call(
+            "nodeinit", "init", self, board, local, clock, host, port, username, password, ssl,
+            keepalive, data_dir, updater, boot_mode, ntp_host, fw_version, boot,
+        )  # fmt: skip
         gc.collect()  # room for checking the persisted config (the codec loads its schemas)
-        cfg = self.remote.load()
-        if cfg is not None:
-            self._apply(cfg)  # the last program keeps running without the controller
+        _call("nodemsg", "load", self)  # the last program keeps running without the controller
         self.control_step()  # the light is set before anything else happens
-
-    # ---- hardware --------------------------------------------------------------------------
-    def _sensors(self):
-        b = self.board
-        bd = self.bdef
-        self.lamp = None
-        self.pir = self.radar = self.pm = self.bme = self.no2 = self.noise = None
-        self.srcs = {}
-        lamp = bd.get("lamp")
-        if lamp:
-            from spnode.drivers.lamp import Lamp
-
-            self.lamp = Lamp(
-                b.pwm(lamp["pwm"]),
-                lamp["rated_w"],
-                lamp.get("control", "pwm"),
-                lamp.get("min_level", 0.0),
-                lamp.get("invert", False),
-                b.pin(lamp["relay"]) if lamp.get("relay") else None,
-                b.adc(lamp["current_adc"]) if lamp.get("current_adc") else None,
-                lamp.get("amps_per_volt", 1.0),
-                lamp.get("mains_v", 230.0),
-            )
-        if self.safe_mode:
-            return  # safe mode: light, MQTT and updates only
-        sensors = bd.get("sensors", {})
-        cal = self.local.calibration
-        for name in self.local.sensors:
-            s = sensors.get(name)
-            if s is None:
-                continue
-            kind = s["type"]
-            if kind == "pir":
-                from spnode.drivers.pir import Pir
-
-                self.pir = Pir(b.pin(s["pin"]), self.clock.ticks_ms, s.get("debounce_ms", 200))
-                self.pir.start()
-                self.srcs["motion"] = name
-            elif kind == "ld2410":
-                from spnode.drivers.ld2410 import Ld2410
-
-                self.radar = Ld2410(b.uart(s["uart"]))
-                self.radar.start(self.clock.ticks_ms())
-                self.srcs["motion"] = name
-            elif kind in ("sps30", "pms5003"):
-                from spnode.sensing.pm import PmSampler
-
-                if kind == "sps30":
-                    from spnode.drivers.sps30 import Sps30
-
-                    dev = Sps30(b.i2c(s["i2c"]), s.get("addr", 0x69))
-                else:
-                    from spnode.drivers.pms5003 import Pms5003
-
-                    dev = Pms5003(b.uart(s["uart"]))
-                self.pm = PmSampler(dev, name)
-            elif kind == "bme280":
-                from spnode.drivers.bme280 import Bme280
-
-                self.bme = Bme280(b.i2c(s["i2c"]), s.get("addr", 0x76))
-                self.bme.begin()
-                self.srcs["climate"] = name
-            elif kind == "no2_cell":
-                from spnode.drivers.no2_cell import No2Cell
-
-                self.no2 = No2Cell(
-                    b.adc(s["we"]), b.adc(s["ae"]), s.get("n", 1.0), s.get("gain", 1.0)
-                )
-                self.no2.calibrate(
-                    cal.get("no2_we_zero_mv"),
-                    cal.get("no2_ae_zero_mv"),
-                    cal.get("no2_sensitivity_mv_ppb"),
-                )
-                self.srcs["no2"] = name
-            elif kind in ("inmp441", "ics43434"):
-                from spnode.noise.meter import NoiseMeter
-
-                rate = bd["i2s"][s["i2s"]]["rate"]
-                self.noise = NoiseMeter(
-                    rate,
-                    s.get("sensitivity_dbfs", -26.0),
-                    cal.get("noise_offset_db", 0.0),
-                    s.get("floor_dba"),
-                )
-                self.mic = b.i2s(s["i2s"])
-                self.srcs["noise"] = name
-
-    # ---- config ------------------------------------------------------------------------------
-    def _apply(self, cfg):
-        self.dimmer.configure(cfg, self.local.location)
-        self.period_s = cfg["report_period_s"]
-        nbs = []
-        for nb in cfg.get("neighbours", ()):
-            t = str(topics.Topic(nb["pole"], nb["node"], topics.PRESENCE))
-            nbs.append(t)
-            self.client.subscribe(t, 0)
-        self.neighbours = tuple(nbs)
-        cal = cfg.get("calibration", {})
-        if self.noise is not None and "noise_offset_db" in cal:
-            self.noise.set_offset(cal["noise_offset_db"])
-        if self.no2 is not None and "no2_we_zero_mv" in cal:
-            self.no2.calibrate(
-                cal.get("no2_we_zero_mv"),
-                cal.get("no2_ae_zero_mv"),
-                cal.get("no2_sensitivity_mv_ppb"),
-            )
-        self._state_due = True
 
     # ---- the control loop (no network here) ------------------------------------------------------
     def control_step(self):
@@ -327,7 +130,7 @@ class Node:
     # ---- messages out --------------------------------------------------------------------------
     def _queue(self, topic, msg, channel, qos=1):
         try:
-            data = codec.dump(channel, msg)
+            data = dump(channel, msg)
         except ProtocolError:
             self.lost += 1
             return
@@ -408,7 +211,7 @@ class Node:
             self._state_level = st["level"]
             self._state_at = self.clock.ticks_ms()
             try:
-                data = codec.dump(topics.STATE, st)
+                data = dump("state", st)
             except ProtocolError:
                 self.lost += 1
                 return True
@@ -447,87 +250,8 @@ class Node:
         self._work.set()
 
     async def _handle(self, topic, payload):
-        now = self.clock.now()
-        if topic == self.t_config:
-            old = self.remote.config
-            ack, changed = self.remote.offer(payload, now)
-            if changed:
-                try:
-                    self._apply(self.remote.config)
-                except Exception as e:  # should not pass validation; keep the old program
-                    if old is not None:
-                        self._apply(old)
-                    ack["status"] = "failed"
-                    ack["reason"] = ("apply: %s" % e)[:200]
-            self._alarm("configRejected", ack["status"] != "applied", ack.get("reason"))
-            self.acks += 1
-            self._queue(self.t_ack, ack, "ack")
-            return
-        if topic != self.t_cmd:
-            return
-        try:
-            cmd = codec.decode(topics.CMD, payload)
-        except ProtocolError as e:
-            ident = "cmd"
-            try:
-                ident = topics.check_id(json.loads(payload)["id"])
-            except Exception:
-                pass
-            self._ack(ident, "cmd", "rejected", str(e))
-            return
-        kind = cmd["cmd"]
-        ident = cmd["id"]
-        if kind in ("override", "revert"):
-            self.dimmer.command(cmd)
-            self.control_step()
-            self._ack(ident, "cmd", "applied")
-        elif kind == "reboot":
-            self._ack(ident, "cmd", "applied")
-            await self._flush()
-            self.stop("reboot")
-        elif kind == "selftest":
-            from spnode import selftest
-
-            checks = selftest.run(self.board, self.bdef, out=_Null())
-            self._ack(ident, "cmd", "applied", checks=checks)
-        elif kind == "update":
-            await self._update(cmd)
-
-    async def _update(self, cmd):
-        from spnode import httpget, update
-
-        ident = cmd["id"]
-        up = self.updater
-        if up is None:
-            if self.data_dir is None:
-                self._ack(ident, "cmd", "rejected", "update: no flash storage on this node")
-                return
-            up = self.updater = update.Updater(self.data_dir, version=self.fw)
-        try:
-            inst = up.begin(cmd, self.local.update_key)
-        except update.UpdateError as e:
-            self._ack(ident, "cmd", "rejected", str(e))
-            return
-        self._ack(ident, "cmd", "accepted")
-        try:
-            for attempt in range(3):
-                try:
-                    await httpget.get(cmd["url"], inst.feed, inst.got, cmd["size"])
-                    break
-                except OSError as e:
-                    if attempt == 2:
-                        why = "url: download failed at %d: %s" % (inst.got, e)
-                        raise update.UpdateError(why) from None
-            inst.finish()
-        except Exception as e:
-            inst.abort()
-            reason = str(e) if isinstance(e, update.UpdateError) else "update: %r" % e
-            self._alarm("updateFailed", True, reason)
-            self._ack(ident, "cmd", "failed", reason)
-            return
-        self._ack(ident, "cmd", "applied")
-        await self._flush()
-        self.stop("reboot")  # boot swaps the staged version in, on probation
+        """A config or a command (spnode.nodemsg, loaded for the message)."""
+        await _call("nodemsg", "handle", self, topic, payload)
 
     async def _flush(self, timeout_ms=5000):
         """Give the sender a moment to get acks out (e.g. before a reboot)."""
@@ -637,7 +361,7 @@ class Node:
         batch = {"boot": self.boot, "seq": self.seq, "readings": readings}
         for _ in range(4):  # a reading the codec refuses (out of range) goes, not the batch
             try:
-                data = codec.dump(topics.MEAS, batch)
+                data = dump("meas", batch)
                 break
             except ProtocolError as e:
                 i = _index(e.field)
@@ -750,23 +474,22 @@ class Node:
         self.buffer.close()
 
 
-_LOCAL = (
-    "pole", "node", "wifi_ssid", "wifi_password", "broker", "tls", "host", "port", "username",
-    "password", "location", "board", "sensors", "calibration", "update_key",
-)  # fmt: skip
-
-
 class _Local:
     """The values of a checked local config (spnode.nodeconfig.NodeConfig), as attributes."""
 
-    def __init__(self, cfg):
-        for k in _LOCAL:
-            setattr(self, k, getattr(cfg, k))
 
+class _Remote:
+    """The remote config in force (``config``: the dict, None before the first), persisted at
+    ``path`` (None: RAM only). spnode.nodemsg checks, persists and applies new ones."""
 
-class _Null:
-    def write(self, s):
-        pass
+    def __init__(self, path):
+        self.path = path
+        self.config = None
+        self.rejected = 0
+
+    @property
+    def version(self):
+        return self.config["version"] if self.config is not None else 0
 
 
 def _index(field):

@@ -40,9 +40,9 @@ of the last step passed, so the last step of yesterday carries over midnight. In
 sunset steps fall at solar noon and sunrise steps are skipped; in polar day the reverse.
 """
 
-from spnode import astro
+from spnode import unload
 from spnode.compat import ticks_diff
-from spnode.tzrules import DAY, TZ, civil_from_days, weekday
+from spnode.tzrules import DAY, civil_from_days, weekday
 
 FAILSAFE = "failsafe"
 OVERRIDE = "override"
@@ -72,7 +72,6 @@ TRANSITIONS = {
 STATES = (FAILSAFE, OVERRIDE, PROGRAM, RAMP_UP, HOLD, RAMP_DOWN)
 
 _EPS = 0.001
-_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _FIXED = 0
 _SUNRISE = 1
 _SUNSET = 2
@@ -80,12 +79,19 @@ _SUNSET = 2
 
 def to_dot():
     """The boost layer as Graphviz text (``python -c 'from spnode import dimming; ...'``)."""
-    lines = ["digraph dimming {"]
-    for src, edges in TRANSITIONS.items():
-        for ev, dst in edges.items():
-            lines.append('  %s -> %s [label="%s"];' % (src, dst, ev))
-    lines.append("}")
-    return "\n".join(lines)
+    return _rare("to_dot")
+
+
+def _rare(fn, *args):
+    """Run a rarely needed part of the dimmer (spnode.dimconf: configure, describe, to_dot),
+    loaded for the call and unloaded after it."""
+    from spnode import dimconf
+
+    try:
+        return getattr(dimconf, fn)(*args)
+    finally:
+        dimconf = None
+        unload("spnode.dimconf")
 
 
 class Inputs:
@@ -108,10 +114,6 @@ def _clamp(level, lo, hi):
     if level < lo:
         return lo
     return hi if level > hi else level
-
-
-def _md(text):
-    return int(text[:2]) * 100 + int(text[3:5])
 
 
 class Dimmer:
@@ -145,72 +147,7 @@ class Dimmer:
     def configure(self, config, location=None):
         """Take a validated remote config (dict). ``location`` ({lat, lon}, from the node's
         own config) is used when the remote config has none. Raises ValueError on a bad tz."""
-        dim = config["dimming"]
-        loc = config.get("location") or location
-        progs = {}
-        astro_used = False
-        for name, prog in dim["programs"].items():
-            steps = []
-            for s in prog["steps"]:
-                at = s["at"]
-                if at == "sunrise":
-                    kind, mins = _SUNRISE, 0
-                elif at == "sunset":
-                    kind, mins = _SUNSET, 0
-                else:
-                    kind, mins = _FIXED, int(at[:2]) * 60 + int(at[3:5])
-                astro_used = astro_used or kind != _FIXED
-                steps.append((kind, mins + s.get("offset_min", 0), float(s["level"]), at))
-            progs[name] = steps
-        rules = []
-        cal = dim.get("calendar", ())
-        for i in range(len(cal)):
-            r = cal[i]
-            if "dates" in r:
-                rank = 0
-            elif "from" in r:
-                rank = 1
-            elif "days" in r:
-                rank = 2
-            else:
-                rank = 3
-            days = None
-            if "days" in r:
-                days = [_DAYS.index(d) for d in r["days"]]
-            rng = (_md(r["from"]), _md(r["to"])) if "from" in r else None
-            rules.append((rank, i, r.get("dates"), rng, days, r["program"]))
-        rules.sort()
-        pres = dim.get("presence")
-        noise = dim.get("noise_trigger")
-        hi = float(dim.get("max_level", 1.0))
-        self.cfg = {
-            "version": config.get("version"),
-            "tz": TZ(config.get("tz") or "UTC0"),
-            "loc": (float(loc["lat"]), float(loc["lon"])) if loc else None,
-            "astro": astro_used,
-            "programs": progs,
-            "default": dim["default_program"],
-            "rules": rules,
-            "min": float(dim.get("min_level", 0.0)),
-            "max": hi,
-            "safe": float(dim.get("safe_level", hi)),
-        }
-        if pres:
-            self._p_level = float(pres["level"])
-            self._nb_level = float(pres.get("neighbour_level", pres["level"]))
-            self._hold_ms = int(float(pres["hold_s"]) * 1000)
-            self._up_ms = int(float(pres.get("ramp_up_s", 0)) * 1000)
-            self._down_ms = int(float(pres.get("ramp_down_s", 0)) * 1000)
-        else:
-            self._p_level = self._nb_level = None
-            self._hold_ms = self._up_ms = self._down_ms = 0
-        if noise:
-            self._n_thr = float(noise["threshold_dba"])
-            self._n_level = float(noise["level"])
-            self._n_hold_ms = int(float(noise.get("hold_s", 0)) * 1000)
-        else:
-            self._n_thr = None
-        self._day_lo, self._day_hi = 1, 0  # re-plan on the next step
+        _rare("configure", self, config, location)
 
     # ---- overrides -----------------------------------------------------------------------
     def set_override(self, level, start=None, expiry=None, ident=None):
@@ -259,7 +196,7 @@ class Dimmer:
             return prog
         return cfg["default"]
 
-    def _resolve(self, day, out):
+    def _resolve(self, day, out, astro):
         cfg = self.cfg
         name = self.program_for(day)
         tz = cfg["tz"]
@@ -288,8 +225,14 @@ class Dimmer:
         tz = cfg["tz"]
         day = tz.local(now) // DAY
         plan = []
-        for dd in (day - 2, day - 1, day, day + 1):
-            self._resolve(dd, plan)
+        from spnode import astro  # once a local day: not kept loaded
+
+        try:
+            for dd in (day - 2, day - 1, day, day + 1):
+                self._resolve(dd, plan, astro)
+        finally:
+            astro = None
+            unload("spnode.astro")
         plan.sort()
         self._plan = plan
         self._day_lo = tz.to_utc(day * DAY)
@@ -450,18 +393,4 @@ class Dimmer:
 
     def describe(self):
         """(state, reason) for the node state and the simulator's report."""
-        st = self.state
-        if st == FAILSAFE:
-            return st, self.why
-        if st == OVERRIDE:
-            lv, _start, expiry, ident = self.override
-            r = "override %s to %.2f" % (ident or "-", lv)
-            if expiry is not None:
-                r += " until %d" % expiry
-            return st, r
-        r = "program %s: %.2f" % (self._step_label, self._base)
-        if st != PROGRAM:
-            r = "%s (%s) over %s" % (st.replace("_", " "), self._trigger, r)
-        if self._floor:
-            r += "; presence sensor faulty: not below safe_level %.2f" % self.cfg["safe"]
-        return st, r
+        return _rare("describe", self)

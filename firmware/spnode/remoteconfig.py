@@ -7,9 +7,7 @@ its own module because the node keeps it loaded, while the local config's checks
 import json
 import os
 
-from protocols import codec
 from protocols.errors import ProtocolError
-from spnode.tzrules import TZ
 
 
 def write_atomic(path, data):
@@ -26,7 +24,11 @@ def write_atomic(path, data):
 
 def check_remote(payload):
     """Validate remote config bytes: the codec, then what only the node checks."""
+    from protocols import codec  # here: writing a file (write_atomic) needs no codec
+    from spnode.tzrules import TZ
+
     msg = codec.decode("config", payload)
+    codec = None
     if "tz" in msg:
         try:
             TZ(msg["tz"])
