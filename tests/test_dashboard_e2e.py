@@ -283,6 +283,8 @@ def test_dashboard_and_portal(stack: Stack) -> None:
             expect(page.get_by_role("button", name="Draw area on map")).to_be_disabled()
             width = page.evaluate("document.documentElement.scrollWidth")
             assert width <= 390, f"the page scrolls sideways on a phone ({width}px)"
+            if SHOTS:
+                page.screenshot(path=str(SHOTS / "dashboard-phone.png"))
             ctx.close()
 
             # ---- the public portal: open data only -------------------------------------------

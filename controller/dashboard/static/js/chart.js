@@ -7,7 +7,7 @@ const COLOURS = ["#0b5cad", "#a4161a", "#1d6b2f", "#8a5300"];
  * A chart in `box` for series [{label, points: [[ts, v], ...]}]; returns the uPlot or null.
  * A text summary goes with it (screen readers and people who prefer numbers).
  */
-export function timeChart(box, title, unit, series, { scale = 1, bars = false } = {}) {
+export function timeChart(box, title, unit, series, { scale = 1, bars = false, range = null } = {}) {
   box.replaceChildren();
   const head = el("h4", {}, `${title} (${unit})`);
   box.append(head);
@@ -39,7 +39,7 @@ export function timeChart(box, title, unit, series, { scale = 1, bars = false } 
     height: 200,
     legend: { show: true },
     cursor: { drag: { x: true, y: false } },
-    scales: { x: { time: true } },
+    scales: { x: range ? { time: true, range: () => range } : { time: true } },
     axes: [{ stroke: "#1b1f24" }, { stroke: "#1b1f24", label: unit, size: 55 }],
     series: [
       {},

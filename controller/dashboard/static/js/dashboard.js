@@ -352,7 +352,7 @@ async function renderCharts() {
     if (!streams.length) continue;
     const div = el("div", { class: "chart", id: `chart-${g.id}`, dataset: { points: streams.reduce((n, s) => n + s.points.length, 0) } });
     box.append(div);
-    timeChart(div, g.title, g.unit, streams.map((s) => ({ label: `${s.q} ${s.node}/${s.src}`, points: s.points })), { scale: g.scale || 1, bars: g.bars });
+    timeChart(div, g.title, g.unit, streams.map((s) => ({ label: `${s.q} ${s.node}/${s.src}`, points: s.points })), { scale: g.scale || 1, bars: g.bars, range: [start, end] });
   }
   if (!box.children.length) box.append(el("p", { class: "muted" }, "This pole measures none of the charted quantities in this range."));
 }

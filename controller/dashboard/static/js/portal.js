@@ -64,7 +64,7 @@ async function renderCharts() {
     timeChart(div, g.title, g.unit, mine.map((s) => ({
       label: s.quantity,
       points: s.value.map((v) => [Date.parse(v.time) / 1000, v.sum ?? v.mean]),
-    })), { scale: g.scale || 1, bars: g.bars });
+    })), { scale: g.scale || 1, bars: g.bars, range: [start, end] });
   }
   if (!box.children.length) box.append(el("p", { class: "muted" }, "No open readings in this range."));
 }
@@ -92,15 +92,15 @@ async function main() {
     el("a", { href: meta.license.url, rel: "license" }, meta.license.name),
     `. Attribution: ${meta.attribution}. Updated: ${meta.updateFrequency}.`,
   );
-  const L = meta.links;
+  const links = meta.links;
   $("#links").replaceChildren(...[
-    ["Latest value of every open measurement (JSON)", L.latest],
-    ["All poles with latest values (GeoJSON)", L.geojson],
-    ["Daily CSV archives", L.archives],
-    ["Sensor register: what is measured where, by whom and why (JSON)", L.register],
+    ["Latest value of every open measurement (JSON)", links.latest],
+    ["All poles with latest values (GeoJSON)", links.geojson],
+    ["Daily CSV archives", links.archives],
+    ["Sensor register: what is measured where, by whom and why (JSON)", links.register],
     ["Sensor register (CSV)", "/opendata/v1/register.csv"],
-    ["SensorThings API 1.1", L.sensorthings],
-    ["API description (OpenAPI)", L.openapi],
+    ["SensorThings API 1.1", links.sensorthings],
+    ["API description (OpenAPI)", links.openapi],
     ["Interactive API documentation", "/docs"],
   ].map(([t, u]) => el("li", {}, el("a", { href: u }, t))));
   state.features = geo.features.map((f) => ({
