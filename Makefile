@@ -79,7 +79,7 @@ clean:
 	find . -name __pycache__ -prune -exec rm -rf {} +
 	rm -rf $(VENV)
 
-.PHONY: bench bench-ingest bench-firmware bench-api demo-data serve node-virtual
+.PHONY: bench bench-ingest bench-firmware bench-api demo-data serve node-virtual sim
 bench: bench-ingest bench-firmware bench-api
 
 bench-ingest: deps
@@ -104,3 +104,8 @@ serve: venv
 # A MicroPython node behind a pseudo-terminal, for practising the `streetpole node` commands.
 node-virtual: venv
 	$(BIN)/streetpole node virtual --flash var/vnode
+
+# A living street against `make run` (TOKEN from `.venv/bin/streetpole create-token admin`).
+sim: venv
+	$(PY) -m simulator --poles 50 --layout simulator/data/rotterdam-zuid.geojson \
+	  --api http://127.0.0.1:$${PORT:-8000} --token $$TOKEN --speed 60 --scenario simulator/scenarios/night.json
