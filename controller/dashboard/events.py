@@ -150,11 +150,13 @@ class Hub:
         finally:
             self.subscribers.discard(sub)
             if not self.subscribers and self.task is not None:
-                self.task.cancel()
+                task, self.task = self.task, None
+                task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await self.task
-                self.task = None
+                    await task
                 self.primed = False
+                if self.subscribers and self.task is None:  # someone came while it stopped
+                    self.task = asyncio.create_task(self._run(), name="dashboard-events")
 
     async def _run(self) -> None:
         while True:
