@@ -9,7 +9,7 @@ STAMP       := $(VENV)/.installed
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: help run test lint format clean deps apt venv schemas lock mpy
+.PHONY: help run test lint format clean deps apt venv schemas lock mpy assets screenshots
 
 help:
 	@echo "make run     start broker (and controller and simulated street once they exist)"
@@ -20,9 +20,11 @@ help:
 	@echo "make demo-data, make serve   open data without a street (sample data, controller alone)"
 	@echo "make bench   benchmarks: ingest, firmware heap and speed, open-data API"
 	@echo "make node-virtual  a virtual node for technician practice (streetpole node virtual)"
+	@echo "make assets  map and chart libraries from npm into the dashboard (part of deps)"
+	@echo "make screenshots  regenerate docs/screenshots from the end-to-end dashboard test"
 	@echo "make clean   remove build output, caches and the venv"
 
-deps: apt venv
+deps: apt venv assets
 
 # Debian packages: installed only when a command they provide is missing.
 apt:
@@ -32,6 +34,8 @@ apt:
 	command -v socat >/dev/null 2>&1 || missing="$$missing socat"; \
 	command -v victoria-metrics >/dev/null 2>&1 || missing="$$missing victoria-metrics"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && \
@@ -109,3 +113,16 @@ node-virtual: venv
 sim: venv
 	$(PY) -m simulator --poles 50 --layout simulator/data/rotterdam-zuid.geojson \
 	  --api http://127.0.0.1:$${PORT:-8000} --token $$TOKEN --speed 60 --scenario simulator/scenarios/night.json
+
+# Map and chart libraries for the dashboard: from the npm registry (versions pinned by the
+# lockfile), copied into a git-ignored vendor folder and served by the controller; no CDN.
+VENDOR := controller/dashboard/static/vendor/.stamp
+assets: $(VENDOR)
+$(VENDOR): controller/dashboard/package.json controller/dashboard/package-lock.json | venv
+	@command -v npm >/dev/null 2>&1 || { echo "npm missing: install Node.js 20 (Debian: nodejs npm)"; exit 1; }
+	npm ci --prefix controller/dashboard --ignore-scripts --no-audit --no-fund
+	$(PY) -m controller.dashboard.assets
+	@touch $@
+
+screenshots: deps
+	STREETPOLE_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q tests/test_dashboard_e2e.py
