@@ -43,7 +43,9 @@ def get_session(state: State) -> Iterator[Session]:
         yield s
 
 
-DB = Annotated[Session, Depends(get_session)]
+# scope="function": commit before the response goes out, so a client that got a 2xx finds the
+# change in its next request (the default, "request", commits after the response is sent)
+DB = Annotated[Session, Depends(get_session, scope="function")]
 
 
 def current_principal(db: DB, token: Annotated[str | None, Depends(oauth2)]) -> Principal:
