@@ -168,6 +168,7 @@ def decode(channel, payload):
         msg = _loads(text)
     except ValueError:
         raise ProtocolError("payload", "not valid JSON") from None
+    text = None  # not kept while the schema and the validator are loaded
     return check(channel, msg)
 
 

@@ -250,8 +250,11 @@ class Node:
         self._work.set()
 
     async def _handle(self, topic, payload):
-        """A config or a command (spnode.nodemsg, loaded for the message)."""
-        await _call("nodemsg", "handle", self, topic, payload)
+        """A config (spnode.nodemsg) or a command (spnode.nodecmd), loaded for the message."""
+        if topic == self.t_config:
+            await _call("nodemsg", "handle", self, topic, payload)
+        elif topic == self.t_cmd:
+            await _call("nodecmd", "handle", self, topic, payload)
 
     async def _flush(self, timeout_ms=5000):
         """Give the sender a moment to get acks out (e.g. before a reboot)."""

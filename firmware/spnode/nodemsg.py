@@ -1,11 +1,8 @@
-"""What a Node (spnode.app) does with an incoming config or command, and with the persisted
-config at boot: loaded for the message, then unloaded (spnode.unload), together with the codec
-and the config checks it brought in, so none of it stays in the heap between messages."""
+"""What a Node (spnode.app) does with an incoming config, and with the persisted config at boot:
+loaded for the message, then unloaded (spnode.unload), together with the codec and the config
+checks it brought in, so none of it stays in the heap between messages. Commands are in
+spnode.nodecmd, so their code is not in the heap while a config is checked."""
 
-import json
-import sys
-
-from protocols.errors import ProtocolError
 from spnode import unload
 
 # loaded to check a message and unloaded before the next step, so the checks and what comes
@@ -70,11 +67,9 @@ def apply(node, cfg):
 
 
 async def handle(node, topic, payload):
+    """A config (commands are spnode.nodecmd's)."""
     try:
-        if topic == node.t_config:
-            _config(node, payload)
-        elif topic == node.t_cmd:
-            await _cmd(node, payload)
+        _config(node, payload)
     finally:
         unload(*_TRANSIENT)
 
@@ -97,97 +92,3 @@ def _config(node, payload):
     node._alarm("configRejected", ack["status"] != "applied", ack.get("reason"))
     node.acks += 1
     node._queue(node.t_ack, ack, "ack")
-
-
-async def _cmd(node, payload):
-    from protocols import codec
-
-    try:
-        cmd = codec.decode("cmd", payload)
-    except ProtocolError as e:
-        ident = "cmd"
-        try:
-            from protocols.topics import check_id
-
-            ident = check_id(json.loads(payload)["id"])
-        except Exception:
-            pass
-        node._ack(ident, "cmd", "rejected", str(e))
-        return
-    finally:
-        codec = None
-        unload(*_TRANSIENT)
-    kind = cmd["cmd"]
-    ident = cmd["id"]
-    if kind in ("override", "revert"):
-        node.dimmer.command(cmd)
-        node.control_step()
-        node._ack(ident, "cmd", "applied")
-    elif kind == "reboot":
-        node._ack(ident, "cmd", "applied")
-        await node._flush()
-        node.stop("reboot")
-    elif kind == "selftest":
-        new = _new("spnode.selftest")
-        from spnode import selftest
-
-        try:
-            checks = selftest.run(node.board, node.bdef, out=_Null())
-        finally:
-            selftest = None
-            unload(*new)
-        node._ack(ident, "cmd", "applied", checks=checks)
-    elif kind == "update":
-        new = _new("spnode.update", "spnode.httpget")
-        try:
-            await _update(node, cmd)
-        finally:
-            unload(*new)
-
-
-def _new(*names):
-    """Those of the modules not loaded yet (to unload after use; one already loaded, e.g. the
-    updater main.py keeps for the probation check, stays: its classes are in use)."""
-    return [n for n in names if n not in sys.modules]
-
-
-async def _update(node, cmd):
-    from spnode import httpget, update
-
-    ident = cmd["id"]
-    up = node.updater
-    if up is None:
-        if node.data_dir is None:
-            node._ack(ident, "cmd", "rejected", "update: no flash storage on this node")
-            return
-        up = update.Updater(node.data_dir, version=node.fw)  # not kept: not on probation
-    try:
-        inst = up.begin(cmd, node.local.update_key)
-    except update.UpdateError as e:
-        node._ack(ident, "cmd", "rejected", str(e))
-        return
-    node._ack(ident, "cmd", "accepted")
-    try:
-        for attempt in range(3):
-            try:
-                await httpget.get(cmd["url"], inst.feed, inst.got, cmd["size"])
-                break
-            except OSError as e:
-                if attempt == 2:
-                    why = "url: download failed at %d: %s" % (inst.got, e)
-                    raise update.UpdateError(why) from None
-        inst.finish()
-    except Exception as e:
-        inst.abort()
-        reason = str(e) if isinstance(e, update.UpdateError) else "update: %r" % e
-        node._alarm("updateFailed", True, reason)
-        node._ack(ident, "cmd", "failed", reason)
-        return
-    node._ack(ident, "cmd", "applied")
-    await node._flush()
-    node.stop("reboot")  # boot swaps the staged version in, on probation
-
-
-class _Null:
-    def write(self, s):
-        pass
