@@ -108,11 +108,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def _after_ingest(state: AppState, s: Sorted) -> None:
-    """Runs in the ingest thread after each committed batch."""
-    if not (s.acks or s.states or s.events or s.batches):
-        return
+    """Runs in the ingest thread after each committed batch; the registry is touched only when
+    something changes (acks, states, events, a node not yet known to be online)."""
+    heard = state.heard
+    if not (s.acks or s.states or s.events):
+        now = time.time()
+        with heard.lock:
+            new = any(heard.needs_lookup((b.pole, b.node), now) for b in s.batches)
+        if not new:
+            with heard.lock:
+                for b in s.batches:
+                    heard.last_seen[(b.pole, b.node)] = now
+            return
     with state.registry.session() as db:
-        fleet.apply_ingest(db, s)
+        fleet.apply_ingest(db, s, heard)
 
 
 def _resend_pending_configs(state: AppState) -> None:
@@ -135,7 +144,7 @@ async def _fleet_loop(state: AppState, period_s: float = 2.0) -> None:
         with state.registry.session() as db:
             for c in db.scalars(select(Campaign).where(Campaign.state == "running")):
                 fleet.campaign_tick(db, c, now)
-            fleet.mark_silent_nodes(db, now, state.settings.offline_after_periods)
+            fleet.mark_silent_nodes(db, now, state.settings.offline_after_periods, state.heard)
             box: list[Any] = db.info.pop("outbox", [])
         return box
 

@@ -39,8 +39,8 @@ class Settings(BaseSettings):
     # Ingest
     # Messages per transaction. Keep it under the broker's max_inflight_messages (1000 in the
     # generated config): the broker sends no more unacknowledged messages than that.
-    ingest_batch_max: int = Field(500, ge=1, le=100_000)
-    ingest_flush_ms: int = Field(50, ge=1, le=10_000)
+    ingest_batch_max: int = Field(900, ge=1, le=100_000)
+    ingest_flush_ms: int = Field(20, ge=1, le=10_000)
     dead_letter_max: int = Field(1000, ge=10, le=1_000_000)
 
     # Registry (SQLAlchemy URL); default: sqlite:///<data_dir>/registry.db

@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
 from controller.dispatch import Dispatcher
+from controller.fleet import Heard
 from controller.ingest.worker import IngestWorker
 from controller.metrics import Metrics
 from controller.mqtt_sync import BrokerAccounts
@@ -31,6 +32,7 @@ class AppState:
     accounts: BrokerAccounts
     dispatcher: Dispatcher | None = None
     ingest: IngestWorker | None = None
+    heard: Heard = field(default_factory=Heard)
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

@@ -100,8 +100,21 @@ if _CACHE_ALL:  # CPython's json takes NaN and Infinity, which are not JSON: ref
     def _no_constant(name):
         raise ValueError(name + " is not JSON")
 
-    def _loads(text):
+    def _std_loads(text):
         return json.loads(text, parse_constant=_no_constant)
+
+    try:  # ~5x faster than json on the controller's ingest path; not on MicroPython
+        from orjson import loads as _orjson_loads
+    except ImportError:
+        _orjson_loads = None
+
+    def _loads(text):
+        if _orjson_loads is not None:
+            try:
+                return _orjson_loads(text)
+            except ValueError:  # strict JSON only, 64-bit integers: json gives the verdict
+                pass
+        return _std_loads(text)
 
 else:
     _loads = json.loads
