@@ -53,6 +53,15 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--duration", type=float, default=None, help="simulated seconds to run")
     ap.add_argument("--traffic", type=float, default=None, help="multiply the number of trips")
     ap.add_argument("--json", type=Path, default=None, help="also write the report as JSON here")
+    ap.add_argument(
+        "--html", type=Path, default=None, help="also write the report with its chart (HTML)"
+    )
+    ap.add_argument(
+        "--flash-dir",
+        type=Path,
+        default=None,
+        help="give each node a flash directory here (buffer, config, firmware updates)",
+    )
     return ap.parse_args(argv)
 
 
@@ -92,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
         sensors=tuple(s for s in a.sensors.split(",") if s),
         presence_level=float(body.get("presence", {}).get("level", 1.0)),
         log=log,
+        flash_dir=a.flash_dir,
+        service_level=sc.service_level,
+        service_target=sc.service_target,
     )
     duration = a.duration if a.duration is not None else sc.duration_s
 
@@ -106,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     print(report.text(street), flush=True)
     if a.json:
         a.json.write_text(json.dumps(report.data(street), indent=1, default=str))
+    if a.html:
+        a.html.write_text(report.html(street))
+        log(f"report with chart: {a.html}")
     return 0
 
 

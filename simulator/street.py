@@ -1,17 +1,31 @@
 """The virtual poles: the firmware's own ``spnode.app.Node`` on a simulated board per pole, all
-in one asyncio loop with one shared ``ScaledClock``, each with its own MQTT connection and
-credentials. A ticker advances the world to the clock and drives the boards: PIR pulses where
-people walk, PM and climate into the byte-exact SPS30 and BME280 models, the lamp's current
-sense, and the scripted faults. It also keeps the score for the report::
+in one asyncio loop, each with its own MQTT connection and credentials. One ticker owns time
+(``StreetClock``): it advances the street in control steps of 100 simulated ms, and at each
+step moves the world (PIR pulses where people walk, PM and climate into the byte-exact SPS30 and
+BME280 models, the lamp's current sense, the scripted faults) and then runs every node's
+``control_step`` -- the firmware's own control cycle, driven by one shared timer instead of one
+asyncio sleep per node (the nodes' other tasks run as in the firmware, sleeping through the
+clock's ``sleep_ms``). World and lights thus move in lockstep whatever the speed; when the
+machine cannot keep up, simulated time runs slower and the lag shows in ``tick_lag_p99_ms``.
+It also keeps the score for the report::
 
     street = Street(layout, world, "mqtt://127.0.0.1:1883", creds, speed=60, faults=faults)
     await street.run(sim_seconds=3600)        # or street.stop() from anywhere (thread-safe)
-    street.report()
+    street.totals()
+
+A pole with a flash directory (``flash_dir``) keeps its buffer and config there and runs the
+firmware's updater on it: an update command downloads, verifies and stages the SPA1 archive into
+``<flash>/<pole>/app.new``; the node reboots (a new ``Node`` on the same board), the updater's
+boot step swaps it in on probation, and the new version is what the node reports. CPython cannot
+swap the running code: a boot "imports" the app by compiling its ``.py`` files, and one that does
+not compile is a crash at boot, which the updater answers with a rollback after its trial boots.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import random
 import socket
 import time
 from dataclasses import dataclass, field
@@ -23,16 +37,80 @@ from simulator.layout import Layout, Pole
 from simulator.provision import RATED_W, Credentials
 from simulator.scenario import Fault
 from simulator.world import Event, World
-from spnode import boarddef
+from spnode import VERSION, boarddef
+from spnode import app as _app
+from spnode import health as _health
 from spnode.app import Node
 from spnode.board.sim import SimBoard
-from spnode.clock import ScaledClock
 from spnode.sim.devices import Bme280Device, LampModel, Sps30Device
+from spnode.update import Updater
 
 BOARD = Path(__file__).resolve().parent.parent / "hardware" / "boards" / "sim.json"
 SENSORS = ("pir", "pm", "climate")
-TICK_S = 0.05  # real seconds between world ticks
+STEP_MS = 100  # the firmware's control period (spnode.app.CONTROL_MS)
+MIN_TICK_S = 0.02  # real seconds the ticker sleeps at least between rounds
+MAX_WORK_S = 0.1  # real seconds of stepping before the ticker lets the network run
 ENV_EVERY_S = 60.0  # simulated seconds between environment updates of a pole
+SAMPLE_S = 60.0  # simulated seconds per point of the report's chart
+CRASH_MS = 3000  # simulated time a crashing boot takes before the next one
+SERVED = ("pedestrian", "cyclist")  # whose passes count for the service level
+
+
+class _Gc:
+    """``gc`` as the firmware sees it in the simulator. On the ESP32 a full collection after
+    each report keeps MicroPython's small heap unfragmented; in one CPython process holding
+    thousands of nodes each call walks every node's objects (8 ms at 50 poles, most of the
+    run's time), and CPython collects on its own, so here it does nothing."""
+
+    @staticmethod
+    def collect() -> None:
+        return None
+
+
+_app.gc = _Gc
+_health.gc = _Gc
+
+
+class StreetClock:
+    """Simulated time, shared by the street: the ticker sets ``t``; nodes read it through their
+    own ``NodeClock`` (which may be skewed). Sleeps are real time divided by the speed."""
+
+    def __init__(self, speed: float, start: float) -> None:
+        self.speed = speed
+        self.t0 = start
+        self.ms = 0  # simulated ms since the start (integer: no float drift over a night)
+        self.t = start
+        self.valid = True
+        self.synced = True
+
+    def ticks_ms(self) -> int:
+        return self.ms
+
+    def now(self) -> float:
+        return self.t
+
+    def sleep_ms(self, ms: float) -> Any:
+        return asyncio.sleep(ms / self.speed / 1000)
+
+
+class NodeClock:
+    """One node's view of the street clock (the interface of ``spnode.clock``): wall time may
+    be off by ``skew`` seconds (a clock-skew fault); ticks are the street's."""
+
+    def __init__(self, base: StreetClock) -> None:
+        self.base = base
+        self.skew = 0.0
+        self.valid = True
+        self.synced = True
+
+    def ticks_ms(self) -> int:
+        return self.base.ms
+
+    def now(self) -> float:
+        return self.base.t + self.skew
+
+    def sleep_ms(self, ms: float) -> Any:
+        return asyncio.sleep(ms / self.base.speed / 1000)
 
 
 @dataclass
@@ -40,20 +118,36 @@ class PoleStats:
     presence_events: int = 0  # own detections the node announced
     neighbour_wakes: int = 0  # neighbours' presence messages that reached it
     passes: int = 0  # people who came within PIR range
-    reaches_dark: int = 0  # people who passed it while the sun was down
-    walked_in_dark: int = 0  # ... and found the light below the presence level
+    reaches_dark: int = 0  # pedestrians and cyclists who passed it while the sun was down
+    walked_in_dark: int = 0  # ... and found the light below the target level
     worst_level: float = 1.0  # the lowest light a passer-by found in the dark
+    worst_wait_s: float = 0.0  # the longest someone waited for the target level
     energy_wh: float = 0.0
     baseline_wh: float = 0.0
+    batches: int = 0  # measurement batches the node made
+    meas_publishes: int = 0  # publishes of batches (more than batches: resends)
+    acks_lost: int = 0  # PUBACKs the simulated network dropped (each one a resend)
+    boots: int = 1
+    crashes: int = 0  # boots that failed before the node ran (a bad app)
+    dropped: int = 0  # buffer overflows, lost messages and connects of earlier boots
+    lost: int = 0
+    connects: int = 0
+    power_lost: int = 0  # batches in a RAM buffer when the power went
     faults: list[str] = field(default_factory=list)
 
 
 class SimNode(Node):  # type: ignore[misc]  # the firmware is untyped (MicroPython)
-    """The firmware's Node, counting what the report needs; behaviour unchanged."""
+    """The firmware's Node, counting what the report needs; behaviour unchanged except that
+    the street's ticker calls ``control_step`` (the same method the firmware's control task
+    calls every 100 ms) instead of a task per node."""
 
-    def __init__(self, *args: Any, stats: PoleStats, **kw: Any) -> None:
-        self.stats = stats
+    def __init__(self, *args: Any, vp: VirtualPole, **kw: Any) -> None:
+        self.vp = vp
+        self.stats = vp.stats
         super().__init__(*args, **kw)
+
+    async def _control(self) -> None:
+        return None  # driven by Street._step
 
     def _presence(self) -> None:
         self.stats.presence_events += 1
@@ -64,6 +158,16 @@ class SimNode(Node):  # type: ignore[misc]  # the firmware is untyped (MicroPyth
             self.stats.neighbour_wakes += 1
         super()._on_message(topic, payload, retained)
 
+    def report(self) -> Any:
+        data = super().report()
+        if data is not None:
+            self.stats.batches += 1
+            if self.vp.record is not None:
+                msg = json.loads(data)
+                keys = [(r.get("src", ""), r["q"], r["ts"]) for r in msg["readings"]]
+                self.vp.record.append((msg["boot"], msg["seq"], keys))
+        return data
+
 
 class VirtualPole:
     def __init__(
@@ -71,12 +175,23 @@ class VirtualPole:
         pole: Pole,
         bdef: dict[str, Any],
         local: dict[str, Any],
-        clock: ScaledClock,
+        clock: StreetClock,
         sensors: tuple[str, ...],
         keepalive: int,
+        flash: Path | None = None,
+        record: bool = False,
     ) -> None:
         self.pole = pole
         self.stats = PoleStats()
+        self.bdef = bdef
+        self.local = local
+        self.keepalive = keepalive
+        self.clock = NodeClock(clock)
+        self.flash = flash
+        self.record: list[tuple[int, int, list[tuple[str, str, int]]]] | None = (
+            [] if record else None
+        )  # with record: every batch made (boot, seq, readings' (src, q, ts)) ...
+        self.acked: set[tuple[int, int]] = set()  # ... and those the broker acknowledged
         self.board = SimBoard(bdef)
         b = self.board
         self.pm = b.i2c("main").attach(0x69, Sps30Device()) if "pm" in sensors else None
@@ -91,22 +206,176 @@ class VirtualPole:
         )
         b.adc(lamp["current_adc"]).source = self.lamp_model.mv
         self.pir = b.pin("pir")
-        self.pir_mode = ""  # "", "dead" or "stuck"
+        self.pir_mode = ""  # "", "dead", "stuck" or "noisy"
         self.pir_last = -1e18
+        self.env_mode: dict[str, str] = {}  # "pm"/"climate" -> "noisy"
         self.saved_port: int | None = None
         self.env_at = -1e18
-        self.node = SimNode(b, local, clock=clock, keepalive=keepalive, stats=self.stats)
-        self.energy0 = 0.0
+        self.net_loss = 0.0  # share of PUBACKs to this node the network drops
+        self.net_delay_ms = 0.0  # real ms every packet to this node is held back
+        self.bad_image = False  # the next staged app gets corrupted on flash
+        self.rng = random.Random(hash(pole.id) & 0xFFFF)
+        self.up = False  # a Node is running
+        self.stopping = False
+        self.powered = asyncio.Event()
+        self.powered.set()
+        self.cut = asyncio.Event()
+        self.waits: list[float] = []  # reach times of passers-by still waiting for light
+        if flash is not None:
+            _flash_init(flash)
+        self.node: SimNode = self._boot()  # the first boot always works (a good app)
+        self.up = True
+
+    # ---- boots -------------------------------------------------------------------------------
+    def _boot(self) -> SimNode:
+        kw: dict[str, Any] = {"boot": self.stats.boots}
+        if self.flash is not None:
+            root = str(self.flash)
+            mode = Updater(root, version=VERSION).boot()
+            up = Updater(root, version=VERSION)
+            if mode == "trial" and not _app_ok(self.flash / "app"):
+                raise _Crash(f"app {up.version} does not import")
+            kw = {
+                "data_dir": str(self.flash / "data"),
+                "updater": up,
+                "boot_mode": mode,
+                "fw_version": up.version,
+            }
+        node = SimNode(
+            self.board, self.local, clock=self.clock, keepalive=self.keepalive, vp=self, **kw
+        )
+        self._wire(node)
+        return node
+
+    def _wire(self, node: SimNode) -> None:
+        """The simulated network between this node and the broker (faults ``net``)."""
+        client = node.client
+        read, publish = client._read_packet, client.publish
+        vp = self
+
+        async def read_packet() -> Any:
+            pkt = await read()
+            if vp.net_delay_ms:
+                await asyncio.sleep(vp.net_delay_ms / 1000)
+            if pkt[0] == 4 and vp.net_loss and vp.rng.random() < vp.net_loss:  # PUBACK lost
+                vp.stats.acks_lost += 1
+                return 0, 0, b""  # what the client does with a packet it skips
+            return pkt
+
+        async def counted(topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> Any:
+            if topic != node.t_meas:
+                return await publish(topic, payload, qos, retain)
+            vp.stats.meas_publishes += 1
+            ok = await publish(topic, payload, qos, retain)
+            if ok and vp.record is not None:
+                msg = json.loads(payload)
+                vp.acked.add((msg["boot"], msg["seq"]))
+            return ok
+
+        client._read_packet = read_packet
+        client.publish = counted
+
+    async def life(self, log: Any) -> None:
+        """Run the node; on a reboot (command, update, power back) boot it again."""
+        while True:
+            node = self.node
+            node.start()
+            self.up = True
+            stopped = asyncio.ensure_future(node._stop.wait())
+            cut = asyncio.ensure_future(self.cut.wait())
+            await asyncio.wait({stopped, cut}, return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            cut.cancel()
+            self.up = False
+            self.account_energy()
+            if self.cut.is_set():  # power cut: no DISCONNECT, the broker sends the last will
+                writer = node.client._writer
+                node.client._writer = None
+                if writer is not None:
+                    writer.transport.abort()
+                self.board.pwm(self.bdef["lamp"]["pwm"]).duty_u16(0)
+            try:
+                await asyncio.wait_for(node.shutdown(), 5)
+            except Exception as e:  # one stuck connection must not hold up the others
+                log(f"{self.pole.id}: shutdown: {e!r}")
+            if self.stopping or node.exit_reason == "stop":
+                return
+            st = self.stats
+            st.dropped += node.buffer.dropped
+            st.lost += node.lost
+            st.connects += node.client.connects
+            if self.cut.is_set():
+                if self.flash is None:
+                    st.power_lost += len(node.buffer)  # a RAM buffer does not survive
+                await self.powered.wait()
+                self.cut.clear()
+                if self.stopping:
+                    return
+            if self.bad_image and self.flash is not None:
+                _corrupt(self.flash / "app.new")
+            while True:
+                self.stats.boots += 1
+                try:
+                    self.node = self._boot()
+                    break
+                except _Crash as e:
+                    self.stats.crashes += 1
+                    log(f"{self.pole.id}: boot {self.stats.boots} crashed: {e}")
+                    await self.clock.sleep_ms(CRASH_MS)
+                    if self.stopping:
+                        return
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.node.stop("stop")
+        self.powered.set()
+
+    def account_energy(self) -> None:
+        lamp = self.node.lamp
+        if lamp is not None:
+            ms = self.clock.ticks_ms()
+            self.stats.energy_wh += lamp.energy_wh(ms) - self.energy_mark
+            self.energy_mark = lamp.energy_wh(ms)
+
+    energy_mark = 0.0
 
     def pulse(self) -> None:
         self.pir.set(1)
         self.pir.set(0)
 
     def light(self) -> float:
-        """The light actually on the street (a failed lamp gives none)."""
-        if self.lamp_model.broken or self.node.lamp is None:
+        """The light actually on the street (a failed lamp or a dead node gives none)."""
+        if self.lamp_model.broken or not self.up or self.node.lamp is None:
             return 0.0
         return float(self.node.lamp.level)
+
+
+class _Crash(Exception):
+    pass
+
+
+def _flash_init(flash: Path) -> None:
+    app = flash / "app" / "spnode"
+    if not app.exists():
+        app.mkdir(parents=True)
+        (app / "__init__.py").write_text(f'VERSION = "{VERSION}"\n')
+    (flash / "data").mkdir(exist_ok=True)
+
+
+def _app_ok(app: Path) -> bool:
+    """What importing the app would find: every .py file compiles."""
+    try:
+        for f in sorted(app.rglob("*.py")):
+            compile(f.read_bytes(), str(f), "exec")
+    except (SyntaxError, ValueError, OSError):
+        return False
+    return True
+
+
+def _corrupt(staged: Path) -> None:
+    """A flash write gone wrong after the download was verified: the files read back as junk."""
+    for f in sorted(staged.rglob("*.py")):
+        f.write_bytes(b"\xff\xfe\x00 not python (corrupted on flash)\n")
 
 
 def _dead_port() -> int:
@@ -115,6 +384,19 @@ def _dead_port() -> int:
     port: int = s.getsockname()[1]
     s.close()  # nothing listens there: connecting is refused at once
     return port
+
+
+@dataclass
+class Sample:
+    """One point of the report's chart: the street over ``SAMPLE_S`` simulated seconds."""
+
+    t: float
+    dark: bool
+    level: float  # mean light of the street
+    level_min: float
+    people: int  # people within PIR range of some pole at the sample time
+    presence: int  # presence events the nodes announced during the sample
+    wakes: int  # neighbour wakes during the sample
 
 
 class Street:
@@ -130,6 +412,10 @@ class Street:
         presence_level: float = 1.0,
         keepalive: int = 30,
         log: Any = None,
+        flash_dir: Path | None = None,
+        record: bool = False,
+        service_level: float | None = None,
+        service_target: float = 0.95,
     ) -> None:
         self.layout = layout
         self.world = world
@@ -139,18 +425,27 @@ class Street:
         self.faults = list(faults or [])
         self.sensors = sensors
         self.presence_level = presence_level
+        self.target_level = presence_level if service_level is None else service_level
+        self.service_target = service_target
         self.keepalive = keepalive
         self.log = log or (lambda msg: None)
-        self.clock = ScaledClock(speed, start=world.t)
+        self.flash_dir = flash_dir
+        self.record = record
+        self.clock = StreetClock(speed, world.t)
         self.poles: list[VirtualPole] = []
         self.lag_ms: list[float] = []
         self.fault_log: list[tuple[float, str]] = []
+        self.samples: list[Sample] = []
         self.started_real = 0.0
         self.t0 = world.t
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._restore: list[tuple[float, Fault]] = []
         self._dead_port = _dead_port()
+        self._waiting: set[int] = set()  # poles with passers-by waiting for light
+        self._noise = random.Random(world.rng.random())
+        self._sample_at = world.t
+        self._sample_marks = (0, 0)
 
     # ---- lifecycle ---------------------------------------------------------------------------
     def _local(self, p: Pole) -> dict[str, Any]:
@@ -174,17 +469,28 @@ class Street:
         if self._loop is not None and self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
 
+    def pole(self, pid: str) -> VirtualPole:
+        return next(vp for vp in self.poles if vp.pole.id == pid)
+
     async def run(self, sim_seconds: float | None = None) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         bdef = boarddef.load(str(BOARD))
         for p in self.layout.poles:
-            self.poles.append(
-                VirtualPole(p, bdef, self._local(p), self.clock, self.sensors, self.keepalive)
+            flash = self.flash_dir / p.id if self.flash_dir is not None else None
+            vp = VirtualPole(
+                p,
+                bdef,
+                self._local(p),
+                self.clock,
+                self.sensors,
+                self.keepalive,
+                flash,
+                self.record,
             )
-        for vp in self.poles:
-            vp.energy0 = vp.node.lamp.energy_wh(self.clock.ticks_ms())
-            vp.node.start()
+            vp.energy_mark = vp.node.lamp.energy_wh(self.clock.ticks_ms())
+            self.poles.append(vp)
+        lives = [asyncio.create_task(vp.life(self.log)) for vp in self.poles]
         self.started_real = time.monotonic()
         ticker = asyncio.create_task(self._ticker(sim_seconds))
         stopped = asyncio.create_task(self._stop.wait())
@@ -196,78 +502,153 @@ class Street:
         finally:
             ticker.cancel()
             stopped.cancel()
-            ms = self.clock.ticks_ms()
+            self._finish_waits()
             for vp in self.poles:
-                vp.stats.energy_wh = vp.node.lamp.energy_wh(ms) - vp.energy0
-            await asyncio.gather(*(self._shutdown(vp) for vp in self.poles))
+                if vp.up:
+                    vp.account_energy()
+                vp.stop()
+            _, pending = await asyncio.wait(lives, timeout=10)
+            for t in pending:
+                t.cancel()
 
-    async def _shutdown(self, vp: VirtualPole) -> None:
-        vp.node.stop()
-        try:
-            await asyncio.wait_for(vp.node.shutdown(), 5)
-        except Exception as e:  # one stuck connection must not hold up the report
-            self.log(f"{vp.pole.id}: shutdown: {e!r}")
-
-    # ---- the world drives the boards ---------------------------------------------------------
+    # ---- the world drives the boards, the ticker drives the control loops ----------------------
     async def _ticker(self, sim_seconds: float | None) -> None:
         loop = asyncio.get_running_loop()
-        world, clock = self.world, self.clock
-        rated = RATED_W
-        due = loop.time()
+        clock, speed = self.clock, self.speed
+        real0 = loop.time()
+        end = None if sim_seconds is None else int(sim_seconds * 1000)
         while True:
-            due += TICK_S
-            await asyncio.sleep(max(0.0, due - loop.time()))
-            late = loop.time() - due
-            self.lag_ms.append(max(0.0, late * 1000))
-            if late > TICK_S:
-                due = loop.time()  # behind: measure each tick's own lateness, not the backlog
-            now = clock.now()
-            end = None if sim_seconds is None else self.t0 + sim_seconds
+            next_real = real0 + (clock.ms + STEP_MS) / 1000 / speed
+            await asyncio.sleep(max(MIN_TICK_S, next_real - loop.time()))
+            now = loop.time()
+            target = int((now - real0) * speed * 1000)
             if end is not None:
-                now = min(now, end)
-            before = world.t
-            events = world.advance_to(now)
-            dt = world.t - before
-            if dt > 0 and world.dark(world.t):
-                for vp in self.poles:
-                    vp.stats.baseline_wh += rated * dt / 3600.0
-            for ev in events:
-                self._apply(ev)
-            self._faults(world.t)
-            self._env(world.t)
-            if end is not None and world.t + 1e-9 >= end - 0.5:
+                target = min(target, end)
+            until = now + MAX_WORK_S
+            first = True
+            while clock.ms + STEP_MS <= target:
+                ms = clock.ms + STEP_MS
+                if first:
+                    due = real0 + ms / 1000 / speed
+                    self.lag_ms.append(max(0.0, loop.time() - due) * 1000)
+                    first = False
+                self._step(ms)
+                if loop.time() > until:
+                    break
+            if end is not None and clock.ms + STEP_MS > end:
                 assert self._stop is not None
                 self._stop.set()
                 return
+
+    def _step(self, ms: int) -> None:
+        """One control period of the whole street: world, faults, environment, control."""
+        world = self.world
+        before = world.t
+        clock = self.clock
+        clock.ms = ms
+        t = clock.t = clock.t0 + ms / 1000
+        events = world.advance_to(t)
+        dt = world.t - before
+        if dt > 0 and world.dark(world.t):
+            wh = RATED_W * dt / 3600.0
+            for vp in self.poles:
+                vp.stats.baseline_wh += wh
+        for ev in events:
+            self._apply(ev)
+        self._faults(t)
+        self._env(t)
+        for vp in self.poles:
+            if vp.up:
+                try:
+                    vp.node.control_step()
+                except Exception as e:  # as the firmware's control task: keep going
+                    print("control:", repr(e))
+        if self._waiting:
+            self._check_waits(t)
+        if t - self._sample_at >= SAMPLE_S:
+            self._sample(t)
 
     def _apply(self, ev: Event) -> None:
         vp = self.poles[ev.pole]
         st = vp.stats
         if ev.kind == "motion":
-            if not vp.pir_mode:
+            if vp.pir_mode not in ("dead", "stuck"):
                 vp.pulse()
         elif ev.kind == "enter":
             st.passes += 1
-        elif ev.kind == "reach" and self.world.dark(ev.t):
+        elif (
+            ev.kind == "reach"
+            and self.world.dark(ev.t)
+            and self.world.kind_of.get(ev.walker) in SERVED
+        ):
             st.reaches_dark += 1
             level = vp.light()
             st.worst_level = min(st.worst_level, level)
-            if level < self.presence_level - 0.01:
+            if level < self.target_level - 0.01:
                 st.walked_in_dark += 1
+                vp.waits.append(ev.t)
+                self._waiting.add(ev.pole)
+
+    def _check_waits(self, t: float) -> None:
+        for i in list(self._waiting):
+            vp = self.poles[i]
+            if vp.light() >= self.target_level - 0.01:
+                for t0 in vp.waits:
+                    vp.stats.worst_wait_s = max(vp.stats.worst_wait_s, t - t0)
+                vp.waits.clear()
+                self._waiting.discard(i)
+
+    def _finish_waits(self) -> None:
+        """Whoever is still waiting at the end waited until the end."""
+        for i in self._waiting:
+            vp = self.poles[i]
+            for t0 in vp.waits:
+                vp.stats.worst_wait_s = max(vp.stats.worst_wait_s, self.clock.t - t0)
+
+    def _sample(self, t: float) -> None:
+        levels = [vp.light() for vp in self.poles]
+        pres = sum(vp.stats.presence_events for vp in self.poles)
+        wakes = sum(vp.stats.neighbour_wakes for vp in self.poles)
+        p0, w0 = self._sample_marks
+        self._sample_marks = (pres, wakes)
+        self.samples.append(
+            Sample(
+                round(t, 1),
+                self.world.dark(t),
+                round(sum(levels) / len(levels), 4) if levels else 0.0,
+                round(min(levels), 3) if levels else 0.0,
+                sum(1 for n in self.world.occupancy if n),
+                pres - p0,
+                wakes - w0,
+            )
+        )
+        self._sample_at = t
 
     def _env(self, t: float) -> None:
+        rng = self._noise
         for i, vp in enumerate(self.poles):
             if vp.pir_mode == "stuck" and t - vp.pir_last >= 2.0:
                 vp.pir_last = t
                 vp.pulse()  # a PIR stuck triggering: the light never dims
+            elif vp.pir_mode == "noisy" and t - vp.pir_last >= 1.0:
+                vp.pir_last = t
+                if rng.random() < 0.05:
+                    vp.pulse()  # false triggers (insects, heat from a passing car)
             if t - vp.env_at < ENV_EVERY_S:
                 continue
-            vp.env_at = t + (i % 7)  # staggered, so the updates spread over ticks
+            vp.env_at = t + (i % 7)  # staggered, so the updates spread over steps
             e = self.world.env(i, t)
-            if vp.pm is not None and vp.pm.fault is None:
-                vp.pm.set_pm(e.pm25 * 0.7, e.pm25, e.pm10 * 0.85, e.pm10)
-            if vp.bme is not None and vp.bme.fault is None:
-                vp.bme.set_env(e.temp_c, 1013.0, e.rh)
+            pm25, pm10, temp, rh = e.pm25, e.pm10, e.temp_c, e.rh
+            if vp.env_mode.get("pm") == "noisy":
+                pm25 = max(0.0, pm25 * (1 + rng.gauss(0, 0.5)))
+                pm10 = max(pm25, pm10 * (1 + rng.gauss(0, 0.5)))
+            if vp.env_mode.get("climate") == "noisy":
+                temp += rng.gauss(0, 3.0)
+                rh = min(100.0, max(0.0, rh + rng.gauss(0, 10.0)))
+            if vp.pm is not None and vp.pm.fault in (None, "crc", "truncate"):
+                vp.pm.set_pm(pm25 * 0.7, pm25, pm10 * 0.85, pm10)
+            if vp.bme is not None and vp.bme.fault in (None, "crc", "truncate"):
+                vp.bme.set_env(temp, 1013.0, rh)
 
     # ---- faults ------------------------------------------------------------------------------
     def _faults(self, t: float) -> None:
@@ -283,13 +664,20 @@ class Street:
             self._inject(f, False)
 
     def _inject(self, f: Fault, on: bool) -> None:
-        vp = self.poles[f.pole]
+        targets = self.poles if f.kind == "outage" else [self.poles[f.pole]]
         what = f.kind + (f" {f.sensor} {f.mode}" if f.kind == "sensor" else "")
-        self.fault_log.append((self.world.t, f"{vp.pole.id}: {what} {'on' if on else 'off'}"))
-        self.log(f"fault {'on ' if on else 'off'} {vp.pole.id}: {what}")
-        if on:
-            vp.stats.faults.append(what)
-        if f.kind == "offline":
+        if f.kind in ("skew", "net"):
+            what += f" {f.value:g}" + ("" if f.kind == "skew" else f" {f.mode}")
+        where = "street" if f.kind == "outage" else targets[0].pole.id
+        self.fault_log.append((self.world.t, f"{where}: {what} {'on' if on else 'off'}"))
+        self.log(f"fault {'on ' if on else 'off'} {where}: {what}")
+        for vp in targets:
+            if on:
+                vp.stats.faults.append(what)
+            self._inject_one(vp, f, on)
+
+    def _inject_one(self, vp: VirtualPole, f: Fault, on: bool) -> None:
+        if f.kind in ("offline", "outage"):
             client = vp.node.client
             if on:
                 vp.saved_port = client.port
@@ -301,13 +689,34 @@ class Street:
                 client.port = vp.saved_port
         elif f.kind == "lamp":
             vp.lamp_model.broken = on
+        elif f.kind == "power":
+            if on:
+                vp.powered.clear()
+                vp.cut.set()
+            else:
+                vp.powered.set()
+        elif f.kind == "skew":
+            vp.clock.skew = f.value if on else 0.0
+        elif f.kind == "net":
+            if f.mode == "delay":
+                vp.net_delay_ms = f.value if on else 0.0
+            else:
+                vp.net_loss = f.value if on else 0.0
+        elif f.kind == "bad_image":
+            vp.bad_image = on
         elif f.kind == "sensor":
             if f.sensor == "pir":
                 vp.pir_mode = f.mode if on else ""
-            else:
-                dev = vp.pm if f.sensor == "pm" else vp.bme
-                if dev is not None:
-                    dev.fault = ("silent" if f.mode == "dead" else "stuck") if on else None
+                return
+            dev = vp.pm if f.sensor == "pm" else vp.bme
+            if f.mode == "noisy":
+                if on:
+                    vp.env_mode[f.sensor] = "noisy"
+                else:
+                    vp.env_mode.pop(f.sensor, None)
+            elif dev is not None:
+                mode = {"dead": "silent"}.get(f.mode, f.mode)
+                dev.fault = mode if on else None
 
     # ---- the score ---------------------------------------------------------------------------
     def totals(self) -> dict[str, Any]:
@@ -317,24 +726,35 @@ class Street:
         base = sum(x.baseline_wh for x in s)
         dark = sum(x.reaches_dark for x in s)
         lag = sorted(self.lag_ms)
+        real = time.monotonic() - self.started_real
+        sim = self.clock.t - self.t0
+        sl = round(1 - sum(x.walked_in_dark for x in s) / dark, 4) if dark else None
         return {
             "poles": len(self.poles),
-            "sim_s": round(self.world.t - self.t0, 1),
-            "real_s": round(time.monotonic() - self.started_real, 1),
+            "sim_s": round(sim, 1),
+            "real_s": round(real, 1),
+            "speed": round(sim / real, 1) if real > 0 else None,
             "trips": self.world.trips,
-            "batches": sum(n.seq for n in nodes),
+            "batches": sum(x.batches for x in s),
+            "meas_publishes": sum(x.meas_publishes for x in s),
+            "acks_lost": sum(x.acks_lost for x in s),
             "buffered": sum(len(n.buffer) for n in nodes),
-            "dropped": sum(n.buffer.dropped for n in nodes),
-            "lost": sum(n.lost for n in nodes),
-            "connects": sum(n.client.connects for n in nodes),
+            "dropped": sum(n.buffer.dropped for n in nodes) + sum(x.dropped for x in s),
+            "lost": sum(n.lost for n in nodes) + sum(x.lost for x in s),
+            "power_lost": sum(x.power_lost for x in s),
+            "connects": sum(n.client.connects for n in nodes) + sum(x.connects for x in s),
+            "boots": sum(x.boots for x in s),
+            "crashes": sum(x.crashes for x in s),
             "presence_events": sum(x.presence_events for x in s),
             "neighbour_wakes": sum(x.neighbour_wakes for x in s),
             "passes": sum(x.passes for x in s),
             "reaches_dark": dark,
             "walked_in_dark": sum(x.walked_in_dark for x in s),
-            "service_level": round(1 - sum(x.walked_in_dark for x in s) / dark, 4)
-            if dark
-            else None,
+            "target_level": self.target_level,
+            "service_level": sl,
+            "service_target": self.service_target,
+            "service_ok": None if sl is None else sl >= self.service_target,
+            "worst_wait_s": round(max((x.worst_wait_s for x in s), default=0.0), 1),
             "energy_wh": round(energy, 2),
             "baseline_wh": round(base, 2),
             "saving_pct": round(100 * (1 - energy / base), 1) if base > 0 else None,

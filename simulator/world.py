@@ -85,6 +85,7 @@ class World:
         self.walkers: list[Walker] = []
         self.next_id = 1
         self.trips = 0
+        self.kind_of: dict[int, str] = {}  # walker id -> kind (for the report's service level)
         self.occupancy = [0] * len(layout.poles)
         self._last_motion = [-1e18] * len(layout.poles)
         self._cell = PIR_RANGE_M * 2
@@ -140,6 +141,7 @@ class World:
         speed = max(0.5, rng.gauss(mean, spread))
         trip = rng.uniform(150, 1200) if kind == "pedestrian" else rng.uniform(400, 3000)
         self.walkers.append(Walker(self.next_id, kind, speed, a, b, 0.0, trip))
+        self.kind_of[self.next_id] = kind
         self.next_id += 1
         self.trips += 1
 
