@@ -2,8 +2,10 @@
 
 Starts mosquitto with per-node accounts (password and ACL files kept by the controller, which
 signals the broker through its pid file), then the controller; creates a first admin account
-when there is none and prints its login; stops both on Ctrl-C. The simulated street joins when
-the simulator lands.
+when there is none and prints its login; then a simulated street (``python -m simulator``:
+``SIM_POLES`` poles, default 20, of the Rotterdam-Zuid sample at ``SIM_SPEED``, default 1,
+provisioned through the API with a token for the admin account; ``SIM_POLES=0`` for none). Stops
+everything on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import httpx
 
 from controller.broker import Broker, BrokerConfig
 from controller.mqtt_auth import MqttAccounts, hash_password
-from controller.registry.accounts import create_user, has_admin
+from controller.registry.accounts import create_token, create_user, has_admin
 from controller.registry.db import Registry
 
 
@@ -61,6 +63,13 @@ def main() -> int:
         pw = secrets.token_urlsafe(12)
         create_user(reg, "admin", pw, "admin")
         login = f"admin / {pw}"
+    sim_poles = int(os.environ.get("SIM_POLES", "20"))
+    sim_token = ""
+    if sim_poles > 0:
+        try:
+            sim_token = create_token(reg, "admin", "simulator", days=1)
+        except Exception as e:  # no account called admin (renamed): run without a street
+            print(f"no simulated street: {e}", file=sys.stderr)
     reg.close()
     env = dict(
         os.environ,
@@ -77,6 +86,7 @@ def main() -> int:
         [sys.executable, "-m", "controller", "serve", "--port", str(http_port)], env=env
     )
     base = f"http://127.0.0.1:{http_port}"
+    sim: subprocess.Popen[bytes] | None = None
     try:
         for _ in range(150):
             try:
@@ -84,6 +94,42 @@ def main() -> int:
                     break
             except httpx.HTTPError:
                 time.sleep(0.2)
+        street = ""
+        if sim_token:
+            speed = os.environ.get("SIM_SPEED", "1")
+            report = var / "sim-report.html"
+            sim = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "simulator",
+                    "--poles",
+                    str(sim_poles),
+                    "--layout",
+                    str(
+                        Path(__file__).resolve().parent.parent
+                        / "simulator/data/rotterdam-zuid.geojson"
+                    ),
+                    "--prefix",
+                    "RZ-",
+                    "--broker",
+                    broker.url,
+                    "--api",
+                    base,
+                    "--token",
+                    sim_token,
+                    "--speed",
+                    speed,
+                    "--html",
+                    str(report),
+                ],
+                env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent)),
+            )
+            street = (
+                f"  simulated street  {sim_poles} poles of simulator/data/rotterdam-zuid.geojson "
+                f"at {speed}x (python -m simulator; report on Ctrl-C, chart in {report})\n"
+                f"  see it            {base}/dashboard (log in as admin), {base}/api/nodes\n"
+            )
         print(
             f"""
 Streetpole is running (data in {var}):
@@ -91,8 +137,7 @@ Streetpole is running (data in {var}):
   operator API      {base}/docs
   first login       {login or "(an admin exists; `.venv/bin/streetpole create-user` adds one)"}
   health, metrics   {base}/readyz  {base}/metrics
-Not here yet: the simulated street and the dashboard (later issues).
-Ctrl-C stops everything.
+{street}Ctrl-C stops everything.
 """,
             flush=True,
         )
@@ -101,6 +146,12 @@ Ctrl-C stops everything.
     except KeyboardInterrupt:
         pass
     finally:
+        if sim is not None:
+            sim.send_signal(signal.SIGINT)  # the street prints its report and disconnects
+            try:
+                sim.wait(30)
+            except subprocess.TimeoutExpired:
+                sim.kill()
         ctl.terminate()
         try:
             ctl.wait(10)
