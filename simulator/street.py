@@ -416,8 +416,10 @@ class Street:
         record: bool = False,
         service_level: float | None = None,
         service_target: float = 0.95,
+        report_period_s: int | None = None,
     ) -> None:
         self.layout = layout
+        self.report_period_s = report_period_s  # for nodes without a config (benchmarks)
         self.world = world
         self.broker_url = broker_url
         self.creds = creds or {}
@@ -489,6 +491,8 @@ class Street:
                 self.record,
             )
             vp.energy_mark = vp.node.lamp.energy_wh(self.clock.ticks_ms())
+            if self.report_period_s and vp.node.remote.config is None:
+                vp.node.period_s = self.report_period_s  # what a config would set
             self.poles.append(vp)
         lives = [asyncio.create_task(vp.life(self.log)) for vp in self.poles]
         self.started_real = time.monotonic()
