@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 .PHONY: help run test lint format clean deps apt venv schemas lock mpy assets screenshots
 
 help:
-	@echo "make run     start broker (and controller and simulated street once they exist)"
+	@echo "make run     start broker, controller and a simulated street (20 poles); prints where to look"
 	@echo "make test    install what is missing and run the whole test suite"
 	@echo "make lint    ruff and mypy"
 	@echo "make schemas regenerate protocols/schemas/*.json from protocols/schema_defs.py"
@@ -83,8 +83,8 @@ clean:
 	find . -name __pycache__ -prune -exec rm -rf {} +
 	rm -rf $(VENV)
 
-.PHONY: bench bench-ingest bench-firmware bench-api demo-data serve node-virtual sim
-bench: bench-ingest bench-firmware bench-api
+.PHONY: bench bench-ingest bench-firmware bench-api bench-sim demo-data serve node-virtual sim
+bench: bench-ingest bench-firmware bench-api bench-sim
 
 bench-ingest: deps
 	$(PY) -m tests.bench.bench_ingest
@@ -94,6 +94,9 @@ bench-firmware: deps
 
 bench-api: deps
 	$(PY) -m tests.bench.bench_api
+
+bench-sim: deps
+	$(PY) -m tests.bench.bench_sim
 
 # Open data without a street: a deterministic sample in the default store, then the controller
 # alone (no broker needed), port from PORT (default 8000).
@@ -112,7 +115,7 @@ node-virtual: venv
 # A living street against `make run` (TOKEN from `.venv/bin/streetpole create-token admin`).
 sim: venv
 	$(PY) -m simulator --poles 50 --layout simulator/data/rotterdam-zuid.geojson \
-	  --api http://127.0.0.1:$${PORT:-8000} --token $$TOKEN --speed 60 --scenario simulator/scenarios/night.json
+	  --api http://127.0.0.1:$${PORT:-8000} --token $$TOKEN --speed 60 --scenario simulator/scenarios/night.json --html var/sim-report.html
 
 # Map and chart libraries for the dashboard: from the npm registry (versions pinned by the
 # lockfile), copied into a git-ignored vendor folder and served by the controller; no CDN.

@@ -446,9 +446,13 @@ def _apply_state(db: Session, node: Node, st: dict[str, Any], now: float) -> Non
         if st.get("fw") == pkg.version:
             cn.state, cn.updated_at = "updated", now
         elif cn.state == "verified":
-            if cn.boot is None:
+            # still the old version: a rollback if the node booted after it verified the image
+            # (it swaps at the next boot; a state published before that boot is no verdict)
+            booted_at = now - st["uptime_s"] if "uptime_s" in st else None
+            rebooted = booted_at is not None and booted_at > cn.updated_at
+            if cn.boot is None and not rebooted:
                 cn.boot = st["boot"]  # the birth that followed the verify, before the swap
-            elif st["boot"] > cn.boot:
+            elif rebooted or st["boot"] > (cn.boot or 0):
                 cn.state, cn.updated_at = "rolled_back", now
                 cn.reason = f"came back with {st.get('fw')} after the update"
 
