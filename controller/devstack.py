@@ -135,6 +135,8 @@ def main() -> int:
 Streetpole is running (data in {var}):
   MQTT broker       {broker.url}  (per-node accounts; log: {broker.log_file})
   operator API      {base}/docs
+  dashboard         {base}/dashboard   public portal {base}/portal
+  open data         {base}/opendata    SensorThings {base}/sta/v1.1
   first login       {login or "(an admin exists; `.venv/bin/streetpole create-user` adds one)"}
   health, metrics   {base}/readyz  {base}/metrics
 {street}Ctrl-C stops everything.
