@@ -117,6 +117,7 @@ if _CACHE_ALL:  # CPython's json takes NaN and Infinity, which are not JSON: ref
         return _std_loads(text)
 
 else:
+    _orjson_loads = None
     _loads = json.loads
 
 
@@ -173,6 +174,14 @@ def decode(channel, payload):
         raise ProtocolError(
             "payload", "%d bytes, over the %d byte limit" % (len(payload), MAX_PAYLOAD)
         )
+    if _orjson_loads is not None:  # CPython: orjson takes the bytes as they are (it checks
+        # UTF-8 itself), no copy and no str; whatever it refuses, the path below judges
+        try:
+            msg = _orjson_loads(payload)
+        except ValueError:
+            pass
+        else:
+            return check(channel, msg)
     try:
         text = bytes(payload).decode()
     except UnicodeError:
