@@ -40,7 +40,7 @@ from simulator.world import Event, World
 from spnode import VERSION, boarddef
 from spnode import app as _app
 from spnode import health as _health
-from spnode.app import STATE_EVERY, Node
+from spnode.app import Node
 from spnode.board.sim import SimBoard
 from spnode.drivers import sps30 as _sps30
 from spnode.mqtt_client import NotConnected
@@ -193,8 +193,6 @@ class SimNode(Node):  # type: ignore[misc]  # the firmware is untyped (MicroPyth
     the street's ticker calls ``control_step`` (the same method the firmware's control task
     calls every 100 ms) instead of a task per node."""
 
-    _dropped_seen: int  # the firmware's, set by its init
-
     def __init__(self, *args: Any, vp: VirtualPole, **kw: Any) -> None:
         self.vp = vp
         self.stats = vp.stats
@@ -204,12 +202,12 @@ class SimNode(Node):  # type: ignore[misc]  # the firmware is untyped (MicroPyth
         return None  # driven by Street._step
 
     # The firmware's other periodic tasks, driven from the street too (one call per node
-    # instead of one asyncio timer and task wake-up per node and period). Each ``*_tick`` is
-    # the body of the firmware's loop of the same name: ``report_tick`` every 500 simulated
-    # ms and ``sense_tick`` every simulated second (from the ticker, like ``control_step``),
-    # ``health_tick`` every real second and ``wifi_tick`` every 5 real seconds (the firmware
-    # sleeps those with ``asyncio.sleep``), and the street wakes the sender once a real second
-    # when it has something pending (the firmware's one-second ``wait_for`` on ``_wake``).
+    # instead of one asyncio timer and task wake-up per node and period): the firmware's own
+    # ``report_step`` every 500 simulated ms and ``sense_step`` every simulated second (from
+    # the ticker, like ``control_step``), ``health_step`` every real second and ``wifi_step``
+    # every 5 real seconds (the firmware sleeps those with ``asyncio.sleep``), and the street
+    # wakes the sender once a real second when it has something pending (the firmware's
+    # one-second ``wait_for`` on ``_wake``).
     async def _report(self) -> None:
         return None
 
@@ -222,53 +220,9 @@ class SimNode(Node):  # type: ignore[misc]  # the firmware is untyped (MicroPyth
     async def _wifi(self) -> None:
         return None
 
-    def start(self) -> None:
-        self._rep_n = 0
-        self._rep_start = self.clock.ticks_ms()
-        super().start()
-
-    def report_tick(self, ms: int) -> None:
-        if ms - self._rep_start < self.period_s * 1000:
-            return
-        self._rep_start = ms
-        self.report()
-        self._rep_n += 1
-        if self._rep_n % STATE_EVERY == 0:
-            self._state_due = True
-        dropped = self.buffer.dropped
-        if dropped != self._dropped_seen:
-            self._dropped_seen = dropped
-            self._alarm("bufferOverflow", True, f"{dropped} batches dropped")
-
     def sense_tick(self) -> None:
-        if self.safe_mode:
-            return  # the firmware runs no sensing task in safe mode
-        ms = self.clock.ticks_ms()
-        now = self.clock.now()
-        if self.pm is not None:
-            self.pm.step(int(now))
-        if self.lamp is not None:
-            fault = self.lamp.check(ms)
-            self._alarm("lampFailure", fault is not None, fault, "lamp")
-
-    def health_tick(self) -> None:
-        up = self.updater
-        self.health.feed()
-        if up is not None and up.trial_expired(self.uptime_s()):
-            up.rollback(f"not healthy within {up.trial_s} s")
-            self.stop("reboot")
-        if self.health.starved and self.health.starved != "no MQTT round trip":
-            print("health:", self.health.starved)
-
-    def wifi_tick(self) -> None:
-        lc = self.local
-        try:
-            w = self.board.wlan()
-            if not w.isconnected():
-                w.active(True)
-                w.connect(lc.wifi_ssid, lc.wifi_password)
-        except Exception as e:
-            print("wifi:", repr(e))
+        if not self.safe_mode:  # the firmware runs no sensing task in safe mode
+            self.sense_step()
 
     def sender_tick(self) -> None:
         if self.outbox or self._state_due or len(self.buffer):
@@ -695,10 +649,10 @@ class Street:
             for vp in self.poles:
                 if vp.up:
                     node = vp.node
-                    node.health_tick()
+                    node.health_step()
                     node.sender_tick()
                     if n % 5 == 0:
-                        node.wifi_tick()
+                        node.wifi_step()
 
     def _step(self, ms: int) -> None:
         """One control period of the whole street: world, faults, environment, control."""
@@ -735,7 +689,7 @@ class Street:
                     print("sensing:", repr(e))
         for vp in self._phases[k % 5] + self._phases[k % 5 + 5]:
             if vp.up:
-                vp.node.report_tick(ms)
+                vp.node.report_step(ms)
         if self._waiting:
             self._check_waits(t)
         if t - self._sample_at >= SAMPLE_S:

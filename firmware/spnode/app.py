@@ -277,15 +277,19 @@ class Node:
                 print("control:", repr(e))
             await self._sleep(CONTROL_MS)
 
+    # Each periodic task is a loop around a ``*_step`` method, so the simulator can drive the
+    # same steps from one street-wide ticker instead of a timer per node.
+    def sense_step(self):
+        ms = self.clock.ticks_ms()
+        if self.pm is not None:
+            self.pm.step(int(self.clock.now()))
+        if self.lamp is not None:
+            fault = self.lamp.check(ms)
+            self._alarm("lampFailure", fault is not None, fault, "lamp")
+
     async def _sensing(self):
         while True:
-            ms = self.clock.ticks_ms()
-            now = self.clock.now()
-            if self.pm is not None:
-                self.pm.step(int(now))
-            if self.lamp is not None:
-                fault = self.lamp.check(ms)
-                self._alarm("lampFailure", fault is not None, fault, "lamp")
+            self.sense_step()
             await self._sleep(1000)
 
     async def _microphone(self):
@@ -294,23 +298,26 @@ class Node:
             m.read(self.mic)
             await self._sleep(1000 // 32)
 
+    def report_step(self, ms):
+        """Close the period if it has run out (checked every 500 ms, so a new
+        report_period_s takes effect at once)."""
+        if ms - self._rep_start < self.period_s * 1000:
+            return
+        self._rep_start = ms
+        self.report()
+        self._rep_n += 1
+        if self._rep_n % STATE_EVERY == 0:
+            self._state_due = True
+        dropped = self.buffer.dropped
+        if dropped != self._dropped_seen:
+            self._dropped_seen = dropped
+            self._alarm("bufferOverflow", True, "%d batches dropped" % dropped)
+        gc.collect()
+
     async def _report(self):
-        n = 0
-        start = self.clock.ticks_ms()
         while True:
-            # short sleeps, so a new report_period_s takes effect at once
-            while self.clock.ticks_ms() - start < self.period_s * 1000:
-                await self._sleep(500)
-            start = self.clock.ticks_ms()
-            self.report()
-            n += 1
-            if n % STATE_EVERY == 0:
-                self._state_due = True
-            dropped = self.buffer.dropped
-            if dropped != self._dropped_seen:
-                self._dropped_seen = dropped
-                self._alarm("bufferOverflow", True, "%d batches dropped" % dropped)
-            gc.collect()
+            await self._sleep(500)
+            self.report_step(self.clock.ticks_ms())
 
     def report(self):
         """Close the reporting period: a measurement batch into the buffer (none without a
@@ -414,15 +421,18 @@ class Node:
                     print("command:", repr(e))
                 gc.collect()
 
-    async def _health(self):
+    def health_step(self):
         up = self.updater
+        self.health.feed()
+        if up is not None and up.trial_expired(self.uptime_s()):
+            up.rollback("not healthy within %d s" % up.trial_s)
+            self.stop("reboot")
+        if self.health.starved and self.health.starved != "no MQTT round trip":
+            print("health:", self.health.starved)
+
+    async def _health(self):
         while True:
-            self.health.feed()
-            if up is not None and up.trial_expired(self.uptime_s()):
-                up.rollback("not healthy within %d s" % up.trial_s)
-                self.stop("reboot")
-            if self.health.starved and self.health.starved != "no MQTT round trip":
-                print("health:", self.health.starved)
+            self.health_step()
             await asyncio.sleep(1)
 
     async def _ntp(self):
@@ -430,22 +440,27 @@ class Node:
             ok = await self.clock.sync_ntp(self.ntp_host)
             await asyncio.sleep(3600 if ok else 15)
 
-    async def _wifi(self):
+    def wifi_step(self):
         lc = self.local
+        try:
+            w = self.board.wlan()
+            if not w.isconnected():
+                w.active(True)
+                w.connect(lc.wifi_ssid, lc.wifi_password)
+        except Exception as e:
+            print("wifi:", repr(e))
+
+    async def _wifi(self):
         while True:
-            try:
-                w = self.board.wlan()
-                if not w.isconnected():
-                    w.active(True)
-                    w.connect(lc.wifi_ssid, lc.wifi_password)
-            except Exception as e:
-                print("wifi:", repr(e))
+            self.wifi_step()
             await asyncio.sleep(5)
 
     # ---- lifecycle ---------------------------------------------------------------------------
     def start(self):
         """Create the tasks (in the running loop). ``stop`` or a reboot command ends them."""
         spawn = asyncio.create_task
+        self._rep_n = 0
+        self._rep_start = self.clock.ticks_ms()
         tasks = [self._control(), self._report(), self._sender(), self._commands()]
         tasks += [self._health(), self._wifi(), self.client.run()]
         if not self.safe_mode:
