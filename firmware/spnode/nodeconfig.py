@@ -51,22 +51,9 @@ _KEYS = (
 )
 
 
-class ConfigError(ValueError):
-    """The local config file is wrong (the installer's fault): ``field`` and ``reason``."""
-
-    def __init__(self, field, reason):
-        super().__init__(field, reason)
-
-    @property
-    def field(self):
-        return self.args[0]
-
-    @property
-    def reason(self):
-        return self.args[1]
-
-    def __str__(self):
-        return self.args[0] + ": " + self.args[1]
+class ConfigError(ProtocolError):
+    """The local config file is wrong (the installer's fault): ``field`` and ``reason``, as
+    the protocol's own errors carry them."""
 
 
 def _str(d, key, field, required=True, lo=1, hi=64):
