@@ -215,4 +215,3 @@ class IngestWorker:
                 self.after_store(s)
             except Exception:
                 log.exception("fleet update after ingest failed")
-
