@@ -306,7 +306,10 @@ class VirtualPole:
         self.net_loss = 0.0  # share of PUBACKs to this node the network drops
         self.net_delay_ms = 0.0  # real ms every packet to this node is held back
         self.bad_image = False  # the next staged app gets corrupted on flash
-        self.rng = random.Random(hash(pole.id) & 0xFFFF)
+        self.rng = random.Random(f"net:{pole.id}")  # seeded by the pole (str hash is not)
+        # Where in its report period this pole's first boot falls (0..1): a real street's nodes
+        # boot at different moments, so their reports do not all fall in the same half-second.
+        self.report_phase = 0.0
         self.up = False  # a Node is running
         self.stopping = False
         self.powered = asyncio.Event()
@@ -372,6 +375,9 @@ class VirtualPole:
         while True:
             node = self.node
             node.start()
+            if self.report_phase and self.stats.boots == 1:
+                # as if the node had booted report_phase of a period before the street started
+                node._rep_start -= int(self.report_phase * node.period_s * 1000)
             self.up = True
             stopped = asyncio.ensure_future(node._stop.wait())
             cut = asyncio.ensure_future(self.cut.wait())
@@ -586,6 +592,7 @@ class Street:
             vp.energy_mark = vp.node.lamp.energy_wh(self.clock.ticks_ms())
             if self.report_period_s and vp.node.remote.config is None:
                 vp.node.period_s = self.report_period_s  # what a config would set
+            vp.report_phase = random.Random(f"phase:{self.world.seed}:{p.id}").random()
             self.poles.append(vp)
         self._phases = [self.poles[j::10] for j in range(10)]
         lives = [asyncio.create_task(vp.life(self.log)) for vp in self.poles]

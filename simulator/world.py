@@ -77,6 +77,7 @@ class World:
         utc_offset_h: float = 1.0,
     ) -> None:
         self.layout = layout
+        self.seed = seed
         self.rng = random.Random(seed)
         self.start = float(start)
         self.t = float(start)
