@@ -42,6 +42,7 @@ from typing import Any
 
 import aiomqtt
 
+from controller.ingest import fastmqtt
 from controller.ingest.decode import Sorted, sort_messages
 from controller.metrics import Metrics
 from controller.settings import Settings
@@ -113,12 +114,17 @@ class IngestWorker:
         )
         client._client.manual_ack_set(True)  # see the module docstring
         client._client.on_message = self._on_message  # likewise
+        self._fast = fastmqtt.install(client._client, self._on_publish)  # see fastmqtt
         return client
 
     def _on_message(self, _client: Any, _userdata: Any, m: Any) -> None:
-        """paho's message callback, on the event-loop thread: keep the message, no more."""
+        """paho's message callback (publishes the fast path leaves to paho): as below."""
+        self._on_publish(m.topic, m.payload, m.mid, m.qos)
+
+    def _on_publish(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
+        """Called on the event-loop thread for each publish received: keep it, no more."""
         pending = self._pending
-        pending.append((m.topic, m.payload, m.mid, m.qos))
+        pending.append((topic, payload, mid, qos))
         if len(pending) >= self.settings.ingest_batch_max:
             self._wakeup.set()
 
@@ -169,20 +175,21 @@ class IngestWorker:
 
     async def _flush_loop(self, client: aiomqtt.Client) -> None:
         flush = self.settings.ingest_flush_ms / 1000
+        batch_max = self.settings.ingest_batch_max
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), flush)
+            # A full batch waiting (a backlog arrived faster than it is stored): no pause, the
+            # wakeup is set only when the list grows past a batch, which it may not do again.
+            if len(self._pending) < batch_max:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), flush)
             self._wakeup.clear()
             if not self._pending:
                 continue
-            take = self._pending[: self.settings.ingest_batch_max]
+            take = self._pending[:batch_max]
             del self._pending[: len(take)]
             self.metrics.queue_depth.set(len(self._pending) + len(take))
             await asyncio.to_thread(self._store, [(t, p) for t, p, _, _ in take])
-            ack = client._client.ack
-            for _, _, mid, qos in take:
-                if qos:
-                    ack(mid, qos)
+            self._fast.ack_many([mid for _, _, mid, qos in take if qos])
             self.metrics.queue_depth.set(len(self._pending))
 
     def _store(self, messages: list[tuple[str, bytes]]) -> None:
