@@ -48,10 +48,9 @@ def _check_cmd(msg):
 
 _SEMANTIC = {"meas": _check_meas, "config": _check_config, "cmd": _check_cmd}
 
-# On CPython every schema is kept once built. On MicroPython none is, nor the modules that hold
-# and apply them (see _unload); there the schemas come from protocols/nodeschemas/ (the same
-# data, generated from schema_defs without the annotations), not from the builders, whose code
-# would take more heap than the schema.
+# CPython (controller, tests, tools) builds each schema once from schema_defs and keeps it. The
+# node (MicroPython) has no schema at all: it runs protocols/nodecheck/<channel>.py, the schema
+# compiled into code by protocols/checkgen.py, loaded for one message and unloaded after it.
 _CACHE_ALL = sys.implementation.name != "micropython"
 _cache = {}
 if _CACHE_ALL:
@@ -59,27 +58,29 @@ if _CACHE_ALL:
 
 
 def schema(channel):
-    """The JSON Schema (a dict) of a channel's payload (on MicroPython without ``$schema``,
-    ``$id`` and ``title``)."""
+    """The JSON Schema (a dict) of a channel's payload (CPython only)."""
     found = _cache.get(channel)
-    if found is not None:
-        return found
-    if _CACHE_ALL:
+    if found is None:
         from protocols.schema_defs import BUILDERS
 
         builder = BUILDERS.get(channel)
         if builder is None:
             raise ProtocolError("topic.channel", "unknown channel %r" % (channel,))
         found = _cache[channel] = builder()
-        return found
-    name = "protocols.nodeschemas." + str(channel)
+    return found
+
+
+def _node_check(channel, msg):
+    name = "protocols.nodecheck." + str(channel)
     try:
-        found = __import__(name, None, None, ("S",)).S
+        check_fn = __import__(name, None, None, ("check",)).check
     except ImportError:
         raise ProtocolError("topic.channel", "unknown channel %r" % (channel,)) from None
+    try:
+        check_fn(msg)
     finally:
-        _unload(name, "protocols.nodeschemas")
-    return found
+        check_fn = None
+        _unload(name, "protocols.nodecheck")
 
 
 def _unload(*names):
@@ -147,14 +148,7 @@ def check(channel, msg):
 
             validate(msg, schema(channel))
         else:
-            found = schema(channel)  # first, so its module is gone before the validator loads
-            from protocols.validate import validate
-
-            try:
-                validate(msg, found)
-            finally:
-                validate = found = None
-                _unload("protocols.validate")
+            _node_check(channel, msg)
         if _fast is not None:  # ours accepted what the compiled one refused: trust the refusal
             raise ProtocolError("payload", "does not match the %s schema" % channel)
     rule = _SEMANTIC.get(channel)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from controller.broker import Broker, BrokerConfig, free_port
+from simulator.unixport import build_rom
 from tests.harness.mpy import compile_tree
 from tests.harness.postgres import Postgres
 
@@ -30,6 +31,12 @@ def mpy_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("mpy")
     compile_tree(out, march="x64")
     return out
+
+
+@pytest.fixture(scope="session")
+def node_rom(mpy_tree: Path) -> Path:
+    """That tree as a ROMFS image, the way the node carries its code (simulator/unixport.py)."""
+    return build_rom(mpy_tree, mpy_tree.parent / "node.romfs")
 
 
 @pytest.fixture

@@ -22,13 +22,13 @@ import pytest
 from controller.broker import Broker, BrokerConfig, free_port
 from protocols import codec, topics
 from spnode.update import pack, sign
-from tests.harness.micropython import NODE_HEAP, micropython_env
-from tests.harness.paths import ROOT, venv_tool
+from tests.harness.micropython import NODE_HEAP_KIB, micropython_env, node_command
+from tests.harness.paths import ROOT
 
 SCRIPT = ROOT / "tests" / "mp" / "node_run.py"
 BOARD = ROOT / "hardware" / "boards" / "sim.json"
 KEY = bytes(range(16, 48))
-HEAP = NODE_HEAP  # see tests/harness/micropython.py and docs/firmware.md, "Memory"
+HEAP = f"{NODE_HEAP_KIB}k"  # besides the ROMFS image; docs/firmware.md, "Memory"
 SPEED = 20
 
 CONFIG: dict[str, Any] = {
@@ -153,17 +153,17 @@ def update_cmd(ident: str, url: str, archive: bytes, key: bytes) -> dict[str, An
     return cmd
 
 
-def test_whole_firmware_on_micropython(pbroker: Broker, mpy_tree: Path, tmp_path: Path) -> None:
+def test_whole_firmware_on_micropython(pbroker: Broker, node_rom: Path, tmp_path: Path) -> None:
     pole = f"P-{pbroker.port}"
     obs = Observer(pbroker, pole)
     fw = FirmwareServer()
     flash = tmp_path / "flash"
     flash.mkdir()
     obs.publish(topics.CONFIG, CONFIG, retain=True)
-    cmd = [venv_tool("micropython"), "-X", f"heapsize={HEAP}", str(SCRIPT), str(BOARD),
-           pbroker.host, str(pbroker.port), pole, "n1", str(flash), str(SPEED), KEY.hex(),
-           "pir"]  # fmt: skip
-    env = micropython_env(mpy_root=mpy_tree)
+    args = [str(BOARD), pbroker.host, str(pbroker.port), pole, "n1", str(flash), str(SPEED),
+            KEY.hex(), "pir"]  # fmt: skip
+    cmd = node_command(SCRIPT, *args, heap=HEAP, rom=node_rom)
+    env = micropython_env(rom=True)
     node = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         # boot: birth state, retained, then the retained config taken and acknowledged

@@ -29,7 +29,7 @@ CONFIG = {
 
 
 def test_micropython_to_cpython_and_back_through_mosquitto(
-    broker: Broker, topic_prefix: str, mpy_tree: Path
+    broker: Broker, topic_prefix: str, node_rom: Path
 ) -> None:
     pole, node = topic_prefix, "n1"
     got: list[tuple[str, bytes]] = []
@@ -49,7 +49,7 @@ def test_micropython_to_cpython_and_back_through_mosquitto(
         config_topic = str(topics.Topic(pole, node, topics.CONFIG))
         peer.publish(config_topic, codec.encode(topics.CONFIG, CONFIG), qos=1, retain=True)
         proc = run_micropython(
-            NODE_SCRIPT, broker.host, str(broker.port), pole, node, mpy_root=mpy_tree, timeout=60
+            NODE_SCRIPT, broker.host, str(broker.port), pole, node, rom=node_rom, timeout=60
         )
         assert arrived.wait(10), "no measurement batch reached the CPython side"
     finally:

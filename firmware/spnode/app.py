@@ -73,7 +73,8 @@ class Node:
             "nodeinit", "init", self, board, local, clock, host, port, username, password, ssl,
             keepalive, data_dir, updater, boot_mode, ntp_host, fw_version, boot,
         )  # fmt: skip
-        gc.collect()  # room for checking the persisted config (the codec loads its schemas)
+        unload("protocols.topics")  # nodeinit built the topic strings the node keeps
+        gc.collect()  # room for checking the persisted config (the codec loads its check)
         _call("nodemsg", "load", self)  # the last program keeps running without the controller
         self.control_step()  # the light is set before anything else happens
 

@@ -9,7 +9,7 @@ from spnode import unload
 # after them (applying a config, an update's download) are not in the heap at the same time;
 # spnode.nodemsg itself is unloaded by the caller. Nothing here keeps a module-level reference
 # to them.
-_TRANSIENT = ("spnode.remoteconfig", "protocols.codec", "protocols.topics")
+_TRANSIENT = ("spnode.remoteconfig", "protocols.codec")
 
 
 def _remote(node):
@@ -44,13 +44,14 @@ def load(node):
 
 
 def apply(node, cfg):
-    from protocols import topics
-
     node.dimmer.configure(cfg, node.local.location)
     node.period_s = cfg["report_period_s"]
     nbs = []
+    own = node.t_presence.split("/")  # prefix/pole/node/presence; protocols.topics costs 3 KB
     for nb in cfg.get("neighbours", ()):
-        t = str(topics.Topic(nb["pole"], nb["node"], topics.PRESENCE))
+        own[2] = nb["pole"]  # checked by the config check
+        own[3] = nb["node"]
+        t = "/".join(own)
         nbs.append(t)
         node.client.subscribe(t, 0)
     node.neighbours = tuple(nbs)

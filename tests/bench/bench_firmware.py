@@ -1,16 +1,16 @@
 """`make bench-firmware`: the node firmware's memory and CPU on the MicroPython unix port.
 
-- heap in use after boot (modules imported from the .mpy tree, Node built with its persisted
-  config) and after 10,000 control cycles (100 ms each, presence every 20 s, a batch into the
-  flash buffer every minute): gc.mem_alloc() after a collection, minus the interpreter's own;
+- heap in use after boot (modules imported from a ROMFS image of the .mpy tree, as the node
+  carries them, see simulator/unixport.py; Node built with its persisted config) and after
+  10,000 control cycles (100 ms each, presence every 20 s, a batch into the flash buffer every
+  minute): gc.mem_alloc() after a collection, minus the interpreter's own;
 - total size of the .mpy files as deployed to the ESP32 (mpy-cross -march=xtensawin);
 - the noise pipeline (A-weighting, levels) as CPU time per second of audio at 24 kHz, plain
   Python and viper (below 1 it keeps up with real time; tests/mp/noise_check.py measures it).
 
-The node is first tried in a 96 KiB heap (ESP32 without PSRAM); the x64 unix port loads the
-code of .mpy files into its heap with 8-byte pointers, and the whole firmware does not fit there
-(see docs/firmware.md, "Memory"), so the figures come from a run with HEAP_KB (NODE_HEAP, the
-heap the whole-firmware test uses).
+The node is first tried in a 96 KiB heap besides the image (ESP32 without PSRAM); the figures
+come from a run with HEAP_KB (NODE_HEAP_KIB, the heap the whole-firmware test uses), see
+docs/firmware.md, "Memory".
 Last line: heap_boot_kb=<n> heap_10k_cycles_kb=<n> mpy_total_kb=<n> noise_rt_x=<n>
 noise_rt_x_viper=<n>
 """
@@ -21,7 +21,8 @@ import json
 import tempfile
 from pathlib import Path
 
-from tests.harness.micropython import NODE_HEAP, run_micropython
+from simulator.unixport import build_rom
+from tests.harness.micropython import NODE_HEAP_KIB, run_micropython
 from tests.harness.mpy import compile_tree
 from tests.harness.paths import ROOT
 
@@ -29,7 +30,7 @@ NODE_BENCH = ROOT / "tests" / "mp" / "node_bench.py"
 NOISE = ROOT / "tests" / "mp" / "noise_check.py"
 BOARD = ROOT / "hardware" / "boards" / "sim.json"
 SENSORS = "pir"  # the sensors of the whole-firmware test (lamp and PIR)
-HEAP_KB = int(NODE_HEAP[:-1])  # tests/harness/micropython.py
+HEAP_KB = NODE_HEAP_KIB  # tests/harness/micropython.py
 CYCLES = 10_000
 
 
@@ -37,11 +38,11 @@ def _json_lines(out: str) -> list[dict[str, object]]:
     return [json.loads(x) for x in out.splitlines() if x.startswith("{")]
 
 
-def node_run(tree: Path, heap: str, work: Path) -> tuple[bool, list[dict[str, object]], str]:
+def node_run(rom: Path, heap: str, work: Path) -> tuple[bool, list[dict[str, object]], str]:
     work.mkdir(parents=True, exist_ok=True)
     proc = run_micropython(
         NODE_BENCH, str(BOARD), str(work), SENSORS, str(CYCLES),
-        heap=heap, mpy_root=tree, check=False, timeout=300,
+        heap=heap, rom=rom, check=False, timeout=300,
     )  # fmt: skip
     return proc.returncode == 0, _json_lines(proc.stdout), proc.stderr + proc.stdout
 
@@ -54,11 +55,13 @@ def main() -> None:
         print(f"mpy: {len(esp)} modules, {mpy_total / 1024:.1f} KiB for the ESP32 (xtensawin)")
         tree = t / "x64"
         compile_tree(tree, march="x64")
+        rom = build_rom(tree, t / "node.romfs")
+        print(f"ROMFS image (x64 .mpy): {rom.stat().st_size / 1024:.1f} KiB, flash not heap")
 
-        ok, _lines, out = node_run(tree, "96k", t / "flash96")
+        ok, _lines, out = node_run(rom, "96k", t / "flash96")
         last = out.strip().splitlines()[-1] if out.strip() else ""
         print(f"node in a 96 KiB heap: {'runs' if ok else 'does not fit: ' + last}")
-        ok, lines, out = node_run(tree, f"{HEAP_KB}k", t / "flash")
+        ok, lines, out = node_run(rom, f"{HEAP_KB}k", t / "flash")
         if not ok:
             raise SystemExit(f"node bench failed in {HEAP_KB} KiB:\n{out}")
         imp, boot, run = lines[0], lines[1], lines[2]

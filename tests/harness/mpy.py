@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from controller.fieldtools.build import HOST_ONLY, source_name
+
 from .paths import FIRMWARE, PROTOCOLS, ROOT, venv_tool
 
 # main.py and boot.py stay source on the node: MicroPython only runs those names as .py.
@@ -20,9 +22,10 @@ def firmware_sources() -> list[tuple[Path, Path]]:
     pairs: list[tuple[Path, Path]] = []
     for base, prefix in ((FIRMWARE, Path()), (PROTOCOLS, Path("protocols"))):
         for src in sorted(base.rglob("*.py")):
-            if "__pycache__" in src.parts:
+            rel = prefix / src.relative_to(base)
+            if "__pycache__" in src.parts or rel.as_posix() in HOST_ONLY:
                 continue
-            pairs.append((src, prefix / src.relative_to(base)))
+            pairs.append((src, rel))
     return pairs
 
 
@@ -35,8 +38,9 @@ def compile_tree(outdir: Path, march: str = "xtensawin") -> dict[Path, int]:
             continue
         target = outdir / rel.with_suffix(".mpy")
         target.parent.mkdir(parents=True, exist_ok=True)
+        name = source_name(rel.as_posix())
         proc = subprocess.run(
-            [mpy_cross, f"-march={march}", "-s", str(rel), "-o", str(target), str(src)],
+            [mpy_cross, f"-march={march}", "-s", name, "-o", str(target), str(src)],
             capture_output=True,
             text=True,
             cwd=ROOT,
