@@ -26,9 +26,10 @@ loop, keepalive, TLS and disconnect detection):
   used as they are): one ``send()`` for the whole batch. A PUBACK is four bytes in MQTT 3.1.1
   and 5 (reason code omitted = success).
 
-Checked against paho-mqtt 2.2 (``tests/test_ingest.py`` runs the worker against a real broker,
-including TLS-free reconnects, broker restarts and SIGKILL), so a paho upgrade that renames
-these internals fails the tests instead of silently losing messages.
+Checked against paho-mqtt 2.2: ``tests/test_ingest.py`` runs the worker against a real broker
+(reconnects, broker restarts, SIGKILL, shared subscriptions over MQTT 5) and feeds this parser
+packets cut at every byte, so a paho upgrade that renames these internals fails the tests
+instead of losing messages quietly.
 """
 
 from __future__ import annotations
