@@ -43,6 +43,7 @@ from spnode import app as _app
 from spnode import health as _health
 from spnode.app import Node
 from spnode.board.sim import SimBoard
+from spnode.board.simbus import SimI2C
 from spnode.drivers import sps30 as _sps30
 from spnode.mqtt_client import NotConnected
 from spnode.sim import devices as _devices
@@ -55,10 +56,23 @@ STEP_MS = 100  # the firmware's control period (spnode.app.CONTROL_MS)
 MIN_TICK_S = 0.02  # real seconds the ticker sleeps at least between rounds
 MAX_WORK_S = 0.1  # real seconds of stepping before the ticker lets the network run
 ENV_EVERY_S = 60.0  # simulated seconds between environment updates of a pole
+ENV_STEPS = int(ENV_EVERY_S * 1000) // STEP_MS
+# A street's first connections spread at this many poles a real second, over at most
+# CONNECT_SPREAD_MAX_S (a street powered on at once: nodes join as their Wi-Fi comes up)
+CONNECT_RATE = 500.0
+CONNECT_SPREAD_MAX_S = 40.0
+
 SAMPLE_S = 60.0  # simulated seconds per point of the report's chart
 CRASH_MS = 3000  # simulated time a crashing boot takes before the next one
 SERVED = ("pedestrian", "cyclist")  # whose passes count for the service level
 FREEZE_AT_S = (5, 30)  # real seconds into the run at which long-lived objects are frozen again
+
+
+def connect_spread_s(poles: int) -> float:
+    """Real seconds over which a street of ``poles`` makes its first connections (each MQTT
+    connect with its birth message costs the process about 2 ms: 5,000 at once were 10 s of
+    work with the control ticks waiting behind it)."""
+    return min(CONNECT_SPREAD_MAX_S, poles / CONNECT_RATE)
 
 
 class _Gc:
@@ -123,6 +137,20 @@ class FastSps30(Sps30Device):  # type: ignore[misc]
                 self._frames.clear()
             out = self._frames[payload] = bytes(_devices._words_with_crc(payload))
         return out[:n]
+
+
+class FastI2C(SimI2C):  # type: ignore[misc]
+    """The simulated I2C bus with the read copied in one slice (same bytes, 0xFF past what the
+    device clocks out): the byte loop was a fifth of each pole's sensing."""
+
+    def readfrom_into(self, addr: int, buf: Any, stop: bool = True) -> None:
+        data = self._dev(addr).read(len(buf))
+        m, n = len(buf), len(data)
+        if n >= m:
+            buf[:] = data[:m]
+        else:
+            buf[:n] = data
+            buf[n:] = b"\xff" * (m - n)
 
 
 class StreetClock:
@@ -288,6 +316,7 @@ class VirtualPole:
         self.acked: set[tuple[int, int]] = set()  # ... and those the broker acknowledged
         self.board = SimBoard(bdef)
         b = self.board
+        b.i2c("main").__class__ = FastI2C
         self.pm = b.i2c("main").attach(0x69, FastSps30()) if "pm" in sensors else None
         self.bme = b.i2c("main").attach(0x76, Bme280Device()) if "climate" in sensors else None
         lamp = bdef["lamp"]
@@ -304,7 +333,6 @@ class VirtualPole:
         self.pir_last = -1e18
         self.env_mode: dict[str, str] = {}  # "pm"/"climate" -> "noisy"
         self.saved_port: int | None = None
-        self.env_at = -1e18
         self.net_loss = 0.0  # share of PUBACKs to this node the network drops
         self.net_delay_ms = 0.0  # real ms every packet to this node is held back
         self.bad_image = False  # the next staged app gets corrupted on flash
@@ -312,7 +340,9 @@ class VirtualPole:
         # Where in its report period this pole's first boot falls (0..1): a real street's nodes
         # boot at different moments, so their reports do not all fall in the same half-second.
         self.report_phase = 0.0
-        self.up = False  # a Node is running
+        self.connect_delay_s = 0.0  # real seconds after the first boot before MQTT connects
+        self.on_change: Any = None  # called when ``up`` or ``node`` changes (the street's lists)
+        self._up = False  # a Node is running
         self.stopping = False
         self.powered = asyncio.Event()
         self.powered.set()
@@ -376,6 +406,8 @@ class VirtualPole:
         """Run the node; on a reboot (command, update, power back) boot it again."""
         while True:
             node = self.node
+            if self.connect_delay_s and self.stats.boots == 1:
+                _delay_connect(node.client, self.connect_delay_s)
             node.start()
             if self.report_phase and self.stats.boots == 1:
                 # as if the node had booted report_phase of a period before the street started
@@ -424,6 +456,16 @@ class VirtualPole:
                     await self.clock.sleep_ms(CRASH_MS)
                     if self.stopping:
                         return
+
+    @property
+    def up(self) -> bool:
+        return self._up
+
+    @up.setter
+    def up(self, value: bool) -> None:
+        self._up = value
+        if self.on_change is not None:
+            self.on_change()
 
     def stop(self) -> None:
         self.stopping = True
@@ -478,6 +520,18 @@ def _corrupt(staged: Path) -> None:
         f.write_bytes(b"\xff\xfe\x00 not python (corrupted on flash)\n")
 
 
+def _delay_connect(client: Any, delay_s: float) -> None:
+    """The node's first connection waits ``delay_s`` real seconds (Wi-Fi association after a
+    power-on at a different moment): the light runs at once, readings wait in the buffer."""
+    run = client.run
+
+    async def delayed() -> None:
+        await asyncio.sleep(delay_s)
+        await run()
+
+    client.run = delayed
+
+
 def _freeze(collect: bool = False) -> None:
     """Keep the street's long-lived objects (nodes, boards, connections) out of the cyclic
     garbage collector: with thousands of poles a full collection walks millions of objects that
@@ -494,6 +548,13 @@ def _dead_port() -> int:
     port: int = s.getsockname()[1]
     s.close()  # nothing listens there: connecting is refused at once
     return port
+
+
+@dataclass
+class _Calls:
+    control: list[Any]  # every running node's control_step
+    sense: list[list[Any]]  # sense_step by phase (step % 10)
+    report: list[list[Any]]  # report_step by phase (step % 5)
 
 
 @dataclass
@@ -527,8 +588,10 @@ class Street:
         service_level: float | None = None,
         service_target: float = 0.95,
         report_period_s: int | None = None,
+        connect_spread_s: float | None = None,
     ) -> None:
         self.layout = layout
+        self.connect_spread_s = connect_spread_s  # None: by the street's size (CONNECT_RATE)
         self.report_period_s = report_period_s  # for nodes without a config (benchmarks)
         self.world = world
         self.broker_url = broker_url
@@ -559,6 +622,10 @@ class Street:
         self._sample_at = world.t
         self._sample_marks = (0, 0)
         self._phases: list[list[VirtualPole]] = [[] for _ in range(10)]
+        self._spread_s = 0.0
+        self._pir_faulty: list[VirtualPole] = []  # poles whose PIR is stuck or noisy
+        self._env_first = True
+        self._calls: _Calls | None = None  # the running nodes' step methods, rebuilt on change
 
     # ---- lifecycle ---------------------------------------------------------------------------
     def _local(self, p: Pole) -> dict[str, Any]:
@@ -589,6 +656,11 @@ class Street:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         bdef = boarddef.load(str(BOARD))
+        spread = self.connect_spread_s
+        if spread is None:
+            spread = connect_spread_s(len(self.layout.poles))
+        self._spread_s = spread
+        gc.disable()  # building thousands of nodes: nothing to collect yet (see _freeze)
         for p in self.layout.poles:
             flash = self.flash_dir / p.id if self.flash_dir is not None else None
             vp = VirtualPole(
@@ -604,9 +676,15 @@ class Street:
             vp.energy_mark = vp.node.lamp.energy_wh(self.clock.ticks_ms())
             if self.report_period_s and vp.node.remote.config is None:
                 vp.node.period_s = self.report_period_s  # what a config would set
-            vp.report_phase = random.Random(f"phase:{self.world.seed}:{p.id}").random()
+            r = random.Random(f"phase:{self.world.seed}:{p.id}")
+            vp.report_phase = r.random()
+            vp.connect_delay_s = r.random() * spread
             self.poles.append(vp)
+        gc.enable()
         self._phases = [self.poles[j::10] for j in range(10)]
+        for vp in self.poles:
+            vp.on_change = self._changed
+        self._env(self.clock.t, 0)  # the first environment of every pole, before the clock runs
         lives = [asyncio.create_task(vp.life(self.log)) for vp in self.poles]
         _freeze(collect=True)
         self.started_real = time.monotonic()
@@ -661,13 +739,31 @@ class Street:
                 self._stop.set()
                 return
 
+    def _changed(self) -> None:
+        self._calls = None
+
+    def _build_calls(self) -> _Calls:
+        """The bound step methods of the running nodes, in the street's order: calling them from
+        flat lists spares the ticker two object look-ups per node and step, which at thousands
+        of poles are cache misses (the loop itself was a tenth of the run)."""
+        up = [vp for vp in self.poles if vp.up]
+        sense: list[list[Any]] = []
+        report: list[list[Any]] = []
+        for j in range(10):
+            ph = [vp for vp in self._phases[j] if vp.up]
+            sense.append([vp.node.sense_step for vp in ph if not vp.node.safe_mode])
+            report.append([vp.node.report_step for vp in ph])
+        report5 = [report[j] + report[j + 5] for j in range(5)]
+        self._calls = _Calls([vp.node.control_step for vp in up], sense, report5)
+        return self._calls
+
     async def _housekeeping(self) -> None:
         """The nodes' real-time periodic work, once a real second for the whole street."""
         n = 0
         while True:
             await asyncio.sleep(1)
             n += 1
-            if n in FREEZE_AT_S:
+            if n in FREEZE_AT_S or n <= self._spread_s + 2:
                 _freeze()  # the connections made since the start are long-lived too
             for vp in self.poles:
                 if vp.up:
@@ -693,26 +789,24 @@ class Street:
         for ev in events:
             self._apply(ev)
         self._faults(t)
-        self._env(t)
-        for vp in self.poles:
-            if vp.up:
-                try:
-                    vp.node.control_step()
-                except Exception as e:  # as the firmware's control task: keep going
-                    print("control:", repr(e))
-        # sensing every second and the report check every 500 ms, spread over the steps:
-        # a tenth of the poles sense at each step, and each pole checks its report at every
-        # fifth step
         k = ms // STEP_MS
-        for vp in self._phases[k % 10]:
-            if vp.up:
-                try:
-                    vp.node.sense_tick()
-                except Exception as e:
-                    print("sensing:", repr(e))
-        for vp in self._phases[k % 5] + self._phases[k % 5 + 5]:
-            if vp.up:
-                vp.node.report_step(ms)
+        self._env(t, k)
+        calls = self._calls or self._build_calls()
+        for control_step in calls.control:
+            try:
+                control_step()
+            except Exception as e:  # as the firmware's control task: keep going
+                print("control:", repr(e))
+        # sensing every second and the report check every 500 ms, spread over the steps:
+        # a tenth of the poles sense at each step (none in safe mode: the firmware runs no
+        # sensing task then), and each pole checks its report at every fifth step
+        for sense_step in calls.sense[k % 10]:
+            try:
+                sense_step()
+            except Exception as e:
+                print("sensing:", repr(e))
+        for report_step in calls.report[k % 5]:
+            report_step(ms)
         if self._waiting:
             self._check_waits(t)
         if t - self._sample_at >= SAMPLE_S:
@@ -774,9 +868,12 @@ class Street:
         )
         self._sample_at = t
 
-    def _env(self, t: float) -> None:
+    def _env(self, t: float, k: int) -> None:
+        """PIR faults, and the environment into each pole's sensors once every ``ENV_EVERY_S``
+        simulated seconds: all poles at the first step, then pole i at the steps k with
+        (k - i) % ENV_STEPS == 0, so the updates spread evenly over the steps."""
         rng = self._noise
-        for i, vp in enumerate(self.poles):
+        for vp in self._pir_faulty:
             if vp.pir_mode == "stuck" and t - vp.pir_last >= 2.0:
                 vp.pir_last = t
                 vp.pulse()  # a PIR stuck triggering: the light never dims
@@ -784,9 +881,13 @@ class Street:
                 vp.pir_last = t
                 if rng.random() < 0.05:
                     vp.pulse()  # false triggers (insects, heat from a passing car)
-            if t - vp.env_at < ENV_EVERY_S:
-                continue
-            vp.env_at = t + (i % 7)  # staggered, so the updates spread over steps
+        if self._env_first:
+            self._env_first = False
+            due = range(len(self.poles))
+        else:
+            due = range(k % ENV_STEPS, len(self.poles), ENV_STEPS)
+        for i in due:
+            vp = self.poles[i]
             e = self.world.env(i, t)
             pm25, pm10, temp, rh = e.pm25, e.pm10, e.temp_c, e.rh
             if vp.env_mode.get("pm") == "noisy":
@@ -857,6 +958,11 @@ class Street:
         elif f.kind == "sensor":
             if f.sensor == "pir":
                 vp.pir_mode = f.mode if on else ""
+                if on and f.mode in ("stuck", "noisy"):
+                    if vp not in self._pir_faulty:
+                        self._pir_faulty.append(vp)
+                elif vp in self._pir_faulty:
+                    self._pir_faulty.remove(vp)
                 return
             dev = vp.pm if f.sensor == "pm" else vp.bme
             if f.mode == "noisy":
