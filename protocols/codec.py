@@ -16,37 +16,13 @@ import sys
 
 from protocols import MAX_PAYLOAD
 from protocols.errors import ProtocolError
+from protocols.incoming import check_schema, parse_json
 from protocols.outgoing import check_meas as _check_meas
 from protocols.outgoing import dump  # noqa: F401  (the node's way out)
 from protocols.outgoing import serialise as _serialise
+from protocols.rules import check_cmd, check_config
 
-
-def _check_config(msg):
-    dimming = msg["dimming"]
-    programs = dimming["programs"]
-    if dimming["default_program"] not in programs:
-        raise ProtocolError("dimming.default_program", "names no program in dimming.programs")
-    rules = dimming.get("calendar", ())
-    for i in range(len(rules)):
-        rule = rules[i]
-        if rule["program"] not in programs:
-            raise ProtocolError(
-                "dimming.calendar[%d].program" % i, "names no program in dimming.programs"
-            )
-        if ("from" in rule) != ("to" in rule):
-            raise ProtocolError("dimming.calendar[%d]" % i, "from and to go together")
-    lo = dimming.get("min_level", 0.0)
-    hi = dimming.get("max_level", 1.0)
-    if lo > hi:
-        raise ProtocolError("dimming.min_level", "must not exceed dimming.max_level")
-
-
-def _check_cmd(msg):
-    if "start" in msg and "expiry" in msg and msg["expiry"] <= msg["start"]:
-        raise ProtocolError("expiry", "must be after start")
-
-
-_SEMANTIC = {"meas": _check_meas, "config": _check_config, "cmd": _check_cmd}
+_SEMANTIC = {"meas": _check_meas, "config": check_config, "cmd": check_cmd}
 
 # CPython (controller, tests, tools) builds each schema once from schema_defs and keeps it. The
 # node (MicroPython) has no schema at all: it runs protocols/nodecheck/<channel>.py, the schema
@@ -68,31 +44,6 @@ def schema(channel):
             raise ProtocolError("topic.channel", "unknown channel %r" % (channel,))
         found = _cache[channel] = builder()
     return found
-
-
-def _node_check(channel, msg):
-    name = "protocols.nodecheck." + str(channel)
-    try:
-        check_fn = __import__(name, None, None, ("check",)).check
-    except ImportError:
-        raise ProtocolError("topic.channel", "unknown channel %r" % (channel,)) from None
-    try:
-        check_fn(msg)
-    finally:
-        check_fn = None
-        _unload(name, "protocols.nodecheck")
-
-
-def _unload(*names):
-    """MicroPython: forget modules loaded to check one message (their code sits in the heap)
-    until the next incoming message needs them."""
-    for name in names:
-        if sys.modules.pop(name, None) is not None:
-            pkg, attr = name.rsplit(".", 1)
-            try:
-                delattr(sys.modules[pkg], attr)
-            except (KeyError, AttributeError):
-                pass
 
 
 if _CACHE_ALL:  # CPython's json takes NaN and Infinity, which are not JSON: refuse them as
@@ -148,7 +99,7 @@ def check(channel, msg):
 
             validate(msg, schema(channel))
         else:
-            _node_check(channel, msg)
+            check_schema(channel, msg)
         if _fast is not None:  # ours accepted what the compiled one refused: trust the refusal
             raise ProtocolError("payload", "does not match the %s schema" % channel)
     rule = _SEMANTIC.get(channel)
@@ -164,28 +115,16 @@ def encode(channel, msg):
 
 def decode(channel, payload):
     """Parse and validate payload bytes received on a channel; return the message dict."""
-    if len(payload) > MAX_PAYLOAD:
-        raise ProtocolError(
-            "payload", "%d bytes, over the %d byte limit" % (len(payload), MAX_PAYLOAD)
-        )
-    if _orjson_loads is not None:  # CPython: orjson takes the bytes as they are (it checks
-        # UTF-8 itself), no copy and no str; whatever it refuses, the path below judges
+    if _orjson_loads is not None and len(payload) <= MAX_PAYLOAD:  # CPython: orjson takes the
+        # bytes as they are (it checks UTF-8 itself), no copy and no str; whatever it refuses,
+        # the path below judges
         try:
             msg = _orjson_loads(payload)
         except ValueError:
             pass
         else:
             return check(channel, msg)
-    try:
-        text = bytes(payload).decode()
-    except UnicodeError:
-        raise ProtocolError("payload", "not UTF-8") from None
-    try:
-        msg = _loads(text)
-    except ValueError:
-        raise ProtocolError("payload", "not valid JSON") from None
-    text = None  # not kept while the schema and the validator are loaded
-    return check(channel, msg)
+    return check(channel, parse_json(payload, _loads))
 
 
 def parse(topic, payload):

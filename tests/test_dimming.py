@@ -373,3 +373,22 @@ def test_a_control_step_is_cheap() -> None:
     t0 = time.perf_counter()
     drv.run(1000)  # 10,000 steps
     assert time.perf_counter() - t0 < 1.0
+
+
+def test_a_configure_that_fails_half_way_leaves_the_last_config_whole() -> None:
+    """On the node a MemoryError can strike anywhere while a config is taken: nothing of a
+    config that did not finish may be in force (the node went on with half a config once)."""
+    d = dimmer()
+    before = (d.cfg, d._p_level, d._hold_ms, d._n_thr, d._n_hold_ms)
+    broken = json.loads(json.dumps(CONFIG))
+    broken["version"] = 4
+    broken["dimming"]["presence"]["hold_s"] = 30
+    broken["dimming"]["noise_trigger"]["level"] = "loud"  # float() fails after the rest is built
+    with pytest.raises(ValueError):
+        d.configure(broken)
+    assert (d.cfg, d._p_level, d._hold_ms, d._n_thr, d._n_hold_ms) == before
+    assert d.cfg["version"] == 3
+    fresh = Dimmer()
+    with pytest.raises(ValueError):
+        fresh.configure(broken)
+    assert fresh.cfg is None and fresh.state == dimming.FAILSAFE

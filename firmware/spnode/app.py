@@ -36,6 +36,7 @@ CONTROL_MS = const(100)
 OUTBOX_MAX = const(16)
 INBOX_MAX = const(8)
 STATE_EVERY = const(10)  # reporting periods between routine state messages
+GC_EVERY_BYTES = const(2048)
 
 
 def _call(name, fn, *args):
@@ -460,6 +461,9 @@ class Node:
     def start(self):
         """Create the tasks (in the running loop). ``stop`` or a reboot command ends them."""
         spawn = asyncio.create_task
+        if hasattr(gc, "threshold"):  # collect every few KiB: the garbage the tasks make between
+            # collections is what splits the free heap into holes too small for a config check
+            gc.threshold(GC_EVERY_BYTES)
         self._rep_n = 0
         self._rep_start = self.clock.ticks_ms()
         tasks = [self._control(), self._report(), self._sender(), self._commands()]

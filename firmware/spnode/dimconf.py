@@ -68,7 +68,7 @@ def configure(self, config, location):
     pres = dim.get("presence")
     noise = dim.get("noise_trigger")
     hi = float(dim.get("max_level", 1.0))
-    self.cfg = {
+    cfg = {
         "version": config.get("version"),
         "tz": TZ(config.get("tz") or "UTC0"),
         "loc": (float(loc["lat"]), float(loc["lon"])) if loc else None,
@@ -80,21 +80,27 @@ def configure(self, config, location):
         "max": hi,
         "safe": float(dim.get("safe_level", hi)),
     }
+    p = (None, None, 0, 0, 0)
     if pres:
-        self._p_level = float(pres["level"])
-        self._nb_level = float(pres.get("neighbour_level", pres["level"]))
-        self._hold_ms = int(float(pres["hold_s"]) * 1000)
-        self._up_ms = int(float(pres.get("ramp_up_s", 0)) * 1000)
-        self._down_ms = int(float(pres.get("ramp_down_s", 0)) * 1000)
-    else:
-        self._p_level = self._nb_level = None
-        self._hold_ms = self._up_ms = self._down_ms = 0
+        p = (
+            float(pres["level"]),
+            float(pres.get("neighbour_level", pres["level"])),
+            int(float(pres["hold_s"]) * 1000),
+            int(float(pres.get("ramp_up_s", 0)) * 1000),
+            int(float(pres.get("ramp_down_s", 0)) * 1000),
+        )
+    n = (None, None, 0)
     if noise:
-        self._n_thr = float(noise["threshold_dba"])
-        self._n_level = float(noise["level"])
-        self._n_hold_ms = int(float(noise.get("hold_s", 0)) * 1000)
-    else:
-        self._n_thr = None
+        n = (
+            float(noise["threshold_dba"]),
+            float(noise["level"]),
+            int(float(noise.get("hold_s", 0)) * 1000),
+        )
+    # Everything is built: what follows only rebinds attributes the Dimmer already has, so a
+    # MemoryError above (a config taken on a fragmented heap) leaves the last config whole.
+    self._p_level, self._nb_level, self._hold_ms, self._up_ms, self._down_ms = p
+    self._n_thr, self._n_level, self._n_hold_ms = n
+    self.cfg = cfg
     self._day_lo, self._day_hi = 1, 0  # re-plan on the next step
 
 

@@ -142,6 +142,11 @@ class Dimmer:
         self._plan = ()  # sorted (utc, level, label)
         self._step_label = ""
         self._base = 0.0
+        # set by configure (spnode.dimconf), here so that configuring never grows the object
+        self._p_level = self._nb_level = None
+        self._hold_ms = self._up_ms = self._down_ms = 0
+        self._n_thr = self._n_level = None
+        self._n_hold_ms = 0
 
     # ---- configuration -------------------------------------------------------------------
     def configure(self, config, location=None):

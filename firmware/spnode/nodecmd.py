@@ -1,5 +1,5 @@
 """What a Node (spnode.app) does with an incoming command: loaded for the message, then
-unloaded (spnode.unload), together with the codec it brought in."""
+unloaded (spnode.unload), together with the protocol checks it brought in."""
 
 import json
 import sys
@@ -7,7 +7,7 @@ import sys
 from protocols.errors import ProtocolError
 from spnode import unload
 
-_TRANSIENT = ("protocols.codec", "protocols.topics")
+_TRANSIENT = ("protocols.incoming", "protocols.topics")
 
 
 async def handle(node, topic, payload):
@@ -18,10 +18,10 @@ async def handle(node, topic, payload):
 
 
 async def _cmd(node, payload):
-    from protocols import codec
+    from protocols.incoming import decode
 
     try:
-        cmd = codec.decode("cmd", payload)
+        cmd = decode("cmd", payload)
     except ProtocolError as e:
         ident = "cmd"
         try:
@@ -33,7 +33,7 @@ async def _cmd(node, payload):
         node._ack(ident, "cmd", "rejected", str(e))
         return
     finally:
-        codec = None
+        decode = None
         unload(*_TRANSIENT)
     kind = cmd["cmd"]
     ident = cmd["id"]
@@ -56,8 +56,17 @@ async def _cmd(node, payload):
             unload(*new)
         node._ack(ident, "cmd", "applied", checks=checks)
     elif kind == "update":
-        new = _new("spnode.update", "spnode.httpget")
+        new = _new("spnode.updsig")
         try:
+            from spnode.updsig import UpdateError, verify_command
+
+            try:  # first, so a spoofed command loads nothing more
+                verify_command(cmd, node.local.update_key)
+            except UpdateError as e:
+                node._ack(ident, "cmd", "rejected", str(e))
+                return
+            verify_command = UpdateError = None
+            new += _new("spnode.update", "spnode.httpget")
             await _update(node, cmd)
         finally:
             unload(*new)

@@ -1,6 +1,6 @@
 """What a Node (spnode.app) does with an incoming config, and with the persisted config at boot:
-loaded for the message, then unloaded (spnode.unload), together with the codec and the config
-checks it brought in, so none of it stays in the heap between messages. Commands are in
+loaded for the message, then unloaded (spnode.unload), together with the protocol checks it
+brought in, so none of it stays in the heap between messages. Commands are in
 spnode.nodecmd, so their code is not in the heap while a config is checked."""
 
 from spnode import unload
@@ -9,7 +9,7 @@ from spnode import unload
 # after them (applying a config, an update's download) are not in the heap at the same time;
 # spnode.nodemsg itself is unloaded by the caller. Nothing here keeps a module-level reference
 # to them.
-_TRANSIENT = ("spnode.remoteconfig", "protocols.codec")
+_TRANSIENT = ("spnode.remoteconfig", "protocols.incoming")
 
 
 def _remote(node):

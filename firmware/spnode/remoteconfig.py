@@ -23,12 +23,12 @@ def write_atomic(path, data):
 
 
 def check_remote(payload):
-    """Validate remote config bytes: the codec, then what only the node checks."""
-    from protocols import codec  # here: writing a file (write_atomic) needs no codec
+    """Validate remote config bytes: the protocol's checks, then what only the node checks."""
+    from protocols.incoming import decode  # here: writing a file (write_atomic) needs none
     from spnode.tzrules import TZ
 
-    msg = codec.decode("config", payload)
-    codec = None
+    msg = decode("config", payload)
+    decode = None
     if "tz" in msg:
         try:
             TZ(msg["tz"])
