@@ -9,7 +9,7 @@ import json
 
 from protocols import MAX_PAYLOAD
 from protocols.errors import ProtocolError
-from protocols.quantities import QUANTITIES
+from protocols.quantities import plausible
 
 
 def check_meas(msg):
@@ -17,7 +17,10 @@ def check_meas(msg):
     readings = msg["readings"]
     for i in range(len(readings)):
         r = readings[i]
-        unit, lo, hi = QUANTITIES[r["q"]]
+        known = plausible(r["q"])
+        if known is None:  # the schema refuses it first where a schema is checked
+            raise ProtocolError("readings[%d].q" % i, "unknown quantity %s" % r["q"])
+        unit, lo, hi = known
         v = r["v"]
         if v != v or not lo <= v <= hi:
             raise ProtocolError(

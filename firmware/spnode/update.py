@@ -100,7 +100,8 @@ class Unpacker:
         self._f = None
 
     def feed(self, chunk):
-        buf = self._buf + bytes(chunk) if self._buf else bytes(chunk)
+        buf = self._buf + bytes(chunk) if self._buf else chunk  # no copy in the usual case
+        mv = memoryview(buf)  # file writes take slices of it without copying them
         pos = 0
         n = len(buf)
         while pos < n:
@@ -108,7 +109,7 @@ class Unpacker:
                 raise UpdateError("archive: data after the end marker")
             if self._f is not None:
                 take = min(self._left, n - pos)
-                self._f.write(buf[pos : pos + take])
+                self._f.write(mv[pos : pos + take])
                 pos += take
                 self._left -= take
                 if self._left == 0:
@@ -143,7 +144,7 @@ class Unpacker:
             if self._left == 0:
                 self._f.close()
                 self._f = None
-        self._buf = buf[pos:]
+        self._buf = bytes(buf[pos:]) if pos < n else b""
 
     def close(self):
         if self._f is not None:
