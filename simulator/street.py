@@ -42,7 +42,7 @@ from spnode import VERSION, boarddef
 from spnode import app as _app
 from spnode import health as _health
 from spnode.app import Node
-from spnode.board.sim import SimBoard
+from spnode.board.sim import SimBoard, SimPin, SimPWM
 from spnode.board.simbus import SimI2C
 from spnode.drivers import sps30 as _sps30
 from spnode.mqtt_client import NotConnected
@@ -151,6 +151,49 @@ class FastI2C(SimI2C):  # type: ignore[misc]
         else:
             buf[:n] = data
             buf[n:] = b"\xff" * (m - n)
+
+
+class FastPWM(SimPWM):  # type: ignore[misc]
+    """The lamp's simulated PWM output: the driver's duty (an int in range) is stored without
+    the clamping round trip; anything else goes the board's way. With ``FastPin`` for the
+    relay, a third off the lamp driver's ``set_level``, which every control step calls."""
+
+    def duty_u16(self, d: Any = None) -> Any:
+        if d is None:
+            return int(self._duty)  # type: ignore[has-type]
+        if d.__class__ is int and 0 <= d <= 65535:
+            self._duty = d
+        else:
+            super().duty_u16(d)
+        return None
+
+
+class FastPin(SimPin):  # type: ignore[misc]
+    """A simulated pin (the lamp's relay, the PIR): a write to a pin without an IRQ handler
+    stores the level in place (the board's ``set`` only adds the edge callback)."""
+
+    def value(self, v: Any = None) -> Any:
+        if v is None:
+            return int(self._v)  # type: ignore[has-type]
+        if self._handler is None:
+            self._v = 1 if v else 0
+        else:
+            self.set(v)
+        return None
+
+
+class FastBoard(SimBoard):  # type: ignore[misc]
+    """The simulated board with the faster parts above (made as such: an object whose class
+    is swapped afterwards loses CPython's attribute fast paths, and was slower than before)."""
+
+    def pin(self, name: str) -> Any:
+        return self._get("pins", name, lambda c: FastPin(c.get("init", 0)))
+
+    def pwm(self, name: str) -> Any:
+        return self._get("pwm", name, lambda c: FastPWM(c.get("freq", 1000)))
+
+    def i2c(self, name: str) -> Any:
+        return self._get("i2c", name, lambda c: FastI2C())
 
 
 class StreetClock:
@@ -314,9 +357,8 @@ class VirtualPole:
             [] if record else None
         )  # with record: every batch made (boot, seq, readings' (src, q, ts)) ...
         self.acked: set[tuple[int, int]] = set()  # ... and those the broker acknowledged
-        self.board = SimBoard(bdef)
+        self.board = FastBoard(bdef)
         b = self.board
-        b.i2c("main").__class__ = FastI2C
         self.pm = b.i2c("main").attach(0x69, FastSps30()) if "pm" in sensors else None
         self.bme = b.i2c("main").attach(0x76, Bme280Device()) if "climate" in sensors else None
         lamp = bdef["lamp"]

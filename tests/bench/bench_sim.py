@@ -72,7 +72,7 @@ def run_street(url: str, n: int, warmup: float, seconds: float, out: Any) -> Non
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", default="200,500,1000,1500,2000,3000,4000,5000,7500,10000")
+    ap.add_argument("--sizes", default="200,500,1000,1500,2000,3000,4000,5000,6000,7500,10000")
     ap.add_argument("--warmup", type=float, default=20.0, help="seconds before measuring")
     ap.add_argument("--seconds", type=float, default=30.0, help="seconds measured per size")
     a = ap.parse_args(argv)
