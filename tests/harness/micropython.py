@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 from simulator.unixport import ESP32_HEAP_KIB, rom_command
+from simulator.unixport import NODE_HEAP_KIB as _NODE_HEAP_KIB
 
 from .paths import FIRMWARE, ROOT, venv_tool
 
@@ -20,8 +21,8 @@ ESP32_HEAP = f"{ESP32_HEAP_KIB}k"
 # image, as on the node (simulator/unixport.py); this is the heap it is held to besides the image.
 # In 96 KiB, an ESP32's, all of it passes but the update download, which runs out of heap and
 # fails cleanly ("update: MemoryError ...", nothing staged); 98 KiB passed once, 100 three of
-# three. The one place that says how much it needs; docs/firmware.md ("Memory") says where.
-NODE_HEAP_KIB = int(os.environ.get("STREETPOLE_NODE_HEAP_KIB", 100))
+# three: simulator/unixport.NODE_HEAP_KIB. docs/firmware.md ("Memory") says where it goes.
+NODE_HEAP_KIB = int(os.environ.get("STREETPOLE_NODE_HEAP_KIB", _NODE_HEAP_KIB))
 
 
 class MicroPythonError(AssertionError):

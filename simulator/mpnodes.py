@@ -1,0 +1,122 @@
+"""Poles that run as real MicroPython processes, beside the street's in-process poles.
+
+The street (simulator/street.py) runs many poles in one CPython process for scale; a few poles
+can instead run as MicroPython unix-port processes, for fidelity: the firmware as the ESP32 runs
+it (from a ROMFS image, `simulator/unixport.py`), in an ESP32-sized heap, with its own MQTT
+connection and credentials, on the simulated board. What they do not get: the street's
+pedestrians at their PIR (no channel into the process; they see the street's traffic only
+through neighbour wake over MQTT) and the street's fault injection. Their heap is in the run
+report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+from pathlib import Path
+from typing import Any
+
+from controller.fieldtools.build import build
+from simulator.unixport import NODE_HEAP_KIB, build_rom, rom_command
+
+SCRIPT = Path(__file__).with_name("mp") / "street_node.py"
+BOARD = Path(__file__).resolve().parents[1] / "hardware" / "boards" / "sim.json"
+
+
+def micropython() -> str:
+    from simulator.virtual_node import _micropython
+
+    return _micropython()
+
+
+def build_node_rom(work: Path) -> Path:
+    """The firmware compiled for the unix port (x64) into a ROMFS image under ``work``."""
+    tree = work / "x64"
+    build(tree, "sim", arch="x64")
+    return build_rom(tree, work / "node.romfs")
+
+
+class MicroPythonPole:
+    """One pole as a MicroPython process; ``lines`` collects the JSON lines it prints."""
+
+    def __init__(
+        self,
+        local: dict[str, Any],
+        flash: Path,
+        image: Path,
+        speed: float,
+        start: float,
+        budget_kib: int = NODE_HEAP_KIB,
+    ) -> None:
+        self.pole = str(local["pole"])
+        self.local = local
+        self.flash = flash
+        self.image = image
+        self.speed = speed
+        self.start_t = start
+        self.budget_kib = budget_kib
+        self.lines: list[dict[str, Any]] = []
+        self.output: list[str] = []  # everything else it printed (tracebacks, firmware logs)
+        self._proc: subprocess.Popen[str] | None = None
+        self._reader: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.flash.mkdir(parents=True, exist_ok=True)
+        (self.flash / "data").mkdir(exist_ok=True)
+        spec = {"board": str(BOARD), "local": self.local, "data_dir": str(self.flash / "data"),
+                "speed": self.speed, "start": self.start_t}  # fmt: skip
+        (self.flash / "spec.json").write_text(json.dumps(spec))
+        cmd = rom_command(micropython(), self.image, SCRIPT, str(self.flash / "spec.json"),
+                          budget_kib=self.budget_kib)  # fmt: skip
+        env = dict(os.environ, MICROPYPATH=".frozen")
+        self._proc = subprocess.Popen(
+            cmd, cwd=self.flash, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True,
+        )  # fmt: skip
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        for line in self._proc.stdout:
+            try:
+                self.lines.append(json.loads(line))
+            except ValueError:
+                self.output.append(line.rstrip())
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def booted(self) -> bool:
+        return any("booted" in x for x in self.lines)
+
+    @property
+    def heap_peak(self) -> int | None:
+        """Largest heap in use it reported (bytes, the ROMFS image's share not counted)."""
+        seen = [int(x["heap"]) for x in self.lines if "heap" in x]
+        if not seen:
+            return None
+        return max(seen) - self.image.stat().st_size
+
+    def stop(self) -> None:
+        if self._proc is None:
+            return
+        if self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        if self._reader is not None:
+            self._reader.join(timeout=5)
+
+    def summary(self) -> dict[str, Any]:
+        last: dict[str, Any] = next((x for x in reversed(self.lines) if "seq" in x), {})
+        return {"pole": self.pole, "booted": self.booted, "heap_peak": self.heap_peak,
+                "batches": last.get("seq"), "exit": self._proc.returncode if self._proc else None,
+                "errors": [x for x in self.output if "Error" in x][-3:]}  # fmt: skip

@@ -1,0 +1,74 @@
+"""A street pole as a real MicroPython process (simulator/mpnodes.py): from the ROMFS image, in
+the node's heap budget, against a real mosquitto; it takes its retained config, reports, and
+follows an override, as the in-process poles do."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+
+from controller.broker import Broker
+from protocols import topics
+from simulator.mpnodes import MicroPythonPole, build_node_rom
+from simulator.unixport import NODE_HEAP_KIB
+
+CONFIG = {
+    "version": 1,
+    "report_period_s": 10,
+    "tz": "UTC0",
+    "dimming": {"programs": {"low": {"steps": [{"at": "00:00", "level": 0.3}]}},
+                "default_program": "low"},
+}  # fmt: skip
+
+
+def wait(what: str, cond: Callable[[], Any], timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = cond()
+        if found:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"not seen: {what}")
+
+
+def test_micropython_pole_in_the_street(broker: Broker, topic_prefix: str, tmp_path: Path) -> None:
+    pole = topic_prefix
+    got: list[tuple[str, dict[str, Any]]] = []
+    obs = paho.Client(paho.CallbackAPIVersion.VERSION2)
+
+    def on_message(_c: paho.Client, _u: object, m: paho.MQTTMessage) -> None:
+        got.append((m.topic.rsplit("/", 1)[1], json.loads(m.payload)))
+
+    obs.on_message = on_message
+    obs.connect(broker.host, broker.port)
+    obs.subscribe(f"{topics.PREFIX}/{pole}/#", qos=1)
+    obs.loop_start()
+    t = topics.Topic(pole, "n1", topics.CONFIG)
+    obs.publish(str(t), json.dumps(CONFIG), qos=1, retain=True).wait_for_publish()
+    local = {"pole": pole, "node": "n1", "wifi": {"ssid": "sim"},
+             "broker": f"mqtt://{broker.host}:{broker.port}", "location": {"lat": 51.9, "lon": 4.5},
+             "sensors": ["pir"], "update_key": "00" * 16}  # fmt: skip
+    image = build_node_rom(tmp_path / "build")
+    mp = MicroPythonPole(local, tmp_path / "flash", image, speed=20, start=time.time())
+    mp.start()
+    try:
+        wait("config applied", lambda: [m for ch, m in got if ch == "ack" and m["id"] == "1"])
+        wait("two batches", lambda: len([m for ch, m in got if ch == "meas"]) >= 2)
+        wait("program level", lambda: [m for c, m in got if c == "state" and m.get("level") == 0.3])
+        cmd = {"id": "ov-1", "ts": int(time.time()), "cmd": "override", "level": 0.9}
+        obs.publish(str(t.sibling(topics.CMD)), json.dumps(cmd), qos=1)
+        wait("override", lambda: [m for c, m in got if c == "state" and m.get("level") == 0.9])
+        assert mp.running and mp.booted, mp.output
+        assert mp.heap_peak is not None and mp.heap_peak < NODE_HEAP_KIB * 1024
+    finally:
+        mp.stop()
+        obs.loop_stop()
+        obs.disconnect()
+    assert not [x for x in mp.output if "Error" in x], mp.output
+    seqs = [m["seq"] for ch, m in got if ch == "meas"]
+    assert seqs == list(range(len(seqs)))
