@@ -160,3 +160,39 @@ def test_sqlite_never_loses_or_doubles_a_point(
             got[(key.q, p.ts)] = p.v
     assert got == expected
     store.close()
+
+
+def test_sqlite_large_write_keeps_the_first_copy_across_statement_chunks(tmp_path: Path) -> None:
+    """controller/store/sqlite.py binds rows in chunks of several hundred per statement and by
+    shape (with or without flags): one write far past a chunk, with copies of a reading inside
+    it (the first is kept) and flagged readings between plain ones, stores exactly as one
+    statement per row would."""
+    from controller.store.sqlite import CHUNK
+
+    store = SqliteStore(tmp_path / "ts.db", retention_raw_days=30)
+    readings: list[dict[str, object]] = []
+    for i in range(3 * CHUNK + 7):
+        r: dict[str, object] = {"ts": T0 + i, "q": "pm25", "v": float(i), "dur": 1, "src": "air"}
+        if i % 97 == 5:
+            r["flags"] = ["indicative"]
+        if i % 113 == 7:
+            del r["dur"]
+        readings.append(r)
+    copies = [dict(readings[i], v=-1.0) for i in (0, CHUNK - 1, CHUNK, 2 * CHUNK + 3)]
+    result = store.write([Batch("p1", "n1", 1, 1, readings + copies)])
+    assert (result.points, result.stored, result.duplicates) == (
+        len(readings) + 4,
+        len(readings),
+        4,
+    )
+    points = store.query(AIR, 0, 2**40, limit=10**6)
+    assert [p.v for p in points] == [float(i) for i in range(len(readings))]
+    assert [p.flags for p in points if p.flags] == [("indicative",)] * sum(
+        1 for r in readings if "flags" in r
+    )
+    assert [p.dur for p in points].count(None) == sum(1 for r in readings if "dur" not in r)
+    latest = store.latest()[AIR]
+    assert (latest.ts, latest.v) == (T0 + len(readings) - 1, float(len(readings) - 1))
+    again = store.write([Batch("p1", "n1", 1, 1, readings)])
+    assert (again.stored, again.duplicates, again.batches_resent) == (0, len(readings), 1)
+    store.close()

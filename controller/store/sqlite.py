@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import sqlite3
 import threading
@@ -89,28 +90,45 @@ ON CONFLICT (stream, bucket) DO UPDATE SET
 # Readings are bound as 4-tuples (flags NULL in the statement) when they have a duration and no
 # flags, the usual case, else as 5-tuples: the sqlite3 module looks a None parameter up in its
 # adapter registry (two failed attribute lookups), which cost about 0.4 us per reading.
-_COLUMNS = "(stream, ts, v, dur, flags)"
-READINGS_INSERT = {
-    4: f"INSERT OR IGNORE INTO readings {_COLUMNS} VALUES (?,?,?,?,NULL)",
-    5: f"INSERT OR IGNORE INTO readings {_COLUMNS} VALUES (?,?,?,?,?)",
-}
+_NO_FLAGS = "(?,?,?,?,NULL)"
+VALUES = {4: _NO_FLAGS, 5: "(?,?,?,?,?)"}
+READINGS_INSERT = "INSERT OR IGNORE INTO readings (stream, ts, v, dur, flags)"
+LATEST_UPSERT = "INSERT INTO latest (stream, ts, v, dur, flags)"
 _UPSERT = (
     " ON CONFLICT (stream) DO UPDATE SET ts = excluded.ts, v = excluded.v,"
     " dur = excluded.dur, flags = excluded.flags WHERE excluded.ts > latest.ts"
 )
-LATEST_UPSERT = {
-    4: f"INSERT INTO latest {_COLUMNS} VALUES (?,?,?,?,NULL)" + _UPSERT,
-    5: f"INSERT INTO latest {_COLUMNS} VALUES (?,?,?,?,?)" + _UPSERT,
-}
+# Rows per multi-row VALUES statement: one statement step for CHUNK rows instead of one bind,
+# step and reset per row through executemany (about 0.6 us a row less, measured).
+CHUNK = 250
 
 
-def _runs(
-    sql: dict[int, str], rows: Iterable[tuple[Any, ...]]
-) -> Iterator[tuple[str, list[tuple[Any, ...]]]]:
-    """Consecutive rows of one shape with the statement for it, in order (so of two copies of a
-    reading in one write the first is kept, as with a single statement)."""
+@functools.lru_cache(maxsize=32)
+def _chunk_sql(head: str, values: str, tail: str, rows: int) -> str:
+    return f"{head} VALUES {','.join([values] * rows)}{tail}"
+
+
+def _insert(db: sqlite3.Connection, head: str, values: str, rows: list[Any], tail: str = "") -> int:
+    """Insert ``rows`` in order (so of two copies of a row the first is the one kept, as with
+    executemany): full chunks of CHUNK rows as one statement each, the rest through
+    executemany (one statement text, not one per length). Returns the rows changed."""
+    changed = 0
+    full = len(rows) - len(rows) % CHUNK
+    if full:
+        sql = _chunk_sql(head, values, tail, CHUNK)
+        for i in range(0, full, CHUNK):
+            changed += db.execute(
+                sql, list(itertools.chain.from_iterable(rows[i : i + CHUNK]))
+            ).rowcount
+    if full < len(rows):
+        changed += db.executemany(_chunk_sql(head, values, tail, 1), rows[full:]).rowcount
+    return changed
+
+
+def _runs(rows: Iterable[tuple[Any, ...]]) -> Iterator[tuple[str, list[tuple[Any, ...]]]]:
+    """Consecutive rows of one shape with the VALUES template for it, in order."""
     for n, run in itertools.groupby(rows, len):
-        yield sql[n], list(run)
+        yield VALUES[n], list(run)
 
 
 class SqliteStore(TimeSeriesStore):
@@ -204,22 +222,22 @@ class SqliteStore(TimeSeriesStore):
                             rows.append((sid, ts, r["v"], dur, ",".join(flags) if flags else None))
                         else:  # the usual reading: no None to bind (see _runs)
                             rows.append((sid, ts, r["v"], dur))
-                cur = db.executemany(
-                    "INSERT OR IGNORE INTO batches (pole, node, boot, seq, received)"
-                    " VALUES (?, ?, ?, ?, ?)",
+                result.batches_resent = len(batch_keys) - _insert(
+                    db,
+                    "INSERT OR IGNORE INTO batches (pole, node, boot, seq, received)",
+                    "(?,?,?,?,?)",
                     batch_keys,
                 )
-                result.batches_resent = len(batch_keys) - cur.rowcount
                 stored = 0
-                for sql, run in _runs(READINGS_INSERT, rows):
-                    stored += db.executemany(sql, run).rowcount
+                for values, run in _runs(rows):
+                    stored += _insert(db, READINGS_INSERT, values, run)
                 newest: dict[int, tuple[Any, ...]] = {}
                 for row in rows:
                     seen = newest.get(row[0])
                     if seen is None or row[1] > seen[1]:
                         newest[row[0]] = row
-                for sql, run in _runs(LATEST_UPSERT, newest.values()):
-                    db.executemany(sql, run)
+                for values, run in _runs(newest.values()):
+                    _insert(db, LATEST_UPSERT, values, run, _UPSERT)
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
