@@ -1,5 +1,5 @@
 """A street pole as a real MicroPython process (simulator/mpnodes.py): from the ROMFS image, in
-the node's heap budget, against a real mosquitto; it takes its retained config, reports, and
+an ESP32's 96 KiB heap, against a real mosquitto; it takes its retained config, reports, and
 follows an override, as the in-process poles do."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import paho.mqtt.client as paho
 from controller.broker import Broker
 from protocols import topics
 from simulator.mpnodes import MicroPythonPole, build_node_rom
-from simulator.unixport import NODE_HEAP_KIB
+from simulator.unixport import ESP32_HEAP_KIB
 
 CONFIG = {
     "version": 1,
@@ -64,7 +64,7 @@ def test_micropython_pole_in_the_street(broker: Broker, topic_prefix: str, tmp_p
         obs.publish(str(t.sibling(topics.CMD)), json.dumps(cmd), qos=1)
         wait("override", lambda: [m for c, m in got if c == "state" and m.get("level") == 0.9])
         assert mp.running and mp.booted, mp.output
-        assert mp.heap_peak is not None and mp.heap_peak < NODE_HEAP_KIB * 1024
+        assert mp.heap_peak is not None and mp.heap_peak < ESP32_HEAP_KIB * 1024
     finally:
         mp.stop()
         obs.loop_stop()
