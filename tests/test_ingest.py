@@ -331,3 +331,44 @@ def test_fast_path_takes_packets_cut_anywhere() -> None:
         assert not fast._buf
     fast.ack_many([1, 2, 65535])
     assert client._out_packet[-1]["packet"] == b"\x40\x02\x00\x01\x40\x02\x00\x02\x40\x02\xff\xff"
+
+
+def test_ingest_over_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fast receive path (controller/ingest/fastmqtt.py) on a TLS socket: records are read
+    as they are decrypted and what TLS still holds is drained through ``pending()``."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from tests.test_mqtt_auth import _cert, _write_pem
+
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = _cert("Streetpole test CA", ca_key, None, ca=True)
+    ca_pem = _write_pem(tmp_path / "ca.pem", ca, ca_key)
+    server = _write_pem(
+        tmp_path / "server.pem", _cert("127.0.0.1", key, (ca.subject, ca_key), ca=False), key
+    )
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_pem))  # the worker trusts the default CAs
+    config = BrokerConfig(
+        port=free_port(),
+        tls_port=free_port(),
+        cafile=ca_pem,
+        certfile=server,
+        keyfile=server.with_suffix(".key"),
+    )
+    broker = Broker(tmp_path / "broker", config)
+    broker.start()
+    try:
+        h = Harness(Settings(mqtt_url=f"mqtts://127.0.0.1:{config.tls_port}", data_dir=tmp_path))
+        messages = [(meas_topic(f"p{i % 30}"), meas(i)) for i in range(3000)]
+
+        async def main() -> None:
+            task = asyncio.create_task(h.worker.run())
+            await asyncio.wait_for(h.worker.connected.wait(), 15)
+            await asyncio.to_thread(publish_all, broker, messages)  # plain listener
+            await until(lambda: h.worker.stats.messages >= len(messages))
+            task.cancel()
+
+        asyncio.run(main())
+        assert count_points(h.settings.database_path) == (30_000, 3000)
+        assert h.worker.stats.connects == 1
+    finally:
+        broker.stop()
