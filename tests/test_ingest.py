@@ -331,6 +331,13 @@ def test_fast_path_takes_packets_cut_anywhere() -> None:
         assert not fast._buf
     fast.ack_many([1, 2, 65535])
     assert client._out_packet[-1]["packet"] == b"\x40\x02\x00\x01\x40\x02\x00\x02\x40\x02\xff\xff"
+    # a topic longer than its packet: refused as paho refuses it, nothing delivered
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2)
+    got = []
+    fastmqtt.install(client, lambda *m, got=got: got.append(m))
+    client._sock = _ChunkSocket([b"\x32\x05\x00\x09p\x00\x01"])  # type: ignore[assignment]
+    assert client.loop_read() == paho.MQTT_ERR_PROTOCOL
+    assert got == [] and client._sock is None
 
 
 def test_ingest_over_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -92,6 +92,8 @@ class FastPath:
             return c._loop_rc_handle(MQTTErrorCode.MQTT_ERR_CONN_LOST)
         if not data:
             return c._loop_rc_handle(MQTTErrorCode.MQTT_ERR_CONN_LOST)
+        with c._msgtime_mutex:  # keepalive: the broker is alive (paho does this per read too)
+            c._last_bytes_received = paho.time_func()
         buf = self._buf
         if buf:
             buf += data
@@ -136,8 +138,12 @@ class FastPath:
                 break
             qos = (first >> 1) & 3
             if fast and first & 0xF0 == PUBLISH and qos < 2:
+                if length < 2:
+                    return MQTTErrorCode.MQTT_ERR_PROTOCOL
                 tlen = (buf[i] << 8) | buf[i + 1]
                 j = i + 2 + tlen
+                if j + (2 if qos else 0) > end:  # as paho: a malformed packet ends the connection
+                    return MQTTErrorCode.MQTT_ERR_PROTOCOL
                 topic = bytes(buf[i + 2 : j]).decode("utf-8", "replace")
                 if qos:
                     mid = (buf[j] << 8) | buf[j + 1]
@@ -157,9 +163,6 @@ class FastPath:
             self._buf = bytearray(buf[pos:])
         else:
             self._buf = bytearray()
-        if pos:
-            with c._msgtime_mutex:
-                c._last_bytes_received = paho.time_func()
         return rc
 
     def _paho_handle(
