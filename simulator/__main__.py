@@ -57,6 +57,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "--html", type=Path, default=None, help="also write the report with its chart (HTML)"
     )
     ap.add_argument(
+        "--micropython",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run the last N poles as real MicroPython processes (96 KiB heap each)",
+    )
+    ap.add_argument(
         "--flash-dir",
         type=Path,
         default=None,
@@ -104,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         flash_dir=a.flash_dir,
         service_level=sc.service_level,
         service_target=sc.service_target,
+        micropython=a.micropython,
     )
     duration = a.duration if a.duration is not None else sc.duration_s
 

@@ -64,6 +64,13 @@ def text(street: Street, per_pole: int = 50) -> str:
         f"nodes        {t['boots']} boots, {t['crashes']} crashed boots; {t['faults']} fault "
         f"changes; tick lag p99 {t['tick_lag_p99_ms']} ms",
     ]
+    for mp in t["micropython_poles"]:  # not in the figures above: their own process, own report
+        heap = f"{mp['heap_peak'] / 1024:.1f} KiB" if mp["heap_peak"] is not None else "-"
+        lines.append(
+            f"micropython  {mp['pole']}: {'running' if mp['booted'] else 'did not boot'}, "
+            f"heap peak {heap}, batch seq {mp['batches']}"
+            + (f", errors: {'; '.join(mp['errors'])}" if mp["errors"] else "")
+        )
     return "\n".join(lines)
 
 

@@ -28,6 +28,7 @@ import gc
 import json
 import random
 import socket
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from simulator.layout import Layout, Pole
+from simulator.mpnodes import MicroPythonPole, build_node_rom
 from simulator.provision import RATED_W, Credentials
 from simulator.scenario import Fault
 from simulator.world import Event, World
@@ -631,8 +633,12 @@ class Street:
         service_target: float = 0.95,
         report_period_s: int | None = None,
         connect_spread_s: float | None = None,
+        micropython: int = 0,
     ) -> None:
         self.layout = layout
+        # the last ``micropython`` poles run as MicroPython processes (simulator/mpnodes.py)
+        self.micropython = micropython
+        self.mp_poles: list[MicroPythonPole] = []
         self.connect_spread_s = connect_spread_s  # None: by the street's size (CONNECT_RATE)
         self.report_period_s = report_period_s  # for nodes without a config (benchmarks)
         self.world = world
@@ -702,8 +708,12 @@ class Street:
         if spread is None:
             spread = connect_spread_s(len(self.layout.poles))
         self._spread_s = spread
+        n_mp = min(self.micropython, len(self.layout.poles))
+        in_process = self.layout.poles[: len(self.layout.poles) - n_mp]
+        if n_mp:
+            await self._start_micropython(self.layout.poles[len(in_process) :])
         gc.disable()  # building thousands of nodes: nothing to collect yet (see _freeze)
-        for p in self.layout.poles:
+        for p in in_process:
             flash = self.flash_dir / p.id if self.flash_dir is not None else None
             vp = VirtualPole(
                 p,
@@ -747,10 +757,27 @@ class Street:
                 if vp.up:
                     vp.account_energy()
                 vp.stop()
-            _, pending = await asyncio.wait(lives, timeout=10)
-            for t in pending:
-                t.cancel()
+            if lives:
+                _, pending = await asyncio.wait(lives, timeout=10)
+                for t in pending:
+                    t.cancel()
+            for mp in self.mp_poles:
+                await asyncio.to_thread(mp.stop)
             gc.unfreeze()  # the street's objects are garbage again once it is gone
+
+    async def _start_micropython(self, poles: list[Pole]) -> None:
+        """Those poles as MicroPython processes, on the street's clock and broker; their flash
+        is under ``flash_dir`` (or a temporary directory)."""
+        if self.flash_dir is not None:
+            work = self.flash_dir / "micropython"
+        else:
+            work = Path(tempfile.mkdtemp(prefix="streetpole-mp-"))
+        image = await asyncio.to_thread(build_node_rom, work / "build")
+        for p in poles:
+            mp = MicroPythonPole(self._local(p), work / p.id, image, self.speed, self.clock.t)
+            mp.start()
+            self.mp_poles.append(mp)
+        self.log(f"{len(poles)} poles as MicroPython processes ({image.stat().st_size} B image)")
 
     # ---- the world drives the boards, the ticker drives the control loops ----------------------
     async def _ticker(self, sim_seconds: float | None) -> None:
@@ -1028,7 +1055,8 @@ class Street:
         sim = self.clock.t - self.t0
         sl = round(1 - sum(x.walked_in_dark for x in s) / dark, 4) if dark else None
         return {
-            "poles": len(self.poles),
+            "poles": len(self.poles) + len(self.mp_poles),
+            "micropython_poles": [mp.summary() for mp in self.mp_poles],
             "sim_s": round(sim, 1),
             "real_s": round(real, 1),
             "speed": round(sim / real, 1) if real > 0 else None,

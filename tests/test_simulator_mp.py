@@ -72,3 +72,35 @@ def test_micropython_pole_in_the_street(broker: Broker, topic_prefix: str, tmp_p
     assert not [x for x in mp.output if "Error" in x], mp.output
     seqs = [m["seq"] for ch, m in got if ch == "meas"]
     assert seqs == list(range(len(seqs)))
+
+
+def test_street_with_micropython_poles(broker: Broker, tmp_path: Path) -> None:
+    """The street runs its last pole as a MicroPython process beside the in-process ones: both
+    kinds report to the same broker, and the run report carries the MicroPython pole's heap."""
+    import asyncio
+
+    from simulator.layout import grid
+    from simulator.street import Street
+    from simulator.world import World
+
+    lay = grid(3, prefix=f"MP{broker.port}-")
+    seen: set[str] = set()
+    obs = paho.Client(paho.CallbackAPIVersion.VERSION2)
+    obs.on_message = lambda _c, _u, m: seen.add(m.topic.split("/")[2])
+    obs.connect(broker.host, broker.port)
+    obs.subscribe(f"{topics.PREFIX}/+/n1/meas", qos=1)
+    obs.loop_start()
+    world = World(lay, seed=1, start=time.time())
+    street = Street(lay, world, broker.url, speed=20, sensors=("pir",), micropython=1,
+                    report_period_s=10, flash_dir=tmp_path / "flash")  # fmt: skip
+    try:
+        asyncio.run(street.run(sim_seconds=240))
+        wait("batches from every pole", lambda: seen >= {p.id for p in lay.poles}, timeout=20)
+    finally:
+        obs.loop_stop()
+        obs.disconnect()
+    t = street.totals()
+    assert t["poles"] == 3 and len(street.poles) == 2
+    (mp,) = t["micropython_poles"]
+    assert mp["pole"] == lay.poles[-1].id and mp["booted"] and not mp["errors"], mp
+    assert mp["heap_peak"] is not None and mp["heap_peak"] < ESP32_HEAP_KIB * 1024
