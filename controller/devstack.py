@@ -122,6 +122,8 @@ def main() -> int:
                     speed,
                     "--html",
                     str(report),
+                    "--micropython",  # one pole as a real MicroPython process, beside the rest
+                    os.environ.get("SIM_MICROPYTHON", "1"),
                 ],
                 env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent)),
             )

@@ -9,10 +9,12 @@ and acknowledge, in order, only the messages whose batch was committed. A crash 
 acknowledgement makes the broker send them again (persistent session: fixed client id, clean
 session off); the store's idempotent writes make the second copy harmless.
 
-Backpressure comes from MQTT itself: the broker sends at most ``max_inflight_messages``
-unacknowledged QoS 1 messages to us and queues the rest (controller/broker.py sizes both), so
-the pending list here is bounded by that window and a slow database slows delivery, it does
-not lose messages.
+Backpressure comes from MQTT itself: while we are connected the broker sends at most
+``max_inflight_messages`` unacknowledged QoS 1 messages and queues the rest (controller/broker.py
+sizes both), so a slow database slows delivery and loses nothing. Not bounded by that window:
+when this worker reconnects to its persistent session, mosquitto 2.0.11 sends the whole queued
+backlog at once (55,500 messages pending here were seen), so the pending list can grow to
+``max_queued_messages`` (200,000: a few hundred MB) after a long outage of the controller.
 
 Receiving without aiomqtt's per-message machinery: aiomqtt still owns the connection (connect,
 subscribe, socket registration on the event loop, keepalive, disconnect detection, TLS), but
