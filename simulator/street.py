@@ -36,7 +36,7 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from simulator.layout import Layout, Pole
-from simulator.mpnodes import MicroPythonPole, build_node_rom
+from simulator.mpnodes import MP_SENSORS, MicroPythonPole, build_node_rom
 from simulator.provision import RATED_W, Credentials
 from simulator.scenario import Fault
 from simulator.world import Event, World
@@ -774,7 +774,9 @@ class Street:
             work = Path(tempfile.mkdtemp(prefix="streetpole-mp-"))
         image = await asyncio.to_thread(build_node_rom, work / "build")
         for p in poles:
-            mp = MicroPythonPole(self._local(p), work / p.id, image, self.speed, self.clock.t)
+            local = self._local(p)
+            local["sensors"] = [s for s in local["sensors"] if s in MP_SENSORS]
+            mp = MicroPythonPole(local, work / p.id, image, self.speed, self.clock.t)
             mp.start()
             self.mp_poles.append(mp)
         self.log(f"{len(poles)} poles as MicroPython processes ({image.stat().st_size} B image)")

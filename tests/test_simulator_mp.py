@@ -91,7 +91,7 @@ def test_street_with_micropython_poles(broker: Broker, tmp_path: Path) -> None:
     obs.subscribe(f"{topics.PREFIX}/+/n1/meas", qos=1)
     obs.loop_start()
     world = World(lay, seed=1, start=time.time())
-    street = Street(lay, world, broker.url, speed=20, sensors=("pir",), micropython=1,
+    street = Street(lay, world, broker.url, speed=20, sensors=("pir", "climate"), micropython=1,
                     report_period_s=10, flash_dir=tmp_path / "flash")  # fmt: skip
     try:
         asyncio.run(street.run(sim_seconds=240))
