@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from controller.broker import Broker
 from protocols import topics
 from simulator.mpnodes import MicroPythonPole, build_node_rom
 from simulator.unixport import ESP32_HEAP_KIB
+from tests.harness.api import wait_for
 
 CONFIG = {
     "version": 1,
@@ -24,16 +24,6 @@ CONFIG = {
     "dimming": {"programs": {"low": {"steps": [{"at": "00:00", "level": 0.3}]}},
                 "default_program": "low"},
 }  # fmt: skip
-
-
-def wait(what: str, cond: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = cond()
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"not seen: {what}")
 
 
 def test_micropython_pole_in_the_street(broker: Broker, topic_prefix: str, tmp_path: Path) -> None:
@@ -57,12 +47,20 @@ def test_micropython_pole_in_the_street(broker: Broker, topic_prefix: str, tmp_p
     mp = MicroPythonPole(local, tmp_path / "flash", image, speed=20, start=time.time())
     mp.start()
     try:
-        wait("config applied", lambda: [m for ch, m in got if ch == "ack" and m["id"] == "1"])
-        wait("two batches", lambda: len([m for ch, m in got if ch == "meas"]) >= 2)
-        wait("program level", lambda: [m for c, m in got if c == "state" and m.get("level") == 0.3])
+        wait_for(
+            lambda: [m for ch, m in got if ch == "ack" and m["id"] == "1"], 30, "config applied"
+        )
+        wait_for(lambda: len([m for ch, m in got if ch == "meas"]) >= 2, 30, "two batches")
+        wait_for(
+            lambda: [m for c, m in got if c == "state" and m.get("level") == 0.3],
+            30,
+            "program level",
+        )
         cmd = {"id": "ov-1", "ts": int(time.time()), "cmd": "override", "level": 0.9}
         obs.publish(str(t.sibling(topics.CMD)), json.dumps(cmd), qos=1)
-        wait("override", lambda: [m for c, m in got if c == "state" and m.get("level") == 0.9])
+        wait_for(
+            lambda: [m for c, m in got if c == "state" and m.get("level") == 0.9], 30, "override"
+        )
         assert mp.running and mp.booted, mp.output
         assert mp.heap_peak is not None and mp.heap_peak < ESP32_HEAP_KIB * 1024
     finally:
@@ -95,7 +93,7 @@ def test_street_with_micropython_poles(broker: Broker, tmp_path: Path) -> None:
                     report_period_s=10, flash_dir=tmp_path / "flash")  # fmt: skip
     try:
         asyncio.run(street.run(sim_seconds=240))
-        wait("batches from every pole", lambda: seen >= {p.id for p in lay.poles}, timeout=20)
+        wait_for(lambda: seen >= {p.id for p in lay.poles}, 20, "batches from every pole")
     finally:
         obs.loop_stop()
         obs.disconnect()
