@@ -62,6 +62,8 @@ class Lamp:
 
     def set_level(self, level, now_ms):
         level = 0.0 if level < 0 else 1.0 if level > 1 else float(level)
+        if level == self.level and self._t is not None:
+            return  # called every control step: energy is counted at the next change or read
         self._accumulate(now_ms)
         if level != self.level:
             self._changed = now_ms
