@@ -66,6 +66,8 @@ export class PoleMap {
     for (const seg of streetOutline(poles)) {
       L.polyline(seg, { color: "#b8c1cc", weight: 10, lineCap: "round", interactive: false }).addTo(this.street);
     }
+    // a refresh re-creates the markers: the pole whose marker had the keyboard focus keeps it
+    const focused = this.map.getContainer().contains(document.activeElement) ? document.activeElement.dataset.pole : undefined;
     this.markers.clearLayers();
     this.byId.clear();
     for (const p of poles) {
@@ -86,6 +88,7 @@ export class PoleMap {
       this.byId.set(p.id, { pole: p, marker: m });
       this.update(p);
     }
+    if (focused) this.byId.get(focused)?.marker.getElement()?.focus({ preventScroll: true });
     if (fit && poles.length) {
       this.map.fitBounds(L.latLngBounds(poles.map((p) => [p.lat, p.lon])).pad(0.15), { maxZoom: 19 });
     }
