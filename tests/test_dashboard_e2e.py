@@ -209,6 +209,12 @@ def test_dashboard_and_portal(stack: Stack) -> None:
             )
             marker = page.locator(f'.leaflet-marker-icon[data-pole="{ids[1]}"]')
             marker.focus()
+            # a refresh of the list re-creates the markers: the focused pole keeps the focus
+            sel = f'.leaflet-marker-icon[data-pole="{ids[1]}"]'
+            page.evaluate(f"document.querySelector('{sel}').__old = true")
+            page.evaluate("document.querySelector('#filters').dispatchEvent(new Event('change'))")
+            page.wait_for_function(f"!document.querySelector('{sel}').__old")
+            assert page.evaluate("document.activeElement.dataset.pole") == ids[1]
             page.keyboard.press("Enter")
             expect(page.locator("#pole-h")).to_contain_text(f"Pole {ids[1]}")
             expect(page.locator("#pole-modules")).to_contain_text("NO2 research (restricted)")
