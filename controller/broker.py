@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from controller.process import terminate
+
 DROP_LOG_LINE = "Outgoing messages are being dropped"
 RELOAD_LOG_LINE = "Reloading config."
 
@@ -201,13 +203,7 @@ class Broker:
     def stop(self) -> None:
         if self._proc is None:
             return
-        if self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+        terminate(self._proc)
         if self._proc.stderr is not None:
             self._proc.stderr.close()
         self._proc = None

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from controller.fieldtools.build import build
+from controller.process import terminate
 from simulator.unixport import ESP32_HEAP_KIB, build_rom, rom_command
 
 SCRIPT = Path(__file__).with_name("mp") / "street_node.py"
@@ -109,13 +110,7 @@ class MicroPythonPole:
     def stop(self) -> None:
         if self._proc is None:
             return
-        if self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+        terminate(self._proc)
         if self._reader is not None:
             self._reader.join(timeout=5)
 

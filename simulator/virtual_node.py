@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from controller.process import terminate
+
 ESP32_HEAP = "96k"
 
 
@@ -69,13 +71,7 @@ class VirtualNode:
 
     def stop(self) -> None:
         if self._proc is not None:
-            if self._proc.poll() is None:
-                self._proc.terminate()
-                try:
-                    self._proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    self._proc.kill()
-                    self._proc.wait()
+            terminate(self._proc)
             if self._proc.stderr is not None:
                 self._proc.stderr.close()
             self._proc = None

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 
 from controller.broker import free_port
+from controller.process import terminate
 
 from .paths import ROOT
 
@@ -59,12 +60,7 @@ class ControllerProcess:
 
     def stop(self) -> None:
         if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            terminate(self.proc, timeout=10)
             self.proc = None
 
     def get(self, path: str) -> httpx.Response:
