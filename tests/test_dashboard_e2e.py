@@ -213,7 +213,10 @@ def test_dashboard_and_portal(stack: Stack) -> None:
             sel = f'.leaflet-marker-icon[data-pole="{ids[1]}"]'
             page.evaluate(f"document.querySelector('{sel}').__old = true")
             page.evaluate("document.querySelector('#filters').dispatchEvent(new Event('change'))")
-            page.wait_for_function(f"!document.querySelector('{sel}').__old")
+            # polled from here: the page's CSP refuses wait_for_function's string evaluation
+            wait_for(
+                lambda: page.evaluate(f"!document.querySelector('{sel}').__old"), 10, "refresh"
+            )
             assert page.evaluate("document.activeElement.dataset.pole") == ids[1]
             page.keyboard.press("Enter")
             expect(page.locator("#pole-h")).to_contain_text(f"Pole {ids[1]}")
