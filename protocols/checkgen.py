@@ -26,7 +26,6 @@ KNOWN = ANNOTATIONS | {
     "propertyNames", "minProperties", "maxProperties", "items", "minItems", "maxItems",
     "uniqueItems", "allOf", "if", "then", "$ref", "$defs",
 }  # fmt: skip
-_NUMBER = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
 _STRING = ("minLength", "maxLength", "pattern")
 _OBJECT = ("properties", "required", "additionalProperties", "propertyNames", "minProperties",
            "maxProperties")  # fmt: skip
@@ -212,10 +211,7 @@ class _Gen:
         if "if" in s:
             ok = self.var("ok")
             self.emit(ind, "try:")
-            before = len(self.lines)
             self.schema(s["if"], v, path, ind + 1)
-            if len(self.lines) == before:
-                self.emit(ind + 1, "pass")
             self.emit(ind + 1, f"{ok} = True")
             self.emit(ind, "except ProtocolError:")
             self.emit(ind + 1, f"{ok} = False")

@@ -5,10 +5,11 @@ size limit, UTF-8 JSON, the channel's JSON Schema (protocols/schema_defs.py), th
 schema cannot say (plausible ranges per quantity, cross-field rules). Every failure is a
 ProtocolError naming the field.
 
-On MicroPython (the node) the schemas and the validator are loaded only while a message is
-checked and unloaded afterwards: the node checks what comes in (config, cmd), a few times a day,
-and its heap is scarce. What it sends it builds itself and serialises with ``dump`` (the semantic
-rules and the size limit, no schema); the CPython tests check every message a node sends.
+The node does not load this module for what it receives: ``protocols.incoming`` checks a config
+or command with the schema compiled into code (protocols/nodecheck, see protocols/checkgen.py)
+and ``protocols.rules``, which this module uses too. What it sends it builds itself and
+serialises with ``dump`` (the semantic rules and the size limit, no schema); the CPython tests
+check every message a node sends.
 """
 
 import json

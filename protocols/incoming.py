@@ -44,7 +44,10 @@ def check_schema(channel, msg):
 
 def unload(*names):
     """Forget modules loaded for one message (on MicroPython their objects sit in the heap
-    until nothing refers to them)."""
+    until nothing refers to them). Nothing on CPython, where the simulator's nodes would only
+    import them again for every message."""
+    if sys.implementation.name != "micropython":
+        return
     for name in names:
         if sys.modules.pop(name, None) is not None:
             pkg, attr = name.rsplit(".", 1)

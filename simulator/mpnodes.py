@@ -21,19 +21,13 @@ from typing import Any
 
 from controller.fieldtools.build import build
 from controller.process import terminate
-from simulator.unixport import ESP32_HEAP_KIB, build_rom, rom_command
+from simulator.unixport import ESP32_HEAP_KIB, build_rom, micropython_binary, rom_command
 
 SCRIPT = Path(__file__).with_name("mp") / "street_node.py"
 # The sensors a MicroPython pole gets: lamp and PIR fit 96 KiB; with the PM (SPS30) and climate
 # (BME280) drivers a node needs ~104 KiB here just to boot (docs/firmware.md, "Memory").
 MP_SENSORS = ("pir",)
 BOARD = Path(__file__).resolve().parents[1] / "hardware" / "boards" / "sim.json"
-
-
-def micropython() -> str:
-    from simulator.virtual_node import _micropython
-
-    return _micropython()
 
 
 def build_node_rom(work: Path) -> Path:
@@ -73,7 +67,7 @@ class MicroPythonPole:
         spec = {"board": str(BOARD), "local": self.local, "data_dir": str(self.flash / "data"),
                 "speed": self.speed, "start": self.start_t}  # fmt: skip
         (self.flash / "spec.json").write_text(json.dumps(spec))
-        cmd = rom_command(micropython(), self.image, SCRIPT, str(self.flash / "spec.json"),
+        cmd = rom_command(micropython_binary(), self.image, SCRIPT, str(self.flash / "spec.json"),
                           budget_kib=self.budget_kib)  # fmt: skip
         env = dict(os.environ, MICROPYPATH=".frozen")
         self._proc = subprocess.Popen(

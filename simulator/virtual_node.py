@@ -19,16 +19,9 @@ import time
 from pathlib import Path
 
 from controller.process import terminate
+from simulator.unixport import micropython_binary
 
 ESP32_HEAP = "96k"
-
-
-def _micropython() -> str:
-    here = Path(sys.executable).parent / "micropython"
-    found = str(here) if here.exists() else shutil.which("micropython")
-    if found is None:
-        raise FileNotFoundError("micropython not found: run `make deps`")
-    return found
 
 
 class VirtualNode:
@@ -49,7 +42,7 @@ class VirtualNode:
         # The node's flash root is on its path first, as on an ESP32 ('' and /lib).
         path = ":".join([".frozen", ".", "lib", *map(str, self.extra_path)])
         env = dict(os.environ, MICROPYPATH=path)  # socat passes its environment on
-        cmd = f"{_micropython()} -X heapsize={self.heap}"
+        cmd = f"{micropython_binary()} -X heapsize={self.heap}"
         self._proc = subprocess.Popen(
             [
                 socat,
