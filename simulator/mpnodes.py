@@ -3,11 +3,11 @@
 The street (simulator/street.py) runs many poles in one CPython process for scale; a few poles
 can instead run as MicroPython unix-port processes, for fidelity: the firmware as the ESP32 runs
 it (from a ROMFS image, `simulator/unixport.py`), in an ESP32's 96 KiB heap, with its own MQTT
-connection and credentials, on the simulated board. (An update download does not fit 96 KiB yet
-and fails cleanly there; give ``budget_kib=NODE_HEAP_KIB`` for a campaign, docs/firmware.md.)
-What they do not get: the street's pedestrians at their PIR (no channel into the process; they
-see the street's traffic only through neighbour wake over MQTT) and the street's fault
-injection. Their heap is in the run report.
+connection and credentials, on the simulated board. What they do not get: a reset (a process
+that ends, on a reboot command or an accepted update, stays down; an update's download runs at
+the next boot, so these poles take no part in campaigns), the street's pedestrians at their PIR
+(no channel into the process; they see the street's traffic only through neighbour wake over
+MQTT) and the street's fault injection. Their heap is in the run report.
 """
 
 from __future__ import annotations

@@ -19,9 +19,9 @@ from pathlib import Path
 from mpremote.romfs import make_romfs
 
 ESP32_HEAP_KIB = 96
-# What the whole firmware is held to here, besides the image: in 96 KiB all of it runs but an
-# update download (docs/firmware.md, "Memory"); the tests and the street's MicroPython poles use it.
-NODE_HEAP_KIB = 100
+# What the whole firmware is held to here, besides the image (docs/firmware.md, "Memory"); the
+# tests and the street's MicroPython poles use it.
+NODE_HEAP_KIB = ESP32_HEAP_KIB
 ROMBOOT = Path(__file__).with_name("mp") / "romboot.py"
 # The unix port's heap holds its allocation tables too: 2 bits per 32-byte block for the block's
 # state and 1 for finalisers, so each block of the image costs 32 + 3/8 bytes of heap.

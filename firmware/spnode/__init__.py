@@ -1,6 +1,7 @@
 """Streetpole node firmware: MicroPython on the ESP32, and the same code on CPython."""
 
 VERSION = "0.1.0"
+UPDATE_CMD = "update.cmd"  # in the data dir: an update accepted, to download at the next boot
 
 
 def unload(*names):

@@ -22,10 +22,11 @@ Tasks (see docs/firmware.md):
 
 import asyncio
 import gc
+import os
 
 from protocols.errors import ProtocolError
 from protocols.outgoing import dump
-from spnode import VERSION, unload
+from spnode import UPDATE_CMD, VERSION, unload
 from spnode.compat import const
 from spnode.health import heap_free
 from spnode.mqtt_client import NotConnected
@@ -259,9 +260,10 @@ class Node:
             await _call("nodecmd", "handle", self, topic, payload)
 
     async def _flush(self, timeout_ms=5000):
-        """Give the sender a moment to get acks out (e.g. before a reboot)."""
+        """Give the sender a moment to get acks out (e.g. before a reboot; right after a boot
+        the connection may still be coming up)."""
         waited = 0
-        while self.outbox and self.client.connected and waited < timeout_ms:
+        while self.outbox and waited < timeout_ms:
             self._wake.set()
             await asyncio.sleep(0.05)
             waited += 50
@@ -271,13 +273,20 @@ class Node:
         s = getattr(self.clock, "sleep_ms", None)
         return s(ms) if s is not None else asyncio.sleep(ms / 1000)
 
-    async def _control(self):
+    async def _every(self, ms, step, *args):
+        """Call ``step`` every ``ms``. A step that raises (a MemoryError above all, when the
+        heap is short for a moment) is tried again next time; letting the exception end the
+        task would stop that work for good while the watchdog, fed by control and MQTT, kept
+        the node alive without it."""
         while True:
             try:
-                self.control_step()
-            except Exception as e:  # keep the light running; health notices a dead loop
-                print("control:", repr(e))
-            await self._sleep(CONTROL_MS)
+                step(*args)
+            except Exception as e:
+                print("task:", repr(e))
+            await self._sleep(ms)
+
+    def _control(self):
+        return self._every(CONTROL_MS, self.control_step)
 
     # Each periodic task is a loop around a ``*_step`` method, so the simulator can drive the
     # same steps from one street-wide ticker instead of a timer per node.
@@ -289,16 +298,11 @@ class Node:
             fault = self.lamp.check(ms)
             self._alarm("lampFailure", fault is not None, fault, "lamp")
 
-    async def _sensing(self):
-        while True:
-            self.sense_step()
-            await self._sleep(1000)
+    def _sensing(self):
+        return self._every(1000, self.sense_step)
 
-    async def _microphone(self):
-        m = self.noise
-        while True:
-            m.read(self.mic)
-            await self._sleep(1000 // 32)
+    def _microphone(self):
+        return self._every(1000 // 32, self.noise.read, self.mic)
 
     def report_step(self, ms):
         """Close the period if it has run out (checked every 500 ms, so a new
@@ -316,10 +320,11 @@ class Node:
             self._alarm("bufferOverflow", True, "%d batches dropped" % dropped)
         gc.collect()
 
-    async def _report(self):
-        while True:
-            await self._sleep(500)
-            self.report_step(self.clock.ticks_ms())
+    def _report_tick(self):
+        self.report_step(self.clock.ticks_ms())
+
+    def _report(self):
+        return self._every(500, self._report_tick)
 
     def report(self):
         """Close the reporting period: a measurement batch into the buffer (none without a
@@ -405,6 +410,8 @@ class Node:
                     pass
             except NotConnected:
                 continue
+            except Exception as e:  # as in _every: the next round tries again
+                print("sender:", repr(e))
             try:
                 await asyncio.wait_for(self._wake.wait(), 1)
             except asyncio.TimeoutError:
@@ -432,7 +439,7 @@ class Node:
         if self.health.starved and self.health.starved != "no MQTT round trip":
             print("health:", self.health.starved)
 
-    async def _health(self):
+    async def _health(self):  # a step that raises ends it: the watchdog then resets the node
         while True:
             self.health_step()
             await asyncio.sleep(1)
@@ -466,8 +473,11 @@ class Node:
             gc.threshold(GC_EVERY_BYTES)
         self._rep_n = 0
         self._rep_start = self.clock.ticks_ms()
-        tasks = [self._control(), self._report(), self._sender(), self._commands()]
-        tasks += [self._health(), self._wifi(), self.client.run()]
+        tasks = [self._control(), self._report(), self._health(), self._wifi()]
+        if self.data_dir is not None and _exists(self.data_dir + "/" + UPDATE_CMD):
+            tasks.append(self._boot_update())
+        else:
+            tasks += self._network()
         if not self.safe_mode:
             tasks.append(self._sensing())
             if self.noise is not None:
@@ -477,6 +487,28 @@ class Node:
         if self.safe_mode:
             self._alarm("safeMode", True, "repeated failed boots")
         self._tasks = [spawn(t) for t in tasks]
+
+    def _network(self):
+        return [self._sender(), self._commands(), self.client.run()]
+
+    async def _boot_update(self):
+        """The download of an update accepted before this boot, then the network tasks. MQTT
+        waits until it is done: its connection, the retained messages it brings in and the
+        messages the node sends would take the heap the download needs (spnode.nodecmd)."""
+        ident = await _call("nodecmd", "boot_update", self)
+        gc.collect()
+        self._tasks += [asyncio.create_task(t) for t in self._network()]
+        if ident is None:
+            return
+        # staged: acknowledged after this boot's birth message, since the controller takes a
+        # birth with the old version after "applied" for a rollback; then the swap, at boot
+        waited = 0
+        while (self._state_due or not self.client.connected) and waited < 30000:
+            await asyncio.sleep(0.05)
+            waited += 50
+        self._ack(ident, "cmd", "applied")
+        await self._flush(30000)
+        self.stop("reboot")
 
     def stop(self, reason="stop"):
         self.exit_reason = reason
@@ -495,6 +527,14 @@ class Node:
             t.cancel()
         self._tasks = []
         self.buffer.close()
+
+
+def _exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
 
 
 class _Local:

@@ -23,9 +23,8 @@ temporary file renamed over the old one. The dropped counter is not journalled (
 with the boot counter).
 """
 
-import os
-
 from spnode.compat import const
+from spnode.flash import replace
 
 try:
     from binascii import crc32
@@ -51,14 +50,6 @@ SIZE_FLASH = (160000, 90)
 
 def _head(data):
     return b"D" + len(data).to_bytes(2, "big") + (crc32(data) & 0xFFFFFFFF).to_bytes(4, "big")
-
-
-def _replace(tmp, path):
-    try:
-        os.rename(tmp, path)
-    except OSError:  # FAT will not rename over an existing file
-        os.remove(path)
-        os.rename(tmp, path)
 
 
 class Buffer:
@@ -220,6 +211,6 @@ class Buffer:
         finally:
             if src is not None:
                 src.close()
-        _replace(tmp, self.path)
+        replace(tmp, self.path)
         self._offs = offs
         self._journal = pos

@@ -1,11 +1,14 @@
 """What a Node (spnode.app) does with an incoming command: loaded for the message, then
 unloaded (spnode.unload), together with the protocol checks it brought in."""
 
+import gc
 import json
+import os
 import sys
 
 from protocols.errors import ProtocolError
-from spnode import unload
+from spnode import UPDATE_CMD, unload
+from spnode.flash import write_atomic
 
 _TRANSIENT = ("protocols.incoming", "protocols.topics")
 
@@ -62,14 +65,20 @@ async def _cmd(node, payload):
 
             try:  # first, so a spoofed command loads nothing more
                 verify_command(cmd, node.local.update_key)
+                if node.data_dir is None:
+                    raise UpdateError("update: no flash storage on this node")
+                if cmd["version"] == node.fw:
+                    raise UpdateError("version: %s is already running" % cmd["version"])
             except UpdateError as e:
                 node._ack(ident, "cmd", "rejected", str(e))
                 return
-            verify_command = UpdateError = None
-            new += _new("spnode.update", "spnode.httpget")
-            await _update(node, cmd)
         finally:
+            verify_command = UpdateError = None
             unload(*new)
+        _save(node, cmd, 0)
+        node._ack(ident, "cmd", "accepted")
+        await node._flush()
+        node.stop("reboot")  # the download runs at the next boot: see boot_update
 
 
 def _new(*names):
@@ -78,41 +87,102 @@ def _new(*names):
     return [n for n in names if n not in sys.modules]
 
 
-async def _update(node, cmd):
+# ---- updates: accepted, then downloaded at the next boot ------------------------------------
+# Why at boot: a node that has run for a while has its heap taken and split into small holes
+# (in 96 KiB, 2 KiB were free at the moment an update came, in pieces of at most 352 bytes),
+# and a download needs the update and HTTP code, a connection and its buffers at once. Right
+# after a reboot the same download finds the heap whole. So the command is checked (signature,
+# version), kept on flash and acknowledged "accepted", and the node reboots; the next boot runs
+# the download before it connects to MQTT (spnode.app.Node._boot_update; the light and the
+# sensing run as usual), then connects, publishes its birth message, acknowledges "applied"
+# and reboots into the staged
+# version, or acknowledges "failed" and carries on.
+TRIES = 3  # boots that start the same download (a reset in the middle of one retries it)
+WIFI_WAIT_MS = 60000
+
+
+def _save(node, cmd, tries):
+    cmd["tries"] = tries
+    write_atomic(node.data_dir + "/" + UPDATE_CMD, json.dumps(cmd).encode())
+
+
+async def boot_update(node):
+    """The download of the update accepted before this boot: the command's id when it is
+    staged (spnode.app acknowledges it), else None (failures are acknowledged here)."""
+    path = node.data_dir + "/" + UPDATE_CMD
+    try:
+        with open(path) as f:
+            cmd = json.loads(f.read())
+        tries = cmd.pop("tries") + 1
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        _drop(path)  # torn or unreadable: the controller sees no outcome and can send it again
+        return None
+    if tries > TRIES:
+        _drop(path)
+        _failed(node, cmd["id"], "update: gave up after %d boots" % TRIES)
+        return None
+    _save(node, cmd, tries)  # counted before anything that could reset the node
+    waited = 0
+    while not _online(node) and waited < WIFI_WAIT_MS:
+        await node._sleep(500)
+        waited += 500
+    gc.collect()  # the code and the connection go into one piece of free heap, not around garbage
+    new = _new("spnode.update", "spnode.httpget")
+    try:
+        return await _download(node, cmd)
+    finally:
+        _drop(path)
+        unload(*new)
+
+
+def _online(node):
+    try:
+        return node.board.wlan().isconnected()
+    except Exception:  # a board without Wi-Fi (wired, simulated): nothing to wait for
+        return True
+
+
+def _drop(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+def _failed(node, ident, reason):
+    node._alarm("updateFailed", True, reason)
+    node._ack(ident, "cmd", "failed", reason)
+
+
+async def _download(node, cmd):
     from spnode import httpget, update
 
     ident = cmd["id"]
     up = node.updater
     if up is None:
-        if node.data_dir is None:
-            node._ack(ident, "cmd", "rejected", "update: no flash storage on this node")
-            return
         up = update.Updater(node.data_dir, version=node.fw)  # not kept: not on probation
     try:
         inst = up.begin(cmd, node.local.update_key)
     except update.UpdateError as e:
-        node._ack(ident, "cmd", "rejected", str(e))
-        return
-    node._ack(ident, "cmd", "accepted")
+        _failed(node, ident, str(e))
+        return None
+    gc.collect()
     try:
         for attempt in range(3):
             try:
-                await httpget.get(cmd["url"], inst.feed, inst.got, cmd["size"])
+                await httpget.get(cmd["url"], inst.feed, inst.got, cmd["size"], chunk=512)
                 break
             except OSError as e:
                 if attempt == 2:
                     why = "url: download failed at %d: %s" % (inst.got, e)
                     raise update.UpdateError(why) from None
+                await node._sleep(2000 << attempt)
         inst.finish()
     except Exception as e:
         inst.abort()
-        reason = str(e) if isinstance(e, update.UpdateError) else "update: %r" % e
-        node._alarm("updateFailed", True, reason)
-        node._ack(ident, "cmd", "failed", reason)
-        return
-    node._ack(ident, "cmd", "applied")
-    await node._flush()
-    node.stop("reboot")  # boot swaps the staged version in, on probation
+        _failed(node, ident, str(e) if isinstance(e, update.UpdateError) else "update: %r" % e)
+        return None
+    return ident
 
 
 class _Null:

@@ -27,7 +27,7 @@ import json
 
 from protocols.errors import ProtocolError
 from protocols.topics import check_id
-from spnode.remoteconfig import RemoteConfig, check_remote, write_atomic  # noqa: F401
+from spnode.remoteconfig import RemoteConfig, check_remote  # noqa: F401
 
 CAL_KEYS = (
     "noise_offset_db",

@@ -9,9 +9,9 @@ from protocols import topics
 from spnode import unload
 from spnode.buffer import SIZE_FLASH, SIZE_RAM, Buffer
 from spnode.dimming import Dimmer, Inputs
+from spnode.flash import write_atomic
 from spnode.health import Health
 from spnode.mqtt_client import MQTTClient
-from spnode.remoteconfig import write_atomic
 
 _LOCAL = (
     "pole", "node", "wifi_ssid", "wifi_password", "broker", "tls", "host", "port", "username",

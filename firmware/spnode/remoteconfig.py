@@ -5,21 +5,9 @@ its own module because the node keeps it loaded, while the local config's checks
 """
 
 import json
-import os
 
 from protocols.errors import ProtocolError
-
-
-def write_atomic(path, data):
-    """Write bytes to a temporary file and rename it over ``path``."""
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    try:
-        os.rename(tmp, path)
-    except OSError:  # FAT does not rename over an existing file
-        os.remove(path)
-        os.rename(tmp, path)
+from spnode.flash import write_atomic
 
 
 def check_remote(payload):

@@ -40,6 +40,8 @@ import json
 import os
 from binascii import hexlify
 
+from spnode.flash import write_atomic
+
 # authentication is its own module, so that refusing a spoofed command loads only that one
 from spnode.updsig import (  # noqa: F401  (sign, hmac_sha256, ...: for the controller and tests)
     UpdateError,
@@ -178,17 +180,6 @@ def rmtree(path):
     os.rmdir(path)
 
 
-def _write_atomic(path, data):
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    try:
-        os.rename(tmp, path)
-    except OSError:  # FAT does not rename over an existing file
-        os.remove(path)
-        os.rename(tmp, path)
-
-
 # ---- one download ------------------------------------------------------------------------
 class Install:
     """A download in progress: hashes and unpacks into the staging dir as bytes arrive, so
@@ -278,7 +269,7 @@ class Updater:
         return self.st
 
     def _save(self):
-        _write_atomic(self.state_path, json.dumps(self.st).encode())
+        write_atomic(self.state_path, json.dumps(self.st).encode())
 
     @property
     def version(self):

@@ -19,9 +19,8 @@ from .paths import FIRMWARE, ROOT, venv_tool
 ESP32_HEAP = f"{ESP32_HEAP_KIB}k"
 # The whole node firmware (tests/test_node_firmware.py, make bench-firmware) runs from a ROMFS
 # image, as on the node (simulator/unixport.py); this is the heap it is held to besides the image.
-# In 96 KiB, an ESP32's, all of it passes but the update download, which runs out of heap and
-# fails cleanly ("update: MemoryError ...", nothing staged); 98 KiB passed once, 100 three of
-# three: simulator/unixport.NODE_HEAP_KIB. docs/firmware.md ("Memory") says where it goes.
+# 96 KiB, an ESP32's (simulator/unixport.NODE_HEAP_KIB; 94 KiB fails). docs/firmware.md
+# ("Memory") says where it goes.
 NODE_HEAP_KIB = int(os.environ.get("STREETPOLE_NODE_HEAP_KIB", _NODE_HEAP_KIB))
 
 
