@@ -3,11 +3,13 @@
 The street (simulator/street.py) runs many poles in one CPython process for scale; a few poles
 can instead run as MicroPython unix-port processes, for fidelity: the firmware as the ESP32 runs
 it (from a ROMFS image, `simulator/unixport.py`), in an ESP32's 96 KiB heap, with its own MQTT
-connection and credentials, on the simulated board. What they do not get: a reset (a process
-that ends, on a reboot command or an accepted update, stays down; an update's download runs at
-the next boot, so these poles take no part in campaigns), the street's pedestrians at their PIR
-(no channel into the process; they see the street's traffic only through neighbour wake over
-MQTT) and the street's fault injection. Their heap is in the run report.
+connection and credentials, on the simulated board. A node that asks for a reset (a reboot
+command, an accepted update) gets a new process on the same flash, its clock going on from the
+street's time. What they do not get: the street's pedestrians at their PIR (no channel into the
+process; they see the street's traffic only through neighbour wake over MQTT), the street's
+fault injection, and a new version from an update (their code is the ROMFS image, which the
+update's swap of the app directory does not replace; docs/firmware.md). Their heap is in the
+run report.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import json
 import os
 import subprocess
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -58,14 +61,27 @@ class MicroPythonPole:
         self.budget_kib = budget_kib
         self.lines: list[dict[str, Any]] = []
         self.output: list[str] = []  # everything else it printed (tracebacks, firmware logs)
+        self.boots = 0
         self._proc: subprocess.Popen[str] | None = None
         self._reader: threading.Thread | None = None
+        self._real0 = 0.0  # real time of the first start: the street's clock was at start_t
+        self._stopping = False
+        self._lock = threading.Lock()  # a restart (reader thread) against stop (caller)
 
     def start(self) -> None:
+        with self._lock:
+            if not self._stopping:
+                self._start()
+
+    def _start(self) -> None:
         self.flash.mkdir(parents=True, exist_ok=True)
         (self.flash / "data").mkdir(exist_ok=True)
+        if not self.boots:
+            self._real0 = time.time()
+        self.boots += 1
+        now = self.start_t + (time.time() - self._real0) * self.speed
         spec = {"board": str(BOARD), "local": self.local, "data_dir": str(self.flash / "data"),
-                "speed": self.speed, "start": self.start_t}  # fmt: skip
+                "speed": self.speed, "start": now}  # fmt: skip
         (self.flash / "spec.json").write_text(json.dumps(spec))
         cmd = rom_command(micropython_binary(), self.image, SCRIPT, str(self.flash / "spec.json"),
                           budget_kib=self.budget_kib)  # fmt: skip
@@ -84,6 +100,9 @@ class MicroPythonPole:
                 self.lines.append(json.loads(line))
             except ValueError:
                 self.output.append(line.rstrip())
+        self._proc.wait()
+        if self.lines and self.lines[-1].get("exit") == "reboot":
+            self.start()  # the reset the node asked for (from this thread; the old one ends)
 
     @property
     def running(self) -> bool:
@@ -102,6 +121,8 @@ class MicroPythonPole:
         return max(seen) - self.image.stat().st_size
 
     def stop(self) -> None:
+        with self._lock:
+            self._stopping = True
         if self._proc is None:
             return
         terminate(self._proc)
@@ -110,6 +131,7 @@ class MicroPythonPole:
 
     def summary(self) -> dict[str, Any]:
         last: dict[str, Any] = next((x for x in reversed(self.lines) if "seq" in x), {})
-        return {"pole": self.pole, "booted": self.booted, "heap_peak": self.heap_peak,
+        return {"pole": self.pole, "booted": self.booted, "boots": self.boots,
+                "heap_peak": self.heap_peak,
                 "batches": last.get("seq"), "exit": self._proc.returncode if self._proc else None,
                 "errors": [x for x in self.output if "Error" in x][-3:]}  # fmt: skip

@@ -63,12 +63,20 @@ def test_micropython_pole_in_the_street(broker: Broker, topic_prefix: str, tmp_p
         )
         assert mp.running and mp.booted, mp.output
         assert mp.heap_peak is not None and mp.heap_peak < ESP32_HEAP_KIB * 1024
+        # a reboot command: the node ends its run, and the pole starts it again on its flash
+        cmd = {"id": "rb-1", "ts": int(time.time()), "cmd": "reboot"}
+        obs.publish(str(t.sibling(topics.CMD)), json.dumps(cmd), qos=1)
+        births = wait_for(
+            lambda: [m for c, m in got if c == "state" and m.get("boot") == 2], 30, "boot 2"
+        )
+        assert births[0]["status"] == "online" and births[0]["config_version"] == 1, births[0]
+        assert mp.boots == 2 and mp.running
     finally:
         mp.stop()
         obs.loop_stop()
         obs.disconnect()
     assert not [x for x in mp.output if "Error" in x], mp.output
-    seqs = [m["seq"] for ch, m in got if ch == "meas"]
+    seqs = [m["seq"] for ch, m in got if ch == "meas" and m["boot"] == 1]
     assert seqs == list(range(len(seqs)))
 
 

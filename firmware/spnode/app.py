@@ -122,8 +122,10 @@ class Node:
         return level
 
     def _presence(self):
-        """Own presence began: tell the neighbours (QoS 0) and the controller (an event)."""
-        if not self.clock.valid:
+        """Own presence began: tell the neighbours (QoS 0) and the controller (an event). Not
+        while offline: sent after the outage, they would light the neighbours for no one, and
+        they would push alarms out of the bounded outbox; the batches count the detections."""
+        if not self.clock.valid or not self.client.connected:
             return
         ts = int(self.clock.now())
         src = self.srcs.get("motion", "motion")

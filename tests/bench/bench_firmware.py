@@ -68,7 +68,7 @@ def main() -> None:
         print(f"node in a {HEAP_KB} KiB heap: imports {int(imp['import']) / 1024:.1f} KiB, "
               f"after boot {int(boot['boot']) / 1024:.1f} KiB, after {CYCLES} control cycles "
               f"{int(run['heap']) / 1024:.1f} KiB; {float(run['us_per_cycle']):.1f} us per cycle "
-              f"on this x64 host; {run['batches']} batches buffered")  # fmt: skip
+              f"on this x64 host; {run['batches']} batches reported")  # fmt: skip
 
         proc = run_micropython(NOISE, mpy_root=tree, heap="96k", timeout=300)
         cost = next(x["cost"] for x in _json_lines(proc.stdout) if "cost" in x)
