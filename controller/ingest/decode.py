@@ -14,6 +14,25 @@ from controller.store.base import Batch
 from controller.store.ops import DeadLetter
 from protocols import codec, topics
 from protocols.errors import ProtocolError
+from protocols.topics import Topic
+
+# Parsed topics by their text: a node sends on the same few topics all its life, and checking
+# the ids character by character took 1.6 us of the 20 us a message's decoding cost. Bounded
+# (cleared when full: a street of more nodes than this parses again, as before).
+TOPICS_MAX = 100_000
+_topics: dict[str, tuple[Topic, bool]] = {}
+
+
+def _topic(text: str) -> tuple[Topic, bool]:
+    """The parsed topic and whether it is a controller-to-node channel; ProtocolError if bad
+    (never cached)."""
+    found = _topics.get(text)
+    if found is None:
+        t = Topic.parse(text)
+        if len(_topics) >= TOPICS_MAX:
+            _topics.clear()
+        found = _topics[text] = (t, t.direction == "down")
+    return found
 
 
 @dataclass
@@ -29,9 +48,10 @@ class Sorted:
 def sort_messages(messages: Iterable[tuple[str, bytes]]) -> Sorted:
     out = Sorted()
     for topic_str, payload in messages:
-        try:
-            topic, msg = codec.parse(topic_str, payload)
-            if topic.direction == "down":
+        try:  # as codec.parse, with the topic from the cache
+            topic, down = _topic(topic_str)
+            msg = codec.decode(topic.channel, payload)
+            if down:
                 raise ProtocolError("topic.channel", "controller-to-node channel")
         except ProtocolError as e:
             out.dead.append(DeadLetter(topic_str, e.field, e.reason, bytes(payload)))
