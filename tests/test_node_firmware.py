@@ -257,16 +257,24 @@ def test_whole_firmware_on_micropython(pbroker: Broker, node_rom: Path, tmp_path
         assert (ack["status"], ack["reason"]) == ("rejected", "sig: signature does not match")
         assert not (flash / "update.cmd").exists()
 
-        # an authentic one is accepted and the node reboots; the next boot downloads it, with
-        # the heap whole: a swapped image fails its hash, nothing is staged, the node carries on
+        def update(ident: str) -> dict[str, Any]:
+            """Send an authentic update: accepted, the node reboots, and the next boot downloads
+            it; the final ack."""
+            nonlocal node
+            obs.publish(topics.CMD, update_cmd(ident, fw.url, archive, KEY))
+            ack = obs.wait(f"update {ident} accepted", lambda: obs.ack(ident))
+            assert ack["status"] == "accepted", ack
+            ends(node, "reboot")
+            node = boot()
+            return obs.wait(  # type: ignore[no-any-return]
+                f"update {ident} done",
+                lambda: (a := obs.ack(ident)) and a["status"] != "accepted" and a,
+            )
+
+        # an authentic one is downloaded at the boot after it is accepted, with the heap whole:
+        # a swapped image fails its hash, nothing is staged, the node carries on
         fw.payload = pack([("spnode/hello.py", b"print('XX')\n")])  # same size, other bytes
-        obs.publish(topics.CMD, update_cmd("up-2", fw.url, archive, KEY))
-        assert obs.wait("update up-2 accepted", lambda: obs.ack("up-2"))["status"] == "accepted"
-        ends(node, "reboot")
-        node = boot()
-        ack = obs.wait(
-            "update up-2 done", lambda: (a := obs.ack("up-2")) and a["status"] != "accepted" and a
-        )
+        ack = update("up-2")
         assert (ack["status"], ack["reason"]) == ("failed", "sha256: download does not match")
         assert [a["status"] for a in obs.messages("ack") if a["id"] == "up-2"] == [
             "accepted",
@@ -284,13 +292,7 @@ def test_whole_firmware_on_micropython(pbroker: Broker, node_rom: Path, tmp_path
         node = boot()
         obs.wait("boot 3 online", lambda: obs.states(status="online", boot=3))
         fw.payload = archive
-        obs.publish(topics.CMD, update_cmd("up-3", fw.url, archive, KEY))
-        assert obs.wait("update up-3 accepted", lambda: obs.ack("up-3"))["status"] == "accepted"
-        ends(node, "reboot")
-        node = boot()
-        ack = obs.wait(
-            "update up-3 done", lambda: (a := obs.ack("up-3")) and a["status"] != "accepted" and a
-        )
+        ack = update("up-3")
         assert ack["status"] == "applied", ack
         ends(node, "reboot")
         assert (flash / "app.new" / "spnode" / "hello.py").read_bytes() == b"print('hi')\n"

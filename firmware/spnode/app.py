@@ -22,12 +22,12 @@ Tasks (see docs/firmware.md):
 
 import asyncio
 import gc
-import os
 
 from protocols.errors import ProtocolError
 from protocols.outgoing import dump
 from spnode import UPDATE_CMD, VERSION, unload
 from spnode.compat import const
+from spnode.flash import exists
 from spnode.health import heap_free
 from spnode.mqtt_client import NotConnected
 from spnode.sensing import reading
@@ -476,7 +476,7 @@ class Node:
         self._rep_n = 0
         self._rep_start = self.clock.ticks_ms()
         tasks = [self._control(), self._report(), self._health(), self._wifi()]
-        if self.data_dir is not None and _exists(self.data_dir + "/" + UPDATE_CMD):
+        if self.data_dir is not None and exists(self.data_dir + "/" + UPDATE_CMD):
             tasks.append(self._boot_update())
         else:
             tasks += self._network()
@@ -529,14 +529,6 @@ class Node:
             t.cancel()
         self._tasks = []
         self.buffer.close()
-
-
-def _exists(path):
-    try:
-        os.stat(path)
-        return True
-    except OSError:
-        return False
 
 
 class _Local:

@@ -3,6 +3,14 @@
 import os
 
 
+def exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
 def replace(tmp, path):
     """Rename ``tmp`` over ``path``."""
     try:

@@ -40,6 +40,7 @@ import json
 import os
 from binascii import hexlify
 
+from spnode.flash import exists as _exists
 from spnode.flash import write_atomic
 
 # authentication is its own module, so that refusing a spoofed command loads only that one
@@ -157,14 +158,6 @@ class Unpacker:
 
 
 # ---- files ------------------------------------------------------------------------------
-def _exists(path):
-    try:
-        os.stat(path)
-        return True
-    except OSError:
-        return False
-
-
 def _is_dir(path):
     return os.stat(path)[0] & 0x4000 != 0
 
