@@ -94,9 +94,8 @@ def _new(*names):
 # after a reboot the same download finds the heap whole. So the command is checked (signature,
 # version), kept on flash and acknowledged "accepted", and the node reboots; the next boot runs
 # the download before it connects to MQTT (spnode.app.Node._boot_update; the light and the
-# sensing run as usual), then connects, publishes its birth message, acknowledges "applied"
-# and reboots into the staged
-# version, or acknowledges "failed" and carries on.
+# sensing run as usual), then connects, publishes its birth message, acknowledges "applied" and
+# reboots into the staged version, or acknowledges "failed" and carries on.
 TRIES = 3  # boots that start the same download (a reset in the middle of one retries it)
 WIFI_WAIT_MS = 60000
 
