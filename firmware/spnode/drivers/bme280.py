@@ -24,19 +24,19 @@ except ImportError:
         return x
 
 
-ADDR = const(0x76)
-REG_CALIB_A = const(0x88)  # 26 bytes
-REG_CHIP_ID = const(0xD0)
-REG_RESET = const(0xE0)
-REG_CALIB_B = const(0xE1)  # 7 bytes
-REG_CTRL_HUM = const(0xF2)
-REG_STATUS = const(0xF3)
-REG_CTRL_MEAS = const(0xF4)
-REG_CONFIG = const(0xF5)
-REG_DATA = const(0xF7)  # 8 bytes: press[3], temp[3], hum[2]
-CHIP_ID = const(0x60)
-SKIPPED_20 = const(0x80000)  # what a skipped or never-run measurement reads
-SKIPPED_16 = const(0x8000)
+_ADDR = const(0x76)
+_REG_CALIB_A = const(0x88)  # 26 bytes
+_REG_CHIP_ID = const(0xD0)
+_REG_RESET = const(0xE0)
+_REG_CALIB_B = const(0xE1)  # 7 bytes
+_REG_CTRL_HUM = const(0xF2)
+_REG_STATUS = const(0xF3)
+_REG_CTRL_MEAS = const(0xF4)
+_REG_CONFIG = const(0xF5)
+_REG_DATA = const(0xF7)  # 8 bytes: press[3], temp[3], hum[2]
+_CHIP_ID = const(0x60)
+_SKIPPED_20 = const(0x80000)  # what a skipped or never-run measurement reads
+_SKIPPED_16 = const(0x8000)
 
 
 def parse_calibration(a, b):
@@ -110,7 +110,7 @@ def humidity(c, tf, adc_h):
 
 
 class Bme280:
-    def __init__(self, i2c, addr=ADDR):
+    def __init__(self, i2c, addr=_ADDR):
         self.i2c = i2c
         self.addr = addr
         self.fault = None
@@ -125,14 +125,14 @@ class Bme280:
     def begin(self):
         """Check the chip id and read the calibration. False (and fault) when it fails."""
         try:
-            chip = self._reg(REG_CHIP_ID)
-            if chip != CHIP_ID:
+            chip = self._reg(_REG_CHIP_ID)
+            if chip != _CHIP_ID:
                 self.fault = "chip id 0x%02x, not a BME280 (0x60)" % chip
                 return False
             a = bytearray(26)
             b = bytearray(7)
-            self.i2c.readfrom_mem_into(self.addr, REG_CALIB_A, a)
-            self.i2c.readfrom_mem_into(self.addr, REG_CALIB_B, b)
+            self.i2c.readfrom_mem_into(self.addr, _REG_CALIB_A, a)
+            self.i2c.readfrom_mem_into(self.addr, _REG_CALIB_B, b)
         except OSError as e:
             self.fault = "no answer on I2C (%s)" % e
             return False
@@ -147,8 +147,8 @@ class Bme280:
     def trigger(self):
         """Start one forced-mode measurement (T, P, H oversampling x1)."""
         try:
-            self.i2c.writeto_mem(self.addr, REG_CTRL_HUM, b"\x01")
-            self.i2c.writeto_mem(self.addr, REG_CTRL_MEAS, b"\x25")
+            self.i2c.writeto_mem(self.addr, _REG_CTRL_HUM, b"\x01")
+            self.i2c.writeto_mem(self.addr, _REG_CTRL_MEAS, b"\x25")
         except OSError as e:
             self.fault = "no answer on I2C (%s)" % e
             return False
@@ -159,10 +159,10 @@ class Bme280:
         if self.calib is None and not self.begin():
             return None
         try:
-            if self._reg(REG_STATUS) & 0x08:
+            if self._reg(_REG_STATUS) & 0x08:
                 self.fault = "measurement still running"
                 return None
-            self.i2c.readfrom_mem_into(self.addr, REG_DATA, self._data)
+            self.i2c.readfrom_mem_into(self.addr, _REG_DATA, self._data)
         except OSError as e:
             self.fault = "no answer on I2C (%s)" % e
             return None
@@ -170,7 +170,7 @@ class Bme280:
         adc_p = (d[0] << 12) | (d[1] << 4) | (d[2] >> 4)
         adc_t = (d[3] << 12) | (d[4] << 4) | (d[5] >> 4)
         adc_h = (d[6] << 8) | d[7]
-        if adc_t == SKIPPED_20 or adc_p == SKIPPED_20 or adc_h == SKIPPED_16:
+        if adc_t == _SKIPPED_20 or adc_p == _SKIPPED_20 or adc_h == _SKIPPED_16:
             self.fault = "no measurement data (skipped or not triggered)"
             return None
         return adc_t, adc_p, adc_h

@@ -25,18 +25,18 @@ except ImportError:
         return x
 
 
-MAX_LEN = const(64)
-TIMEOUT_MS = const(1000)
+_MAX_LEN = const(64)
+_TIMEOUT_MS = const(1000)
 _HEAD = b"\xf4\xf3\xf2\xf1"
 _TAIL = b"\xf8\xf7\xf6\xf5"
-NONE = const(0)
-MOVING = const(1)
-STILL = const(2)
-BOTH = const(3)
+_NONE = const(0)
+_MOVING = const(1)
+_STILL = const(2)
+_BOTH = const(3)
 
 
 class Ld2410:
-    def __init__(self, uart, timeout_ms=TIMEOUT_MS):
+    def __init__(self, uart, timeout_ms=_TIMEOUT_MS):
         self.uart = uart
         self.timeout_ms = timeout_ms
         self.fault = None
@@ -44,7 +44,7 @@ class Ld2410:
         self.errors = 0
         self.state = None
         self.move_cm = self.move_energy = self.still_cm = self.still_energy = self.detect_cm = 0
-        self._buf = bytearray(MAX_LEN + 10)
+        self._buf = bytearray(_MAX_LEN + 10)
         self._n = 0
         self._len = 0
         self._rx = bytearray(64)
@@ -74,7 +74,7 @@ class Ld2410:
             self._n = n
             if n == 6:
                 self._len = b[4] | (b[5] << 8)
-                if self._len < 13 or self._len > MAX_LEN:
+                if self._len < 13 or self._len > _MAX_LEN:
                     self.errors += 1
                     good += self._resync(now_ms)
             elif n == 10 + self._len:

@@ -22,11 +22,11 @@ except ImportError:
         return x
 
 
-FRAME = const(32)
-CMD_MODE = const(0xE1)  # data 0 passive, 1 active
-CMD_READ = const(0xE2)  # passive mode: send one frame
-CMD_SLEEP = const(0xE4)  # data 0 sleep, 1 wake up
-TIMEOUT_MS = const(3000)  # active mode sends every 200-2300 ms
+_FRAME = const(32)
+_CMD_MODE = const(0xE1)  # data 0 passive, 1 active
+_CMD_READ = const(0xE2)  # passive mode: send one frame
+_CMD_SLEEP = const(0xE4)  # data 0 sleep, 1 wake up
+_TIMEOUT_MS = const(3000)  # active mode sends every 200-2300 ms
 
 
 def checksum(data, n):
@@ -46,14 +46,14 @@ def command(cmd, data=0):
 
 
 class Pms5003:
-    def __init__(self, uart, timeout_ms=TIMEOUT_MS):
+    def __init__(self, uart, timeout_ms=_TIMEOUT_MS):
         self.uart = uart
         self.timeout_ms = timeout_ms
         self.fault = None
         self.frames = 0
         self.errors = 0
         self.values = None  # last frame's 13 words
-        self._frame = bytearray(FRAME)
+        self._frame = bytearray(_FRAME)
         self._n = 0
         self._rx = bytearray(64)
         self._new = False
@@ -61,18 +61,18 @@ class Pms5003:
         self._since_ms = None
 
     def start(self, passive=False, now_ms=0):
-        self.uart.write(command(CMD_SLEEP, 1))
-        self.uart.write(command(CMD_MODE, 0 if passive else 1))
+        self.uart.write(command(_CMD_SLEEP, 1))
+        self.uart.write(command(_CMD_MODE, 0 if passive else 1))
         self._since_ms = now_ms
         self._last_ms = None
 
     def stop(self):
-        self.uart.write(command(CMD_SLEEP, 0))
+        self.uart.write(command(_CMD_SLEEP, 0))
         self._since_ms = None
 
     def request(self):
         """Passive mode: ask for one frame."""
-        self.uart.write(command(CMD_READ))
+        self.uart.write(command(_CMD_READ))
 
     def feed(self, data, now_ms=0):
         """Parse received bytes; returns the number of complete, valid frames found."""
@@ -93,10 +93,10 @@ class Pms5003:
                 length = (f[2] << 8) | f[3]
                 if length == 4:  # 8-byte command reply: 42 4D 00 04 CMD DATA CHK CHK
                     self._n = -4
-                elif length != FRAME - 4:
+                elif length != _FRAME - 4:
                     self.errors += 1
                     good += self._resync(now_ms)
-            elif n == FRAME:
+            elif n == _FRAME:
                 if checksum(f, 30) == (f[30] << 8) | f[31]:
                     words = []
                     for i in range(4, 30, 2):

@@ -24,19 +24,19 @@ except ImportError:
         return x
 
 
-ADDR = const(0x69)
-CMD_START = const(0x0010)
-CMD_STOP = const(0x0104)
-CMD_READY = const(0x0202)
-CMD_READ = const(0x0300)
-CMD_SLEEP = const(0x1001)
-CMD_WAKE = const(0x1103)
-CMD_CLEAN = const(0x5607)
-CMD_PRODUCT = const(0xD002)
-CMD_STATUS = const(0xD206)
-CMD_RESET = const(0xD304)
-FORMAT_FLOAT = const(0x03)
-CLEAN_S = const(10)
+_ADDR = const(0x69)
+_CMD_START = const(0x0010)
+_CMD_STOP = const(0x0104)
+_CMD_READY = const(0x0202)
+_CMD_READ = const(0x0300)
+_CMD_SLEEP = const(0x1001)
+_CMD_WAKE = const(0x1103)
+_CMD_CLEAN = const(0x5607)
+_CMD_PRODUCT = const(0xD002)
+_CMD_STATUS = const(0xD206)
+_CMD_RESET = const(0xD304)
+_FORMAT_FLOAT = const(0x03)
+_CLEAN_S = const(10)
 
 
 def crc8(data, start=0, end=None):
@@ -52,7 +52,7 @@ def crc8(data, start=0, end=None):
 
 
 class Sps30:
-    def __init__(self, i2c, addr=ADDR):
+    def __init__(self, i2c, addr=_ADDR):
         self.i2c = i2c
         self.addr = addr
         self.fault = None
@@ -96,13 +96,13 @@ class Sps30:
         return mv
 
     def start(self):
-        return self._write(CMD_START, FORMAT_FLOAT << 8)
+        return self._write(_CMD_START, _FORMAT_FLOAT << 8)
 
     def stop(self):
-        return self._write(CMD_STOP)
+        return self._write(_CMD_STOP)
 
     def sleep(self):
-        return self._write(CMD_SLEEP)
+        return self._write(_CMD_SLEEP)
 
     def wake(self):
         # The first wake-up pulse only activates the interface; the chip NACKs it.
@@ -110,17 +110,17 @@ class Sps30:
             self.i2c.writeto(self.addr, b"\xff")
         except OSError:
             pass
-        return self._write(CMD_WAKE)
+        return self._write(_CMD_WAKE)
 
     def clean(self):
-        """Start fan cleaning (only while measuring). Values are invalid for CLEAN_S seconds."""
-        return self._write(CMD_CLEAN)
+        """Start fan cleaning (only while measuring). Values are invalid for _CLEAN_S seconds."""
+        return self._write(_CMD_CLEAN)
 
     def reset(self):
-        return self._write(CMD_RESET)
+        return self._write(_CMD_RESET)
 
     def product_type(self):
-        mv = self._read(CMD_PRODUCT, 12)
+        mv = self._read(_CMD_PRODUCT, 12)
         if mv is None:
             return None
         out = bytearray()
@@ -132,18 +132,18 @@ class Sps30:
 
     def status(self):
         """Device status register (speed warning bit 21, laser bit 5, fan bit 4), or None."""
-        mv = self._read(CMD_STATUS, 6)
+        mv = self._read(_CMD_STATUS, 6)
         if mv is None:
             return None
         return (mv[0] << 24) | (mv[1] << 16) | (mv[3] << 8) | mv[4]
 
     def data_ready(self):
-        mv = self._read(CMD_READY, 3)
+        mv = self._read(_CMD_READY, 3)
         return mv is not None and mv[1] == 1
 
     def read(self):
         """The ten measured values (floats), or None with `fault` set."""
-        mv = self._read(CMD_READ, 60)
+        mv = self._read(_CMD_READ, 60)
         if mv is None:
             return None
         f = self._f
