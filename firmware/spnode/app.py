@@ -37,7 +37,7 @@ CONTROL_MS = const(100)
 OUTBOX_MAX = const(16)
 INBOX_MAX = const(8)
 STATE_EVERY = const(10)  # reporting periods between routine state messages
-GC_EVERY_BYTES = const(2048)
+GC_EVERY_BYTES = const(1024)
 
 
 def _call(name, fn, *args):
