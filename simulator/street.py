@@ -884,6 +884,8 @@ class Street:
             self._sample(t)
 
     def _apply(self, ev: Event) -> None:
+        if ev.pole >= len(self.poles):
+            return  # a MicroPython pole (the last ones): the walkers do not reach its process
         vp = self.poles[ev.pole]
         st = vp.stats
         if ev.kind == "motion":
@@ -986,6 +988,9 @@ class Street:
             self._inject(f, False)
 
     def _inject(self, f: Fault, on: bool) -> None:
+        if f.kind != "outage" and f.pole >= len(self.poles):
+            self.log(f"fault {f.kind} on pole {f.pole}, a MicroPython pole: not injected")
+            return
         targets = self.poles if f.kind == "outage" else [self.poles[f.pole]]
         what = f.kind + (f" {f.sensor} {f.mode}" if f.kind == "sensor" else "")
         if f.kind in ("skew", "net"):

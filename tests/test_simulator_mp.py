@@ -86,8 +86,9 @@ def test_street_with_micropython_poles(broker: Broker, tmp_path: Path) -> None:
     import asyncio
 
     from simulator.layout import grid
+    from simulator.scenario import Fault
     from simulator.street import Street
-    from simulator.world import World
+    from simulator.world import Event, World
 
     lay = grid(3, prefix=f"MP{broker.port}-")
     seen: set[str] = set()
@@ -107,6 +108,14 @@ def test_street_with_micropython_poles(broker: Broker, tmp_path: Path) -> None:
         obs.disconnect()
     t = street.totals()
     assert t["poles"] == 3 and len(street.poles) == 2
+    # the world's walkers and faults address every pole; the MicroPython one takes neither
+    # (a walker reaching it stopped `make run`'s street with an IndexError)
+    before = [vp.stats.passes for vp in street.poles]
+    for kind in ("enter", "motion", "reach"):
+        street._apply(Event(world.t, kind, 2, 0))
+    street._inject(Fault(at_s=0, pole=2, kind="sensor", sensor="pir", mode="dead"), True)
+    assert [vp.stats.passes for vp in street.poles] == before
+    assert not [x for x in street.fault_log if "MP" in x[1]], street.fault_log
     (mp,) = t["micropython_poles"]
     assert mp["pole"] == lay.poles[-1].id and mp["booted"] and not mp["errors"], mp
     assert mp["heap_peak"] is not None and mp["heap_peak"] < ESP32_HEAP_KIB * 1024
