@@ -215,3 +215,45 @@ def test_storage_failure_rejects_and_keeps_the_old(tmp_path: Path) -> None:
 def test_nodeconfig_on_micropython(tmp_path: Path, mpy_tree: Path) -> None:
     out = run_micropython(SCRIPT, str(tmp_path), mpy_root=mpy_tree).stdout
     assert out.strip().splitlines()[-1] == "OK", out
+
+
+def test_the_config_in_force_sent_again_is_not_checked_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The broker sends the retained config again on every connect. A node that has it (the same
+    bytes, also after a reboot) acknowledges it without loading the checks: a 96 KiB node
+    rebooted with a large config had no room to check it a second time."""
+    from spnode import boarddef, nodemsg, remoteconfig
+    from spnode.app import Node
+    from spnode.board.sim import SimBoard
+
+    local = dict(LOCAL, broker="mqtt://127.0.0.1:1", sensors=[])
+    board = ROOT / "hardware" / "boards" / "sim.json"
+    payload = _payload(REMOTE)
+
+    def node() -> Node:
+        return Node(SimBoard(boarddef.load(str(board))), local, data_dir=str(tmp_path))
+
+    def statuses(n: Node) -> list[str]:
+        return [json.loads(data)["status"] for topic, data, _q in n.outbox if topic == n.t_ack]
+
+    first = node()
+    nodemsg._config(first, payload)
+    assert first.remote.version == 7 and statuses(first) == ["applied"]
+
+    def not_again(_payload: bytes) -> None:
+        raise AssertionError("checked again")
+
+    checked = remoteconfig.check_remote
+    monkeypatch.setattr(remoteconfig, "check_remote", not_again)
+    nodemsg._config(first, payload)
+    assert statuses(first) == ["applied", "applied"]
+    monkeypatch.setattr(remoteconfig, "check_remote", checked)  # the boot checks the file
+    rebooted = node()
+    assert rebooted.remote.version == 7
+    monkeypatch.setattr(remoteconfig, "check_remote", not_again)
+    nodemsg._config(rebooted, payload)
+    assert statuses(rebooted) == ["applied"]
+    # another config (other bytes) is checked as before
+    with pytest.raises(AssertionError, match="checked again"):
+        nodemsg._config(rebooted, _payload(dict(REMOTE, version=8)))

@@ -17,12 +17,19 @@ from simulator.mpnodes import MicroPythonPole, build_node_rom
 from simulator.unixport import ESP32_HEAP_KIB
 from tests.harness.api import wait_for
 
+# As the controller compiles it for `make run`'s street (controller/fleet.compile_config): with
+# location, calendar, limits, presence and neighbours. Persisting it by serialising it again ran
+# a 96 KiB node out of heap there, and a subscription per neighbour did too.
 CONFIG = {
     "version": 1,
     "report_period_s": 10,
+    "location": {"lat": 51.9, "lon": 4.5},
     "tz": "UTC0",
     "dimming": {"programs": {"low": {"steps": [{"at": "00:00", "level": 0.3}]}},
-                "default_program": "low"},
+                "default_program": "low", "calendar": [], "min_level": 0.0, "max_level": 1.0,
+                "presence": {"level": 1.0, "hold_s": 60, "ramp_up_s": 1, "ramp_down_s": 10,
+                             "neighbour_level": 0.7}},
+    "neighbours": [{"pole": f"NB-{i}", "node": "n1"} for i in range(4)],
 }  # fmt: skip
 
 

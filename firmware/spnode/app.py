@@ -425,6 +425,7 @@ class Node:
             self._work.clear()
             while self.inbox:
                 topic, payload = self.inbox.pop(0)
+                gc.collect()  # the check and its modules into whole free heap, not around garbage
                 try:
                     await self._handle(topic, payload)
                 except Exception as e:  # one bad message never stops the others
@@ -543,6 +544,7 @@ class _Remote:
         self.path = path
         self.config = None
         self.rejected = 0
+        self.digest = None  # SHA-256 of the config's bytes as received (spnode.remoteconfig)
 
     @property
     def version(self):

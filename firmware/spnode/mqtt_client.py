@@ -97,11 +97,18 @@ class MQTTClient:
 
     # ---- public API -------------------------------------------------------------------------
 
-    def subscribe(self, topic, qos=1):
-        """Subscribe now if connected, and again on every reconnect."""
-        self._subs[topic] = qos
-        if self.connected:
-            self._spawn(self._send_quiet(pk.subscribe(self._next_pid(), [(topic, qos)])))
+    def subscribe(self, topics, qos=1):
+        """Subscribe to a topic filter, or a list of them in one packet, now if connected, and
+        again on every reconnect. (A packet and a task per filter, eight neighbours at once,
+        ran a 96 KiB node out of heap.)"""
+        if isinstance(topics, str):
+            topics = (topics,)
+        filters = []
+        for t in topics:
+            self._subs[t] = qos
+            filters.append((t, qos))
+        if self.connected and filters:
+            self._spawn(self._send_quiet(pk.subscribe(self._next_pid(), filters)))
 
     async def publish(self, topic, payload, qos=0, retain=False):
         """Send a message; with QoS 1 return True once the broker acknowledged it."""
@@ -281,10 +288,15 @@ class MQTTClient:
         self._last_tx = ticks_ms()
 
     async def _send_quiet(self, data):
+        """Send a SUBSCRIBE or PINGREQ from a task of its own. Failing to send one (a
+        MemoryError, say) drops the connection: the reconnect subscribes to everything again,
+        where a subscription lost quietly would stay lost until the next one."""
         try:
             await self._send(data)
         except NotConnected:
             pass
+        except Exception as e:
+            await self._drop_connection(repr(e))
 
     async def _drop_connection(self, reason):
         self.last_error = reason

@@ -4,6 +4,7 @@ The rules are described in spnode/nodeconfig.py, which re-exports everything her
 its own module because the node keeps it loaded, while the local config's checks run once at boot.
 """
 
+import hashlib
 import json
 
 from protocols.errors import ProtocolError
@@ -23,6 +24,11 @@ def check_remote(payload):
         except ValueError as e:
             raise ProtocolError("tz", str(e)) from None
     return msg
+
+
+def digest(payload):
+    """What tells the config in force from another: the SHA-256 of its bytes as received."""
+    return hashlib.sha256(payload).digest()
 
 
 def _version_of(payload):
@@ -45,6 +51,7 @@ class RemoteConfig:
         self.path = path
         self.config = None  # the dict in force, or None before the first one
         self.rejected = 0
+        self.digest = None  # digest() of its bytes, as received and persisted
 
     @property
     def version(self):
@@ -58,9 +65,11 @@ class RemoteConfig:
         for p in (self.path, self.path + ".tmp"):
             try:
                 with open(p, "rb") as f:
-                    self.config = check_remote(f.read())
+                    data = f.read()
+                self.config = check_remote(data)
+                self.digest = digest(data)
                 if p != self.path:
-                    write_atomic(self.path, json.dumps(self.config).encode())
+                    write_atomic(self.path, data)
                 return self.config
             except (OSError, ProtocolError):
                 continue
@@ -86,12 +95,14 @@ class RemoteConfig:
             reason = "version: %d already applied with other content; raise the version" % v
             return self._ack(v, now, "rejected", reason), False
         if self.path is not None:
-            try:
-                write_atomic(self.path, json.dumps(msg).encode())
+            try:  # the bytes as received and checked: serialising msg again took two copies
+                # of it at the node's tightest moment (a 96 KiB node ran out of heap here)
+                write_atomic(self.path, payload)
             except OSError as e:  # flash full or failing: keep running the old one
                 self.rejected += 1
                 return self._ack(v, now, "rejected", "storage: cannot persist (%s)" % e), False
         self.config = msg
+        self.digest = digest(payload)
         return self._ack(v, now, "applied", None), True
 
     def reject(self, payload, now, reason):
