@@ -106,6 +106,52 @@ def test_publish_subscribe_birth_and_last_will(broker: Broker, topic_prefix: str
     asyncio.run(main())
 
 
+def test_subscribe_several_in_one_packet_and_unsubscribe(broker: Broker, topic_prefix: str) -> None:
+    """Neighbour topics come and go with the config: subscribed in one SUBSCRIBE, and a topic
+    unsubscribed is neither delivered now nor subscribed again after a reconnect."""
+    received: list[str] = []
+    a, b = f"{topic_prefix}/a", f"{topic_prefix}/b"
+
+    async def main() -> None:
+        client = MQTTClient("node-u", broker.host, broker.port, keepalive=5,
+                            on_message=lambda t, p, r: received.append(t))  # fmt: skip
+        task = asyncio.create_task(client.run())
+        await asyncio.wait_for(client.up.wait(), 5)
+        pub = paho.Client(paho.CallbackAPIVersion.VERSION2)
+        pub.connect(broker.host, broker.port)
+        pub.loop_start()
+
+        async def send_both_and_mark() -> None:
+            pub.publish(a, b"1", qos=1).wait_for_publish(5)
+            pub.publish(b, b"1", qos=1).wait_for_publish(5)
+            pub.publish(f"{topic_prefix}/mark", b"1", qos=1).wait_for_publish(5)
+            await wait_for(lambda: received and received[-1].endswith("/mark"))
+
+        client.subscribe([a, b, f"{topic_prefix}/mark"], 0)
+        await wait_for(lambda: len(client._subs) == 3)
+        await asyncio.sleep(0.2)  # the SUBACK
+        await send_both_and_mark()
+        assert received == [a, b, f"{topic_prefix}/mark"]
+        received.clear()
+        client.unsubscribe([b, f"{topic_prefix}/unknown"])
+        await asyncio.sleep(0.2)  # the UNSUBACK
+        await send_both_and_mark()
+        assert received == [a, f"{topic_prefix}/mark"]
+        received.clear()
+        assert client._writer is not None
+        client._writer.transport.abort()  # type: ignore[attr-defined]
+        await wait_for(lambda: client.connects == 2)
+        await asyncio.sleep(0.2)
+        await send_both_and_mark()
+        assert received == [a, f"{topic_prefix}/mark"]
+        pub.loop_stop()
+        pub.disconnect()
+        await client.stop()
+        task.cancel()
+
+    asyncio.run(main())
+
+
 def test_reconnects_after_broker_restart_and_resubscribes(
     broker: Broker, topic_prefix: str
 ) -> None:

@@ -257,3 +257,21 @@ def test_the_config_in_force_sent_again_is_not_checked_again(
     # another config (other bytes) is checked as before
     with pytest.raises(AssertionError, match="checked again"):
         nodemsg._config(rebooted, _payload(dict(REMOTE, version=8)))
+
+
+def test_neighbours_dropped_by_a_new_config_are_unsubscribed(tmp_path: Path) -> None:
+    from spnode import boarddef, nodemsg
+    from spnode.app import Node
+    from spnode.board.sim import SimBoard
+
+    local = dict(LOCAL, broker="mqtt://127.0.0.1:1", sensors=[])
+    board = boarddef.load(str(ROOT / "hardware" / "boards" / "sim.json"))
+    n = Node(SimBoard(board), local, data_dir=str(tmp_path))
+    two = dict(REMOTE, neighbours=[{"pole": "A-1", "node": "n1"}, {"pole": "B-1", "node": "n1"}])
+    nodemsg._config(n, _payload(two))
+    assert [t.split("/")[2] for t in n.neighbours] == ["A-1", "B-1"]
+    assert set(n.neighbours) <= set(n.client._subs)
+    nodemsg._config(n, _payload(dict(two, version=8, neighbours=two["neighbours"][:1])))
+    assert [t.split("/")[2] for t in n.neighbours] == ["A-1"]
+    assert not [t for t in n.client._subs if "/B-1/" in t]
+    assert n.neighbours[0] in n.client._subs and n.t_config in n.client._subs

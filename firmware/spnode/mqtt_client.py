@@ -110,6 +110,12 @@ class MQTTClient:
         if self.connected and filters:
             self._spawn(self._send_quiet(pk.subscribe(self._next_pid(), filters)))
 
+    def unsubscribe(self, topics):
+        """Forget topic filters: unsubscribe now if connected, and not again on a reconnect."""
+        gone = [t for t in topics if self._subs.pop(t, None) is not None]
+        if self.connected and gone:
+            self._spawn(self._send_quiet(pk.unsubscribe(self._next_pid(), gone)))
+
     async def publish(self, topic, payload, qos=0, retain=False):
         """Send a message; with QoS 1 return True once the broker acknowledged it."""
         if not self.connected:

@@ -60,6 +60,8 @@ def apply(node, cfg):
         own[2] = nb["pole"]  # checked by the config check
         own[3] = nb["node"]
         nbs.append("/".join(own))
+    # neighbours no longer configured: their presence would only pass through the inbox
+    node.client.unsubscribe([t for t in node.neighbours if t not in nbs])
     node.client.subscribe(nbs, 0)
     node.neighbours = tuple(nbs)
     cal = cfg.get("calibration", {})
