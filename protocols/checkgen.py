@@ -235,13 +235,19 @@ class _Gen:
                 self.emit(ind, f"if {v} {op} {s[key]!r}:")
                 self.fail(ind + 1, path, f"must be {word} {s[key]}")
 
+    def sizes(
+        self, s: dict[str, Any], v: str, path: _Path, ind: int, lo: str, hi: str, what: str
+    ) -> None:
+        """The ``lo``/``hi`` bounds (minLength, maxItems, ...) on ``len(v)``; ``what`` words
+        the reason as protocols.validate does ("be ... characters", "have ... items")."""
+        verb, unit = what.split(" ")
+        for key, op, word in ((lo, "<", "least"), (hi, ">", "most")):
+            if key in s:
+                self.emit(ind, f"if len({v}) {op} {s[key]}:")
+                self.fail(ind + 1, path, f"must {verb} at {word} {s[key]} {unit}")
+
     def string(self, s: dict[str, Any], v: str, path: _Path, ind: int) -> None:
-        if "minLength" in s:
-            self.emit(ind, f"if len({v}) < {s['minLength']}:")
-            self.fail(ind + 1, path, f"must be at least {s['minLength']} characters")
-        if "maxLength" in s:
-            self.emit(ind, f"if len({v}) > {s['maxLength']}:")
-            self.fail(ind + 1, path, f"must be at most {s['maxLength']} characters")
+        self.sizes(s, v, path, ind, "minLength", "maxLength", "be characters")
         if "pattern" in s:
             self.uses_re = True
             pattern = f"_t(_T, {self.text(s['pattern'])})"
@@ -253,12 +259,7 @@ class _Gen:
         for key in s.get("required", ()):
             self.emit(ind, f"if {json.dumps(key)} not in {v}:")
             self.fail(ind + 1, path.key(key), "required field missing")
-        if "minProperties" in s:
-            self.emit(ind, f"if len({v}) < {s['minProperties']}:")
-            self.fail(ind + 1, path, f"must have at least {s['minProperties']} entries")
-        if "maxProperties" in s:
-            self.emit(ind, f"if len({v}) > {s['maxProperties']}:")
-            self.fail(ind + 1, path, f"must have at most {s['maxProperties']} entries")
+        self.sizes(s, v, path, ind, "minProperties", "maxProperties", "have entries")
         names = s.get("propertyNames")
         extra = s.get("additionalProperties", True)
         if names is None and not props and extra is True:
@@ -292,12 +293,7 @@ class _Gen:
             self.schema(extra, x, sub, at)
 
     def array(self, s: dict[str, Any], v: str, path: _Path, ind: int) -> None:
-        if "minItems" in s:
-            self.emit(ind, f"if len({v}) < {s['minItems']}:")
-            self.fail(ind + 1, path, f"must have at least {s['minItems']} items")
-        if "maxItems" in s:
-            self.emit(ind, f"if len({v}) > {s['maxItems']}:")
-            self.fail(ind + 1, path, f"must have at most {s['maxItems']} items")
+        self.sizes(s, v, path, ind, "minItems", "maxItems", "have items")
         if "items" in s:
             i, x = self.var("i"), self.var("x")
             self.emit(ind, f"for {i} in range(len({v})):")
