@@ -13,6 +13,11 @@ The ceiling is the rate at which mosquitto delivers the stream to a subscriber t
 (`mosquitto_sub -q 1`, output discarded). The controller figure is messages durably stored in
 SQLite per second (committed, then acknowledged), from its first stored batch to its last.
 Last line: ingest_ratio=... stored_msgs_per_s=... ceiling_msgs_per_s=... points_per_s=...
+
+The default street has 600 nodes (6,000 streams) and starts empty. SQLite's cost per message
+grows with the number of streams a batch touches once each stream holds a page of history (one
+B-tree leaf per stream and commit), so ``--poles`` and ``--history`` (readings per stream written
+before the run, one a minute) show the figure for a larger or an older street.
 """
 
 from __future__ import annotations
@@ -30,12 +35,25 @@ from pathlib import Path
 import paho.mqtt.client as paho
 
 from controller.broker import Broker, BrokerConfig, free_port
+from controller.store.base import Batch
+from controller.store.sqlite import SqliteStore
+from protocols.schema_defs import MAX_READINGS
 from tests.harness.controller_proc import ControllerProcess
-from tests.ingest_helpers import meas, meas_topic
+from tests.ingest_helpers import QUANTITIES, T0, meas, meas_topic
 
 
-def publisher(port: int, worker: int, count: int, connections: int, start: mp.Event) -> None:
-    msgs = [(meas_topic(f"w{worker}c{i % connections}p{i % 50}"), meas(i)) for i in range(count)]
+def pole_name(worker: int, connection: int, pole: int) -> str:
+    return f"w{worker}c{connection}p{pole}"
+
+
+def publisher(
+    port: int, worker: int, count: int, connections: int, poles: int, start: mp.Event
+) -> None:
+    per = max(1, poles // connections)  # poles on each of this worker's connections
+    msgs = [
+        (meas_topic(pole_name(worker, i % connections, i // connections % per)), meas(i))
+        for i in range(count)
+    ]
     clients = []
     for c in range(connections):
         cl = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"bench-{worker}-{c}")
@@ -54,12 +72,15 @@ def publisher(port: int, worker: int, count: int, connections: int, start: mp.Ev
 
 
 def start_publishers(
-    port: int, total: int, procs: int, connections: int
+    port: int, total: int, procs: int, connections: int, poles: int
 ) -> tuple[list[mp.Process], float]:
     """Start the publisher processes, let them connect and encode, then fire them together."""
     start = mp.Event()
     workers = [
-        mp.Process(target=publisher, args=(port, w, total // procs, connections, start))
+        mp.Process(
+            target=publisher,
+            args=(port, w, total // procs, connections, poles // procs, start),
+        )
         for w in range(procs)
     ]
     for w in workers:
@@ -70,20 +91,20 @@ def start_publishers(
     return workers, t0
 
 
-def run_publishers(port: int, total: int, procs: int, connections: int) -> float:
-    workers, t0 = start_publishers(port, total, procs, connections)
+def run_publishers(port: int, total: int, procs: int, connections: int, poles: int) -> float:
+    workers, t0 = start_publishers(port, total, procs, connections, poles)
     for w in workers:
         w.join()
     return time.perf_counter() - t0
 
 
-def ceiling(broker: Broker, total: int, procs: int, connections: int) -> float:
+def ceiling(broker: Broker, total: int, procs: int, connections: int, poles: int) -> float:
     sub = [
         "mosquitto_sub", "-h", broker.host, "-p", str(broker.port), "-q", "1", "-c",
         "-i", "bench-ceiling", "-t", "streetpole/v1/+/+/meas",
     ]  # fmt: skip
     subprocess.run([*sub, "-W", "1"], capture_output=True, check=False)  # only the session
-    run_publishers(broker.port, total, procs, connections)
+    run_publishers(broker.port, total, procs, connections, poles)
     t0 = time.perf_counter()
     subprocess.run([*sub, "-C", str(total)], stdout=subprocess.DEVNULL, timeout=300, check=True)
     return total / (time.perf_counter() - t0)
@@ -101,18 +122,52 @@ def stored_batches(db: Path) -> int:
         conn.close()
 
 
-def controller_rate(broker: Broker, tmp: Path, total: int, procs: int, connections: int) -> float:
+def write_history(db: Path, procs: int, connections: int, poles: int, rows: int) -> None:
+    """``rows`` readings a minute apart for every stream of the street, before the run's first
+    (written node by node: the store's own write path, in its cheapest order)."""
+    store = SqliteStore(db)
+    try:
+        per = max(1, poles // procs // connections)
+        names = [
+            pole_name(w, c, p) for w in range(procs) for c in range(connections) for p in range(per)
+        ]
+        readings_per_msg = MAX_READINGS // len(QUANTITIES) * len(QUANTITIES)
+        minutes = list(range(rows, 0, -1))
+        step = readings_per_msg // len(QUANTITIES)
+        for i in range(0, len(names), 100):
+            batches = []
+            for pole in names[i : i + 100]:
+                for j in range(0, len(minutes), step):
+                    readings = [
+                        {"ts": T0 - 60 * m, "q": q, "v": 0.1, "dur": 60, "src": "air"}
+                        for m in minutes[j : j + step]
+                        for q in QUANTITIES
+                    ]
+                    batches.append(Batch(pole, "n1", 0, j, readings))
+            store.write(batches)
+    finally:
+        store.close()
+
+
+def controller_rate(
+    broker: Broker, tmp: Path, total: int, procs: int, connections: int, poles: int, history: int
+) -> float:
     ctl = ControllerProcess(tmp / "ctl", {"STREETPOLE_MQTT_URL": broker.url})
     ctl.start()  # registers the persistent session and its subscription
     ctl.stop()
-    run_publishers(broker.port, total, procs, connections)
     db = tmp / "ctl" / "streetpole.db"
+    if history:
+        t = time.perf_counter()
+        write_history(db, procs, connections, poles, history)
+        print(f"history: {history} readings per stream written in {time.perf_counter() - t:.0f} s")
+    run_publishers(broker.port, total, procs, connections, poles)
+    before = stored_batches(db)  # the history's
     ctl.start(wait_ready=False)
     try:
-        while (first := stored_batches(db)) == 0:
+        while (first := stored_batches(db) - before) == 0:
             time.sleep(0.005)
         t0 = time.perf_counter()
-        while (n := stored_batches(db)) < total:
+        while (n := stored_batches(db) - before) < total:
             if time.perf_counter() - t0 > 300:
                 raise TimeoutError(f"only {n} of {total} stored")
             time.sleep(0.02)
@@ -126,6 +181,10 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=60_000)
     parser.add_argument("--procs", type=int, default=3)
     parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--poles", type=int, default=600, help="nodes in the street")
+    parser.add_argument(
+        "--history", type=int, default=120, help="readings per stream before the run (minutes)"
+    )
     args = parser.parse_args()
     args.messages -= args.messages % args.procs  # every publisher sends the same number
     assert shutil.which("mosquitto_sub"), "mosquitto_sub missing: make deps"
@@ -134,12 +193,13 @@ def main() -> None:
         broker = Broker(tmp / "broker", BrokerConfig(port=free_port()))
         broker.start()
         try:
-            pub_s = run_publishers(broker.port, args.messages, args.procs, args.connections)
+            street = (args.procs, args.connections, args.poles)
+            pub_s = run_publishers(broker.port, args.messages, *street)
             pub_rate = args.messages / pub_s
             print(f"publishers alone (broker acks, no subscriber): {pub_rate:,.0f} msgs/s")
-            ceil_rate = ceiling(broker, args.messages, args.procs, args.connections)
+            ceil_rate = ceiling(broker, args.messages, *street)
             print(f"ceiling (mosquitto_sub -q 1): {ceil_rate:,.0f} msgs/s")
-            rate = controller_rate(broker, tmp, args.messages, args.procs, args.connections)
+            rate = controller_rate(broker, tmp, args.messages, *street, args.history)
             print(f"controller stored: {rate:,.0f} msgs/s, {rate * 10:,.0f} points/s")
             if broker.dropped_messages_logged():
                 print("WARNING: the broker logged dropped messages", file=sys.stderr)
