@@ -50,9 +50,9 @@ class BrokerConfig:
     persistence_dir: Path | None = None
     max_queued_messages: int = 200_000
     # The controller acknowledges a batch only after its commit, so this window bounds its batch
-    # size (Settings.ingest_batch_max, 8,000: one batch being written and the next filling).
+    # size (Settings.ingest_batch_max, 24,000: one batch being written and the next filling).
     # It was 1,000; nodes receive a few messages a minute and never come near either.
-    max_inflight_messages: int = 20_000
+    max_inflight_messages: int = 50_000
     max_packet_size: int = 65_536
     extra: list[str] = field(default_factory=list)
     # A second listener speaking MQTT over TLS with the same password file and ACL (mosquitto
