@@ -45,7 +45,8 @@ class Settings(BaseSettings):
     # 4,000, 25 at 8,000 (60,000 messages over 3,000 streams; of which the commit 29, 10 and
     # 5 us). Once every stream holds a page of history that page is its own, so the number of
     # streams counts more: with 60,000 streams (6,000 nodes) `make bench-ingest --poles 6000`
-    # stored 4,400 msgs/s at 8,000 a batch and 5,900 at 24,000 (600 nodes: 16,000 and 17,700).
+    # stored 4,400 msgs/s at 8,000 a batch and 5,800 at 24,000, medians of three (600 nodes:
+    # 16,400 and 16,800, within the noise).
     # Only a backlog fills a batch; it is stored and acknowledged within a few seconds, and a
     # trickle is flushed every ingest_flush_ms as before.
     ingest_batch_max: int = Field(24_000, ge=1, le=100_000)
