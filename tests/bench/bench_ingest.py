@@ -14,7 +14,8 @@ The ceiling is the rate at which mosquitto delivers the stream to a subscriber t
 SQLite per second (committed, then acknowledged), from its first stored batch to its last.
 Last line: ingest_ratio=... stored_msgs_per_s=... ceiling_msgs_per_s=... points_per_s=...
 
-The default street has 600 nodes (6,000 streams) and starts empty. SQLite's cost per message
+The default street has 600 nodes (6,000 streams) that already hold two hours of readings, as a
+street in operation does (``--history 0`` starts from an empty database). SQLite's cost per message
 grows with the number of streams a batch touches once each stream holds a page of history (one
 B-tree leaf per stream and commit), so ``--poles`` and ``--history`` (readings per stream written
 before the run, one a minute) show the figure for a larger or an older street.
@@ -131,9 +132,8 @@ def write_history(db: Path, procs: int, connections: int, poles: int, rows: int)
         names = [
             pole_name(w, c, p) for w in range(procs) for c in range(connections) for p in range(per)
         ]
-        readings_per_msg = MAX_READINGS // len(QUANTITIES) * len(QUANTITIES)
         minutes = list(range(rows, 0, -1))
-        step = readings_per_msg // len(QUANTITIES)
+        step = MAX_READINGS // len(QUANTITIES)  # minutes in one message
         for i in range(0, len(names), 100):
             batches = []
             for pole in names[i : i + 100]:
