@@ -31,7 +31,9 @@ def settings_for(broker: Broker, tmp: Path, **kw: object) -> Settings:
 def count_points(db: Path) -> tuple[int, int]:
     conn = sqlite3.connect(db)
     try:
-        points = conn.execute("SELECT count(*) FROM readings").fetchone()[0]
+        points = conn.execute(  # the store keeps points in one of two tables (store/sqlite.py)
+            "SELECT (SELECT count(*) FROM readings) + (SELECT count(*) FROM recent)"
+        ).fetchone()[0]
         batches = conn.execute("SELECT count(*) FROM batches").fetchone()[0]
         return points, batches
     finally:

@@ -146,7 +146,8 @@ def store_rows(stack: Stack, prefix: str) -> tuple[set[Any], set[Any], int]:
             ).fetchall()
         )
         rows = db.execute(
-            "SELECT s.pole, s.src, s.q, r.ts FROM readings r JOIN streams s ON s.id = r.stream "
+            "SELECT s.pole, s.src, s.q, r.ts FROM (SELECT stream, ts FROM readings UNION ALL"
+            " SELECT stream, ts FROM recent) r JOIN streams s ON s.id = r.stream "
             "WHERE s.pole LIKE ?",
             (prefix + "%",),
         ).fetchall()

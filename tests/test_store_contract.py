@@ -4,6 +4,7 @@ STREETPOLE_INFLUXDB_URL names a real InfluxDB 2 (CI has none; see test_influx_wr
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,7 +43,15 @@ def make_influx(tmp: Path) -> TimeSeriesStore:
     )
 
 
-BACKENDS = [pytest.param(make_sqlite, id="sqlite")]
+def make_sqlite_recent(tmp: Path) -> TimeSeriesStore:
+    """Every point through the table of recent buckets (see controller/store/sqlite.py)."""
+    return SqliteStore(tmp / "ts.db", retention_raw_days=30, horizon=0)
+
+
+BACKENDS = [
+    pytest.param(make_sqlite, id="sqlite"),
+    pytest.param(make_sqlite_recent, id="sqlite-recent"),
+]
 BACKENDS.append(
     pytest.param(
         make_influx,
@@ -136,11 +145,18 @@ readings_st = st.lists(
 @settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(groups=st.lists(readings_st, min_size=1, max_size=5))
+@given(
+    groups=st.lists(readings_st, min_size=1, max_size=5),
+    cuts=st.lists(st.none() | st.integers(T0, T0 + 7800), min_size=5, max_size=5),
+)
 def test_sqlite_never_loses_or_doubles_a_point(
-    tmp_path_factory: pytest.TempPathFactory, groups: list[list[tuple[int, str, float]]]
+    tmp_path_factory: pytest.TempPathFactory,
+    groups: list[list[tuple[int, str, float]]],
+    cuts: list[int | None],
 ) -> None:
-    store = SqliteStore(tmp_path_factory.mktemp("prop") / "ts.db")
+    """Also while recent buckets move into readings between writes (``cuts``): a point is in
+    one table or the other, and a resend finds it in either."""
+    store = SqliteStore(tmp_path_factory.mktemp("prop") / "ts.db", horizon=T0)
     expected: dict[tuple[str, int], float] = {}
     batches = []
     for seq, group in enumerate(groups):
@@ -150,8 +166,10 @@ def test_sqlite_never_loses_or_doubles_a_point(
         for (q, ts), (_, _, v) in unique.items():
             expected.setdefault((q, ts), v)  # the first stored wins
         batches.append(batch(seq, list(unique.values())))
-    for b in batches:
+    for b, cut in zip(batches, cuts, strict=False):
         store.write([b])
+        if cut is not None:
+            store.compact(cut)
     result = store.write(batches)  # everything again: all duplicates
     assert result.stored == 0 and result.duplicates == result.points
     got = {}
@@ -196,3 +214,55 @@ def test_sqlite_large_write_keeps_the_first_copy_across_statement_chunks(tmp_pat
     again = store.write([Batch("p1", "n1", 1, 1, readings)])
     assert (again.stored, again.duplicates, again.batches_resent) == (0, len(readings), 1)
     store.close()
+
+
+def test_sqlite_recent_points_move_into_readings_and_reads_see_both(tmp_path: Path) -> None:
+    """The default store: points of the open buckets go to ``recent``, late ones straight to
+    ``readings``; once the clock passes their bucket they move, and every read gives the same
+    answers before and after, with no point twice."""
+    from controller.store.base import ObservationQuery
+    from controller.store.sqlite import BUCKET
+
+    store = SqliteStore(tmp_path / "ts.db", retention_raw_days=30)
+    now = int(time.time())
+    assert store.horizon == now - now % BUCKET - BUCKET
+    fresh = [(now - 30 * i, "pm25", float(i)) for i in range(10)]  # the last five minutes
+    late = [(T0 + 60 * i, "pm25", float(100 + i)) for i in range(10)]  # yesterday
+    store.write([batch(1, fresh), batch(2, late)])
+
+    def placed() -> tuple[int, int]:
+        db = sqlite3.connect(store.path)
+        try:
+            return (
+                db.execute("SELECT count(*) FROM readings").fetchone()[0],
+                db.execute("SELECT count(*) FROM recent").fetchone()[0],
+            )
+        finally:
+            db.close()
+
+    def reads() -> tuple[object, ...]:
+        sid = store.stream_index()[AIR].id
+        return (
+            store.query(AIR, 0, 2**40),
+            store.aggregate(AIR, T0, now + 1, "hour"),
+            store.stream_index()[AIR],
+            store.observations(ObservationQuery((sid,), order=("ts DESC",), limit=3)).rows,
+            store.observations(
+                ObservationQuery((sid,), order=("(v * -1) ASC",), limit=3, count=True)
+            ),
+            store.observations(ObservationQuery((sid,), counted=(sid,), count_window=86400)),
+        )
+
+    assert placed() == (10, 10)
+    before = reads()
+    assert [p.v for p in before[0]] == [*(100.0 + i for i in range(10)), *range(9, -1, -1)]
+    assert [r[1] for r in before[3]] == [now, now - 30, now - 60]  # type: ignore[index]
+    assert store.compact(now + 2 * BUCKET) == 10
+    assert placed() == (20, 0)
+    assert reads() == before
+    again = store.write([batch(1, fresh), batch(2, late)])  # resent after the move
+    assert (again.stored, again.duplicates) == (0, 20)
+    store.close()
+    reopened = SqliteStore(tmp_path / "ts.db")  # the horizon never moves back
+    assert reopened.horizon == now - now % BUCKET + 2 * BUCKET
+    reopened.close()
