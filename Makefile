@@ -83,11 +83,14 @@ clean:
 	find . -name __pycache__ -prune -exec rm -rf {} +
 	rm -rf $(VENV)
 
-.PHONY: bench bench-ingest bench-firmware bench-api bench-sim demo-data serve node-virtual sim
-bench: bench-ingest bench-firmware bench-api bench-sim
+.PHONY: bench bench-ingest bench-store bench-firmware bench-api bench-sim demo-data serve node-virtual sim
+bench: bench-ingest bench-store bench-firmware bench-api bench-sim
 
 bench-ingest: deps
 	$(PY) -m tests.bench.bench_ingest
+
+bench-store: deps
+	$(PY) -m tests.bench.bench_store
 
 bench-firmware: deps
 	$(PY) -m tests.bench.bench_firmware

@@ -46,7 +46,8 @@ class Settings(BaseSettings):
     # 5 us). Once every stream holds a page of history that page is its own, so the number of
     # streams counts more: with 60,000 streams (6,000 nodes) `make bench-ingest --poles 6000`
     # stored 4,400 msgs/s at 8,000 a batch and 5,800 at 24,000, medians of three (600 nodes:
-    # 16,400 and 16,800, within the noise).
+    # 16,400 and 16,800, within the noise), with every point written into the table by stream
+    # directly, before the store's table of recent buckets (controller/store/sqlite.py).
     # Only a backlog fills a batch; it is stored and acknowledged within a few seconds, and a
     # trickle is flushed every ingest_flush_ms as before.
     ingest_batch_max: int = Field(24_000, ge=1, le=100_000)

@@ -24,9 +24,10 @@ QUANTITIES = (
 )
 
 
-def meas(seq: int, boot: int = 1) -> bytes:
-    """A realistic batch: ten readings of one reporting period."""
-    ts = T0 + 60 * seq
+def meas(seq: int, boot: int = 1, ts: int | None = None) -> bytes:
+    """A realistic batch: ten readings of one reporting period (by default ``seq`` minutes
+    after T0)."""
+    ts = T0 + 60 * seq if ts is None else ts
     return codec.encode(
         topics.MEAS,
         {

@@ -4,16 +4,18 @@
   stream and time and ``INSERT OR IGNORE`` makes writes idempotent.
 - ``recent`` takes what arrives for the last minutes first, keyed (bucket, stream, ts) with
   ten-minute buckets, and is moved into ``readings`` in key order once a bucket is closed
-  (``compact``). Why: in ``readings`` each stream with a page of history has a leaf of its own,
-  so a transaction dirtied one page per stream it touched and SQLite wrote each to the WAL at
-  commit; with 60,000 streams a message cost 142 us in the store alone, against 20 in
-  ``recent``, where a transaction dirties only the pages of the current bucket. The move writes
-  each stream's leaf once per bucket instead of once per transaction. A point lives in exactly
-  one of the two tables: points of a bucket before ``horizon`` go to ``readings`` (late ones),
-  the others to ``recent``, and the horizon only moves forward, with the move, in one
-  transaction; so ``INSERT OR IGNORE`` still finds every earlier copy. Reads take both tables;
-  ``recent`` is reached bucket by bucket (a few buckets: the open ones, and any ahead of the
-  clock), never scanned whole.
+  (``compact``, after the first write that finds the clock past it). Why: in ``readings`` each
+  stream with a page of history has a leaf of its own, so a transaction dirtied one page per
+  stream it touched and SQLite wrote each to the WAL at commit. With 6,000 nodes (60,000
+  streams) a message cost 160 us written there directly; into ``recent``, where a transaction
+  dirties only the pages of the current bucket, 41 us, and 38 more to move it later, when each
+  stream's leaf is written once per bucket instead of once per transaction (600 nodes: 42
+  against 28 + 16; ``make bench-store``). A point lives in exactly one of the two tables: points
+  of a bucket before ``horizon`` go to ``readings`` (late ones), the others to ``recent``, and
+  the horizon only moves forward, with the move, in one transaction; so ``INSERT OR IGNORE``
+  still finds every earlier copy. Reads take both tables; ``recent`` is reached bucket by
+  bucket (a few buckets: the open ones, and any ahead of the clock; points from a node whose
+  clock runs far ahead stay there until their time comes), never scanned whole.
 - ``latest`` is kept by one upsert per stream and write (newest reading of the write, only if
   newer than what is there), so "the newest value of every stream" is one small table scan; a
   trigger per reading did the same at twice the cost.

@@ -2,7 +2,8 @@
 own ceiling on this machine.
 
 Publishers run in separate processes, each with several connections, publishing pre-encoded
-realistic batches (ten readings) with QoS 1. On two cores, Python publishers running at the
+realistic batches (ten readings; every node once a minute, from the time the run starts) with
+QoS 1. On two cores, Python publishers running at the
 same time as the controller took more than a core themselves and became the limit of both
 figures; so each subscriber first registers its persistent session and leaves, the publishers
 put the whole stream into the broker's queue for it, and then the subscriber comes back and
@@ -40,7 +41,11 @@ from controller.store.base import Batch
 from controller.store.sqlite import SqliteStore
 from protocols.schema_defs import MAX_READINGS
 from tests.harness.controller_proc import ControllerProcess
-from tests.ingest_helpers import QUANTITIES, T0, meas, meas_topic
+from tests.ingest_helpers import QUANTITIES, meas, meas_topic
+
+# The street's clock: every node reports once a minute from here on, its history ends here.
+# (Publishers are forked, so they share it.)
+NOW0 = int(time.time()) // 60 * 60
 
 
 def pole_name(worker: int, connection: int, pole: int) -> str:
@@ -52,7 +57,10 @@ def publisher(
 ) -> None:
     per = max(1, poles // connections)  # poles on each of this worker's connections
     msgs = [
-        (meas_topic(pole_name(worker, i % connections, i // connections % per)), meas(i))
+        (
+            meas_topic(pole_name(worker, i % connections, i // connections % per)),
+            meas(i, ts=NOW0 + 60 * (i // (connections * per))),  # each node once a minute
+        )
         for i in range(count)
     ]
     clients = []
@@ -139,7 +147,7 @@ def write_history(db: Path, procs: int, connections: int, poles: int, rows: int)
             for pole in names[i : i + 100]:
                 for j in range(0, len(minutes), step):
                     readings = [
-                        {"ts": T0 - 60 * m, "q": q, "v": 0.1, "dur": 60, "src": "air"}
+                        {"ts": NOW0 - 60 * m, "q": q, "v": 0.1, "dur": 60, "src": "air"}
                         for m in minutes[j : j + step]
                         for q in QUANTITIES
                     ]
