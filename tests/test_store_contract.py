@@ -266,3 +266,38 @@ def test_sqlite_recent_points_move_into_readings_and_reads_see_both(tmp_path: Pa
     reopened = SqliteStore(tmp_path / "ts.db")  # the horizon never moves back
     assert reopened.horizon == now - now % BUCKET + 2 * BUCKET
     reopened.close()
+
+
+def test_sqlite_retention_and_raw_reads_seek_instead_of_scanning(tmp_path: Path) -> None:
+    """Retention runs every hour holding the writer, and reads reach the table of recent
+    buckets: none of their statements may walk a whole table of points (their cost would grow
+    with the data kept)."""
+    from controller.store.sqlite import BY_STREAM_DELETE, RAW, RECENT_BUCKETS, ROLLUP_ADD
+
+    store = SqliteStore(tmp_path / "ts.db")
+    statements = [
+        ROLLUP_ADD.format(table="rollup_minute", width=60),
+        ROLLUP_ADD.format(table="rollup_hour", width=3600),
+        BY_STREAM_DELETE.format(table="readings", col="ts"),
+        BY_STREAM_DELETE.format(table="rollup_minute", col="bucket"),
+        BY_STREAM_DELETE.format(table="rollup_hour", col="bucket"),
+        "DELETE FROM batches WHERE received < ?",
+        f"WITH RECURSIVE {RECENT_BUCKETS} "
+        + RAW.format(cond="stream IN (1, 2) AND ts >= ? AND ts < ?")
+        + " ORDER BY ts DESC",
+    ]
+    db = sqlite3.connect(store.path)
+    try:
+        for sql in statements:
+            plan = [
+                row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql, (0,) * sql.count("?"))
+            ]
+            scans = [
+                step
+                for step in plan
+                if step.startswith("SCAN") and step not in ("SCAN s", "SCAN rb")
+            ]
+            assert plan and not scans, (sql, plan)
+    finally:
+        db.close()
+        store.close()

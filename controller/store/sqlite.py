@@ -97,16 +97,24 @@ CREATE TABLE IF NOT EXISTS batches (
     received INTEGER NOT NULL,
     PRIMARY KEY (pole, node, boot, seq)
 ) WITHOUT ROWID;
+-- for retention; appended at its end (received is the clock), so it costs writes little
+CREATE INDEX IF NOT EXISTS batches_received ON batches (received);
 """
 
+# Retention reaches what is past it stream by stream (one index seek each: streams CROSS JOIN
+# readings, stream IN (...)): ``ts < ?`` alone scanned the whole table every hour while holding
+# the writer (0.9 s with two hours of 6,000 nodes, growing with the data kept; now 0.3 s, which
+# grows with the streams only).
 ROLLUP_ADD = """
 INSERT INTO {table} (stream, bucket, n, sum, min, max)
-SELECT stream, ts - ts % {width}, count(*), sum(v), min(v), max(v)
-FROM readings WHERE ts < ? GROUP BY stream, ts - ts % {width}
+SELECT r.stream, r.ts - r.ts % {width}, count(*), sum(r.v), min(r.v), max(r.v)
+FROM streams s CROSS JOIN readings r ON r.stream = s.id AND r.ts < ?
+GROUP BY r.stream, r.ts - r.ts % {width}
 ON CONFLICT (stream, bucket) DO UPDATE SET
     n = n + excluded.n, sum = sum + excluded.sum,
     min = min(min, excluded.min), max = max(max, excluded.max)
 """
+BY_STREAM_DELETE = "DELETE FROM {table} WHERE stream IN (SELECT id FROM streams) AND {col} < ?"
 
 
 # Readings are bound as 4-tuples (flags NULL in the statement) when they have a duration and no
@@ -493,16 +501,18 @@ class SqliteStore(TimeSeriesStore):
                     db.execute(ROLLUP_ADD.format(table="rollup_minute", width=60), (cutoff,))
                     db.execute(ROLLUP_ADD.format(table="rollup_hour", width=3600), (cutoff,))
                     counts["raw_deleted"] = db.execute(
-                        "DELETE FROM readings WHERE ts < ?", (cutoff,)
+                        BY_STREAM_DELETE.format(table="readings", col="ts"), (cutoff,)
                     ).rowcount
                     db.execute("DELETE FROM batches WHERE received < ?", (cutoff,))
                 if minute_days:
                     counts["minute_deleted"] = db.execute(
-                        "DELETE FROM rollup_minute WHERE bucket < ?", (now - minute_days * 86400,)
+                        BY_STREAM_DELETE.format(table="rollup_minute", col="bucket"),
+                        (now - minute_days * 86400,),
                     ).rowcount
                 if hour_days:
                     counts["hour_deleted"] = db.execute(
-                        "DELETE FROM rollup_hour WHERE bucket < ?", (now - hour_days * 86400,)
+                        BY_STREAM_DELETE.format(table="rollup_hour", col="bucket"),
+                        (now - hour_days * 86400,),
                     ).rowcount
                 db.execute("COMMIT")
             except BaseException:
