@@ -301,3 +301,20 @@ def test_sqlite_retention_and_raw_reads_seek_instead_of_scanning(tmp_path: Path)
     finally:
         db.close()
         store.close()
+
+
+def test_sqlite_horizon_moved_by_another_process_is_seen(tmp_path: Path) -> None:
+    """Two stores on one file (two processes): a point resent through one after the other
+    moved its bucket is still found, not stored a second time in ``recent``."""
+    from controller.store.sqlite import BUCKET
+
+    a = SqliteStore(tmp_path / "ts.db", horizon=T0)
+    b = SqliteStore(tmp_path / "ts.db", horizon=T0)
+    point = batch(1, [(T0 + 60, "pm25", 1.0)])
+    assert a.write([point]).stored == 1
+    assert b.compact(T0 + 2 * BUCKET) == 1
+    again = a.write([batch(2, [(T0 + 60, "pm25", 1.0)])])
+    assert (again.stored, again.duplicates) == (0, 1)
+    assert len(a.query(AIR, 0, 2**40)) == 1
+    a.close()
+    b.close()
