@@ -147,15 +147,20 @@ readings_st = st.lists(
 )
 @given(
     groups=st.lists(readings_st, min_size=1, max_size=5),
-    cuts=st.lists(st.none() | st.integers(T0, T0 + 7800), min_size=5, max_size=5),
+    cuts=st.lists(
+        st.none() | st.tuples(st.integers(T0, T0 + 7800), st.none() | st.integers(1, 20)),
+        min_size=5,
+        max_size=5,
+    ),
 )
 def test_sqlite_never_loses_or_doubles_a_point(
     tmp_path_factory: pytest.TempPathFactory,
     groups: list[list[tuple[int, str, float]]],
-    cuts: list[int | None],
+    cuts: list[tuple[int, int | None] | None],
 ) -> None:
-    """Also while recent buckets move into readings between writes (``cuts``): a point is in
-    one table or the other, and a resend finds it in either."""
+    """Also while recent buckets move into readings between writes (``cuts``: up to a time,
+    whole or one slice of a few points): a point is in one table or the other, and a resend
+    finds it in either."""
     store = SqliteStore(tmp_path_factory.mktemp("prop") / "ts.db", horizon=T0)
     expected: dict[tuple[str, int], float] = {}
     batches = []
@@ -169,7 +174,7 @@ def test_sqlite_never_loses_or_doubles_a_point(
     for b, cut in zip(batches, cuts, strict=False):
         store.write([b])
         if cut is not None:
-            store.compact(cut)
+            store.compact(*cut)
     result = store.write(batches)  # everything again: all duplicates
     assert result.stored == 0 and result.duplicates == result.points
     got = {}
@@ -257,9 +262,11 @@ def test_sqlite_recent_points_move_into_readings_and_reads_see_both(tmp_path: Pa
     before = reads()
     assert [p.v for p in before[0]] == [*(100.0 + i for i in range(10)), *range(9, -1, -1)]
     assert [r[1] for r in before[3]] == [now, now - 30, now - 60]  # type: ignore[index]
-    assert store.compact(now + 2 * BUCKET) == 10
-    assert placed() == (20, 0)
-    assert reads() == before
+    moved = 0
+    while store.horizon < now + BUCKET:  # slice by slice, the reads never change
+        moved += store.compact(now + 2 * BUCKET, limit=1)
+        assert sum(placed()) == 20 and reads() == before
+    assert moved == 10 and placed() == (20, 0)
     again = store.write([batch(1, fresh), batch(2, late)])  # resent after the move
     assert (again.stored, again.duplicates) == (0, 20)
     store.close()
@@ -318,3 +325,35 @@ def test_sqlite_horizon_moved_by_another_process_is_seen(tmp_path: Path) -> None
     assert len(a.query(AIR, 0, 2**40)) == 1
     a.close()
     b.close()
+
+
+def test_sqlite_points_of_a_bucket_half_moved_go_where_their_stream_is(tmp_path: Path) -> None:
+    """A slice moves the first streams of the horizon's bucket; a resend of their points must
+    find them in readings, and the other streams' points stay in recent until their slice."""
+    store = SqliteStore(tmp_path / "ts.db", horizon=T0)
+    first = [(T0 + 60, "pm25", 1.0), (T0 + 60, "pm10", 2.0)]
+    store.write([batch(1, first)])
+    assert store.compact(T0 + 3600, limit=1) == 1  # pm25, the first stream
+    again = store.write([batch(2, [*first, (T0 + 120, "pm25", 3.0), (T0 + 120, "pm10", 4.0)])])
+    assert (again.stored, again.duplicates) == (2, 2)
+    db = sqlite3.connect(store.path)
+    try:
+        by_table = {
+            t: sorted(db.execute(f"SELECT stream, ts FROM {t}").fetchall())
+            for t in ("readings", "recent")
+        }
+    finally:
+        db.close()
+    assert by_table == {
+        "readings": [(1, T0 + 60), (1, T0 + 120)],
+        "recent": [(2, T0 + 60), (2, T0 + 120)],
+    }
+    store.compact(T0 + 3600)
+    got = {(k.q, p.ts): p.v for k in store.streams() for p in store.query(k, 0, 2**40)}
+    assert got == {
+        ("pm25", T0 + 60): 1.0,
+        ("pm10", T0 + 60): 2.0,
+        ("pm25", T0 + 120): 3.0,
+        ("pm10", T0 + 120): 4.0,
+    }
+    store.close()
