@@ -4,21 +4,21 @@
   stream and time and ``INSERT OR IGNORE`` makes writes idempotent.
 - ``recent`` takes what arrives for the last minutes first, keyed (bucket, stream, ts) with
   ten-minute buckets, and is moved into ``readings`` in key order once a bucket is closed
-  (``compact``: a slice after each write while closed buckets wait, at least as large as the
-  write, so the moves keep up and ingest goes on between them). Why: in ``readings`` each
-  stream with a page of history has a leaf of its own, so a transaction dirtied one page per
-  stream it touched and SQLite wrote each to the WAL at commit. With 6,000 nodes (60,000
-  streams) a message cost 160 us written there directly; into ``recent``, where a transaction
-  dirties only the pages of the current bucket, 41 us, and 38 more to move it later, when each
-  stream's leaf is written once per bucket instead of once per transaction (600 nodes: 42
-  against 28 + 16; ``make bench-store``). A point lives in exactly one of the two tables: points
-  before ``horizon`` go to ``readings`` (late ones), and so do those of the horizon's bucket
-  whose stream a slice has already moved (slices go in stream order); the others go to
-  ``recent``. The horizon and that stream only move forward, each with its slice, in one
-  transaction (and are read again in every write's, so two processes on one file agree on
-  them); so ``INSERT OR IGNORE`` still finds every earlier copy. Reads take both tables;
-  ``recent`` is reached bucket by bucket (a few buckets: the open ones, and any ahead of the
-  clock; points from a node whose clock runs far ahead stay there until their time comes),
+  (``compact``: a slice after each write while closed buckets wait, at least as large as the write,
+  so the moves keep up and ingest goes on between them). Why: in ``readings`` each stream with a
+  page of history has a leaf of its own, so a transaction dirtied one page per stream it touched
+  and SQLite wrote each to the WAL at commit. With 6,000 nodes (60,000 streams) a message cost 179
+  us written there directly; into ``recent``, where a transaction dirties only the pages of the
+  current bucket, 41 us, and 29 more to move it later, when each stream's leaf is written once per
+  bucket instead of once per transaction (``make bench-store``; with 600 nodes, 43 against 28 + 32:
+  a transaction of 8,000 messages already holds more readings of each stream than a bucket does). A
+  point lives in exactly one of the two tables: points before ``horizon`` go to ``readings`` (late
+  ones), and so do those of the horizon's bucket whose stream a slice has already moved (slices go
+  in stream order); the others go to ``recent``. The horizon and that stream only move forward,
+  each with its slice, in one transaction (and are read again in every write's, so two processes on
+  one file agree on them); so ``INSERT OR IGNORE`` still finds every earlier copy. Reads take both
+  tables; ``recent`` is reached bucket by bucket (a few buckets: the open ones, and any ahead of
+  the clock; points from a node whose clock runs far ahead stay there until their time comes),
   never scanned whole.
 - ``latest`` is kept by one upsert per stream and write (newest reading of the write, only if
   newer than what is there), so "the newest value of every stream" is one small table scan; a
