@@ -7,7 +7,9 @@ import time
 import paho.mqtt.client as paho
 
 from controller.broker import Broker
+from controller.store.base import Batch, TimeSeriesStore
 from protocols import codec, topics
+from protocols.schema_defs import MAX_READINGS
 
 T0 = (int(time.time()) // 86400 - 1) * 86400  # yesterday 00:00 UTC
 QUANTITIES = (
@@ -39,6 +41,31 @@ def meas(seq: int, boot: int = 1, ts: int | None = None) -> bytes:
             ],
         },
     )
+
+
+def write_history(store: TimeSeriesStore, poles: list[str], end: int, rows: int) -> None:
+    """``rows`` readings a minute apart before ``end`` for every stream of ``poles``, through the
+    store's own write path, pole by pole (its cheapest order), a hundred poles a write."""
+    step = MAX_READINGS // len(QUANTITIES)  # minutes in one message
+    minutes = list(range(rows, 0, -1))
+    for i in range(0, len(poles), 100):
+        store.write(
+            [
+                Batch(
+                    pole,
+                    "n1",
+                    0,
+                    j,
+                    [
+                        {"ts": end - 60 * m, "q": q, "v": 0.1, "dur": 60, "src": "air"}
+                        for m in minutes[j : j + step]
+                        for q in QUANTITIES
+                    ],
+                )
+                for pole in poles[i : i + 100]
+                for j in range(0, len(minutes), step)
+            ]
+        )
 
 
 def publish_all(broker: Broker, messages: list[tuple[str, bytes]], client_id: str = "") -> None:

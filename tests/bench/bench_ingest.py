@@ -37,11 +37,9 @@ from pathlib import Path
 import paho.mqtt.client as paho
 
 from controller.broker import Broker, BrokerConfig, free_port
-from controller.store.base import Batch
 from controller.store.sqlite import SqliteStore
-from protocols.schema_defs import MAX_READINGS
 from tests.harness.controller_proc import ControllerProcess
-from tests.ingest_helpers import QUANTITIES, meas, meas_topic
+from tests.ingest_helpers import meas, meas_topic, write_history
 
 # The street's clock: every node reports once a minute from here on, its history ends here.
 # (Publishers are forked, so they share it.)
@@ -131,32 +129,6 @@ def stored_batches(db: Path) -> int:
         conn.close()
 
 
-def write_history(db: Path, procs: int, connections: int, poles: int, rows: int) -> None:
-    """``rows`` readings a minute apart for every stream of the street, before the run's first
-    (written node by node: the store's own write path, in its cheapest order)."""
-    store = SqliteStore(db)
-    try:
-        per = max(1, poles // procs // connections)
-        names = [
-            pole_name(w, c, p) for w in range(procs) for c in range(connections) for p in range(per)
-        ]
-        minutes = list(range(rows, 0, -1))
-        step = MAX_READINGS // len(QUANTITIES)  # minutes in one message
-        for i in range(0, len(names), 100):
-            batches = []
-            for pole in names[i : i + 100]:
-                for j in range(0, len(minutes), step):
-                    readings = [
-                        {"ts": NOW0 - 60 * m, "q": q, "v": 0.1, "dur": 60, "src": "air"}
-                        for m in minutes[j : j + step]
-                        for q in QUANTITIES
-                    ]
-                    batches.append(Batch(pole, "n1", 0, j, readings))
-            store.write(batches)
-    finally:
-        store.close()
-
-
 def controller_rate(
     broker: Broker, tmp: Path, total: int, procs: int, connections: int, poles: int, history: int
 ) -> float:
@@ -166,7 +138,13 @@ def controller_rate(
     db = tmp / "ctl" / "streetpole.db"
     if history:
         t = time.perf_counter()
-        write_history(db, procs, connections, poles, history)
+        per = max(1, poles // procs // connections)
+        names = [
+            pole_name(w, c, p) for w in range(procs) for c in range(connections) for p in range(per)
+        ]
+        store = SqliteStore(db)
+        write_history(store, names, NOW0, history)
+        store.close()
         print(f"history: {history} readings per stream written in {time.perf_counter() - t:.0f} s")
     run_publishers(broker.port, total, procs, connections, poles)
     before = stored_batches(db)  # the history's

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from controller.store.base import Batch
 from controller.store.sqlite import BUCKET, SqliteStore
-from tests.ingest_helpers import QUANTITIES
+from tests.ingest_helpers import QUANTITIES, write_history
 
 H0 = 1_795_000_200 - 1_795_000_200 % BUCKET  # where the measured minutes start
 
@@ -35,27 +35,12 @@ def batches(nodes: int, minutes: range, seq0: int = 0) -> list[Batch]:
     ]
 
 
-def history(store: SqliteStore, nodes: int, rows: int) -> None:
-    """``rows`` readings a minute apart before H0 for every stream, node by node."""
-    for n0 in range(0, nodes, 100):
-        out = []
-        for n in range(n0, min(nodes, n0 + 100)):
-            for m in range(rows, 0, -6):
-                readings = [
-                    {"ts": H0 - 60 * k, "q": q, "v": 0.1, "dur": 60, "src": "air"}
-                    for k in range(m, max(m - 6, 0), -1)
-                    for q in QUANTITIES
-                ]
-                out.append(Batch(f"p{n}", "n1", 0, m, readings))
-        store.write(out)
-
-
 def run(tmp: Path, nodes: int, rows: int, messages: int, horizon: int) -> tuple[float, float]:
     """(us a message written, us a message moved) for a store whose ``recent`` starts at
     ``horizon`` (beyond every point: each is written into ``readings`` directly)."""
     store = SqliteStore(tmp / f"{nodes}-{horizon}.db", retention_raw_days=0, horizon=horizon)
     try:
-        history(store, nodes, rows)
+        write_history(store, [f"p{n}" for n in range(nodes)], H0, rows)
         todo = batches(nodes, range(messages // nodes))
         t = time.perf_counter()
         for i in range(0, len(todo), 8000):
