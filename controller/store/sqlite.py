@@ -138,11 +138,12 @@ RECENT_BUCKETS = """rb(b) AS (
     SELECT min(bucket) FROM recent
     UNION ALL SELECT (SELECT min(bucket) FROM recent WHERE bucket > rb.b) FROM rb
     WHERE rb.b IS NOT NULL)"""
+IN_RECENT_BUCKETS = "bucket IN (SELECT b FROM rb WHERE b IS NOT NULL)"
 # Raw points of the streams ``{cond}`` names (SQL over ``stream``), from both tables.
 RAW = (
     "SELECT stream, ts, v, dur, flags FROM readings WHERE {cond} UNION ALL"
     " SELECT stream, ts, v, dur, flags FROM recent"
-    " WHERE bucket IN (SELECT b FROM rb WHERE b IS NOT NULL) AND {cond}"
+    f" WHERE {IN_RECENT_BUCKETS} AND {{cond}}"
 )
 LATEST_UPSERT = "INSERT INTO latest (stream, ts, v, dur, flags)"
 _UPSERT = (
@@ -214,8 +215,8 @@ class SqliteStore(TimeSeriesStore):
         ):
             self._ids[(pole, node, src, q)] = sid
         self._local = threading.local()
-        stored = self._db.execute("SELECT 1 FROM store_meta WHERE k = 'horizon'").fetchone()
-        self._read_horizon()
+        stored = self._db.execute("SELECT v FROM store_meta WHERE k = 'horizon'").fetchone()
+        self.horizon = stored[0] if stored else 0
         self._follow_clock = horizon is None
         if horizon is None:
             self.compact(_open_bucket(int(time.time())))
@@ -321,8 +322,9 @@ class SqliteStore(TimeSeriesStore):
                 }
                 raise
         points = len(rows) + len(fresh)
-        if self._follow_clock and _open_bucket(now) > self.horizon:  # a slice at least as
-            self.compact(_open_bucket(now), max(MOVE_SLICE, 2 * points))  # large as the write
+        if self._follow_clock and _open_bucket(now) > self.horizon:
+            # one slice, twice the write at least, so that the moves keep up
+            self.compact(_open_bucket(now), max(MOVE_SLICE, 2 * points))
         result.points = points + too_old
         result.stored = stored
         result.duplicates = points - result.stored
@@ -384,8 +386,8 @@ class SqliteStore(TimeSeriesStore):
         """The horizon and the last stream of its bucket already moved, as stored, inside a
         write transaction: another process writing the same file may have moved them."""
         rows = dict(self._db.execute("SELECT k, v FROM store_meta"))
-        self.horizon, self._moved = rows.get("horizon", 0), rows.get("moved", 0)
-        return self.horizon, self._moved
+        self.horizon = rows.get("horizon", 0)
+        return self.horizon, rows.get("moved", 0)
 
     def _set_horizon(self, horizon: int, moved: int = 0) -> None:
         self._db.executemany(
@@ -393,7 +395,7 @@ class SqliteStore(TimeSeriesStore):
             " ON CONFLICT (k) DO UPDATE SET v = excluded.v",
             (("horizon", horizon), ("moved", moved)),
         )
-        self.horizon, self._moved = horizon, moved
+        self.horizon = horizon
 
     # ---- queries --------------------------------------------------------------------------
 
@@ -460,8 +462,7 @@ class SqliteStore(TimeSeriesStore):
         rows = self._reader().execute(
             f"WITH RECURSIVE {RECENT_BUCKETS} SELECT s.id, s.pole, s.node, s.src, s.q,"
             " (SELECT min(ts) FROM readings r WHERE r.stream = s.id),"
-            " (SELECT min(ts) FROM recent c WHERE c.bucket IN"
-            "  (SELECT b FROM rb WHERE b IS NOT NULL) AND c.stream = s.id),"
+            f" (SELECT min(ts) FROM recent WHERE {IN_RECENT_BUCKETS} AND stream = s.id),"
             " (SELECT min(bucket) FROM rollup_minute m WHERE m.stream = s.id),"
             " (SELECT min(bucket) FROM rollup_hour h WHERE h.stream = s.id),"
             " l.ts FROM streams s LEFT JOIN latest l ON l.stream = s.id"

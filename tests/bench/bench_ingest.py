@@ -3,12 +3,12 @@ own ceiling on this machine.
 
 Publishers run in separate processes, each with several connections, publishing pre-encoded
 realistic batches (ten readings; every node once a minute, from the time the run starts) with
-QoS 1. On two cores, Python publishers running at the
-same time as the controller took more than a core themselves and became the limit of both
-figures; so each subscriber first registers its persistent session and leaves, the publishers
-put the whole stream into the broker's queue for it, and then the subscriber comes back and
-drains it: what is measured is the subscriber alone, with the broker delivering as fast as it
-is asked (the controller acknowledges only after each commit, so its inflight window is real).
+QoS 1. On two cores, Python publishers running at the same time as the controller took more than
+a core themselves and became the limit of both figures; so each subscriber first registers its
+persistent session and leaves, the publishers put the whole stream into the broker's queue for
+it, and then the subscriber comes back and drains it: what is measured is the subscriber alone,
+with the broker delivering as fast as it is asked (the controller acknowledges only after each
+commit, so its inflight window is real).
 
 The ceiling is the rate at which mosquitto delivers the stream to a subscriber that does nothing
 (`mosquitto_sub -q 1`, output discarded). The controller figure is messages durably stored in
@@ -143,8 +143,10 @@ def controller_rate(
             pole_name(w, c, p) for w in range(procs) for c in range(connections) for p in range(per)
         ]
         store = SqliteStore(db)
-        write_history(store, names, NOW0, history)
-        store.close()
+        try:
+            write_history(store, names, NOW0, history)
+        finally:
+            store.close()
         print(f"history: {history} readings per stream written in {time.perf_counter() - t:.0f} s")
     run_publishers(broker.port, total, procs, connections, poles)
     before = stored_batches(db)  # the history's
