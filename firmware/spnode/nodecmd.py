@@ -125,9 +125,21 @@ async def boot_update(node):
     while not _online(node) and waited < WIFI_WAIT_MS:
         await node._sleep(500)
         waited += 500
-    gc.collect()  # the code and the connection go into one piece of free heap, not around garbage
     new = _new("spnode.update", "spnode.httpget")
     try:
+        for pause in (0, 1000, 4000):
+            # the code and the connection go into one piece of free heap, not around garbage;
+            # what the other tasks hold for a moment (a sensing cycle on a loaded machine) can
+            # still leave too little, so the import is tried again after a pause
+            await node._sleep(pause)
+            gc.collect()
+            try:
+                from spnode import httpget, update  # noqa: F401  (loaded for _download)
+
+                break
+            except MemoryError:
+                if pause == 4000:
+                    raise
         return await _download(node, cmd)
     finally:
         _drop(path)
