@@ -175,6 +175,11 @@ class Broker:
         self.stop()
         raise TimeoutError(f"mosquitto did not listen on {self.host}:{self.port}")
 
+    @property
+    def pid(self) -> int | None:
+        """mosquitto's process id while it runs (benchmarks read its CPU time)."""
+        return self._proc.pid if self._proc is not None else None
+
     def reload(self, wait: bool = True, timeout: float = 30.0) -> float:
         """Make mosquitto re-read its password and ACL files (SIGHUP); return seconds taken.
 

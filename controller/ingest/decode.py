@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from controller.ingest.fastmeas import decode_meas
 from controller.store.base import Batch
 from controller.store.ops import DeadLetter
 from protocols import codec, topics
@@ -50,13 +51,13 @@ def sort_messages(messages: Iterable[tuple[str, bytes]]) -> Sorted:
     for topic_str, payload in messages:
         try:  # as codec.parse, with the topic from the cache
             topic, down = _topic(topic_str)
-            msg = codec.decode(topic.channel, payload)
+            ch = topic.channel
+            msg = decode_meas(payload) if ch == topics.MEAS else codec.decode(ch, payload)
             if down:
                 raise ProtocolError("topic.channel", "controller-to-node channel")
         except ProtocolError as e:
             out.dead.append(DeadLetter(topic_str, e.field, e.reason, bytes(payload)))
             continue
-        ch = topic.channel
         out.channels[ch] = out.channels.get(ch, 0) + 1
         if ch == topics.MEAS:
             out.batches.append(
