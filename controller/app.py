@@ -20,6 +20,7 @@ from controller import dashboard, fleet, opendata
 from controller.api.routes import alarms, auth, dimming, firmware, health, ingest, nodes, registry
 from controller.dispatch import Dispatcher
 from controller.fieldtools.routes import router as commissioning_router
+from controller.ingest import children
 from controller.ingest.decode import Sorted
 from controller.ingest.worker import IngestWorker
 from controller.metrics import Metrics
@@ -65,9 +66,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             tasks.append(asyncio.create_task(state.dispatcher.run(), name="dispatch"))
             await asyncio.to_thread(_resend_pending_configs, state)
         if settings.ingest_enabled:
-            state.ingest = IngestWorker(settings, store, ops, state.metrics)
-            state.ingest.after_store = lambda s: _after_ingest(state, s)
+            state.ingest = _ingest_worker(state)
             tasks.append(asyncio.create_task(state.ingest.run(), name="ingest"))
+            group = state.ingest.group()
+            if settings.ingest_processes > 1 and group is not None:
+                tasks.append(
+                    asyncio.create_task(children.supervise(settings, group), name="ingest-children")
+                )
         tasks.append(asyncio.create_task(_retention(state), name="retention"))
         tasks.append(asyncio.create_task(_fleet_loop(state), name="fleet"))
         try:
@@ -105,6 +110,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"detail": str(exc)}, 422)
 
     return app
+
+
+def _ingest_worker(state: AppState) -> IngestWorker:
+    worker = IngestWorker(state.settings, state.store, state.ops, state.metrics)
+    worker.after_store = lambda s: _after_ingest(state, s)
+    return worker
+
+
+async def ingest_only(settings: Settings) -> None:
+    """Ingest and its fleet update, nothing else, until cancelled: an ingest child process
+    (controller/ingest/children.py)."""
+    store = open_store(settings)
+    ops = OpsStore(settings.data_dir / "ops.db", settings.dead_letter_max)
+    reg = Registry(settings.registry_url)
+    try:
+        state = AppState(settings, store, ops, Metrics(), reg, BrokerAccounts(settings))
+        await _ingest_worker(state).run()
+    finally:
+        store.close()
+        ops.close()
+        reg.close()
 
 
 def _after_ingest(state: AppState, s: Sorted) -> None:

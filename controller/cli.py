@@ -44,6 +44,14 @@ def serve(
     uvicorn.run(create_app(), host=host, port=port, log_level="info")
 
 
+@app.command("ingest-child", hidden=True)
+def ingest_child() -> None:
+    """An ingest process the controller starts itself (settings as JSON on standard input)."""
+    from controller.ingest.children import run_child
+
+    run_child()
+
+
 @app.command()
 def migrate() -> None:
     """Bring the registry's schema up to date (also done at every start)."""

@@ -26,6 +26,12 @@ class Settings(BaseSettings):
     # $share/<group>/..., so several controller processes split the stream.
     mqtt_shared_group: str | None = None
     ingest_enabled: bool = True
+    # Ingest in this many processes: this one and ingest_processes - 1 children it starts and
+    # restarts (controller/ingest/children.py), splitting the stream through a shared
+    # subscription (group mqtt_shared_group, default "streetpole-ingest"). One process decodes
+    # at most about one core's worth; on SQLite the processes write to one file, one
+    # transaction at a time, and decode in parallel. More than the machine's cores gains nothing.
+    ingest_processes: int = Field(1, ge=1, le=32)
 
     # Time series
     store: Literal["sqlite", "influxdb"] = "sqlite"

@@ -4,6 +4,9 @@ subscriptions, and that acknowledgement waits for the commit."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 import sqlite3
 import threading
 import time
@@ -381,3 +384,78 @@ def test_ingest_over_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         assert h.worker.stats.connects == 1
     finally:
         broker.stop()
+
+
+def _children(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid`` (Linux /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+def _gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while Path(f"/proc/{pid}").exists():
+        try:  # a zombie has not been reaped by its (new) parent yet: it runs no more
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return True
+        except OSError:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+@pytest.mark.slow
+def test_ingest_in_two_processes_stores_everything_once(broker: Broker, tmp_path: Path) -> None:
+    """STREETPOLE_INGEST_PROCESSES=2: the controller starts a child that shares the stream and
+    the SQLite file; every message is stored once, both take a share, and the child ends with
+    the controller, even when that is killed (else it would fight the next one's child)."""
+    env = {"STREETPOLE_MQTT_URL": broker.url, "STREETPOLE_INGEST_PROCESSES": "2"}
+    ctl = ControllerProcess(tmp_path / "ctl", env)
+    db = tmp_path / "ctl" / "streetpole.db"
+    seen: list[int] = []
+    try:
+        _two_rounds(ctl, broker, db, seen)
+    finally:
+        ctl.stop()
+        for pid in seen:  # only if the test failed: do not leave them running
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _two_rounds(ctl: ControllerProcess, broker: Broker, db: Path, seen: list[int]) -> None:
+    total = 0
+    for round_ in range(2):
+        ctl.start()
+        assert ctl.proc is not None
+        deadline = time.monotonic() + 20
+        while not (kids := _children(ctl.proc.pid)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        seen.extend(kids)
+        assert len(kids) == 1
+        time.sleep(1.0)  # the child subscribed (its share is queued for it in any case)
+        messages = [(meas_topic(f"p{i % 40}"), meas(i)) for i in range(total, total + 3000)]
+        publish_all(broker, messages)
+        total += len(messages)
+        deadline = time.monotonic() + 60
+        while count_points(db)[1] < total and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert count_points(db) == (total * len(QUANTITIES), total)
+        own = sum(
+            float(line.split()[-1])
+            for line in ctl.get("/metrics").text.splitlines()
+            if line.startswith("streetpole_ingest_messages_total{")
+        )
+        assert 0 < own < len(messages), "the child takes a share"
+        if round_ == 0:
+            ctl.kill()  # SIGKILL: the child must notice by itself
+        else:
+            ctl.stop()
+        assert _gone(kids[0], 10), "the ingest child outlived the controller"

@@ -327,6 +327,20 @@ def test_sqlite_horizon_moved_by_another_process_is_seen(tmp_path: Path) -> None
     b.close()
 
 
+def test_sqlite_stream_created_by_another_process_is_found(tmp_path: Path) -> None:
+    """Two stores on one file (ingest in two processes): a stream the other created since this
+    one opened is looked up, not created again (which failed the write on the unique key)."""
+    a = SqliteStore(tmp_path / "ts.db", horizon=T0)
+    b = SqliteStore(tmp_path / "ts.db", horizon=T0)
+    assert a.write([batch(1, [(T0 + 60, "pm25", 1.0)])]).stored == 1
+    assert b.write([batch(2, [(T0 + 120, "pm25", 2.0)])]).stored == 1
+    assert a.write([batch(3, [(T0 + 180, "pm25", 3.0)])]).stored == 1
+    assert [p.v for p in b.query(AIR, 0, 2**40)] == [1.0, 2.0, 3.0]
+    assert len(a.stream_index()) == 1
+    a.close()
+    b.close()
+
+
 def test_sqlite_points_of_a_bucket_half_moved_go_where_their_stream_is(tmp_path: Path) -> None:
     """A slice moves the first streams of the horizon's bucket; a resend of their points must
     find them in readings, and the other streams' points stay in recent until their slice."""

@@ -69,6 +69,7 @@ from protocols import topics
 log = logging.getLogger("streetpole.ingest")
 
 UP_CHANNELS = (topics.MEAS, topics.EVENT, topics.ACK)
+SHARED_GROUP = "streetpole-ingest"  # when ingest_processes > 1 and no group is set
 
 
 @dataclass
@@ -124,14 +125,26 @@ class IngestWorker:
         # what it needs is in the ops store already.
         self.after_store: Callable[[Sorted], None] | None = None
 
+    def group(self) -> str | None:
+        """The shared subscription's group, if ingest is split between processes."""
+        s = self.settings
+        return s.mqtt_shared_group or (SHARED_GROUP if s.ingest_processes > 1 else None)
+
     def filters(self) -> list[str]:
-        group = self.settings.mqtt_shared_group
+        group = self.group()
         prefix = f"$share/{group}/" if group else ""
         out = [prefix + topics.subscription(ch) for ch in UP_CHANNELS]
         # Retained state is not delivered through shared subscriptions; state updates are
         # idempotent, so every worker takes all of them.
         out.append(topics.subscription(topics.STATE))
         return out
+
+    def stale_filters(self) -> list[str]:
+        """What the persistent session may hold from a run with the other setting (one process,
+        or several): the broker would go on delivering through it, so each message twice."""
+        group = self.group()
+        prefix = "" if group else f"$share/{SHARED_GROUP}/"
+        return [prefix + topics.subscription(ch) for ch in UP_CHANNELS]
 
     def _client(self) -> aiomqtt.Client:
         s = self.settings
@@ -169,6 +182,7 @@ class IngestWorker:
         while True:
             try:
                 async with self._client() as client:
+                    await client.unsubscribe(self.stale_filters())
                     await client.subscribe([(f, 1) for f in self.filters()])
                     self.stats.connects += 1
                     self.connected.set()

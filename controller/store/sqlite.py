@@ -153,6 +153,7 @@ _UPSERT = (
 # Rows per multi-row VALUES statement: one statement step for CHUNK rows instead of one bind,
 # step and reset per row through executemany (about 0.6 us a row less, measured).
 CHUNK = 250
+WRITE_WAIT_S = 120.0
 
 
 @functools.lru_cache(maxsize=32)
@@ -185,6 +186,47 @@ def _runs(
         yield templates[n], list(run)
 
 
+def _route(
+    rows: list[tuple[Any, ...]], horizon: int, done: int
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Rows for ``recent`` (with their bucket in front) and for ``readings``, in order: see the
+    module docstring for the rule."""
+    fresh = []
+    late = []
+    end = horizon + BUCKET
+    for row in rows:
+        sid, ts = row[0], row[1]
+        if ts >= horizon and (sid > done or ts >= end):
+            fresh.append((ts - ts % BUCKET, *row))
+        else:
+            late.append(row)
+    return fresh, late
+
+
+def _newest(
+    rows: list[tuple[Any, ...]], into: dict[int, tuple[Any, ...]] | None = None
+) -> dict[int, tuple[Any, ...]]:
+    """The newest row of each stream (for ``latest``)."""
+    newest = {} if into is None else into
+    for row in rows:
+        seen = newest.get(row[0])
+        if seen is None or row[1] > seen[1]:
+            newest[row[0]] = row
+    return newest
+
+
+def _new_stream(db: sqlite3.Connection, key: tuple[str, str, str, str]) -> int:
+    """The id of a stream not in this process's cache, inside the write transaction: another
+    process writing to the same file (ingest in several processes) may have created it."""
+    row = db.execute(
+        "SELECT id FROM streams WHERE pole = ? AND node = ? AND src = ? AND q = ?", key
+    ).fetchone()
+    if row is not None:
+        return int(row[0])
+    cur = db.execute("INSERT INTO streams (pole, node, src, q) VALUES (?, ?, ?, ?)", key)
+    return int(cur.lastrowid or 0)
+
+
 class SqliteStore(TimeSeriesStore):
     def __init__(
         self,
@@ -200,7 +242,11 @@ class SqliteStore(TimeSeriesStore):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.retention = (retention_raw_days, retention_minute_days, retention_hour_days)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        # Another process's write (ingest in several processes, or an hourly retention run of
+        # a large street: about 10 s) is waited for, not failed after SQLite's default 5 s.
+        self._db = sqlite3.connect(
+            path, check_same_thread=False, isolation_level=None, timeout=WRITE_WAIT_S
+        )
         self._lock = threading.Lock()  # one writer at a time; readers get their own connection
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -217,6 +263,7 @@ class SqliteStore(TimeSeriesStore):
         self._local = threading.local()
         stored = self._db.execute("SELECT v FROM store_meta WHERE k = 'horizon'").fetchone()
         self.horizon = stored[0] if stored else 0
+        self._routing = (self.horizon, 0)  # as last read; only a guess until a write reads it
         self._follow_clock = horizon is None
         if horizon is None:
             self.compact(_open_bucket(int(time.time())))
@@ -252,48 +299,62 @@ class SqliteStore(TimeSeriesStore):
     # ---- writes ---------------------------------------------------------------------------
 
     def write(self, batches: Iterable[Batch]) -> WriteResult:
+        """The rows are built, and routed by the horizon last read, before the write lock is
+        taken, and routed again inside only if another process has moved the horizon since:
+        with ingest in several processes, only the statements wait for each other."""
         result = WriteResult()
+        ids = self._ids
+        now = int(time.time())
+        # A reading older than raw retention would be rolled up a second time if it were a
+        # resend of one already rolled up: refuse it (counted as too_old).
+        oldest = now - self.retention[0] * 86400 if self.retention[0] else 0
+        too_old = 0
+        batch_keys = []
+        built: list[tuple[Any, ...]] = []  # (stream, ts, v, dur[, flags])
+        unknown: list[tuple[tuple[str, str, str, str], tuple[Any, ...]]] = []  # new streams'
+        for b in batches:
+            pole, node = b.pole, b.node
+            batch_keys.append((pole, node, b.boot, b.seq, now))
+            for r in b.readings:
+                ts = r["ts"]
+                if ts < oldest:
+                    too_old += 1
+                    continue
+                get = r.get
+                key = (pole, node, get("src") or "", r["q"])
+                sid = ids.get(key)
+                flags = get("flags")
+                dur = get("dur")
+                row: tuple[Any, ...]
+                if flags or dur is None:
+                    row = (sid, ts, r["v"], dur, ",".join(flags) if flags else None)
+                else:  # the usual reading: no None to bind (see _runs)
+                    row = (sid, ts, r["v"], dur)
+                if sid is None:
+                    unknown.append((key, row))
+                else:
+                    built.append(row)
+        routed_by = self._routing
+        fresh, rows = _route(built, *routed_by)
+        newest = _newest(built)
         with self._lock:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
-                rows: list[tuple[Any, ...]] = []  # for readings, late ones
-                fresh: list[tuple[Any, ...]] = []  # for recent: (bucket, *row)
-                horizon, done = self._read_horizon()
-                batch_keys = []
-                ids = self._ids
-                now = int(time.time())
-                # A reading older than raw retention would be rolled up a second time if it
-                # were a resend of one already rolled up: refuse it (counted as too_old).
-                oldest = now - self.retention[0] * 86400 if self.retention[0] else 0
-                too_old = 0
-                for b in batches:
-                    pole, node = b.pole, b.node
-                    batch_keys.append((pole, node, b.boot, b.seq, now))
-                    for r in b.readings:
-                        ts = r["ts"]
-                        if ts < oldest:
-                            too_old += 1
-                            continue
-                        get = r.get
-                        key = (pole, node, get("src") or "", r["q"])
+                routing = self._read_horizon()
+                if routing != routed_by:
+                    fresh, rows = _route(built, *routing)
+                if unknown:
+                    added = []
+                    for key, row in unknown:
                         sid = ids.get(key)
                         if sid is None:
-                            cur = db.execute(
-                                "INSERT INTO streams (pole, node, src, q) VALUES (?, ?, ?, ?)", key
-                            )
-                            sid = ids[key] = int(cur.lastrowid or 0)
-                        flags = get("flags")
-                        dur = get("dur")
-                        row: tuple[Any, ...]
-                        if flags or dur is None:
-                            row = (sid, ts, r["v"], dur, ",".join(flags) if flags else None)
-                        else:  # the usual reading: no None to bind (see _runs)
-                            row = (sid, ts, r["v"], dur)
-                        if ts >= horizon and (sid > done or ts >= horizon + BUCKET):
-                            fresh.append((ts - ts % BUCKET, *row))
-                        else:
-                            rows.append(row)
+                            sid = ids[key] = _new_stream(db, key)
+                        added.append((sid, *row[1:]))
+                    more_fresh, more_rows = _route(added, *routing)
+                    fresh += more_fresh
+                    rows += more_rows
+                    newest = _newest(added, newest)
                 result.batches_resent = len(batch_keys) - _insert(
                     db,
                     "INSERT OR IGNORE INTO batches (pole, node, boot, seq, received)",
@@ -305,11 +366,6 @@ class SqliteStore(TimeSeriesStore):
                     stored += _insert(db, RECENT_INSERT, values, run)
                 for values, run in _runs(rows):
                     stored += _insert(db, READINGS_INSERT, values, run)
-                newest: dict[int, tuple[Any, ...]] = {}
-                for row in itertools.chain(rows, (f[1:] for f in fresh)):
-                    seen = newest.get(row[0])
-                    if seen is None or row[1] > seen[1]:
-                        newest[row[0]] = row
                 for values, run in _runs(newest.values()):
                     _insert(db, LATEST_UPSERT, values, run, _UPSERT)
                 db.execute("COMMIT")
@@ -387,7 +443,8 @@ class SqliteStore(TimeSeriesStore):
         write transaction: another process writing the same file may have moved them."""
         rows = dict(self._db.execute("SELECT k, v FROM store_meta"))
         self.horizon = rows.get("horizon", 0)
-        return self.horizon, rows.get("moved", 0)
+        self._routing = (self.horizon, rows.get("moved", 0))
+        return self._routing
 
     def _set_horizon(self, horizon: int, moved: int = 0) -> None:
         self._db.executemany(

@@ -130,17 +130,37 @@ def stored_batches(db: Path) -> int:
         conn.close()
 
 
+def _stat(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def cpu_seconds(pid: int | None) -> float:
-    """User and system CPU time of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User and system CPU time of a process and its children so far (Linux /proc)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = _stat(int(stat.parent.name))
+            if stat.parent.name == str(pid) or int(fields[1]) == pid:
+                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError):
+            continue
+    return total
 
 
 def controller_rate(
-    broker: Broker, tmp: Path, total: int, procs: int, connections: int, poles: int, history: int
+    broker: Broker,
+    tmp: Path,
+    total: int,
+    procs: int,
+    connections: int,
+    poles: int,
+    history: int,
+    ingest_processes: int,
 ) -> float:
-    ctl = ControllerProcess(tmp / "ctl", {"STREETPOLE_MQTT_URL": broker.url})
-    ctl.start()  # registers the persistent session and its subscription
+    env = {"STREETPOLE_MQTT_URL": broker.url, "STREETPOLE_INGEST_PROCESSES": str(ingest_processes)}
+    ctl = ControllerProcess(tmp / "ctl", env)
+    ctl.start()  # registers the persistent sessions and their subscriptions
+    time.sleep(2)  # the ingest children's too
     ctl.stop()
     db = tmp / "ctl" / "streetpole.db"
     if history:
@@ -187,6 +207,9 @@ def main() -> None:
     parser.add_argument(
         "--history", type=int, default=120, help="readings per stream before the run (minutes)"
     )
+    parser.add_argument(
+        "--ingest-processes", type=int, default=2, help="STREETPOLE_INGEST_PROCESSES (cores: 2)"
+    )
     args = parser.parse_args()
     args.messages -= args.messages % args.procs  # every publisher sends the same number
     assert shutil.which("mosquitto_sub"), "mosquitto_sub missing: make deps"
@@ -201,7 +224,9 @@ def main() -> None:
             print(f"publishers alone (broker acks, no subscriber): {pub_rate:,.0f} msgs/s")
             ceil_rate = ceiling(broker, args.messages, *street)
             print(f"ceiling (mosquitto_sub -q 1): {ceil_rate:,.0f} msgs/s")
-            rate = controller_rate(broker, tmp, args.messages, *street, args.history)
+            rate = controller_rate(
+                broker, tmp, args.messages, *street, args.history, args.ingest_processes
+            )
             print(f"controller stored: {rate:,.0f} msgs/s, {rate * 10:,.0f} points/s")
             if broker.dropped_messages_logged():
                 print("WARNING: the broker logged dropped messages", file=sys.stderr)
