@@ -27,6 +27,11 @@
   aggregates (count, sum, min, max) and deleted, in one transaction, so each raw point is rolled
   exactly once (also a late one). Aggregate queries sum the rollups and the raw points still kept:
   the two never overlap.
+- Several processes may write one file (``STREETPOLE_INGEST_PROCESSES``): a write builds and
+  routes its rows before it takes the lock, so the processes wait for each other only during
+  the statements; inside, it reads the horizon again (and routes again if it moved) and looks up
+  a stream missing from its cache before creating it. Another process's write is waited for
+  (WRITE_WAIT_S), not failed.
 - One transaction per ingest batch (thousands of messages); ``synchronous=NORMAL`` in WAL mode
   keeps every committed transaction across a process crash (an OS crash or power loss may lose the
   last ones; use FULL for that, at a cost in throughput).
