@@ -432,7 +432,9 @@ def test_ingest_in_two_processes_stores_everything_once(broker: Broker, tmp_path
 
 def _two_rounds(ctl: ControllerProcess, broker: Broker, db: Path, seen: list[int]) -> None:
     total = 0
+    child_connected = "as streetpole-controller-1 "  # mosquitto's log line for the child
     for round_ in range(2):
+        connects = broker.log().count(child_connected)
         ctl.start()
         assert ctl.proc is not None
         deadline = time.monotonic() + 20
@@ -440,7 +442,10 @@ def _two_rounds(ctl: ControllerProcess, broker: Broker, db: Path, seen: list[int
             time.sleep(0.05)
         seen.extend(kids)
         assert len(kids) == 1
-        time.sleep(1.0)  # the child subscribed (its share is queued for it in any case)
+        while broker.log().count(child_connected) == connects and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert broker.log().count(child_connected) > connects, "the child connected"
+        time.sleep(0.5)  # it subscribes right after connecting
         messages = [(meas_topic(f"p{i % 40}"), meas(i)) for i in range(total, total + 3000)]
         publish_all(broker, messages)
         total += len(messages)
