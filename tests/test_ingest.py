@@ -416,7 +416,8 @@ def _gone(pid: int, timeout: float) -> bool:
 def test_ingest_in_two_processes_stores_everything_once(broker: Broker, tmp_path: Path) -> None:
     """STREETPOLE_INGEST_PROCESSES=2: the controller starts a child that shares the stream and
     the SQLite file; every message is stored once, both take a share, and the child ends with
-    the controller, even when that is killed (else it would fight the next one's child)."""
+    the controller, even when that is killed (else it would fight the next one's child); a
+    child that dies is started again."""
     env = {"STREETPOLE_MQTT_URL": broker.url, "STREETPOLE_INGEST_PROCESSES": "2"}
     ctl = ControllerProcess(tmp_path / "ctl", env)
     db = tmp_path / "ctl" / "streetpole.db"
@@ -430,22 +431,35 @@ def test_ingest_in_two_processes_stores_everything_once(broker: Broker, tmp_path
                 os.kill(pid, signal.SIGKILL)
 
 
+CHILD_CONNECTED = "as streetpole-controller-1 "  # mosquitto's log line for the ingest child
+
+
+def _child_up(ctl: ControllerProcess, broker: Broker, connects: int, seen: list[int]) -> int:
+    """The controller's one ingest child not in ``seen``, once it has connected."""
+    assert ctl.proc is not None
+    deadline = time.monotonic() + 20
+    while not (kids := [k for k in _children(ctl.proc.pid) if k not in seen]):
+        assert time.monotonic() < deadline, "no ingest child started"
+        time.sleep(0.05)
+    seen.extend(kids)
+    assert len(kids) == 1
+    while broker.log().count(CHILD_CONNECTED) == connects:
+        assert time.monotonic() < deadline, "the ingest child did not connect"
+        time.sleep(0.05)
+    time.sleep(0.5)  # it subscribes right after connecting
+    return kids[0]
+
+
 def _two_rounds(ctl: ControllerProcess, broker: Broker, db: Path, seen: list[int]) -> None:
     total = 0
-    child_connected = "as streetpole-controller-1 "  # mosquitto's log line for the child
     for round_ in range(2):
-        connects = broker.log().count(child_connected)
+        connects = broker.log().count(CHILD_CONNECTED)
         ctl.start()
-        assert ctl.proc is not None
-        deadline = time.monotonic() + 20
-        while not (kids := _children(ctl.proc.pid)) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        seen.extend(kids)
-        assert len(kids) == 1
-        while broker.log().count(child_connected) == connects and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert broker.log().count(child_connected) > connects, "the child connected"
-        time.sleep(0.5)  # it subscribes right after connecting
+        kid = _child_up(ctl, broker, connects, seen)
+        if round_ == 1:  # a child that dies is started again
+            connects = broker.log().count(CHILD_CONNECTED)
+            os.kill(kid, signal.SIGKILL)
+            kid = _child_up(ctl, broker, connects, seen)
         messages = [(meas_topic(f"p{i % 40}"), meas(i)) for i in range(total, total + 3000)]
         publish_all(broker, messages)
         total += len(messages)
@@ -463,4 +477,4 @@ def _two_rounds(ctl: ControllerProcess, broker: Broker, db: Path, seen: list[int
             ctl.kill()  # SIGKILL: the child must notice by itself
         else:
             ctl.stop()
-        assert _gone(kids[0], 10), "the ingest child outlived the controller"
+        assert _gone(kid, 10), "the ingest child outlived the controller"
