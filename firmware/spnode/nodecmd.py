@@ -126,24 +126,33 @@ async def boot_update(node):
         await node._sleep(500)
         waited += 500
     new = _new("spnode.update", "spnode.httpget")
+    ident = failure = None
     try:
         for pause in (0, 1000, 4000):
-            # the code and the connection go into one piece of free heap, not around garbage;
-            # what the other tasks hold for a moment (a sensing cycle on a loaded machine) can
-            # still leave too little, so the import is tried again after a pause
+            # the code, the connection and the image's buffers go into one piece of free heap,
+            # not around garbage; what the other tasks hold for a moment (a sensing cycle on a
+            # loaded machine) can still leave too little, so the whole is tried again after a
+            # pause, and after the last one it is a failure like any other: the node carries on
             await node._sleep(pause)
             gc.collect()
             try:
                 from spnode import httpget, update  # noqa: F401  (loaded for _download)
 
+                ident, failure = await _download(node, cmd)
                 break
-            except MemoryError:
-                if pause == 4000:
-                    raise
-        return await _download(node, cmd)
+            except MemoryError as e:
+                failure = "update: %r" % e
     finally:
         _drop(path)
         unload(*new)
+    if failure is None:
+        return ident
+    # reported once the update code and its buffers are gone: with them still loaded, even
+    # the alarm's few hundred bytes did not fit on a loaded machine (a MemoryError here ended
+    # the boot's update task before the node ever connected)
+    gc.collect()
+    _failed(node, cmd["id"], failure)
+    return None
 
 
 def _online(node):
@@ -166,17 +175,16 @@ def _failed(node, ident, reason):
 
 
 async def _download(node, cmd):
+    """(the command's id, None) once the image is staged, else (None, why it failed)."""
     from spnode import httpget, update
 
-    ident = cmd["id"]
     up = node.updater
     if up is None:
         up = update.Updater(node.data_dir, version=node.fw)  # not kept: not on probation
     try:
         inst = up.begin(cmd, node.local.update_key)
     except update.UpdateError as e:
-        _failed(node, ident, str(e))
-        return None
+        return None, str(e)
     gc.collect()
     try:
         for attempt in range(3):
@@ -191,9 +199,10 @@ async def _download(node, cmd):
         inst.finish()
     except Exception as e:
         inst.abort()
-        _failed(node, ident, str(e) if isinstance(e, update.UpdateError) else "update: %r" % e)
-        return None
-    return ident
+        if isinstance(e, MemoryError):
+            raise  # tried again (boot_update)
+        return None, str(e) if isinstance(e, update.UpdateError) else "update: %r" % e
+    return cmd["id"], None
 
 
 class _Null:
