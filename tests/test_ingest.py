@@ -23,6 +23,7 @@ from controller.store.base import Batch, WriteResult
 from controller.store.ops import OpsStore
 from controller.store.sqlite import SqliteStore
 from protocols import codec, topics
+from tests.harness import procs
 from tests.harness.controller_proc import ControllerProcess
 from tests.ingest_helpers import QUANTITIES, T0, meas, meas_topic, publish_all
 
@@ -386,23 +387,11 @@ def test_ingest_over_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         broker.stop()
 
 
-def _children(pid: int) -> list[int]:
-    """Process ids whose parent is ``pid`` (Linux /proc)."""
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                out.append(int(stat.parent.name))
-        except (OSError, ValueError, IndexError):
-            continue
-    return out
-
-
 def _gone(pid: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while Path(f"/proc/{pid}").exists():
         try:  # a zombie has not been reaped by its (new) parent yet: it runs no more
-            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            if procs.stat(pid)[0] == "Z":
                 return True
         except OSError:
             return True
@@ -410,6 +399,34 @@ def _gone(pid: int, timeout: float) -> bool:
             return False
         time.sleep(0.05)
     return True
+
+
+CHILD_CONNECTED = "as streetpole-controller-1 "  # mosquitto's log line for the ingest child
+
+
+def _child_up(ctl: ControllerProcess, broker: Broker, connects: int, seen: list[int]) -> int:
+    """The controller's one ingest child not in ``seen``, once it has connected."""
+    assert ctl.proc is not None
+    deadline = time.monotonic() + 20
+    while not (kids := [k for k in procs.children(ctl.proc.pid) if k not in seen]):
+        assert time.monotonic() < deadline, "no ingest child started"
+        time.sleep(0.05)
+    seen.extend(kids)
+    assert len(kids) == 1
+    while broker.log().count(CHILD_CONNECTED) == connects:
+        assert time.monotonic() < deadline, "the ingest child did not connect"
+        time.sleep(0.05)
+    time.sleep(0.5)  # it subscribes right after connecting
+    return kids[0]
+
+
+def _own_share(ctl: ControllerProcess) -> float:
+    """Messages the controller's own ingest took (its /metrics counts only its share)."""
+    return sum(
+        float(line.split()[-1])
+        for line in ctl.get("/metrics").text.splitlines()
+        if line.startswith("streetpole_ingest_messages_total{")
+    )
 
 
 @pytest.mark.slow
@@ -422,59 +439,32 @@ def test_ingest_in_two_processes_stores_everything_once(broker: Broker, tmp_path
     ctl = ControllerProcess(tmp_path / "ctl", env)
     db = tmp_path / "ctl" / "streetpole.db"
     seen: list[int] = []
+    total = 0
     try:
-        _two_rounds(ctl, broker, db, seen)
+        for round_ in range(2):
+            connects = broker.log().count(CHILD_CONNECTED)
+            ctl.start()
+            kid = _child_up(ctl, broker, connects, seen)
+            if round_ == 1:  # a child that dies is started again
+                connects = broker.log().count(CHILD_CONNECTED)
+                os.kill(kid, signal.SIGKILL)
+                kid = _child_up(ctl, broker, connects, seen)
+                assert kid == seen[-1] != seen[-2]
+            messages = [(meas_topic(f"p{i % 40}"), meas(i)) for i in range(total, total + 3000)]
+            publish_all(broker, messages)
+            total += len(messages)
+            deadline = time.monotonic() + 60
+            while count_points(db)[1] < total and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert count_points(db) == (total * len(QUANTITIES), total)
+            assert 0 < _own_share(ctl) < len(messages), "the child takes a share"
+            if round_ == 0:
+                ctl.kill()  # SIGKILL: the child must notice by itself
+            else:
+                ctl.stop()
+            assert _gone(kid, 10), "the ingest child outlived the controller"
     finally:
         ctl.stop()
         for pid in seen:  # only if the test failed: do not leave them running
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-
-
-CHILD_CONNECTED = "as streetpole-controller-1 "  # mosquitto's log line for the ingest child
-
-
-def _child_up(ctl: ControllerProcess, broker: Broker, connects: int, seen: list[int]) -> int:
-    """The controller's one ingest child not in ``seen``, once it has connected."""
-    assert ctl.proc is not None
-    deadline = time.monotonic() + 20
-    while not (kids := [k for k in _children(ctl.proc.pid) if k not in seen]):
-        assert time.monotonic() < deadline, "no ingest child started"
-        time.sleep(0.05)
-    seen.extend(kids)
-    assert len(kids) == 1
-    while broker.log().count(CHILD_CONNECTED) == connects:
-        assert time.monotonic() < deadline, "the ingest child did not connect"
-        time.sleep(0.05)
-    time.sleep(0.5)  # it subscribes right after connecting
-    return kids[0]
-
-
-def _two_rounds(ctl: ControllerProcess, broker: Broker, db: Path, seen: list[int]) -> None:
-    total = 0
-    for round_ in range(2):
-        connects = broker.log().count(CHILD_CONNECTED)
-        ctl.start()
-        kid = _child_up(ctl, broker, connects, seen)
-        if round_ == 1:  # a child that dies is started again
-            connects = broker.log().count(CHILD_CONNECTED)
-            os.kill(kid, signal.SIGKILL)
-            kid = _child_up(ctl, broker, connects, seen)
-        messages = [(meas_topic(f"p{i % 40}"), meas(i)) for i in range(total, total + 3000)]
-        publish_all(broker, messages)
-        total += len(messages)
-        deadline = time.monotonic() + 60
-        while count_points(db)[1] < total and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert count_points(db) == (total * len(QUANTITIES), total)
-        own = sum(
-            float(line.split()[-1])
-            for line in ctl.get("/metrics").text.splitlines()
-            if line.startswith("streetpole_ingest_messages_total{")
-        )
-        assert 0 < own < len(messages), "the child takes a share"
-        if round_ == 0:
-            ctl.kill()  # SIGKILL: the child must notice by itself
-        else:
-            ctl.stop()
-        assert _gone(kid, 10), "the ingest child outlived the controller"

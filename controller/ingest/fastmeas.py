@@ -9,7 +9,8 @@ checks types, ranges, enums, lengths and unknown fields in one pass in C, into t
 What it does not check in C, it checks here in Python, with the codec's own tables: the ID
 pattern of ``src`` (as ``re.fullmatch``: the schema's ``^...$`` with Python's ``re.search``
 would let a trailing newline through), repeated flags, the plausible range of each reading and
-repeated readings (``protocols.outgoing.check_meas``).
+repeated readings (``protocols.outgoing.check_meas``'s rules, written again over the structs:
+calling it on the dicts took 7.1 us a batch, these 2.6; the tests below keep the two in step).
 
 Whatever this decoder refuses, ``codec.decode`` decides again: it names the refused field as
 before, and the few inputs only it accepts (an integer written ``1.0``; NaN and big integers,

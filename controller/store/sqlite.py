@@ -458,6 +458,7 @@ class SqliteStore(TimeSeriesStore):
             (("horizon", horizon), ("moved", moved)),
         )
         self.horizon = horizon
+        self._routing = (horizon, moved)  # the next write routes by it (and checks it)
 
     # ---- queries --------------------------------------------------------------------------
 

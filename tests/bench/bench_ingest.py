@@ -29,6 +29,7 @@ before the run, one a minute) show the figure for a larger or an older street.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing as mp
 import os
 import shutil
@@ -43,6 +44,7 @@ import paho.mqtt.client as paho
 
 from controller.broker import Broker, BrokerConfig, free_port
 from controller.store.sqlite import SqliteStore
+from tests.harness import procs
 from tests.harness.controller_proc import ControllerProcess
 from tests.ingest_helpers import meas, meas_topic, write_history
 
@@ -134,20 +136,13 @@ def stored_batches(db: Path) -> int:
         conn.close()
 
 
-def _stat(pid: int) -> list[str]:
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-
-
-def cpu_seconds(pid: int | None) -> float:
+def cpu_seconds(pid: int) -> float:
     """User and system CPU time of a process and its children so far (Linux /proc)."""
     total = 0.0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = _stat(int(stat.parent.name))
-            if stat.parent.name == str(pid) or int(fields[1]) == pid:
-                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        except (OSError, ValueError):
-            continue
+    for p in (pid, *procs.children(pid)):
+        with contextlib.suppress(OSError):
+            fields = procs.stat(p)
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return total
 
 
@@ -186,7 +181,7 @@ def controller_rate(
         while (first := stored_batches(db) - before) == 0:
             time.sleep(0.005)
         t0 = time.perf_counter()
-        assert ctl.proc is not None
+        assert ctl.proc is not None and broker.pid is not None
         pids = {"controller": ctl.proc.pid, "broker": broker.pid}
         cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
         while (n := stored_batches(db) - before) < total:
