@@ -274,9 +274,18 @@ def test_whole_firmware_on_micropython(pbroker: Broker, node_rom: Path, tmp_path
         # an authentic one is downloaded at the boot after it is accepted, with the heap whole:
         # a swapped image fails its hash, nothing is staged, the node carries on
         fw.payload = pack([("spnode/hello.py", b"print('XX')\n")])  # same size, other bytes
-        ack = update("up-2")
+        ident, ack = "up-2", update("up-2")
+        boots = 2
+        if ack["status"] == "failed" and ack["reason"].startswith("update: MemoryError"):
+            # Known and not yet explained (docs/firmware.md, "Memory"): about one boot in ten
+            # here holds ~6 KiB more than the others, and the download does not fit beside it
+            # in 96 KiB. The node must then report the failure and carry on (it did: this ack),
+            # and the operator's second try must get the real verdict.
+            print("up-2 ran out of heap at its boot; sent again:", ack["reason"])
+            ident, ack = "up-2b", update("up-2b")
+            boots = 3
         assert (ack["status"], ack["reason"]) == ("failed", "sha256: download does not match")
-        assert [a["status"] for a in obs.messages("ack") if a["id"] == "up-2"] == [
+        assert [a["status"] for a in obs.messages("ack") if a["id"] == ident] == [
             "accepted",
             "failed",
         ]
@@ -290,7 +299,7 @@ def test_whole_firmware_on_micropython(pbroker: Broker, node_rom: Path, tmp_path
         # a good image: accepted, downloaded at the next boot, staged, and the node reboots to
         # swap it in (spnode.update's tests cover the swap, probation and rollback)
         node = boot()
-        obs.wait("boot 3 online", lambda: obs.states(status="online", boot=3))
+        obs.wait(f"boot {boots + 1} online", lambda: obs.states(status="online", boot=boots + 1))
         fw.payload = archive
         ack = update("up-3")
         assert ack["status"] == "applied", ack
@@ -364,3 +373,46 @@ def test_many_nodes_in_one_cpython_loop(broker: Broker, tmp_path: Path) -> None:
     events = [m for m in obs.messages(topics.EVENT) if m["kind"] == "presence"]
     assert events and events[0]["src"] == "pir"
     assert not obs.bad, obs.bad
+
+
+def test_a_message_that_runs_out_of_heap_is_tried_again_not_lost() -> None:
+    """A config or command whose handling raises MemoryError is handled again after a pause
+    (what other tasks held may be gone); after the last try it counts as lost. Any other error
+    is not tried again."""
+    import asyncio
+
+    from spnode import boarddef
+    from spnode.app import RETRY_MS, Node
+    from spnode.board.sim import SimBoard
+    from spnode.clock import ScaledClock
+
+    local = {"pole": "R-1", "node": "n1", "wifi": {"ssid": "sim"}, "sensors": ["pir"],
+             "broker": "mqtt://127.0.0.1:1", "update_key": KEY.hex()}  # fmt: skip
+    node = Node(SimBoard(boarddef.load(str(BOARD))), local, clock=ScaledClock(10_000))
+    calls: list[bytes] = []
+
+    def failing(times: int, error: Exception) -> Callable[[str, bytes], Any]:
+        async def handle(topic: str, payload: bytes) -> None:
+            calls.append(payload)
+            if len(calls) <= times:
+                raise error
+
+        return handle
+
+    async def run(times: int, error: Exception) -> int:
+        """Calls of the handler for one message whose first ``times`` calls raise."""
+        calls.clear()
+        node._handle = failing(times, error)  # type: ignore[method-assign]
+        node.inbox.append((node.t_cmd, b"x"))
+        node._work.set()
+        task = asyncio.create_task(node._commands())
+        await asyncio.sleep(0.2)  # the pauses: 5 s at 10,000 times real time, and more
+        task.cancel()
+        return len(calls)
+
+    assert asyncio.run(run(len(RETRY_MS) - 1, MemoryError())) == len(RETRY_MS)
+    assert node.lost == 0  # the last try got through
+    assert asyncio.run(run(len(RETRY_MS), MemoryError())) == len(RETRY_MS)
+    assert node.lost == 1  # every try ran out: lost
+    assert asyncio.run(run(1, ValueError("bad"))) == 1
+    assert node.lost == 2  # not a heap shortage: not tried again

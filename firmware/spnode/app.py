@@ -38,6 +38,7 @@ OUTBOX_MAX = const(16)
 INBOX_MAX = const(8)
 STATE_EVERY = const(10)  # reporting periods between routine state messages
 GC_EVERY_BYTES = const(1024)
+RETRY_MS = (0, 1000, 4000)  # pauses before the tries of a message that ran out of heap
 
 
 def _call(name, fn, *args):
@@ -425,13 +426,29 @@ class Node:
             self._work.clear()
             while self.inbox:
                 topic, payload = self.inbox.pop(0)
-                gc.collect()  # the check and its modules into whole free heap, not around garbage
                 try:
-                    await self._handle(topic, payload)
+                    err = await self._take(topic, payload)
                 except Exception as e:  # one bad message never stops the others
+                    err = e
+                if err is not None:
                     self.lost += 1
-                    print("command:", repr(e))
+                    print("command:", repr(err))
                 gc.collect()
+
+    async def _take(self, topic, payload):
+        """Handle one message; a MemoryError is tried again after a pause (RETRY_MS), since
+        what the other tasks held at that moment (a report, a reconnect) may be gone by then.
+        Returns the last MemoryError if every try ran out of heap, else None."""
+        err = None
+        for pause in RETRY_MS:
+            await self._sleep(pause)
+            gc.collect()  # the check and its modules into whole free heap, not around garbage
+            try:
+                await self._handle(topic, payload)
+                return None
+            except MemoryError as e:
+                err = e
+        return err
 
     def health_step(self):
         up = self.updater
@@ -476,31 +493,40 @@ class Node:
             gc.threshold(GC_EVERY_BYTES)
         self._rep_n = 0
         self._rep_start = self.clock.ticks_ms()
-        tasks = [self._control(), self._report(), self._health(), self._wifi()]
+        tasks = [self._control(), self._health(), self._wifi()]
         if self.data_dir is not None and exists(self.data_dir + "/" + UPDATE_CMD):
             tasks.append(self._boot_update())
         else:
-            tasks += self._network()
-        if not self.safe_mode:
-            tasks.append(self._sensing())
-            if self.noise is not None:
-                tasks.append(self._microphone())
+            tasks += self._running()
         if self.ntp_host and hasattr(self.clock, "sync_ntp"):
             tasks.append(self._ntp())
         if self.safe_mode:
             self._alarm("safeMode", True, "repeated failed boots")
         self._tasks = [spawn(t) for t in tasks]
 
-    def _network(self):
-        return [self._sender(), self._commands(), self.client.run()]
+    def _running(self):
+        """Measuring and the network: after the light's own tasks, and after a boot's update
+        download if there is one (spnode.nodecmd.boot_update)."""
+        tasks = [self._report(), self._sender(), self._commands(), self.client.run()]
+        if not self.safe_mode:
+            tasks.append(self._sensing())
+            if self.noise is not None:
+                tasks.append(self._microphone())
+        return tasks
 
     async def _boot_update(self):
-        """The download of an update accepted before this boot, then the network tasks. MQTT
-        waits until it is done: its connection, the retained messages it brings in and the
-        messages the node sends would take the heap the download needs (spnode.nodecmd)."""
-        ident = await _call("nodecmd", "boot_update", self)
+        """The download of an update accepted before this boot, then the other tasks. Only
+        the light's control, the watchdog and Wi-Fi run beside it: MQTT's connection, the
+        retained messages it brings in, the messages the node sends, and the reports and
+        sensing cycles would take the heap the download needs (spnode.nodecmd). Presence
+        detections and the light's level still count into the first report's period."""
+        try:
+            ident = await _call("nodecmd", "boot_update", self)
+        except Exception as e:  # whatever went wrong, the node goes on to connect and report
+            print("update:", repr(e))
+            ident = None
         gc.collect()
-        self._tasks += [asyncio.create_task(t) for t in self._network()]
+        self._tasks += [asyncio.create_task(t) for t in self._running()]
         if ident is None:
             return
         # staged: acknowledged after this boot's birth message, since the controller takes a

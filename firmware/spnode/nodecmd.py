@@ -8,6 +8,7 @@ import sys
 
 from protocols.errors import ProtocolError
 from spnode import UPDATE_CMD, unload
+from spnode.app import RETRY_MS
 from spnode.flash import write_atomic
 
 _TRANSIENT = ("protocols.incoming", "protocols.topics")
@@ -128,7 +129,7 @@ async def boot_update(node):
     new = _new("spnode.update", "spnode.httpget")
     ident = failure = None
     try:
-        for pause in (0, 1000, 4000):
+        for pause in RETRY_MS:
             # the code, the connection and the image's buffers go into one piece of free heap,
             # not around garbage; what the other tasks hold for a moment (a sensing cycle on a
             # loaded machine) can still leave too little, so the whole is tried again after a
@@ -136,8 +137,9 @@ async def boot_update(node):
             await node._sleep(pause)
             gc.collect()
             try:
-                from spnode import httpget, update  # noqa: F401  (loaded for _download)
-
+                # the update code is imported in _download, whose frame ends with it: a name
+                # bound here would keep the modules alive after unload (the report of a failure
+                # then found no heap left: the boot's update task died, the node never connected)
                 ident, failure = await _download(node, cmd)
                 break
             except MemoryError as e:
@@ -147,11 +149,16 @@ async def boot_update(node):
         unload(*new)
     if failure is None:
         return ident
-    # reported once the update code and its buffers are gone: with them still loaded, even
-    # the alarm's few hundred bytes did not fit on a loaded machine (a MemoryError here ended
-    # the boot's update task before the node ever connected)
-    gc.collect()
-    _failed(node, cmd["id"], failure)
+    # reported once the update code and its buffers are gone, and tried again like the
+    # download if even that does not fit
+    for pause in RETRY_MS:
+        await node._sleep(pause)
+        gc.collect()
+        try:
+            _failed(node, cmd["id"], failure)
+            break
+        except MemoryError:
+            pass
     return None
 
 
