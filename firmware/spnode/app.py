@@ -525,6 +525,8 @@ class Node:
         except Exception as e:  # whatever went wrong, the node goes on to connect and report
             print("update:", repr(e))
             ident = None
+        if self._stop.is_set():  # rebooting to try the download again with a fresh heap
+            return
         gc.collect()
         self._tasks += [asyncio.create_task(t) for t in self._running()]
         if ident is None:

@@ -94,9 +94,10 @@ def _new(*names):
 # and a download needs the update and HTTP code, a connection and its buffers at once. Right
 # after a reboot the same download finds the heap whole. So the command is checked (signature,
 # version), kept on flash and acknowledged "accepted", and the node reboots; the next boot runs
-# the download before it connects to MQTT (spnode.app.Node._boot_update; the light and the
-# sensing run as usual), then connects, publishes its birth message, acknowledges "applied" and
-# reboots into the staged version, or acknowledges "failed" and carries on.
+# the download before it connects to MQTT (spnode.app.Node._boot_update; only the light's
+# control, the watchdog and Wi-Fi run beside it), then connects, publishes its birth message,
+# acknowledges "applied" and reboots into the staged version, or acknowledges "failed" and
+# carries on.
 TRIES = 3  # boots that start the same download (a reset in the middle of one retries it)
 WIFI_WAIT_MS = 60000
 
@@ -128,12 +129,12 @@ async def boot_update(node):
         waited += 500
     new = _new("spnode.update", "spnode.httpget")
     ident = failure = None
+    short = False  # every try ran out of heap
     try:
         for pause in RETRY_MS:
             # the code, the connection and the image's buffers go into one piece of free heap,
-            # not around garbage; what the other tasks hold for a moment (a sensing cycle on a
-            # loaded machine) can still leave too little, so the whole is tried again after a
-            # pause, and after the last one it is a failure like any other: the node carries on
+            # not around garbage; what the other tasks hold for a moment can still leave too
+            # little, so the whole is tried again after a pause
             await node._sleep(pause)
             gc.collect()
             try:
@@ -141,12 +142,22 @@ async def boot_update(node):
                 # bound here would keep the modules alive after unload (the report of a failure
                 # then found no heap left: the boot's update task died, the node never connected)
                 ident, failure = await _download(node, cmd)
+                short = False
                 break
             except MemoryError as e:
                 failure = "update: %r" % e
+                short = True
     finally:
-        _drop(path)
+        if not short or tries >= TRIES:
+            _drop(path)
         unload(*new)
+    if short and tries < TRIES:
+        # A boot now and then holds a few KiB more than the others (docs/firmware.md,
+        # "Memory"), and then stays short of heap: the command is kept and the node reboots
+        # to download it with a fresh heap, within the same limit of boots as a reset would.
+        print("update: out of heap, rebooting to try again")
+        node.stop("reboot")
+        return None
     if failure is None:
         return ident
     # reported once the update code and its buffers are gone, and tried again like the
