@@ -38,7 +38,7 @@ OUTBOX_MAX = const(16)
 INBOX_MAX = const(8)
 STATE_EVERY = const(10)  # reporting periods between routine state messages
 GC_EVERY_BYTES = const(1024)
-RETRY_MS = (0, 1000, 4000)  # pauses before the tries of a message that ran out of heap
+RETRY_MS = (0, 1000, 4000)  # pauses before the tries of work that ran out of heap (_retry)
 
 
 def _call(name, fn, *args):
@@ -427,28 +427,26 @@ class Node:
             while self.inbox:
                 topic, payload = self.inbox.pop(0)
                 try:
-                    err = await self._take(topic, payload)
+                    await self._retry(self._handle, topic, payload)
                 except Exception as e:  # one bad message never stops the others
-                    err = e
-                if err is not None:
                     self.lost += 1
-                    print("command:", repr(err))
+                    print("command:", repr(e))
                 gc.collect()
 
-    async def _take(self, topic, payload):
-        """Handle one message; a MemoryError is tried again after a pause (RETRY_MS), since
-        what the other tasks held at that moment (a report, a reconnect) may be gone by then.
-        Returns the last MemoryError if every try ran out of heap, else None."""
-        err = None
-        for pause in RETRY_MS:
+    async def _retry(self, fn, *args):
+        """``fn(*args)``, awaited if it is a coroutine, into a collected heap; a MemoryError is
+        tried again after a pause (RETRY_MS), since what the other tasks held at that moment (a
+        report, a reconnect) may be gone by then. The last one is raised."""
+        last = len(RETRY_MS) - 1
+        for i, pause in enumerate(RETRY_MS):
             await self._sleep(pause)
-            gc.collect()  # the check and its modules into whole free heap, not around garbage
+            gc.collect()  # the work and its modules into whole free heap, not around garbage
             try:
-                await self._handle(topic, payload)
-                return None
-            except MemoryError as e:
-                err = e
-        return err
+                result = fn(*args)
+                return (await result) if hasattr(result, "send") else result
+            except MemoryError:
+                if i == last:
+                    raise
 
     def health_step(self):
         up = self.updater

@@ -8,7 +8,6 @@ import sys
 
 from protocols.errors import ProtocolError
 from spnode import UPDATE_CMD, unload
-from spnode.app import RETRY_MS
 from spnode.flash import write_atomic
 
 _TRANSIENT = ("protocols.incoming", "protocols.topics")
@@ -128,25 +127,16 @@ async def boot_update(node):
         await node._sleep(500)
         waited += 500
     new = _new("spnode.update", "spnode.httpget")
-    ident = failure = None
     short = False  # every try ran out of heap
     try:
-        for pause in RETRY_MS:
-            # the code, the connection and the image's buffers go into one piece of free heap,
-            # not around garbage; what the other tasks hold for a moment can still leave too
-            # little, so the whole is tried again after a pause
-            await node._sleep(pause)
-            gc.collect()
-            try:
-                # the update code is imported in _download, whose frame ends with it: a name
-                # bound here would keep the modules alive after unload (the report of a failure
-                # then found no heap left: the boot's update task died, the node never connected)
-                ident, failure = await _download(node, cmd)
-                short = False
-                break
-            except MemoryError as e:
-                failure = "update: %r" % e
-                short = True
+        # the code, the connection and the image's buffers go into one piece of free heap, not
+        # around garbage, and are tried again after a pause if they do not fit. The update code
+        # is imported in _download, whose frame ends with it: a name bound here would keep the
+        # modules alive after unload (the report of a failure then found no heap left: the
+        # boot's update task died, the node never connected)
+        ident, failure = await node._retry(_download, node, cmd)
+    except MemoryError as e:
+        short, ident, failure = True, None, "update: %r" % e
     finally:
         if not short or tries >= TRIES:
             _drop(path)
@@ -160,16 +150,8 @@ async def boot_update(node):
         return None
     if failure is None:
         return ident
-    # reported once the update code and its buffers are gone, and tried again like the
-    # download if even that does not fit
-    for pause in RETRY_MS:
-        await node._sleep(pause)
-        gc.collect()
-        try:
-            _failed(node, cmd["id"], failure)
-            break
-        except MemoryError:
-            pass
+    # reported once the update code and its buffers are gone (and tried again likewise)
+    await node._retry(_failed, node, cmd["id"], failure)
     return None
 
 
