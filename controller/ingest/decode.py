@@ -6,6 +6,7 @@ without a broker. A message that fails to decode becomes a dead letter; it never
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,8 @@ from controller.store.ops import DeadLetter
 from protocols import codec, topics
 from protocols.errors import ProtocolError
 from protocols.topics import Topic
+
+log = logging.getLogger("streetpole.ingest")
 
 # Parsed topics by their text: a node sends on the same few topics all its life, and checking
 # the ids character by character took 1.6 us of the 20 us a message's decoding cost. Bounded
@@ -57,6 +60,11 @@ def sort_messages(messages: Iterable[tuple[str, bytes]]) -> Sorted:
                 raise ProtocolError("topic.channel", "controller-to-node channel")
         except ProtocolError as e:
             out.dead.append(DeadLetter(topic_str, e.field, e.reason, bytes(payload)))
+            continue
+        except Exception as e:  # a decoder bug must cost one message, never the stream
+            log.warning("undecodable message on %s: %r", topic_str, e)
+            reason = f"could not be decoded ({type(e).__name__})"
+            out.dead.append(DeadLetter(topic_str, "payload", reason, bytes(payload)))
             continue
         out.channels[ch] = out.channels.get(ch, 0) + 1
         if ch == topics.MEAS:
