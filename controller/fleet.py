@@ -61,6 +61,7 @@ SEVERITY = {
     "bufferOverflow": "minor",
     "lowHeap": "minor",
     "clockInvalid": "minor",
+    "clockAhead": "minor",
     "configRejected": "minor",
     "updateFailed": "minor",
     "noiseHigh": "warning",
@@ -366,6 +367,14 @@ def apply_ingest(db: Session, s: Sorted, heard: Heard) -> None:
                     heard.online.add((pole, name))
                 else:
                     heard.online.discard((pole, name))
+    ahead: dict[tuple[str, str], list[int]] = {}
+    for pole, name, secs in s.clock_ahead:
+        ahead.setdefault((pole, name), []).append(secs)
+    for (pole, name), times in ahead.items():
+        if db.get(Pole, pole) is not None:
+            detail = f"{len(times)} message(s) stamped up to {max(times)} s ahead: refused"
+            alarm = raise_alarm(db, pole, name, "clockAhead", "", detail)
+            alarm.count = (alarm.count or 1) + len(times) - 1  # one per refused message
     for pole, name, ev in s.events:
         if ev["kind"] == "alarm" and db.get(Pole, pole) is not None:
             src = ev.get("src", "")

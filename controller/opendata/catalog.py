@@ -26,6 +26,7 @@ from sqlalchemy import select
 
 from controller.opendata.sql import sp_distance, sp_within
 from controller.registry.db import Registry
+from controller.registry.measures import quantities
 from controller.registry.models import Module, Owner, Pole
 from controller.settings import Settings
 from controller.store.base import StreamKey, TimeSeriesStore
@@ -190,7 +191,13 @@ def build(
     ops: dict[str, tuple[Any, ...]] = {}
     dss = []
     for key, info in sorted(index.items(), key=lambda kv: kv[1].id):
-        mods = by_src.get((key.pole, key.node, key.src))
+        # the stream's module: the one with its src that measures its quantity (a node cannot
+        # publish a quantity through another module by giving it that module's src)
+        mods = [
+            m
+            for m in by_src.get((key.pole, key.node, key.src), ())
+            if key.q in quantities(m.type, m.attributes)
+        ]
         if not mods or key.pole not in pole_pos:
             continue
         if not all(publishable(m, access) for m in mods):

@@ -1,0 +1,96 @@
+"""Which (src, quantity) each node may report: its modules in the registry, kept in memory for
+ingest (issue #18, labels a node cannot forge).
+
+A reading is a module's when the node has a module with the reading's ``src`` (none: a module
+without one) that measures its quantity (controller/registry/measures.py); anything else is
+refused before it is stored, so a node cannot file noise under its open air module's name.
+
+Ingest checks every reading, tens of thousands a second, so the registry is not asked per
+reading: all modules are read at once every ``ingest_modules_refresh_s`` (ingest children are
+other processes, which an API change could not tell), and a node with a reading that matches
+nothing is read again at once (at most every MISS_RECHECK_S), so a module just registered
+counts from its first reading. Used from the ingest thread only.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import select
+
+from controller.registry.db import Registry
+from controller.registry.measures import quantities
+from controller.registry.models import Module
+
+Allowed = dict[str, frozenset[str]]  # src ("" for none) -> quantities
+
+
+class ModuleIndex:
+    MISS_RECHECK_S = 2.0
+    RECHECKS_MAX = 100_000  # bound on remembered re-reads (node ids seen in refused readings)
+
+    def __init__(self, registry: Registry, refresh_s: float) -> None:
+        self.registry = registry
+        self.refresh_s = refresh_s
+        self._nodes: dict[tuple[str, str], Allowed] = {}
+        self._loaded = -float("inf")
+        self._rechecked: dict[tuple[str, str], float] = {}
+        self.loads = 0  # full reads of the module table (tests, stats)
+
+    def _read(self, pole: str | None = None, node: str | None = None) -> dict[Any, Allowed]:
+        q = select(Module.pole_id, Module.node, Module.src, Module.type, Module.attributes).where(
+            Module.node.is_not(None)
+        )
+        if pole is not None:
+            q = q.where(Module.pole_id == pole, Module.node == node)
+        out: dict[Any, Allowed] = {}
+        with self.registry.session() as db:
+            for pole_id, node_id, src, mtype, attributes in db.execute(q):
+                allowed = out.setdefault((pole_id, node_id), {})
+                src = src or ""
+                allowed[src] = allowed.get(src, frozenset()) | quantities(mtype, attributes)
+        return out
+
+    def refresh(self) -> None:
+        """Read every module again if the copy is older than the refresh period."""
+        now = time.monotonic()
+        if now - self._loaded >= self.refresh_s:
+            self._nodes = self._read()
+            self._loaded = now
+            self._rechecked.clear()
+            self.loads += 1
+
+    def refused(
+        self, pole: str, node: str, readings: list[dict[str, Any]]
+    ) -> list[tuple[int, str]]:
+        """(index, reason) of each reading no module of the node measures."""
+        key = (pole, node)
+        bad = _check(self._nodes.get(key), readings)
+        if bad:
+            now = time.monotonic()
+            if now - self._rechecked.get(key, -float("inf")) >= self.MISS_RECHECK_S:
+                if len(self._rechecked) >= self.RECHECKS_MAX:
+                    self._rechecked.clear()
+                self._rechecked[key] = now
+                allowed = self._read(pole, node).get(key)
+                if allowed is None:
+                    self._nodes.pop(key, None)
+                else:
+                    self._nodes[key] = allowed
+                bad = _check(allowed, readings)
+        return bad
+
+
+def _check(allowed: Allowed | None, readings: list[dict[str, Any]]) -> list[tuple[int, str]]:
+    if allowed is None:
+        return [(i, "the node has no module in the registry") for i in range(len(readings))]
+    bad = []
+    for i, r in enumerate(readings):
+        src = r.get("src", "")
+        measured = allowed.get(src)
+        if measured is None:
+            bad.append((i, f"no module of the node has src {src!r}"))
+        elif r["q"] not in measured:
+            bad.append((i, f"the module with src {src!r} does not measure {r['q']}"))
+    return bad
