@@ -400,9 +400,12 @@ def flush_heard(db: Session, heard: Heard) -> int:
 
 def _apply_ack(db: Session, node: Node, ack: dict[str, Any], now: float) -> None:
     if ack["kind"] == "config":
+        version = ack["id"]
+        if not (version.isascii() and version.isdigit() and len(version) <= 15):
+            return  # names no version we pushed (a node's id may be any id): nothing to settle
         row = db.scalar(
             select(NodeConfig).where(
-                NodeConfig.node_id == node.id, NodeConfig.version == int(ack["id"])
+                NodeConfig.node_id == node.id, NodeConfig.version == int(version)
             )
         )
         if row is not None:

@@ -101,3 +101,35 @@ def test_operator_reads_of_old_rows_with_surrogates_are_valid_utf8(tmp_path: Pat
         assert len(rows) == 1
         json.dumps(rows, ensure_ascii=False).encode()  # raises on a lone surrogate
     assert ops.events()[0]["detail"] == "x\ufffd"
+
+
+@pytest.mark.parametrize("config_id", ["abc", "9" * 30, "-1"])
+def test_a_bad_config_ack_does_not_drop_the_alarms_of_its_batch(
+    tmp_path: Path, config_id: str
+) -> None:
+    """The fleet view is updated once per ingest batch: a config ack whose id is no version
+    (valid for the schema, which only says "an id") must not lose another node's alarm."""
+    from controller import fleet
+    from controller.ingest.decode import Sorted
+    from controller.registry.db import Registry
+    from controller.registry.models import Alarm, Node, Owner, Pole
+
+    reg = Registry(f"sqlite:///{tmp_path / 'registry.db'}")
+    try:
+        with reg.session() as db:
+            o = Owner(slug="city", name="City")
+            db.add(o)
+            db.flush()
+            for pid in ("P000", "P001"):
+                db.add(Pole(id=pid, lat=51.88, lon=4.53, owner_id=o.id))
+                db.add(Node(pole_id=pid, node="n1", mqtt_username=f"{pid}/n1", update_key="00"))
+        ack = {"id": config_id, "kind": "config", "ts": T0, "status": "applied"}
+        event = {"boot": 1, "seq": 1, "ts": T0, "kind": "alarm", "code": "lampFailure"}
+        s = Sorted(acks=[("P000", "n1", ack)], events=[("P001", "n1", {**event, "active": True})])
+        with reg.session() as db:
+            fleet.apply_ingest(db, s, fleet.Heard())
+        with reg.session() as db:
+            alarms = [(a.pole_id, a.code) for a in db.query(Alarm)]
+        assert alarms == [("P001", "lampFailure")]
+    finally:
+        reg.close()
