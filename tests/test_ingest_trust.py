@@ -249,3 +249,38 @@ def test_open_data_takes_a_reading_only_through_the_module_that_measures_it(
     finally:
         store.close()
         reg.close()
+
+
+def test_a_module_may_declare_what_it_measures(tmp_path: Path) -> None:
+    """``attributes.quantities`` decides over the type (a market party's NO2 cell under type
+    air measures only NO2; a counter of type other counts); the API refuses unknown names."""
+    from controller.ingest.modules import ModuleIndex
+
+    with running_api(tmp_path / "ctl", ingest_enabled=False, dispatch_enabled=False) as api:
+        pole(
+            api,
+            "P000",
+            [
+                {"type": "air", "src": "no2", "attributes": {"quantities": ["no2"]}},
+                {"type": "other", "src": "wifi", "attributes": {"quantities": ["presenceCount"]}},
+                {"type": "small_cell", "src": "cell"},
+            ],
+        )
+        bad = {"type": "other", "owner_id": 1, "attributes": {"quantities": ["faces"]}}
+        r = api.call("admin", "POST", "/api/poles/P000/modules", json=bad)
+        assert r.status_code == 422 and "quantities" in r.text
+        index = ModuleIndex(Registry(api.registry_url), 60)
+        index.refresh()
+        readings = [
+            {"ts": 1, "q": "no2", "v": 1.0, "src": "no2"},
+            {"ts": 1, "q": "pm25", "v": 1.0, "src": "no2"},
+            {"ts": 1, "q": "presenceCount", "v": 1.0, "src": "wifi"},
+            {"ts": 1, "q": "presenceCount", "v": 1.0, "src": "cell"},
+            {"ts": 1, "q": "presenceCount", "v": 1.0},
+        ]
+        assert index.refused("P000", "n1", readings) == [
+            (1, "the module with src 'no2' does not measure pm25"),
+            (3, "the module with src 'cell' does not measure presenceCount"),
+            (4, "no module of the node has src ''"),
+        ]
+        index.registry.close()
