@@ -281,6 +281,26 @@ def test_a_module_may_declare_what_it_measures(tmp_path: Path) -> None:
         assert index.refused("P000", "n1", readings) == [
             (1, "the module with src 'no2' does not measure pm25"),
             (3, "the module with src 'cell' does not measure presenceCount"),
-            (4, "no module of the node has src ''"),
+            (4, "no module of the node has src '', none without a src measures presenceCount"),
         ]
         index.registry.close()
+
+
+def test_a_src_names_its_module_and_modules_without_one_take_the_rest() -> None:
+    """Commissioning registers a node's modules without a src: a reading then belongs to the
+    one that measures its quantity, whatever src the node gives it; a src that names a module
+    binds the reading to that module."""
+    from controller.registry.measures import BY_TYPE, owners_of
+
+    air, noise, lamp = BY_TYPE["air"], BY_TYPE["noise"], BY_TYPE["lighting"]
+    commissioned = [("", air, "air"), ("", noise, "noise (restricted)"), ("lamp", lamp, "lamp")]
+    assert owners_of(commissioned, "pm", "pm25") == ["air"]
+    assert owners_of(commissioned, "air", "LAeq") == ["noise (restricted)"]  # not the air one
+    assert owners_of(commissioned, "", "LAeq") == ["noise (restricted)"]
+    assert owners_of(commissioned, "lamp", "LAeq") == []  # "lamp" names the lighting module
+    assert owners_of(commissioned, "lamp", "powerConsumption") == ["lamp"]
+    named = [("air", air, "air"), ("noise", noise, "noise")]
+    assert owners_of(named, "air", "LAeq") == []
+    assert owners_of(named, "mic", "LAeq") == []
+    two = [("", air, "city PM"), ("", air, "market NO2")]
+    assert owners_of(two, "no2", "no2") == ["city PM", "market NO2"]  # open data: the strictest

@@ -1,9 +1,10 @@
 """Which (src, quantity) each node may report: its modules in the registry, kept in memory for
 ingest (issue #18, labels a node cannot forge).
 
-A reading is a module's when the node has a module with the reading's ``src`` (none: a module
-without one) that measures its quantity (controller/registry/measures.py); anything else is
-refused before it is stored, so a node cannot file noise under its open air module's name.
+A reading is a module's when the node has a module with the reading's ``src`` that measures its
+quantity, or none with that src but one without a src that measures it
+(controller/registry/measures.py ``owners_of``); anything else is refused before it is stored,
+so a node cannot file noise under its open air module's name.
 
 Ingest checks every reading, tens of thousands a second, so the registry is not asked per
 reading: all modules are read at once every ``ingest_modules_refresh_s`` (ingest children are
@@ -20,10 +21,10 @@ from typing import Any
 from sqlalchemy import select
 
 from controller.registry.db import Registry
-from controller.registry.measures import quantities
+from controller.registry.measures import owners_of, quantities
 from controller.registry.models import Module
 
-Allowed = dict[str, frozenset[str]]  # src ("" for none) -> quantities
+Allowed = list[tuple[str, frozenset[str], None]]  # (src or "", quantities, -) of each module
 
 
 class ModuleIndex:
@@ -47,9 +48,8 @@ class ModuleIndex:
         out: dict[Any, Allowed] = {}
         with self.registry.session() as db:
             for pole_id, node_id, src, mtype, attributes in db.execute(q):
-                allowed = out.setdefault((pole_id, node_id), {})
-                src = src or ""
-                allowed[src] = allowed.get(src, frozenset()) | quantities(mtype, attributes)
+                m = (src or "", quantities(mtype, attributes), None)
+                out.setdefault((pole_id, node_id), []).append(m)
         return out
 
     def refresh(self) -> None:
@@ -87,10 +87,11 @@ def _check(allowed: Allowed | None, readings: list[dict[str, Any]]) -> list[tupl
         return [(i, "the node has no module in the registry") for i in range(len(readings))]
     bad = []
     for i, r in enumerate(readings):
-        src = r.get("src", "")
-        measured = allowed.get(src)
-        if measured is None:
-            bad.append((i, f"no module of the node has src {src!r}"))
-        elif r["q"] not in measured:
-            bad.append((i, f"the module with src {src!r} does not measure {r['q']}"))
+        src, q = r.get("src", ""), r["q"]
+        if not owners_of(allowed, src, q):
+            if any(s == src for s, _, _ in allowed if s):
+                bad.append((i, f"the module with src {src!r} does not measure {q}"))
+            else:
+                why = f"no module of the node has src {src!r}, none without a src measures {q}"
+                bad.append((i, why))
     return bad
