@@ -27,6 +27,15 @@ from controller.registry.models import Module
 Allowed = list[tuple[str, frozenset[str], None]]  # (src or "", quantities, -) of each module
 
 
+class _Node:
+    """One node's modules, and the (src, quantity) pairs already found to belong to one of
+    them: a set lookup per reading on the hot path instead of the resolution."""
+
+    def __init__(self, modules: Allowed) -> None:
+        self.modules = modules
+        self.taken: set[tuple[str, str]] = set()
+
+
 class ModuleIndex:
     MISS_RECHECK_S = 2.0
     RECHECKS_MAX = 100_000  # bound on remembered re-reads (node ids seen in refused readings)
@@ -34,22 +43,24 @@ class ModuleIndex:
     def __init__(self, registry: Registry, refresh_s: float) -> None:
         self.registry = registry
         self.refresh_s = refresh_s
-        self._nodes: dict[tuple[str, str], Allowed] = {}
+        self._nodes: dict[tuple[str, str], _Node] = {}
         self._loaded = -float("inf")
         self._rechecked: dict[tuple[str, str], float] = {}
         self.loads = 0  # full reads of the module table (tests, stats)
 
-    def _read(self, pole: str | None = None, node: str | None = None) -> dict[Any, Allowed]:
+    def _read(self, pole: str | None = None, node: str | None = None) -> dict[Any, _Node]:
         q = select(Module.pole_id, Module.node, Module.src, Module.type, Module.attributes).where(
             Module.node.is_not(None)
         )
         if pole is not None:
             q = q.where(Module.pole_id == pole, Module.node == node)
-        out: dict[Any, Allowed] = {}
+        out: dict[Any, _Node] = {}
         with self.registry.session() as db:
             for pole_id, node_id, src, mtype, attributes in db.execute(q):
-                m = (src or "", quantities(mtype, attributes), None)
-                out.setdefault((pole_id, node_id), []).append(m)
+                entry = out.get((pole_id, node_id))
+                if entry is None:
+                    entry = out[(pole_id, node_id)] = _Node([])
+                entry.modules.append((src or "", quantities(mtype, attributes), None))
         return out
 
     def refresh(self) -> None:
@@ -66,32 +77,39 @@ class ModuleIndex:
     ) -> list[tuple[int, str]]:
         """(index, reason) of each reading no module of the node measures."""
         key = (pole, node)
-        bad = _check(self._nodes.get(key), readings)
+        entry = self._nodes.get(key)
+        if entry is not None:
+            taken = entry.taken
+            if all((r.get("src", ""), r["q"]) in taken for r in readings):
+                return []
+        bad = _check(entry, readings)
         if bad:
             now = time.monotonic()
             if now - self._rechecked.get(key, -float("inf")) >= self.MISS_RECHECK_S:
                 if len(self._rechecked) >= self.RECHECKS_MAX:
                     self._rechecked.clear()
                 self._rechecked[key] = now
-                allowed = self._read(pole, node).get(key)
-                if allowed is None:
+                entry = self._read(pole, node).get(key)
+                if entry is None:
                     self._nodes.pop(key, None)
                 else:
-                    self._nodes[key] = allowed
-                bad = _check(allowed, readings)
+                    self._nodes[key] = entry
+                bad = _check(entry, readings)
         return bad
 
 
-def _check(allowed: Allowed | None, readings: list[dict[str, Any]]) -> list[tuple[int, str]]:
-    if allowed is None:
+def _check(entry: _Node | None, readings: list[dict[str, Any]]) -> list[tuple[int, str]]:
+    if entry is None:
         return [(i, "the node has no module in the registry") for i in range(len(readings))]
+    allowed = entry.modules
     bad = []
     for i, r in enumerate(readings):
         src, q = r.get("src", ""), r["q"]
-        if not owners_of(allowed, src, q):
-            if any(s == src for s, _, _ in allowed if s):
-                bad.append((i, f"the module with src {src!r} does not measure {q}"))
-            else:
-                why = f"no module of the node has src {src!r}, none without a src measures {q}"
-                bad.append((i, why))
+        if owners_of(allowed, src, q):
+            entry.taken.add((src, q))  # bounded: the node's modules' quantities
+        elif any(s == src for s, _, _ in allowed if s):
+            bad.append((i, f"the module with src {src!r} does not measure {q}"))
+        else:
+            why = f"no module of the node has src {src!r}, none without a src measures {q}"
+            bad.append((i, why))
     return bad

@@ -112,6 +112,7 @@ class DsInfo:
     q: str
     unit: str
     counted: bool
+    module_id: int = 0  # the module it is published through (the register lists it there)
 
 
 def publishable(module: Module, access: Access) -> bool:
@@ -260,7 +261,7 @@ def build(
                 int(counted),
             )
         )
-        cat.datastreams[info.id] = DsInfo(info.id, key, key.pole, key.q, unit, counted)
+        cat.datastreams[info.id] = DsInfo(info.id, key, key.pole, key.q, unit, counted, m.id)
         cat.by_pole.setdefault(key.pole, []).append(info.id)
 
     ins = cat.db.executemany
