@@ -133,3 +133,18 @@ def test_a_bad_config_ack_does_not_drop_the_alarms_of_its_batch(
         assert alarms == [("P001", "lampFailure")]
     finally:
         reg.close()
+
+
+def test_duplicate_keys_mean_the_same_to_every_parser_on_the_way() -> None:
+    """JSON leaves repeated keys to the parser; msgspec (batches), orjson and json (the codec)
+    all take the last, so a node cannot make the fast path and the codec see two messages."""
+    from controller.ingest import fastmeas
+    from protocols import codec
+
+    payload = b'{"boot":1,"seq":1,"seq":2,"readings":[{"ts":%d,"q":"pm25","v":1,"v":3}]}' % T0
+    fast = fastmeas.decode_meas(payload)
+    slow = codec.decode(topics.MEAS, payload)
+    assert (fast["seq"], fast["readings"][0]["v"]) == (slow["seq"], slow["readings"][0]["v"])
+    assert (fast["seq"], fast["readings"][0]["v"]) == (2, 3)
+    event = _EVENT + b'"code":"sensorFault","detail":"x"}'
+    assert codec.decode(topics.EVENT, event)["code"] == "sensorFault"
