@@ -304,3 +304,31 @@ def test_a_src_names_its_module_and_modules_without_one_take_the_rest() -> None:
     assert owners_of(named, "mic", "LAeq") == []
     two = [("", air, "city PM"), ("", air, "market NO2")]
     assert owners_of(two, "no2", "no2") == ["city PM", "market NO2"]  # open data: the strictest
+
+
+def test_a_registry_that_cannot_be_read_neither_loses_nor_forges_readings(
+    tmp_path: Path,
+) -> None:
+    """Ingest reads the modules from the registry: before a first copy it waits (raises: the
+    batch is not acknowledged, the broker sends it again), after it the copy serves."""
+    import shutil
+
+    from controller.ingest.modules import ModuleIndex
+    from tests.ingest_helpers import register
+
+    url = f"sqlite:///{tmp_path / 'reg' / 'registry.db'}"
+    register(url, ["P000"])
+    reading = [{"ts": 1, "q": "pm25", "v": 1.0, "src": "air"}]
+    forged = [{"ts": 1, "q": "LAeq", "v": 1.0, "src": "air"}]
+    gone = Registry(f"sqlite:///{tmp_path / 'nothing' / 'x' / 'registry.db'}", False)
+    shutil.rmtree(tmp_path / "nothing")  # (Registry made the directory)
+    with pytest.raises(Exception, match="unable to open"):
+        ModuleIndex(gone, 0).refresh()
+    good = Registry(url)
+    index = ModuleIndex(good, 0)
+    index.refresh()
+    index.registry = gone
+    index.refresh()  # logs, keeps the copy
+    assert index.refused("P000", "n1", reading) == []
+    assert index.refused("P000", "n1", forged)  # refused by the copy, the re-read failed
+    good.close()

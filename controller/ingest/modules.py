@@ -15,6 +15,7 @@ counts from its first reading. Used from the ingest thread only.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -23,6 +24,8 @@ from sqlalchemy import select
 from controller.registry.db import Registry
 from controller.registry.measures import owners_of, quantities
 from controller.registry.models import Module
+
+log = logging.getLogger("streetpole.ingest")
 
 Allowed = list[tuple[str, frozenset[str], None]]  # (src or "", quantities, -) of each module
 
@@ -38,6 +41,7 @@ class _Node:
 
 class ModuleIndex:
     MISS_RECHECK_S = 2.0
+    RETRY_S = 5.0  # a failed refresh is tried again this much later
     RECHECKS_MAX = 100_000  # bound on remembered re-reads (node ids seen in refused readings)
 
     def __init__(self, registry: Registry, refresh_s: float) -> None:
@@ -64,10 +68,20 @@ class ModuleIndex:
         return out
 
     def refresh(self) -> None:
-        """Read every module again if the copy is older than the refresh period."""
+        """Read every module again if the copy is older than the refresh period. If the
+        registry cannot be read, an older copy goes on serving (tried again after
+        RETRY_S); without one this raises, so the batch is not acknowledged and comes again
+        (refusing every reading while the registry is away would lose them)."""
         now = time.monotonic()
         if now - self._loaded >= self.refresh_s:
-            self._nodes = self._read()
+            try:
+                self._nodes = self._read()
+            except Exception:
+                if self.loads == 0:
+                    raise
+                log.warning("cannot read the modules: the copy of before serves", exc_info=True)
+                self._loaded = now - self.refresh_s + self.RETRY_S
+                return
             self._loaded = now
             self._rechecked.clear()
             self.loads += 1
@@ -89,7 +103,11 @@ class ModuleIndex:
                 if len(self._rechecked) >= self.RECHECKS_MAX:
                     self._rechecked.clear()
                 self._rechecked[key] = now
-                entry = self._read(pole, node).get(key)
+                try:
+                    entry = self._read(pole, node).get(key)
+                except Exception:  # the copy decides (as above)
+                    log.warning("cannot read the modules of %s/%s", pole, node, exc_info=True)
+                    return bad
                 if entry is None:
                     self._nodes.pop(key, None)
                 else:
