@@ -280,7 +280,7 @@ class IngestWorker:
             m.clock_ahead.inc()
             key = f"{pole}/{node}"
             self.stats.clock_ahead[key] = self.stats.clock_ahead.get(key, 0) + 1
-            log.warning("clock of %s is %d s ahead: batch refused", key, ahead)
+            log.warning("clock of %s is %d s ahead: message refused", key, ahead)
         for pole, node, state in s.states:
             self._online[(pole, node)] = state["status"] == "online"
         m.connected_nodes.set(sum(self._online.values()))
