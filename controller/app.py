@@ -22,6 +22,7 @@ from controller.dispatch import Dispatcher
 from controller.fieldtools.routes import router as commissioning_router
 from controller.ingest import children
 from controller.ingest.decode import Sorted
+from controller.ingest.modules import ModuleIndex
 from controller.ingest.worker import IngestWorker
 from controller.metrics import Metrics
 from controller.mqtt_sync import BrokerAccounts
@@ -115,6 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 def _ingest_worker(state: AppState) -> IngestWorker:
     worker = IngestWorker(state.settings, state.store, state.ops, state.metrics)
     worker.after_store = lambda s: _after_ingest(state, s)
+    worker.modules = ModuleIndex(state.registry, state.settings.ingest_modules_refresh_s)
     return worker
 
 
@@ -137,7 +139,7 @@ def _after_ingest(state: AppState, s: Sorted) -> None:
     """Runs in the ingest thread after each committed batch; the registry is touched only when
     something changes (acks, states, events, a node not yet known to be online)."""
     heard = state.heard
-    if not (s.acks or s.states or s.events):
+    if not (s.acks or s.states or s.events or s.clock_ahead):
         now = time.time()
         with heard.lock:
             new = any(heard.needs_lookup((b.pole, b.node), now) for b in s.batches)

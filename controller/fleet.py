@@ -61,6 +61,7 @@ SEVERITY = {
     "bufferOverflow": "minor",
     "lowHeap": "minor",
     "clockInvalid": "minor",
+    "clockAhead": "minor",
     "configRejected": "minor",
     "updateFailed": "minor",
     "noiseHigh": "warning",
@@ -366,6 +367,14 @@ def apply_ingest(db: Session, s: Sorted, heard: Heard) -> None:
                     heard.online.add((pole, name))
                 else:
                     heard.online.discard((pole, name))
+    ahead: dict[tuple[str, str], list[int]] = {}
+    for pole, name, secs in s.clock_ahead:
+        ahead.setdefault((pole, name), []).append(secs)
+    for (pole, name), times in ahead.items():
+        if db.get(Pole, pole) is not None:
+            detail = f"{len(times)} message(s) stamped up to {max(times)} s ahead: refused"
+            alarm = raise_alarm(db, pole, name, "clockAhead", "", detail)
+            alarm.count = (alarm.count or 1) + len(times) - 1  # one per refused message
     for pole, name, ev in s.events:
         if ev["kind"] == "alarm" and db.get(Pole, pole) is not None:
             src = ev.get("src", "")
@@ -391,9 +400,12 @@ def flush_heard(db: Session, heard: Heard) -> int:
 
 def _apply_ack(db: Session, node: Node, ack: dict[str, Any], now: float) -> None:
     if ack["kind"] == "config":
+        version = ack["id"]
+        if not (version.isascii() and version.isdigit() and len(version) <= 15):
+            return  # names no version we pushed (a node's id may be any id): nothing to settle
         row = db.scalar(
             select(NodeConfig).where(
-                NodeConfig.node_id == node.id, NodeConfig.version == int(ack["id"])
+                NodeConfig.node_id == node.id, NodeConfig.version == int(version)
             )
         )
         if row is not None:

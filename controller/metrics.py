@@ -29,6 +29,12 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.clock_ahead = Counter(
+            "streetpole_ingest_clock_ahead_total",
+            "Messages refused because their time is ahead of the controller's (per node: the "
+            "clockAhead alarm's count and /api/ingest/stats)",
+            registry=r,
+        )
         self.queue_depth = Gauge(
             "streetpole_ingest_queue_depth", "Messages received, not yet stored", registry=r
         )

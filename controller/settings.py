@@ -59,6 +59,13 @@ class Settings(BaseSettings):
     ingest_batch_max: int = Field(24_000, ge=1, le=100_000)
     ingest_flush_ms: int = Field(20, ge=1, le=10_000)
     dead_letter_max: int = Field(1000, ge=10, le=1_000_000)
+    # A measurement batch or event stamped more than this far ahead of the controller's clock is
+    # refused (dead letter, clockAhead alarm): a node whose clock runs ahead would otherwise
+    # hold the "latest" value of its streams until that time comes.
+    ingest_max_clock_ahead_s: int = Field(300, ge=1, le=86_400)
+    # Ingest takes a reading only from a module of the node that measures its quantity; it
+    # re-reads the registry's modules this often (and at once for a node it finds no match for).
+    ingest_modules_refresh_s: float = Field(30.0, ge=0)
 
     # Registry (SQLAlchemy URL); default: sqlite:///<data_dir>/registry.db
     database_url: str | None = None

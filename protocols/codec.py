@@ -54,7 +54,16 @@ if _CACHE_ALL:  # CPython's json takes NaN and Infinity, which are not JSON: ref
         raise ValueError(name + " is not JSON")
 
     def _std_loads(text):
-        return json.loads(text, parse_constant=_no_constant)
+        try:
+            msg = json.loads(text, parse_constant=_no_constant)
+            # json takes an escaped lone surrogate ("\\ud800"), which is not Unicode and fails
+            # later where the text is encoded (validator, store, response): refuse it here
+            json.dumps(msg, ensure_ascii=False).encode()
+        except RecursionError:
+            raise ProtocolError("payload", "nested too deeply") from None
+        except UnicodeEncodeError:
+            raise ProtocolError("payload", "a string holds a lone UTF-16 surrogate") from None
+        return msg
 
     try:  # ~5x faster than json on the controller's ingest path; not on MicroPython
         from orjson import loads as _orjson_loads

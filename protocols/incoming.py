@@ -24,6 +24,8 @@ def parse_json(payload, loads=json.loads):
         raise ProtocolError("payload", "not UTF-8") from None
     try:
         return loads(text)
+    except ProtocolError:
+        raise  # the parser's own verdict, with its reason
     except ValueError:
         raise ProtocolError("payload", "not valid JSON") from None
 

@@ -1,5 +1,7 @@
 """The street in the registry, through the operator API as an operator would do it: an owner,
-a dimming program and profile, each pole with a lighting module, and each node provisioned with
+a dimming program and profile, each pole with a lighting module and a module for each sensor a
+simulated node may carry (ingest takes a reading only from a module that measures it), and
+each node provisioned with
 its own MQTT credentials (``POST /api/nodes``; the password is shown once, so every run
 provisions again and the old password stops working)::
 
@@ -35,6 +37,9 @@ PROFILE: dict[str, Any] = {
     "neighbour_radius_m": 45,
 }
 RATED_W = 60.0  # the simulated board's lamp (hardware/boards/sim.json)
+# The simulated board's sensors (simulator/street.py SENSORS): a node reports each one's readings
+# under the sensor's name as src; the module type says what it measures.
+SENSOR_MODULES = {"pir": "motion", "pm": "air", "climate": "air"}
 
 
 @dataclass(frozen=True)
@@ -107,7 +112,8 @@ def provision(
                     "profile_id": prof["id"],
                 },
             )
-        if have is None or not any(m["type"] == "lighting" for m in have["modules"]):
+        modules = [] if have is None else have["modules"]
+        if not any(m["type"] == "lighting" for m in modules):
             api(
                 "POST",
                 f"/api/poles/{pole.id}/modules",
@@ -120,6 +126,19 @@ def provision(
                     "rated_power_w": RATED_W,
                 },
             )
+        for src, mtype in SENSOR_MODULES.items():
+            if not any(m["src"] == src and m["node"] == node for m in modules):
+                api(
+                    "POST",
+                    f"/api/poles/{pole.id}/modules",
+                    {
+                        "type": mtype,
+                        "owner_id": owner["id"],
+                        "purpose": f"{src} sensor (simulated)",
+                        "node": node,
+                        "src": src,
+                    },
+                )
         c = api("POST", "/api/nodes", {"pole": pole.id, "node": node, "board": "sim"})
         creds[pole.id] = Credentials(c["mqtt_username"], c["mqtt_password"], c["update_key"])
         if log is not None and (i + 1) % 100 == 0:

@@ -7,11 +7,16 @@ import time
 import paho.mqtt.client as paho
 
 from controller.broker import Broker
+from controller.registry.db import Registry
+from controller.registry.measures import BY_TYPE
+from controller.registry.models import Module, Owner, Pole
 from controller.store.base import Batch, TimeSeriesStore
 from protocols import codec, topics
 from protocols.schema_defs import MAX_READINGS
 
-T0 = (int(time.time()) // 86400 - 1) * 86400  # yesterday 00:00 UTC
+# 00:00 UTC eight days ago: ``meas(seq)`` for up to 10,000 minutes stays in the past (ingest
+# refuses readings ahead of its clock) and inside raw retention
+T0 = (int(time.time()) // 86400 - 8) * 86400
 QUANTITIES = (
     "pm25",
     "pm10",
@@ -26,9 +31,17 @@ QUANTITIES = (
 )
 
 
+# the module of each quantity above: its type and the src its readings come with
+MODULES = {"air": "air", "noise": "noise", "motion": "motion", "lighting": "lamp"}
+
+
+def src_of(q: str) -> str:
+    return next(src for mtype, src in MODULES.items() if q in BY_TYPE[mtype])
+
+
 def meas(seq: int, boot: int = 1, ts: int | None = None) -> bytes:
     """A realistic batch: ten readings of one reporting period (by default ``seq`` minutes
-    after T0)."""
+    after T0), each with the src of the module that measures it (``register``)."""
     ts = T0 + 60 * seq if ts is None else ts
     return codec.encode(
         topics.MEAS,
@@ -36,11 +49,30 @@ def meas(seq: int, boot: int = 1, ts: int | None = None) -> bytes:
             "boot": boot,
             "seq": seq,
             "readings": [
-                {"ts": ts, "q": q, "v": 0.1 * (seq % 7), "dur": 60, "src": "air"}
+                {"ts": ts, "q": q, "v": 0.1 * (seq % 7), "dur": 60, "src": src_of(q)}
                 for q in QUANTITIES
             ],
         },
     )
+
+
+def register(registry_url: str, poles: list[str], node: str = "n1") -> None:
+    """Poles with node ``node`` and the modules ``meas`` reports for, straight into the
+    registry (ingest takes a reading only from a module that measures it)."""
+    reg = Registry(registry_url)
+    try:
+        with reg.session() as db:
+            owner = Owner(slug="city", name="City")
+            db.add(owner)
+            db.flush()
+            for pole in poles:
+                db.add(Pole(id=pole, lat=51.88, lon=4.53, owner_id=owner.id))
+                db.add_all(
+                    Module(pole_id=pole, type=t, owner_id=owner.id, node=node, src=src)
+                    for t, src in MODULES.items()
+                )
+    finally:
+        reg.close()
 
 
 def write_history(store: TimeSeriesStore, poles: list[str], end: int, rows: int) -> None:
@@ -57,7 +89,7 @@ def write_history(store: TimeSeriesStore, poles: list[str], end: int, rows: int)
                     0,
                     j,
                     [
-                        {"ts": end - 60 * m, "q": q, "v": 0.1, "dur": 60, "src": "air"}
+                        {"ts": end - 60 * m, "q": q, "v": 0.1, "dur": 60, "src": src_of(q)}
                         for m in minutes[j : j + step]
                         for q in QUANTITIES
                     ],

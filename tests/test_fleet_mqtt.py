@@ -407,10 +407,10 @@ def test_node_credentials_cannot_speak_for_another_node(tmp_path: Path) -> None:
                     "readings": [
                         {
                             "ts": int(time.time()) - 60,
-                            "q": "pm25",
+                            "q": "powerConsumption",  # its lighting module's
                             "v": 9.5,
                             "dur": 60,
-                            "src": "air",
+                            "src": "lamp",
                         }
                     ],
                 }

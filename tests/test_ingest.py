@@ -25,7 +25,7 @@ from controller.store.sqlite import SqliteStore
 from protocols import codec, topics
 from tests.harness import procs
 from tests.harness.controller_proc import ControllerProcess
-from tests.ingest_helpers import QUANTITIES, T0, meas, meas_topic, publish_all
+from tests.ingest_helpers import QUANTITIES, T0, meas, meas_topic, publish_all, register
 
 
 def settings_for(broker: Broker, tmp: Path, **kw: object) -> Settings:
@@ -253,6 +253,7 @@ def test_sigkill_mid_ingest_loses_nothing_and_doubles_nothing(
     broker: Broker, tmp_path: Path
 ) -> None:
     ctl = ControllerProcess(tmp_path / "ctl", {"STREETPOLE_MQTT_URL": broker.url})
+    register(f"sqlite:///{tmp_path / 'ctl' / 'registry.db'}", [f"p{i}" for i in range(60)])
     ctl.start()
     total = 6000
     messages = [(meas_topic(f"p{i % 60}"), meas(i)) for i in range(total)]
@@ -294,7 +295,7 @@ class _ChunkSocket:
         pass
 
 
-def _publish_packet(topic: str, payload: bytes, mid: int, qos: int) -> bytes:
+def _publish_packet(topic: str, payload: bytes, mid: int, qos: int, retain: bool) -> bytes:
     t = topic.encode()
     body = len(t).to_bytes(2, "big") + t + (mid.to_bytes(2, "big") if qos else b"") + payload
     n, length = len(body), bytearray()
@@ -302,22 +303,23 @@ def _publish_packet(topic: str, payload: bytes, mid: int, qos: int) -> bytes:
         n, digit = divmod(n, 128)
         length.append(digit | (128 if n else 0))
         if not n:
-            return bytes((0x30 | qos << 1, *length)) + body
+            return bytes((0x30 | qos << 1 | retain, *length)) + body
 
 
 def test_fast_path_takes_packets_cut_anywhere() -> None:
     """controller/ingest/fastmqtt.py: publishes (remaining length of one, two and three bytes,
-    QoS 0 and 1) and a packet left to paho (PINGRESP), whatever the reads cut them into."""
+    QoS 0 and 1, retained or not) and a packet left to paho (PINGRESP), whatever the reads cut
+    them into."""
     import paho.mqtt.client as paho
 
     from controller.ingest import fastmqtt
 
     sent = [
-        (meas_topic("p1"), meas(1), 1, 1),
-        (meas_topic("p2"), b"x" * 100, 2, 1),
-        ("streetpole/v1/p3/n1/state", b"{}", 0, 0),
-        (meas_topic("p4"), b"y" * 20_000, 65535, 1),
-        (meas_topic("p5"), b"", 5, 1),
+        (meas_topic("p1"), meas(1), 1, 1, False),
+        (meas_topic("p2"), b"x" * 100, 2, 1, True),
+        ("streetpole/v1/p3/n1/state", b"{}", 0, 0, True),
+        (meas_topic("p4"), b"y" * 20_000, 65535, 1, False),
+        (meas_topic("p5"), b"", 5, 1, False),
     ]
     packets = [_publish_packet(*m) for m in sent]
     stream = b"".join(packets[:2]) + b"\xd0\x00" + b"".join(packets[2:])
@@ -326,7 +328,7 @@ def test_fast_path_takes_packets_cut_anywhere() -> None:
     cuts.append([stream[i : i + 1] for i in range(len(stream))])  # one byte at a time
     for chunks in cuts:
         client = paho.Client(paho.CallbackAPIVersion.VERSION2)
-        got: list[tuple[str, bytes, int, int]] = []
+        got: list[tuple[str, bytes, int, int, bool]] = []
         fast = fastmqtt.install(client, lambda *m, got=got: got.append(m))
         client._ping_t = 1.0
         client._sock = _ChunkSocket(list(chunks))  # type: ignore[assignment]
@@ -437,6 +439,7 @@ def test_ingest_in_two_processes_stores_everything_once(broker: Broker, tmp_path
     child that dies is started again."""
     env = {"STREETPOLE_MQTT_URL": broker.url, "STREETPOLE_INGEST_PROCESSES": "2"}
     ctl = ControllerProcess(tmp_path / "ctl", env)
+    register(f"sqlite:///{tmp_path / 'ctl' / 'registry.db'}", [f"p{i}" for i in range(40)])
     db = tmp_path / "ctl" / "streetpole.db"
     seen: list[int] = []
     total = 0

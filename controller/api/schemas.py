@@ -9,6 +9,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 from protocols import codec
 from protocols.errors import ProtocolError
+from protocols.quantities import QUANTITIES
 from protocols.topics import check_id
 
 
@@ -75,6 +76,20 @@ class PolePatch(BaseModel):
     profile_id: DbId | None = None
 
 
+def _module_attributes(v: dict[str, Any]) -> dict[str, Any]:
+    """``quantities``, if given, decides which readings are the module's
+    (controller/registry/measures.py): a list of protocol quantity names."""
+    qs = v.get("quantities")
+    if qs is not None and not (
+        isinstance(qs, list) and all(isinstance(q, str) and q in QUANTITIES for q in qs)
+    ):
+        raise ValueError(f"quantities must be a list of: {', '.join(QUANTITIES)}")
+    return v
+
+
+Attributes = Annotated[dict[str, Any], AfterValidator(_module_attributes)]
+
+
 class ModuleIn(BaseModel):
     type: ModuleType
     owner_id: DbId
@@ -84,7 +99,7 @@ class ModuleIn(BaseModel):
     node: TopicId | None = None
     src: TopicId | None = None
     rated_power_w: float | None = Field(None, ge=0, le=5000)
-    attributes: dict[str, Any] = Field(default_factory=dict)
+    attributes: Attributes = Field(default_factory=dict)
 
 
 class ModulePatch(BaseModel):
@@ -94,7 +109,7 @@ class ModulePatch(BaseModel):
     node: TopicId | None = None
     src: TopicId | None = None
     rated_power_w: float | None = Field(None, ge=0, le=5000)
-    attributes: dict[str, Any] | None = None
+    attributes: Attributes | None = None
 
 
 class ModuleOut(Out):

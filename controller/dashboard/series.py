@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from controller.api.auth import Principal
+from controller.registry.measures import owners_of, quantities
 from controller.registry.models import Module, Pole
 from controller.store.base import StreamKey, TimeSeriesStore
 from protocols.quantities import QUANTITIES
@@ -41,13 +42,18 @@ class Stream:
 
 
 def visible_streams(store: TimeSeriesStore, p: Principal, pole: Pole) -> list[Stream]:
-    by_src = {(m.node, m.src or ""): m for m in pole.modules if m.node}
+    by_node: dict[str, list[tuple[str, frozenset[str], Module]]] = {}
+    for mod in pole.modules:
+        if mod.node:
+            entry = (mod.src or "", quantities(mod.type, mod.attributes), mod)
+            by_node.setdefault(mod.node, []).append(entry)
     owns_pole = p.owner_id is None or pole.owner_id == p.owner_id
     out = []
     for key in sorted(store.streams()):
         if key.pole != pole.id:
             continue
-        m = by_src.get((key.node, key.src))
+        mods = owners_of(by_node.get(key.node, []), key.src, key.q)  # the module measuring it
+        m = mods[0] if mods else None
         if m is None:
             if owns_pole:
                 out.append(Stream(key, None))

@@ -111,8 +111,8 @@ def decode_meas(payload: bytes) -> dict[str, Any]:
     if len(payload) <= MAX_PAYLOAD:
         try:
             m = _decoder.decode(payload)
-        except (msgspec.ValidationError, msgspec.DecodeError):
-            pass
+        except (msgspec.ValidationError, msgspec.DecodeError, UnicodeError):
+            pass  # invalid UTF-8 in a string raises UnicodeDecodeError: the codec names it
         else:
             if _valid(m):
                 return {

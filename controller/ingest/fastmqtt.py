@@ -14,7 +14,8 @@ loop, keepalive, TLS and disconnect detection):
 
 - ``loop_read`` (the method aiomqtt's socket reader calls when the socket is readable): one large
   ``recv()`` into a buffer, then every complete packet in it is taken out. An MQTT 3.1.1
-  ``PUBLISH`` with QoS 0 or 1 goes straight to ``on_publish(topic, payload, mid, qos)``; every
+  ``PUBLISH`` with QoS 0 or 1 goes straight to ``on_publish(topic, payload, mid, qos, retain)``;
+  every
   other packet (CONNACK, SUBACK, PINGRESP, MQTT 5 or QoS 2 publishes, ...) is handed to paho's
   own ``_packet_handle`` exactly as paho's ``_packet_read`` would (``_in_packet`` filled in), so
   its behaviour is unchanged. A partial packet stays in the buffer until the next readable
@@ -48,7 +49,7 @@ READ_SIZE = 1 << 18
 # one PUBACK per mid: fixed header (type, remaining length 2) and the mid, big-endian
 _PUBACKS = [bytes((PUBACK, 2, mid >> 8, mid & 0xFF)) for mid in range(65536)]
 
-OnPublish = Callable[[str, bytes, int, int], None]
+OnPublish = Callable[[str, bytes, int, int, bool], None]
 
 
 def _fresh_in_packet() -> Any:  # paho's private _InPacket TypedDict
@@ -150,7 +151,7 @@ class FastPath:
                     j += 2
                 else:
                     mid = 0
-                on_publish(topic, bytes(buf[j:end]), mid, qos)
+                on_publish(topic, bytes(buf[j:end]), mid, qos, bool(first & 1))
             else:
                 rc = self._paho_handle(first, bytes(buf[pos + 1 : i]), length, buf[i:end])
                 if rc > 0:

@@ -60,6 +60,7 @@ import aiomqtt
 
 from controller.ingest import fastmqtt
 from controller.ingest.decode import Sorted, sort_messages
+from controller.ingest.modules import ModuleIndex
 from controller.metrics import Metrics
 from controller.settings import Settings
 from controller.store.base import TimeSeriesStore
@@ -82,6 +83,7 @@ class IngestStats:
     connects: int = 0
     last_error: str | None = None
     dropped_by_reason: dict[str, int] = field(default_factory=dict)
+    clock_ahead: dict[str, int] = field(default_factory=dict)  # messages refused, per pole/node
 
 
 _frozen = False
@@ -125,14 +127,16 @@ class IngestWorker:
         self.metrics = metrics
         self.stats = IngestStats()
         self.connected = asyncio.Event()
-        # (topic, payload, mid, qos), in arrival order (see the module docstring)
-        self._pending: list[tuple[str, bytes, int, int]] = []
+        # (topic, payload, mid, qos, retain), in arrival order (see the module docstring)
+        self._pending: list[tuple[str, bytes, int, int, bool]] = []
         self._wakeup = asyncio.Event()
         self._online: dict[tuple[str, str], bool] = {}
         # Called in the worker thread after each committed batch (the fleet view: alarms,
         # command and config status). Its errors are logged, never lose or block ingest:
         # what it needs is in the ops store already.
         self.after_store: Callable[[Sorted], None] | None = None
+        # Which quantities each node's modules measure (None: not checked, a bare worker)
+        self.modules: ModuleIndex | None = None
 
     def group(self) -> str | None:
         """The shared subscription's group, if ingest is split between processes."""
@@ -175,12 +179,12 @@ class IngestWorker:
 
     def _on_message(self, _client: Any, _userdata: Any, m: Any) -> None:
         """paho's message callback (publishes the fast path leaves to paho): as below."""
-        self._on_publish(m.topic, m.payload, m.mid, m.qos)
+        self._on_publish(m.topic, m.payload, m.mid, m.qos, m.retain)
 
-    def _on_publish(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
+    def _on_publish(self, topic: str, payload: bytes, mid: int, qos: int, retain: bool) -> None:
         """Called on the event-loop thread for each publish received: keep it, no more."""
         pending = self._pending
-        pending.append((topic, payload, mid, qos))
+        pending.append((topic, payload, mid, qos, retain))
         if len(pending) >= self.settings.ingest_batch_max:
             self._wakeup.set()
 
@@ -246,14 +250,23 @@ class IngestWorker:
             take = self._pending[:batch_max]
             del self._pending[: len(take)]
             self.metrics.queue_depth.set(len(self._pending) + len(take))
-            await asyncio.to_thread(self._store, [(t, p) for t, p, _, _ in take])
-            self._fast.ack_many([mid for _, _, mid, qos in take if qos])
+            retained = {i for i, m in enumerate(take) if m[4]}
+            await asyncio.to_thread(self._store, [(m[0], m[1]) for m in take], retained)
+            self._fast.ack_many([m[2] for m in take if m[3]])
             self.metrics.queue_depth.set(len(self._pending))
 
-    def _store(self, messages: list[tuple[str, bytes]]) -> None:
+    def _store(self, messages: list[tuple[str, bytes]], retained: set[int]) -> None:
         """Decode and store one batch (runs in a worker thread)."""
         started = time.perf_counter()
-        s = sort_messages(messages)
+        if self.modules is not None:
+            self.modules.refresh()
+        s = sort_messages(
+            messages,
+            retained=retained,
+            now=time.time(),
+            max_ahead_s=self.settings.ingest_max_clock_ahead_s,
+            modules=self.modules,
+        )
         self.ops.write(s.states, s.events, s.acks, s.dead)
         result = self.store.write(s.batches) if s.batches else None
         m = self.metrics
@@ -263,6 +276,11 @@ class IngestWorker:
         for d in s.dead:
             m.dropped.labels(d.field).inc()
             self.stats.dropped_by_reason[d.field] = self.stats.dropped_by_reason.get(d.field, 0) + 1
+        for pole, node, ahead in s.clock_ahead:
+            m.clock_ahead.inc()
+            key = f"{pole}/{node}"
+            self.stats.clock_ahead[key] = self.stats.clock_ahead.get(key, 0) + 1
+            log.warning("clock of %s is %d s ahead: message refused", key, ahead)
         for pole, node, state in s.states:
             self._online[(pole, node)] = state["status"] == "online"
         m.connected_nodes.set(sum(self._online.values()))

@@ -26,6 +26,7 @@ from sqlalchemy import select
 
 from controller.opendata.sql import sp_distance, sp_within
 from controller.registry.db import Registry
+from controller.registry.measures import owners_of, quantities
 from controller.registry.models import Module, Owner, Pole
 from controller.settings import Settings
 from controller.store.base import StreamKey, TimeSeriesStore
@@ -111,6 +112,7 @@ class DsInfo:
     q: str
     unit: str
     counted: bool
+    module_id: int = 0  # the module it is published through (the register lists it there)
 
 
 def publishable(module: Module, access: Access) -> bool:
@@ -157,10 +159,11 @@ def build(
         db.expunge_all()
     index = store.stream_index()
 
-    by_src: dict[tuple[str, str, str], list[Module]] = {}
+    by_node: dict[tuple[str, str], list[tuple[str, frozenset[str], Module]]] = {}
     for m in modules:
         if m.node:
-            by_src.setdefault((m.pole_id, m.node, m.src or ""), []).append(m)
+            mq = (m.src or "", quantities(m.type, m.attributes), m)
+            by_node.setdefault((m.pole_id, m.node), []).append(mq)
 
     things, locs, hls, fois = [], [], [], []
     pole_pos: dict[str, tuple[float, float]] = {}
@@ -190,7 +193,9 @@ def build(
     ops: dict[str, tuple[Any, ...]] = {}
     dss = []
     for key, info in sorted(index.items(), key=lambda kv: kv[1].id):
-        mods = by_src.get((key.pole, key.node, key.src))
+        # the stream's module measures its quantity: a node cannot publish a quantity through
+        # another module by giving it that module's src
+        mods = owners_of(by_node.get((key.pole, key.node), []), key.src, key.q)
         if not mods or key.pole not in pole_pos:
             continue
         if not all(publishable(m, access) for m in mods):
@@ -256,7 +261,7 @@ def build(
                 int(counted),
             )
         )
-        cat.datastreams[info.id] = DsInfo(info.id, key, key.pole, key.q, unit, counted)
+        cat.datastreams[info.id] = DsInfo(info.id, key, key.pole, key.q, unit, counted, m.id)
         cat.by_pole.setdefault(key.pole, []).append(info.id)
 
     ins = cat.db.executemany

@@ -223,16 +223,16 @@ class OpenData:
             poles = {p.id: p for p in db.scalars(select(Pole))}
             modules = list(db.scalars(select(Module).order_by(Module.id)))
             db.expunge_all()
-        streams_of: dict[tuple[str, str, str], list[DsInfo]] = {}
+        streams_of: dict[int, list[DsInfo]] = {}
         for d in cat.datastreams.values():
-            streams_of.setdefault((d.pole, d.key.node, d.key.src), []).append(d)
+            streams_of.setdefault(d.module_id, []).append(d)
         out = []
         for m in modules:
             pos = cat.poles.get(m.pole_id)
             if pos is None or m.pole_id not in poles:
                 continue
             owner = owners.get(m.owner_id)
-            dss = streams_of.get((m.pole_id, m.node or "", m.src or ""), []) if m.node else []
+            dss = streams_of.get(m.id, [])
             published = bool(dss)
             out.append(
                 {

@@ -5,6 +5,7 @@ time-series writer."""
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 import time
@@ -34,6 +35,30 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     field TEXT NOT NULL, reason TEXT NOT NULL, payload BLOB NOT NULL
 );
 """
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def valid_text(text: str) -> str:
+    """``text`` with every lone surrogate (not Unicode, cannot be encoded) replaced by U+FFFD."""
+    return _SURROGATE.sub("\ufffd", text)
+
+
+def _valid(value: Any) -> Any:
+    if isinstance(value, str):
+        return valid_text(value)
+    if isinstance(value, list):
+        return [_valid(v) for v in value]
+    if isinstance(value, dict):
+        return {valid_text(k): _valid(v) for k, v in value.items()}
+    return value
+
+
+def _json_body(body: str) -> Any:
+    """A stored JSON body as valid Unicode. Ingest refuses lone surrogates, but rows stored
+    before it did may hold them escaped in their JSON, and a response cannot encode them."""
+    return _valid(json.loads(body)) if "\\ud" in body.lower() else json.loads(body)
 
 
 @dataclass
@@ -119,7 +144,10 @@ class OpsStore:
                     db.executemany(
                         "INSERT INTO dead_letters (received, topic, field, reason, payload)"
                         " VALUES (?,?,?,?,?)",
-                        [(now, d.topic, d.field, d.reason, d.payload) for d in dead],
+                        [
+                            (now, *map(valid_text, (d.topic, d.field, d.reason)), d.payload)
+                            for d in dead
+                        ],
                     )
                     db.execute(
                         "DELETE FROM dead_letters WHERE id <= "
@@ -150,9 +178,9 @@ class OpsStore:
             {
                 "id": r["id"],
                 "received": r["received"],
-                "topic": r["topic"],
-                "field": r["field"],
-                "reason": r["reason"],
+                "topic": valid_text(r["topic"]),
+                "field": valid_text(r["field"]),
+                "reason": valid_text(r["reason"]),
                 "payload": bytes(r["payload"]).decode("utf-8", "replace")[:2000],
             }
             for r in rows
@@ -168,7 +196,7 @@ class OpsStore:
                 "fw": r["fw"],
                 "level": r["level"],
                 "last_seen": r["last_seen"],
-                "state": json.loads(r["state"]),
+                "state": _json_body(r["state"]),
             }
             for r in rows
         ]
@@ -180,13 +208,13 @@ class OpsStore:
             sql += " WHERE kind = ?"
             args = (kind,)
         rows = self._read(sql + " ORDER BY ts DESC LIMIT ?", (*args, limit))
-        return [{"pole": r["pole"], "node": r["node"], **json.loads(r["body"])} for r in rows]
+        return [{"pole": r["pole"], "node": r["node"], **_json_body(r["body"])} for r in rows]
 
     def acks(self, limit: int = 100) -> list[dict[str, Any]]:
         rows = self._read(
             "SELECT pole, node, body FROM acks ORDER BY received DESC LIMIT ?", (limit,)
         )
-        return [{"pole": r["pole"], "node": r["node"], **json.loads(r["body"])} for r in rows]
+        return [{"pole": r["pole"], "node": r["node"], **_json_body(r["body"])} for r in rows]
 
     def close(self) -> None:
         self._db.close()

@@ -46,11 +46,13 @@ from controller.broker import Broker, BrokerConfig, free_port
 from controller.store.sqlite import SqliteStore
 from tests.harness import procs
 from tests.harness.controller_proc import ControllerProcess
-from tests.ingest_helpers import meas, meas_topic, write_history
+from tests.ingest_helpers import meas, meas_topic, register, write_history
 
 # The street's clock: every node reports once a minute from here on, its history ends here.
+# Half a day back, so that a run's reports (300 minutes each with the defaults) stay behind the
+# controller's clock, as a real street's do (ingest refuses readings ahead of it).
 # (Publishers are forked, so they share it.)
-NOW0 = int(time.time()) // 60 * 60
+NOW0 = int(time.time()) // 60 * 60 - 12 * 3600
 
 
 def pole_name(worker: int, connection: int, pole: int) -> str:
@@ -162,12 +164,13 @@ def controller_rate(
     time.sleep(2)  # the ingest children's too
     ctl.stop()
     db = tmp / "ctl" / "streetpole.db"
+    per = max(1, poles // procs // connections)
+    names = [
+        pole_name(w, c, p) for w in range(procs) for c in range(connections) for p in range(per)
+    ]
+    register(f"sqlite:///{tmp / 'ctl' / 'registry.db'}", names)  # the modules ingest checks
     if history:
         t = time.perf_counter()
-        per = max(1, poles // procs // connections)
-        names = [
-            pole_name(w, c, p) for w in range(procs) for c in range(connections) for p in range(per)
-        ]
         store = SqliteStore(db)
         try:
             write_history(store, names, NOW0, history)
