@@ -268,3 +268,31 @@ class MqttAccounts:
         acl_changed = _write_atomically(self.acl_file, self.render_acl())
         pw_changed = _write_atomically(self.password_file, self.render_passwords())
         return acl_changed or pw_changed
+
+
+DISPATCH: Final = "dispatch"
+
+
+def process_identity(
+    username: str | None, client_id: str, part: str = ""
+) -> tuple[str | None, str]:
+    """(username, client id) one of the controller's processes connects with.
+
+    ``part`` names the process: "" the main ingest, "1", "2", ... the ingest children
+    (controller/ingest/children.py), DISPATCH the dispatcher. With an account (``username``, the
+    setting ``mqtt_username``) each process has its own, ``<username>-<part>``, and uses it as its
+    client id too: the broker forces the client id to the username, and two processes sharing one
+    account would take each other's session. Without one (an anonymous development broker) the
+    client id is ``<client_id>-<part>``, as before.
+    """
+    suffix = f"-{part}" if part else ""
+    if username is None:
+        return None, client_id + suffix
+    return username + suffix, username + suffix
+
+
+def controller_usernames(base: str, ingest_processes: int = 1) -> list[str]:
+    """The accounts of all the controller's processes (see process_identity); the broker's
+    password file needs each, all with the controller's secret."""
+    parts = ["", *(str(i) for i in range(1, ingest_processes)), DISPATCH]
+    return [_id(f"{base}-{p}" if p else base, "username") for p in parts]

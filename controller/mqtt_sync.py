@@ -15,7 +15,12 @@ import threading
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from controller.mqtt_auth import ROLE_CONTROLLER, MqttAccounts, hash_password
+from controller.mqtt_auth import (
+    ROLE_CONTROLLER,
+    MqttAccounts,
+    controller_usernames,
+    hash_password,
+)
 from controller.registry.models import Node
 from controller.settings import Settings
 
@@ -45,9 +50,9 @@ class BrokerAccounts:
             self.files.replace_nodes({(p, n): h for p, n, h in rows if h})
             s = self.settings
             if s.mqtt_username and s.mqtt_password:
-                self.files.set_service(
-                    s.mqtt_username, hash_password(s.mqtt_password), "controller"
-                )
+                pw_hash = hash_password(s.mqtt_password)
+                for username in controller_usernames(s.mqtt_username, s.ingest_processes):
+                    self.files.set_service(username, pw_hash, ROLE_CONTROLLER)
             self._apply()
 
     def set_node(self, pole: str, node: str, password_hash: str) -> None:
