@@ -85,6 +85,10 @@ class BrokerConfig:
             f"max_inflight_messages {self.max_inflight_messages}",
             f"max_packet_size {self.max_packet_size}",
             "max_keepalive 600",
+            # A persistent session nobody takes up again (the controller's id before ids were
+            # usernames; an ingest child after ingest_processes went down) would fill its queue
+            # forever; a week is longer than any queue of a live controller lasts anyway.
+            "persistent_client_expiration 7d",
             "log_type error",
             "log_type warning",
             "log_type notice",

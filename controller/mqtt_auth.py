@@ -17,6 +17,23 @@ number of nodes (see ``tests/bench/bench_mqtt_auth_reload.py`` for the figures m
 Pole and node ids can never contain ``/``, ``+``, ``#`` or ``$`` (``protocols.topics.check_id``),
 so ``<pole>/<node>`` is unambiguous, cannot widen a pattern, and can never equal a service
 username (service names are ids too, so they contain no ``/``).
+
+Identity (issue 18): every listener with accounts sets ``use_username_as_clientid`` (broker.py),
+so the broker replaces whatever client id a client sends with its username. Nobody can take over
+another's session, a node's or the controller's, and one account holds at most one session: a
+second connection takes over the first, so a flood with one node's stolen credentials leaves one
+live session and harms only that node. Each of the controller's processes has its own account
+for the same reason (``process_identity``). Chosen over mosquitto's dynamic security plugin by
+measurement (``tests/bench/bench_mqtt_dynsec.py`` against ``bench_mqtt_auth_reload.py``): the
+plugin rewrites its whole JSON file inside the single-threaded broker on every single change, so
+each provisioning stalls every client for a time that grows with the street, and a batch costs
+that once per change; its 2.0.11 ACLs take no ``%u``, so every node would need a role of its own.
+Here a batch costs one file write in the controller and one reload.
+
+Retained messages: mosquitto 2.0.11 cannot forbid them per client. ``retain_available`` is
+global (the controller needs retained configs) and neither acl_file nor the plugin's ACLs look at
+the retain flag; nodes also retain their state and last will by design. So the controller must
+not trust a retained message from a node (ingest ignores them).
 """
 
 from __future__ import annotations
