@@ -405,7 +405,7 @@ def provision(
         if "already provisioned" in e.message:
             e.hint = (
                 "this ESP32 is registered on another pole: if it moved, remove the old node "
-                "first (DELETE /api/nodes/<id>, technician), then provision again"
+                "first (`streetpole node remove --pole <old pole>`), then provision again"
             )
         raise
     broker_url = broker or cred["broker_url"]
