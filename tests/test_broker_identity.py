@@ -110,10 +110,9 @@ def test_node_cannot_take_over_another_nodes_client_id(street: Street) -> None:
 
 
 def test_node_cannot_take_over_the_controllers_client_ids(street: Street) -> None:
+    """Each controller process (ingest, an ingest child, the dispatcher) stays connected while a
+    node connects with each of their client ids, and with the old fixed public one."""
     ctls = {u: street.service(u, client_id=u) for u in controller_usernames("controller", 3)}
-    old = street.service("controller", client_id="streetpole-controller")  # an old setting
-    del old  # the same account as ctls["controller"]: it took that one over, as it may
-    ctls.pop("controller")
     for stolen in CONTROLLER_IDS:
         thief = street.node("n2", client_id=stolen)
         assert accepted(thief)
