@@ -68,7 +68,10 @@ _HASH_RE: Final = re.compile(rf"\$7\$[1-9][0-9]{{0,8}}\${_B64}\${_B64}|\$6\${_B6
 
 ROLE_CONTROLLER: Final = "controller"
 ROLE_READER: Final = "reader"
-ROLES: Final = (ROLE_CONTROLLER, ROLE_READER)
+# The controller's proof that mosquitto has read the files it wrote (controller/mqtt_sync.py):
+# a fresh password per write; it may connect and nothing else.
+ROLE_PROBE: Final = "probe"
+ROLES: Final = (ROLE_CONTROLLER, ROLE_READER, ROLE_PROBE)
 
 NODE_WRITE_CHANNELS: Final = (MEAS, EVENT, STATE, ACK, PRESENCE)
 NODE_READ_CHANNELS: Final = (CONFIG, CMD)
@@ -86,6 +89,7 @@ _ROLE_ACL: Final[dict[str, tuple[str, ...]]] = {
         f"topic write {PREFIX}/+/+/{STATE}",
     ),
     ROLE_READER: (f"topic read {PREFIX}/#",),
+    ROLE_PROBE: (),
 }
 
 
@@ -276,18 +280,24 @@ class MqttAccounts:
         return render_acl({u: role for u, (_h, role) in self._services.items()})
 
     def write(self) -> bool:
-        """Write both files atomically (mode 0600); True if either changed (then reload).
+        """Write both files atomically (mode 0600); True if either changed (then reload)."""
+        return self.write_files(self.render_acl(), self.render_passwords())
+
+    def write_files(self, acl: str, passwords: str) -> bool:
+        """Write what ``render_acl`` and ``render_passwords`` returned, perhaps a little earlier
+        (so a caller can render under its lock and write outside it); True if either changed.
 
         The ACL file goes first: it never names nodes, so a new node appears in the broker's view
         only when its password line does, and a removed node's line disappears in one step.
         """
         self.directory.mkdir(parents=True, exist_ok=True)
-        acl_changed = _write_atomically(self.acl_file, self.render_acl())
-        pw_changed = _write_atomically(self.password_file, self.render_passwords())
+        acl_changed = _write_atomically(self.acl_file, acl)
+        pw_changed = _write_atomically(self.password_file, passwords)
         return acl_changed or pw_changed
 
 
 DISPATCH: Final = "dispatch"
+PROBE: Final = "probe"
 
 
 def process_identity(

@@ -28,7 +28,7 @@ from controller.mqtt_auth import MqttAccounts, generate_secret
 from controller.registry.accounts import create_token, create_user
 from controller.registry.db import Registry
 from controller.settings import Settings
-from tests.harness.api import wait_for
+from tests.harness.api import prefill_nodes, running_api, wait_for
 from tests.harness.server import serve
 from tests.ingest_helpers import meas, meas_topic
 from tests.test_mqtt_auth import Conn, accepted, connect, ok
@@ -169,3 +169,54 @@ def test_cli_remove_and_its_credentials_stop_working(site: Site) -> None:
     assert site.call("GET", "/api/nodes", params={"pole": "RTD-0002"}).json() == []
     r = CliRunner().invoke(cli_app, ["node", "remove", "--pole", "RTD-0002", *args])
     assert r.exit_code == EXIT["controller"] and "no node RTD-0002/n1" in r.output, r.output
+
+
+@pytest.mark.slow  # a street of 10,000 nodes and 20 reloads of it: about 20 s here
+def test_each_change_is_in_force_on_the_broker_when_the_api_answers(tmp_path: Path) -> None:
+    """In a street of 10,000 nodes (a reload takes about a tenth of a second), ten nodes
+    provisioned one right after another, then removed the same way: right after the last answer
+    each time, every new password works, then none does. mosquitto drops a SIGHUP that comes
+    while it reloads, so a controller that only signals leaves changes out until the next one."""
+    auth = tmp_path / "auth"
+    MqttAccounts(auth).write()
+    pid = tmp_path / "mosquitto.pid"
+    config = BrokerConfig(
+        port=free_port(),
+        password_file=auth / "mosquitto.passwd",
+        acl_file=auth / "mosquitto.acl",
+        pid_file=pid,
+    )
+    url = f"sqlite:///{tmp_path / 'registry.db'}"
+    prefill_nodes(url, 10_000)
+    with (
+        Broker(tmp_path / "broker", config) as broker,
+        running_api(
+            tmp_path / "ctl",
+            database_url=url,
+            mqtt_url=broker.url,
+            mqtt_username="controller",
+            mqtt_password=generate_secret(),
+            broker_auth_dir=auth,
+            broker_pid_file=pid,
+            ingest_enabled=False,
+            dispatch_enabled=False,
+        ) as api,
+    ):
+        owner = api.ok("admin", "GET", "/api/owners")[0]["id"]
+        poles = [f"N{i:03d}" for i in range(10)]
+        for pole in poles:
+            body = {"id": pole, "lat": 51.9, "lon": 4.48, "owner_id": owner}
+            api.ok("admin", "POST", "/api/poles", json=body)
+        creds = [api.ok("admin", "POST", "/api/nodes", json={"pole": p}) for p in poles]
+        missing = [c["mqtt_username"] for c in creds if not works(broker, c)]
+        assert missing == [], f"provisioned, but refused by the broker: {missing}"
+        for c in creds:
+            api.ok("admin", "DELETE", f"/api/nodes/{c['node']['id']}")
+        still = [c["mqtt_username"] for c in creds if works(broker, c)]
+        assert still == [], f"removed, but still accepted by the broker: {still}"
+
+
+def works(broker: Broker, cred: dict[str, Any]) -> bool:
+    conn = connect(broker.port, cred["mqtt_username"], cred["mqtt_password"])
+    conn.close()
+    return accepted(conn)

@@ -98,7 +98,6 @@ def provision(db: DB, state: State, p: Technician, body: NodeIn) -> Credentials:
     db.flush()
     db.refresh(node)
     push_config(db, node, force=True)
-    state.accounts.set_node(pole.id, body.node, pw_hash)
     audit(
         db,
         p,
@@ -110,13 +109,17 @@ def provision(db: DB, state: State, p: Technician, body: NodeIn) -> Credentials:
         board=body.board,
         replace=body.replace,
     )
-    return Credentials(
+    out = Credentials(
         node=NodeOut.model_validate(node),
         mqtt_username=username,
         mqtt_password=password,
         update_key=node.update_key,
         broker_url=state.settings.mqtt_url,
     )
+    # The registry first; then wait, holding no write lock, until the broker has the password.
+    db.commit()
+    state.accounts.set_node(pole.id, body.node, pw_hash)
+    return out
 
 
 def refuse_if_in_service(state: AppState, node: Node) -> None:
@@ -142,9 +145,11 @@ def read_node(db: DB, p: Viewer, node_id: IdPath) -> Node:
 @router.delete("/{node_id}", status_code=204, summary="Remove a node; its credentials stop working")
 def remove_node(db: DB, state: State, p: Technician, node_id: IdPath) -> None:
     node = get_node(db, p, node_id)
-    state.accounts.remove_node(node.pole_id, node.node)
-    audit(db, p, "node.remove", "node", f"{node.pole_id}/{node.node}", node.pole.owner_id)
+    pole, name = node.pole_id, node.node
+    audit(db, p, "node.remove", "node", f"{pole}/{name}", node.pole.owner_id)
     db.delete(node)
+    db.commit()  # then wait, holding no write lock, until the broker refuses the node
+    state.accounts.remove_node(pole, name)
 
 
 @router.get(
