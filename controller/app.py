@@ -84,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             for t in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await t
+            state.accounts.close()
             store.close()
             ops.close()
             reg.close()

@@ -104,6 +104,7 @@ def provision_node(
     node: str = typer.Option("n1"),
     hardware_id: str | None = typer.Option(None),
     board: str = typer.Option("streetpole-esp32-v1"),
+    replace: bool = typer.Option(False, "--replace", help="replace a node heard lately"),
     url: str = typer.Option("http://127.0.0.1:8000", envvar="STREETPOLE_API_URL"),
     token: str = typer.Option(..., envvar="STREETPOLE_TOKEN", help="technician token or above"),
 ) -> None:
@@ -113,7 +114,13 @@ def provision_node(
     r = httpx.post(
         f"{url}/api/nodes",
         headers={"Authorization": f"Bearer {token}"},
-        json={"pole": pole, "node": node, "hardware_id": hardware_id, "board": board},
+        json={
+            "pole": pole,
+            "node": node,
+            "hardware_id": hardware_id,
+            "board": board,
+            "replace": replace,
+        },
         timeout=30,
     )
     if r.status_code >= 300:

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 
 from controller.broker import Broker, BrokerConfig
-from controller.mqtt_auth import MqttAccounts, hash_password
+from controller.mqtt_auth import ROLE_CONTROLLER, MqttAccounts, controller_usernames, hash_password
 from controller.registry.accounts import create_token, create_user, has_admin
 from controller.registry.db import Registry
 
@@ -42,7 +42,10 @@ def main() -> int:
     auth = var / "broker-auth"
     ctl_password = _secret(var / "secrets" / "controller-mqtt")
     accounts = MqttAccounts(auth)
-    accounts.set_service("controller", hash_password(ctl_password), "controller")
+    ctl_hash = hash_password(ctl_password)
+    ingest_processes = int(os.environ.get("STREETPOLE_INGEST_PROCESSES", "1"))
+    for username in controller_usernames("controller", ingest_processes):
+        accounts.set_service(username, ctl_hash, ROLE_CONTROLLER)
     accounts.write()
     pid_file = var / "broker" / "mosquitto.pid"
     broker = Broker(

@@ -18,6 +18,7 @@ from typing import Any
 
 import aiomqtt
 
+from controller.mqtt_auth import DISPATCH, process_identity
 from controller.settings import Settings
 
 log = logging.getLogger("streetpole.dispatch")
@@ -58,6 +59,7 @@ class Dispatcher:
 
     async def run(self) -> None:
         s = self.settings
+        username, client_id = process_identity(s.mqtt_username, s.mqtt_client_id, DISPATCH)
         self._loop = asyncio.get_running_loop()
         delay = 0.5
         while True:
@@ -65,8 +67,8 @@ class Dispatcher:
                 async with aiomqtt.Client(
                     s.mqtt_host,
                     s.mqtt_port,
-                    identifier=s.mqtt_client_id + "-dispatch",
-                    username=s.mqtt_username,
+                    identifier=client_id,
+                    username=username,
                     password=s.mqtt_password,
                     tls_context=ssl.create_default_context() if s.mqtt_tls else None,
                 ) as client:

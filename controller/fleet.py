@@ -325,6 +325,11 @@ class Heard:
         """Call with the lock held."""
         return key not in self.online and self.unknown.get(key, 0.0) <= now
 
+    def pending(self, key: tuple[str, str]) -> float | None:
+        """When ingest last heard the node, if not yet written to the registry."""
+        with self.lock:
+            return self.last_seen.get(key)
+
     def take(self) -> dict[tuple[str, str], float]:
         with self.lock:
             out, self.last_seen = self.last_seen, {}

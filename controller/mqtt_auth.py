@@ -17,6 +17,23 @@ number of nodes (see ``tests/bench/bench_mqtt_auth_reload.py`` for the figures m
 Pole and node ids can never contain ``/``, ``+``, ``#`` or ``$`` (``protocols.topics.check_id``),
 so ``<pole>/<node>`` is unambiguous, cannot widen a pattern, and can never equal a service
 username (service names are ids too, so they contain no ``/``).
+
+Identity (issue 18): every listener with accounts sets ``use_username_as_clientid`` (broker.py),
+so the broker replaces whatever client id a client sends with its username. Nobody can take over
+another's session, a node's or the controller's, and one account holds at most one session: a
+second connection takes over the first, so a flood with one node's stolen credentials leaves one
+live session and harms only that node. Each of the controller's processes has its own account
+for the same reason (``process_identity``). Chosen over mosquitto's dynamic security plugin by
+measurement (``tests/bench/bench_mqtt_dynsec.py`` against ``bench_mqtt_auth_reload.py``): the
+plugin rewrites its whole JSON file inside the single-threaded broker on every single change, so
+each provisioning stalls every client for a time that grows with the street, and a batch costs
+that once per change; its 2.0.11 ACLs take no ``%u``, so every node would need a role of its own.
+Here a batch costs one file write in the controller and one reload.
+
+Retained messages: mosquitto 2.0.11 cannot forbid them per client. ``retain_available`` is
+global (the controller needs retained configs) and neither acl_file nor the plugin's ACLs look at
+the retain flag; nodes also retain their state and last will by design. So the controller must
+not trust a retained message from a node (ingest ignores them).
 """
 
 from __future__ import annotations
@@ -51,7 +68,10 @@ _HASH_RE: Final = re.compile(rf"\$7\$[1-9][0-9]{{0,8}}\${_B64}\${_B64}|\$6\${_B6
 
 ROLE_CONTROLLER: Final = "controller"
 ROLE_READER: Final = "reader"
-ROLES: Final = (ROLE_CONTROLLER, ROLE_READER)
+# The controller's proof that mosquitto has read the files it wrote (controller/mqtt_sync.py):
+# a fresh password per write; it may connect and nothing else.
+ROLE_PROBE: Final = "probe"
+ROLES: Final = (ROLE_CONTROLLER, ROLE_READER, ROLE_PROBE)
 
 NODE_WRITE_CHANNELS: Final = (MEAS, EVENT, STATE, ACK, PRESENCE)
 NODE_READ_CHANNELS: Final = (CONFIG, CMD)
@@ -69,6 +89,7 @@ _ROLE_ACL: Final[dict[str, tuple[str, ...]]] = {
         f"topic write {PREFIX}/+/+/{STATE}",
     ),
     ROLE_READER: (f"topic read {PREFIX}/#",),
+    ROLE_PROBE: (),
 }
 
 
@@ -259,12 +280,46 @@ class MqttAccounts:
         return render_acl({u: role for u, (_h, role) in self._services.items()})
 
     def write(self) -> bool:
-        """Write both files atomically (mode 0600); True if either changed (then reload).
+        """Write both files atomically (mode 0600); True if either changed (then reload)."""
+        return self.write_files(self.render_acl(), self.render_passwords())
+
+    def write_files(self, acl: str, passwords: str) -> bool:
+        """Write what ``render_acl`` and ``render_passwords`` returned, perhaps a little earlier
+        (so a caller can render under its lock and write outside it); True if either changed.
 
         The ACL file goes first: it never names nodes, so a new node appears in the broker's view
         only when its password line does, and a removed node's line disappears in one step.
         """
         self.directory.mkdir(parents=True, exist_ok=True)
-        acl_changed = _write_atomically(self.acl_file, self.render_acl())
-        pw_changed = _write_atomically(self.password_file, self.render_passwords())
+        acl_changed = _write_atomically(self.acl_file, acl)
+        pw_changed = _write_atomically(self.password_file, passwords)
         return acl_changed or pw_changed
+
+
+DISPATCH: Final = "dispatch"
+PROBE: Final = "probe"
+
+
+def process_identity(
+    username: str | None, client_id: str, part: str = ""
+) -> tuple[str | None, str]:
+    """(username, client id) one of the controller's processes connects with.
+
+    ``part`` names the process: "" the main ingest, "1", "2", ... the ingest children
+    (controller/ingest/children.py), DISPATCH the dispatcher. With an account (``username``, the
+    setting ``mqtt_username``) each process has its own, ``<username>-<part>``, and uses it as its
+    client id too: the broker forces the client id to the username, and two processes sharing one
+    account would take each other's session. Without one (an anonymous development broker) the
+    client id is ``<client_id>-<part>``, as before.
+    """
+    suffix = f"-{part}" if part else ""
+    if username is None:
+        return None, client_id + suffix
+    return username + suffix, username + suffix
+
+
+def controller_usernames(base: str, ingest_processes: int = 1) -> list[str]:
+    """The accounts of all the controller's processes (see process_identity); the broker's
+    password file needs each, all with the controller's secret."""
+    parts = ["", *(str(i) for i in range(1, ingest_processes)), DISPATCH]
+    return [_id(f"{base}-{p}" if p else base, "username") for p in parts]

@@ -139,7 +139,11 @@ def provision(
                         "src": src,
                     },
                 )
-        c = api("POST", "/api/nodes", {"pole": pole.id, "node": node, "board": "sim"})
+        # replace: a new run takes over the nodes of the simulator's last run, which may have
+        # been heard minutes ago (the controller refuses that otherwise; its password is gone)
+        c = api(
+            "POST", "/api/nodes", {"pole": pole.id, "node": node, "board": "sim", "replace": True}
+        )
         creds[pole.id] = Credentials(c["mqtt_username"], c["mqtt_password"], c["update_key"])
         if log is not None and (i + 1) % 100 == 0:
             log(f"provisioned {i + 1}/{len(layout.poles)} poles")

@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,9 @@ from controller.registry.accounts import create_token, create_user
 from controller.registry.db import Registry
 from controller.settings import Settings
 from simulator.virtual_node import VirtualNode
+from tests.harness.api import wait_for
 from tests.harness.server import serve
+from tests.ingest_helpers import meas, meas_topic, publish_all
 
 HEAP = "256k"  # the whole self-test (noise check included) on the 64-bit unix port
 
@@ -395,3 +398,42 @@ def test_records_are_checked_and_scoped(site: Site) -> None:
     r = site.post("tess", "/api/commissioning", {"schema": "streetpole-commissioning/1"})
     assert r.status_code == 422
     assert site.get("tess", "/api/commissioning/999999").status_code == 404
+
+
+def test_provisioning_refuses_a_node_in_service_unless_replace(
+    site: Site, vnode: VirtualNode
+) -> None:
+    """A node the controller heard minutes ago is not taken over: the CLI says which node and
+    when it was heard, and changes nothing on the node; --replace goes through."""
+    cli("deploy", "--port", str(vnode.tty), "--board", "sim")  # stands alone
+    rig = vnode.flash / "rig.json"
+    healthy = rig.read_bytes()
+    rig.write_bytes(rig_json(hardware_id="sim-0c0ffe"))  # another ESP32, for pole RTD-0002
+    args = ["--pole", "RTD-0002", "--node", "n7", "--wifi-ssid", "s", "--port", str(vnode.tty)]
+    try:
+        code, out = cli("provision", *args, *env(site))
+        assert code == 0, out
+        # the node reports: ingest hears it
+        publish_all(site.broker, [(meas_topic("RTD-0002", "n7"), meas(1, ts=int(time.time())))])
+        wait_for(
+            lambda: [
+                n
+                for n in site.get("tess", "/api/nodes?pole=RTD-0002").json()
+                if n["node"] == "n7" and n["last_seen"]
+            ],
+            what="the controller hears RTD-0002/n7",
+        )
+        node_json = (vnode.flash / "node.json").read_bytes()
+        code, out = cli("provision", *args, *env(site))
+        assert code == EXIT["in_service"], out
+        assert "RTD-0002/n7 was last heard" in out and "UTC" in out and "--replace" in out, out
+        assert (vnode.flash / "node.json").read_bytes() == node_json, "nothing written"
+        code, out = cli("provision", *args, "--replace", *env(site))
+        assert code == 0, out
+        new = json.loads((vnode.flash / "node.json").read_text())
+        assert new["password"] != json.loads(node_json)["password"]
+        code, out = cli("remove", "--pole", "RTD-0002", "--node", "n7", *env(site))
+        assert code == 0 and "removed RTD-0002/n7" in out, out
+        assert all(n["node"] != "n7" for n in site.get("tess", "/api/nodes?pole=RTD-0002").json())
+    finally:
+        rig.write_bytes(healthy)

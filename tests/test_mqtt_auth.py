@@ -407,30 +407,6 @@ def test_reload_reports_an_unreadable_file(street: Street) -> None:
         street.broker.reload()
 
 
-def test_client_id_takeover_needs_use_username_as_clientid(tmp_path: Path) -> None:
-    """With plain settings a node can kick another off by reusing its client id; the option
-    use_username_as_clientid (via BrokerConfig.extra) makes the username the client id."""
-    accounts = MqttAccounts(tmp_path / "auth")
-    secrets: dict[str, str] = {}
-    provision(accounts, secrets)
-    accounts.write()
-    config = BrokerConfig(
-        port=free_port(),
-        password_file=accounts.password_file,
-        acl_file=accounts.acl_file,
-        extra=["use_username_as_clientid true"],
-    )
-    with Broker(tmp_path / "broker", config) as broker:
-        u1, u2 = node_username(POLE, "n1"), node_username(POLE, "n2")
-        victim = connect(broker.port, u1, secrets[u1], client_id="node-n1")
-        thief = connect(broker.port, u2, secrets[u2], client_id="node-n1")
-        assert accepted(victim) and accepted(thief)
-        time.sleep(0.2)
-        assert not victim.disconnected.is_set()
-        thief.close()
-        victim.close()
-
-
 # -- TLS ---------------------------------------------------------------------------------------
 
 

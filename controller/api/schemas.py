@@ -184,6 +184,10 @@ class NodeIn(BaseModel):
     node: TopicId = "n1"
     hardware_id: str | None = Field(None, min_length=1, max_length=64)
     board: str = Field("streetpole-esp32-v1", min_length=1, max_length=64)
+    replace: bool = Field(
+        False,
+        description="provision again a node heard in the last minutes (takes it off the broker)",
+    )
 
 
 class Credentials(BaseModel):

@@ -46,6 +46,12 @@ IMAGE_OPT = typer.Option(None, help="MicroPython .bin: flash it first (new ESP32
 RECORD_OPT = typer.Option(None, help="record file (default: commissioning/...)")
 RECORD_ARG = typer.Argument(..., help="a commissioning record JSON file")
 FLASH_OPT = typer.Option(Path("var/virtual-node"), "--flash", help="the node's flash")
+REPLACE = typer.Option(
+    False,
+    "--replace",
+    help="provision again a node the controller heard in the last minutes (it goes off the "
+    "broker: its old credentials stop working)",
+)
 FAULT_OPT = typer.Option([], help="simulated fault, e.g. climate=absent, lamp=broken")
 
 
@@ -133,6 +139,7 @@ def provision(
     broker: str | None = typer.Option(None, help="broker URL for the node (default: controller's)"),
     owner: int | None = typer.Option(None, help="owner id, to register a new pole (operator)"),
     accept_position: bool = typer.Option(False, help="accept a position far from the registry's"),
+    replace: bool = REPLACE,
     port: str | None = PORT,
     controller: str = CONTROLLER,
     token: str | None = TOKEN,
@@ -161,7 +168,28 @@ def provision(
                     broker=broker,
                     owner=owner,
                     accept_position=accept_position,
+                    replace=replace,
                 )
+        finally:
+            ctl.close()
+
+    guarded(go)
+
+
+@node_app.command()
+def remove(
+    pole: str = typer.Option(..., help="pole id from its label"),
+    node: str = typer.Option("n1", help="node name on the pole"),
+    controller: str = CONTROLLER,
+    token: str | None = TOKEN,
+) -> None:
+    """Remove a node from the registry: its broker credentials stop working at once."""
+    rep = Reporter()
+
+    def go() -> None:
+        ctl = Controller(controller, token)
+        try:
+            steps.remove(ctl, rep, pole=pole, node=node)
         finally:
             ctl.close()
 
@@ -207,6 +235,7 @@ def commission(
     technician: str | None = typer.Option(None, help="your name (default: the token's account)"),
     record: Path | None = RECORD_OPT,
     accept_position: bool = typer.Option(False),
+    replace: bool = REPLACE,
     port: str | None = PORT,
     controller: str = CONTROLLER,
     token: str | None = TOKEN,
@@ -321,6 +350,7 @@ def commission(
                     broker=broker,
                     accept_position=accept_position,
                     info=info,
+                    replace=replace,
                 ),
             )
             rec["location"] = prov["location"]

@@ -13,6 +13,7 @@ EXIT = {
     "selftest": 7,
     "node": 8,
     "verify": 9,
+    "in_service": 10,
 }
 
 

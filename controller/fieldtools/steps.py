@@ -306,6 +306,7 @@ def provision(
     owner: int | None = None,
     accept_position: bool = False,
     info: dict[str, Any] | None = None,
+    replace: bool = False,
 ) -> dict[str, Any]:
     """Register pole position, modules and node with the controller; write node.json."""
     info = info or identify(link)
@@ -390,13 +391,21 @@ def provision(
                 "node": node,
                 "hardware_id": info.get("hardware_id"),
                 "board": board,
+                "replace": replace,
             },
         )
     except FieldError as e:
+        if "last heard" in e.message:  # 409 from the controller: that node is in service
+            raise FieldError(
+                "in_service",
+                e.message.split(": 409 ", 1)[-1],
+                "check the pole id on its label; to replace that node on purpose (new "
+                "hardware, a reset node.json), run again with --replace",
+            ) from None
         if "already provisioned" in e.message:
             e.hint = (
                 "this ESP32 is registered on another pole: if it moved, remove the old node "
-                "first (DELETE /api/nodes/<id>, technician), then provision again"
+                "first (`streetpole node remove --pole <old pole>`), then provision again"
             )
         raise
     broker_url = broker or cred["broker_url"]
@@ -441,6 +450,32 @@ def provision(
         "hardware_id": info.get("hardware_id"),
         "board": board,
     }
+
+
+def remove(ctl: Controller, rep: Reporter, *, pole: str, node: str = "n1") -> dict[str, Any]:
+    """Remove a node from the registry; the controller drops its broker credentials."""
+    found = [
+        n for n in ctl.request("GET", "/api/nodes", params={"pole": pole}) if n["node"] == node
+    ]
+    if not found:
+        raise FieldError(
+            "controller",
+            f"no node {pole}/{node} in the registry (or not visible to your account)",
+            "check the pole id on its label and the node name (--node)",
+        )
+    gone: dict[str, Any] = found[0]
+    ctl.request("DELETE", f"/api/nodes/{gone['id']}")
+    last = gone.get("last_seen")
+    heard = (
+        dt.datetime.fromtimestamp(last, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        if last
+        else "never"
+    )
+    rep.line(
+        f"    removed {pole}/{node} (registry id {gone['id']}, last heard {heard}); "
+        "its broker credentials no longer work"
+    )
+    return gone
 
 
 # ---- selftest --------------------------------------------------------------------------------

@@ -4,9 +4,10 @@ ingest, and restarts any that ends.
 Why: one CPython process decodes and stores at most one core's worth of messages (the GIL), and
 on two cores that left the other core mostly idle while the broker could deliver five times as
 much (issue #5). The children share the stream with the controller's own ingest through the
-broker's shared subscription, each with its own persistent session (client id ``<id>-<n>``), and
-write into the same stores; on SQLite, one transaction at a time (each store re-reads what
-another process may have changed: the horizon of its recent buckets, new streams).
+broker's shared subscription, each with its own persistent session and account (``<id>-<n>``,
+see mqtt_auth.process_identity), and write into the same stores; on SQLite, one transaction at
+a time (each store re-reads what another process may have changed: the horizon of its recent
+buckets, new streams).
 
 A child gets its settings as JSON on its standard input (not in its environment or command line,
 where the broker password would be visible) and keeps reading it: when the controller ends, even
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import threading
 
+from controller.mqtt_auth import process_identity
 from controller.process import terminate
 from controller.settings import Settings
 
@@ -36,9 +38,13 @@ RESTART_DELAY_S = 2.0
 
 
 def child_settings(settings: Settings, index: int, group: str) -> Settings:
+    username, client_id = process_identity(
+        settings.mqtt_username, settings.mqtt_client_id, str(index)
+    )
     return settings.model_copy(
         update={
-            "mqtt_client_id": f"{settings.mqtt_client_id}-{index}",
+            "mqtt_username": username,
+            "mqtt_client_id": client_id,
             "mqtt_shared_group": group,
             "ingest_processes": 1,
         }

@@ -62,6 +62,7 @@ from controller.ingest import fastmqtt
 from controller.ingest.decode import Sorted, sort_messages
 from controller.ingest.modules import ModuleIndex
 from controller.metrics import Metrics
+from controller.mqtt_auth import process_identity
 from controller.settings import Settings
 from controller.store.base import TimeSeriesStore
 from controller.store.ops import OpsStore
@@ -161,12 +162,13 @@ class IngestWorker:
 
     def _client(self) -> aiomqtt.Client:
         s = self.settings
+        username, client_id = process_identity(s.mqtt_username, s.mqtt_client_id)
         client = aiomqtt.Client(
             s.mqtt_host,
             s.mqtt_port,
-            username=s.mqtt_username,
+            username=username,
             password=s.mqtt_password,
-            identifier=s.mqtt_client_id,
+            identifier=client_id,
             clean_session=False,
             keepalive=30,
             timeout=10,

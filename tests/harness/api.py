@@ -12,8 +12,10 @@ import httpx
 from fastapi.testclient import TestClient
 
 from controller.app import create_app
+from controller.mqtt_auth import generate_secret, hash_password
 from controller.registry.accounts import create_token, create_user
 from controller.registry.db import Registry
+from controller.registry.models import Node, Owner, Pole
 from controller.settings import Settings
 
 
@@ -73,3 +75,28 @@ def wait_for(cond: Callable[[], Any], timeout: float = 15.0, what: str = "condit
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
+
+
+def prefill_nodes(url: str, n: int) -> None:
+    """A street of ``n`` provisioned nodes (poles E000000...), straight into the registry: an
+    owner "city", one pole and node each, all with one password hash (what hashing costs is not
+    what these tests measure)."""
+    reg = Registry(url)
+    pw_hash = hash_password(generate_secret())
+    with reg.session() as db:
+        owner = Owner(slug="city", name="City")
+        db.add(owner)
+        db.flush()
+        for i in range(n):
+            pid = f"E{i:06d}"
+            db.add(Pole(id=pid, name=pid, lat=51.9, lon=4.48, owner_id=owner.id))
+            db.add(
+                Node(
+                    pole_id=pid,
+                    node="n1",
+                    mqtt_username=f"{pid}/n1",
+                    mqtt_password_hash=pw_hash,
+                    update_key="0" * 64,
+                )
+            )
+    reg.close()

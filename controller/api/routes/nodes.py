@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 import time
 
@@ -34,6 +35,7 @@ from controller.fleet import issue_command, push_config
 from controller.mqtt_auth import generate_secret, hash_password, node_username
 from controller.registry.models import Command, Node, NodeConfig, Pole
 from controller.registry.scope import steers_light
+from controller.state import AppState
 
 router = APIRouter(prefix="/api/nodes", tags=["nodes"])
 
@@ -75,6 +77,8 @@ def provision(db: DB, state: State, p: Technician, body: NodeIn) -> Credentials:
                 http.HTTP_409_CONFLICT,
                 f"hardware_id: already provisioned as {other.pole_id}/{other.node}",
             )
+    if node is not None and not body.replace:
+        refuse_if_in_service(state, node)
     password = generate_secret()
     pw_hash = hash_password(password)
     username = node_username(pole.id, body.node)
@@ -94,7 +98,6 @@ def provision(db: DB, state: State, p: Technician, body: NodeIn) -> Credentials:
     db.flush()
     db.refresh(node)
     push_config(db, node, force=True)
-    state.accounts.set_node(pole.id, body.node, pw_hash)
     audit(
         db,
         p,
@@ -104,14 +107,34 @@ def provision(db: DB, state: State, p: Technician, body: NodeIn) -> Credentials:
         pole.owner_id,
         hardware_id=body.hardware_id,
         board=body.board,
+        replace=body.replace,
     )
-    return Credentials(
+    out = Credentials(
         node=NodeOut.model_validate(node),
         mqtt_username=username,
         mqtt_password=password,
         update_key=node.update_key,
         broker_url=state.settings.mqtt_url,
     )
+    # The registry first; then wait, holding no write lock, until the broker has the password.
+    db.commit()
+    state.accounts.set_node(pole.id, body.node, pw_hash)
+    return out
+
+
+def refuse_if_in_service(state: AppState, node: Node) -> None:
+    """409 if the node was heard within ``reprovision_guard_s``: new credentials would take a
+    working node off the broker (a second commissioning, or a neighbouring pole's id typed)."""
+    last = max(node.last_seen or 0.0, state.heard.pending((node.pole_id, node.node)) or 0.0)
+    ago = time.time() - last
+    if last and ago < state.settings.reprovision_guard_s:
+        when = dt.datetime.fromtimestamp(last, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+        raise HTTPException(
+            http.HTTP_409_CONFLICT,
+            f"node {node.pole_id}/{node.node} was last heard {max(ago, 0):.0f} s ago "
+            f"({when} UTC) and is in service: provisioning it again would take it off the "
+            "broker; check the pole id, or set replace to replace it on purpose",
+        )
 
 
 @router.get("/{node_id}", response_model=NodeOut, summary="One node")
@@ -122,9 +145,11 @@ def read_node(db: DB, p: Viewer, node_id: IdPath) -> Node:
 @router.delete("/{node_id}", status_code=204, summary="Remove a node; its credentials stop working")
 def remove_node(db: DB, state: State, p: Technician, node_id: IdPath) -> None:
     node = get_node(db, p, node_id)
-    state.accounts.remove_node(node.pole_id, node.node)
-    audit(db, p, "node.remove", "node", f"{node.pole_id}/{node.node}", node.pole.owner_id)
+    pole, name = node.pole_id, node.node
+    audit(db, p, "node.remove", "node", f"{pole}/{name}", node.pole.owner_id)
     db.delete(node)
+    db.commit()  # then wait, holding no write lock, until the broker refuses the node
+    state.accounts.remove_node(pole, name)
 
 
 @router.get(
