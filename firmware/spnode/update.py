@@ -3,8 +3,8 @@
 The controller signs each update command with the node's own key (set at provisioning, in the
 local config as ``update_key``; spnode.updsig.manifest has the exact bytes)::
 
-    sig = HMAC-SHA256(key, "streetpole-fw-v2\\n<id>\\n<pole>/<node>\\n<ts>\\n<expiry>\\n<rollback 0|1>
-                            \\n<version>\\n<size>\\n<sha256>\\n<url>")  # hex
+    sig = HMAC-SHA256(key, "streetpole-fw-v2\\n<id>\\n<pole>/<node>\\n<ts>\\n<expiry>
+                            \\n<rollback 0|1>\\n<version>\\n<size>\\n<sha256>\\n<url>")  # hex
 
 so a spoofed command (from anyone who can publish to the broker) cannot reflash the node, a
 signature for one node is worthless on another, and an old command cannot be replayed (the node
