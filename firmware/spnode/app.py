@@ -26,7 +26,7 @@ import gc
 from protocols.errors import ProtocolError
 from protocols.outgoing import dump
 from spnode import UPDATE_CMD, VERSION, unload
-from spnode.compat import const
+from spnode.compat import const, ticks_diff
 from spnode.flash import exists
 from spnode.health import heap_free
 from spnode.mqtt_client import NotConnected
@@ -102,11 +102,11 @@ class Node:
             inp.noise_dba = self.noise.last_second
         level = self.dimmer.step(clock.now(), ms, inp)
         if self.dimmer.presence_edge and (
-            self._presence_at is None or ms - self._presence_at >= 2000
+            self._presence_at is None or ticks_diff(ms, self._presence_at) >= 2000
         ):
             self._presence_at = ms
             self._presence()
-        dt = ms - self._last_ms
+        dt = ticks_diff(ms, self._last_ms)
         self._last_ms = ms
         if 0 < dt < 60000:
             self._lvl_sum += level * dt
@@ -116,7 +116,7 @@ class Node:
         self.level = level
         last = self._state_level
         moved = last is None or level - last > 0.05 or last - level > 0.05
-        if moved and (self._state_at is None or ms - self._state_at >= 1000):
+        if moved and (self._state_at is None or ticks_diff(ms, self._state_at) >= 1000):
             self._state_due = True
             self._wake.set()
         self.health.control_tick()
@@ -198,7 +198,12 @@ class Node:
         return st
 
     def uptime_s(self):
-        return max(0, (self.clock.ticks_ms() - self._t0) // 1000)
+        """Seconds since boot, summed from ticks differences (one spans at most 6.2 days, so
+        the health task reads it every second)."""
+        ms = self.clock.ticks_ms()
+        self._up_ms += max(0, ticks_diff(ms, self._t0))
+        self._t0 = ms
+        return self._up_ms // 1000
 
     async def _send_one(self):
         """Publish the most urgent pending message; False when nothing is pending."""
@@ -310,7 +315,7 @@ class Node:
     def report_step(self, ms):
         """Close the period if it has run out (checked every 500 ms, so a new
         report_period_s takes effect at once)."""
-        if ms - self._rep_start < self.period_s * 1000:
+        if ticks_diff(ms, self._rep_start) < self.period_s * 1000:
             return
         self._rep_start = ms
         self.report()
@@ -451,7 +456,8 @@ class Node:
     def health_step(self):
         up = self.updater
         self.health.feed()
-        if up is not None and up.trial_expired(self.uptime_s()):
+        uptime = self.uptime_s()
+        if up is not None and up.trial_expired(uptime):
             up.rollback("not healthy within %d s" % up.trial_s)
             self.stop("reboot")
         if self.health.starved and self.health.starved != "no MQTT round trip":

@@ -118,7 +118,8 @@ def init(
     self._state_at = None
     self._state_level = None
     self._confirmed = False
-    self._t0 = clock.ticks_ms()
+    self._t0 = clock.ticks_ms()  # ticks when uptime was last summed (Node.uptime_s)
+    self._up_ms = 0
     self._presence_at = None
     self._detections = 0
     self._lvl_sum = 0.0
