@@ -301,7 +301,7 @@ class Node:
     def sense_step(self):
         ms = self.clock.ticks_ms()
         if self.pm is not None:
-            self.pm.step(int(self.clock.now()))
+            self.pm.step(int(self.clock.now()), ms)
         if self.lamp is not None:
             fault = self.lamp.check(ms)
             self._alarm("lampFailure", fault is not None, fault, "lamp")

@@ -4,35 +4,43 @@ Node logic imports `ticks_ms`, `ticks_diff`, `ticks_add` and `const` from here i
 `time`/`micropython`, so the same module runs on the node and in the simulator. (Nothing more:
 the drivers import it too, and a driver's check on the node must not pull in asyncio.)
 
-Ticks wrap at ``TICKS_PERIOD`` (2**30 ms, 12.4 days) on both: on the ESP32 that is the port's
-own ``time.ticks_ms``; on CPython the same arithmetic is written out here, so a raw subtraction
-of two ticks breaks in the simulator and the CPython tests as it would on the node after 12.4
-days. Every interval goes through ``ticks_diff``/``ticks_add``. ``set_ticks_offset`` moves
-CPython's ticks (a test starts them a few minutes before the wrap).
+Ticks wrap at ``TICKS_PERIOD`` (2**30 ms, 12.4 days) everywhere. The ESP32's ``time.ticks_ms``
+does; MicroPython's 64-bit unix port (the tests') wraps at 2**62 and CPython not at all, so for
+those the same arithmetic is written out here, and a raw subtraction of two ticks breaks in the
+simulator and the tests as it would on the node after 12.4 days. Every interval goes through
+``ticks_diff``/``ticks_add``. ``set_ticks_offset`` moves those ticks (a test starts them a few
+minutes before the wrap).
 """
 
 import sys
+import time
 
 MICROPYTHON = sys.implementation.name == "micropython"
-TICKS_PERIOD = 1 << 30  # MicroPython's ticks_ms wraps at 2**30
+TICKS_PERIOD = 1 << 30
 _MASK = TICKS_PERIOD - 1
 _HALF = TICKS_PERIOD // 2
 
 if MICROPYTHON:
-    import time
-
     from micropython import const
 
+    _NATIVE = time.ticks_add(_MASK, 1) == 0  # the port's own ticks wrap at 2**30 (the ESP32)
+    _raw_ms = time.ticks_ms
+else:
+    _NATIVE = False
+
+    def const(x):
+        return x
+
+    def _raw_ms():
+        return int(time.monotonic() * 1000)
+
+
+if _NATIVE:
     ticks_ms = time.ticks_ms
     ticks_diff = time.ticks_diff
     ticks_add = time.ticks_add
 else:
-    import time
-
     _offset = 0
-
-    def const(x):
-        return x
 
     def set_ticks_offset(ms):
         """Add ``ms`` to what ``ticks_ms`` reads from now on (tests: to cross the wrap)."""
@@ -40,7 +48,7 @@ else:
         _offset = ms
 
     def ticks_ms():
-        return (int(time.monotonic() * 1000) + _offset) & _MASK
+        return (_raw_ms() + _offset) & _MASK
 
     def ticks_diff(a, b):
         """a - b for ticks, correct across the wrap (as MicroPython's time.ticks_diff)."""
@@ -50,11 +58,4 @@ else:
         return (a + b) & _MASK
 
 
-__all__ = [
-    "MICROPYTHON",
-    "TICKS_PERIOD",
-    "const",
-    "ticks_add",
-    "ticks_diff",
-    "ticks_ms",
-]
+__all__ = ["MICROPYTHON", "TICKS_PERIOD", "const", "ticks_add", "ticks_diff", "ticks_ms"]
