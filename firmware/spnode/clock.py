@@ -126,4 +126,3 @@ class ScaledClock:
 
     def sleep_ms(self, ms):
         return asyncio.sleep(ms / self.speed / 1000)
-
