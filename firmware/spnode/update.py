@@ -51,10 +51,12 @@ from spnode.updsig import (  # noqa: F401  (sign, hmac_sha256, ...: for the cont
     accept,
     compare_digest,
     hmac_sha256,
+    load_seen,
     manifest,
+    save_seen,
     sign,
-    staged,
     verify_command,
+    version_key,
 )
 
 MAGIC = b"SPA1"
@@ -159,6 +161,16 @@ class Unpacker:
             self._f = None
         if not self.done or self._buf:
             raise UpdateError("archive: truncated")
+
+
+def staged(data_dir, version):
+    """Raise the highest version this node has taken (spnode.updsig.check_fresh): from now on
+    one not above it needs a signed rollback. Here, not in updsig, since only a download that
+    staged an image needs it."""
+    seen = load_seen(data_dir)
+    if (version_key(seen.get("v")) or ()) < (version_key(version) or ()):
+        seen["v"] = version
+        save_seen(data_dir, seen)
 
 
 # ---- files ------------------------------------------------------------------------------

@@ -147,12 +147,3 @@ def accept(cmd, key, target, now, running, data_dir):
     check_fresh(cmd, now, running, seen)
     seen["ts"], seen["id"] = cmd["ts"], cmd["id"]
     save_seen(data_dir, seen)
-
-
-def staged(data_dir, version):
-    """Raise the highest version this node has taken: from now on one not above it needs a
-    signed rollback."""
-    seen = load_seen(data_dir)
-    if (version_key(seen.get("v")) or ()) < (version_key(version) or ()):
-        seen["v"] = version
-        save_seen(data_dir, seen)
