@@ -108,6 +108,8 @@ class Node:
             self._presence()
         dt = ticks_diff(ms, self._last_ms)
         self._last_ms = ms
+        if dt > 0:
+            self._up_ms += dt
         if 0 < dt < 60000:
             self._lvl_sum += level * dt
             self._lvl_ms += dt
@@ -198,11 +200,6 @@ class Node:
         return st
 
     def uptime_s(self):
-        """Seconds since boot, summed from ticks differences (one spans at most 6.2 days, so
-        the health task reads it every second)."""
-        ms = self.clock.ticks_ms()
-        self._up_ms += max(0, ticks_diff(ms, self._t0))
-        self._t0 = ms
         return self._up_ms // 1000
 
     async def _send_one(self):
@@ -456,8 +453,7 @@ class Node:
     def health_step(self):
         up = self.updater
         self.health.feed()
-        uptime = self.uptime_s()
-        if up is not None and up.trial_expired(uptime):
+        if up is not None and up.trial_expired(self.uptime_s()):
             up.rollback("not healthy within %d s" % up.trial_s)
             self.stop("reboot")
         if self.health.starved and self.health.starved != "no MQTT round trip":

@@ -8,47 +8,46 @@ Ticks wrap at ``TICKS_PERIOD`` (2**30 ms, 12.4 days) everywhere. The ESP32's ``t
 does; MicroPython's 64-bit unix port (the tests') wraps at 2**62 and CPython not at all, so for
 those the same arithmetic is written out here, and a raw subtraction of two ticks breaks in the
 simulator and the tests as it would on the node after 12.4 days. Every interval goes through
-``ticks_diff``/``ticks_add``. ``set_ticks_offset`` moves those ticks (a test starts them a few
-minutes before the wrap).
+``ticks_diff``/``ticks_add``. On CPython ``set_ticks_offset`` moves the ticks (a test starts
+them a few minutes before the wrap; on MicroPython tests use ``ScaledClock(ticks0=...)``).
 """
 
 import sys
 import time
 
-MICROPYTHON = sys.implementation.name == "micropython"
-TICKS_PERIOD = 1 << 30
-_MASK = TICKS_PERIOD - 1
-_HALF = TICKS_PERIOD // 2
-
-if MICROPYTHON:
+try:
     from micropython import const
-
-    _NATIVE = time.ticks_add(_MASK, 1) == 0  # the port's own ticks wrap at 2**30 (the ESP32)
-    _raw_ms = time.ticks_ms
-else:
-    _NATIVE = False
+except ImportError:
 
     def const(x):
         return x
 
-    def _raw_ms():
-        return int(time.monotonic() * 1000)
 
+MICROPYTHON = sys.implementation.name == "micropython"
+TICKS_PERIOD = const(0x40000000)  # 2**30
+_MASK = const(0x3FFFFFFF)
+_HALF = const(0x20000000)
 
-if _NATIVE:
+if MICROPYTHON and time.ticks_add(_MASK, 1) == 0:  # the port's own ticks wrap at 2**30: ESP32
     ticks_ms = time.ticks_ms
     ticks_diff = time.ticks_diff
     ticks_add = time.ticks_add
 else:
-    _offset = 0
+    if MICROPYTHON:  # the 64-bit unix port
 
-    def set_ticks_offset(ms):
-        """Add ``ms`` to what ``ticks_ms`` reads from now on (tests: to cross the wrap)."""
-        global _offset
-        _offset = ms
+        def ticks_ms():
+            return time.ticks_ms() & _MASK
 
-    def ticks_ms():
-        return (_raw_ms() + _offset) & _MASK
+    else:
+        _offset = 0
+
+        def set_ticks_offset(ms):
+            """Add ``ms`` to what ``ticks_ms`` reads from now on (tests: to cross the wrap)."""
+            global _offset
+            _offset = ms
+
+        def ticks_ms():
+            return (int(time.monotonic() * 1000) + _offset) & _MASK
 
     def ticks_diff(a, b):
         """a - b for ticks, correct across the wrap (as MicroPython's time.ticks_diff)."""
