@@ -44,6 +44,7 @@ from controller.registry.models import (
 )
 from controller.registry.scope import distance_m
 from protocols import codec, topics
+from spnode import updsig
 
 log = logging.getLogger("streetpole.fleet")
 
@@ -75,7 +76,6 @@ DUSK_TO_DAWN: dict[str, Any] = {
     },
     "default_program": "dusk-to-dawn",
 }
-UPDATE_DOMAIN = "streetpole-fw-v1"
 
 
 def outbox(db: Session) -> list[tuple[str, dict[str, Any], bool]]:
@@ -217,6 +217,8 @@ def issue_command(
     campaign_id: int | None = None,
 ) -> Command:
     cmd = {"id": new_id("c"), "ts": int(time.time()), "cmd": kind, **(fields or {})}
+    if kind == "update":
+        cmd["sig"] = update_signature(node, cmd)
     codec.check("cmd", cmd)
     row = Command(
         id=cmd["id"],
@@ -232,21 +234,34 @@ def issue_command(
     return row
 
 
-def update_signature(key_hex: str, version: str, size: int, sha256: str, url: str) -> str:
-    """What the firmware checks before it downloads anything (firmware/spnode/update.py)."""
-    manifest = f"{UPDATE_DOMAIN}\n{version}\n{size}\n{sha256}\n{url}".encode()
-    return hmac.new(bytes.fromhex(key_hex), manifest, hashlib.sha256).hexdigest()
+def update_signature(node: Node, cmd: dict[str, Any]) -> str:
+    """What the firmware checks before it takes an update (spnode.updsig: the manifest binds
+    the command's id, this node, issue time, expiry, rollback flag and the image)."""
+    target = f"{node.pole_id}/{node.node}"
+    manifest = updsig.manifest(cmd, target)
+    return hmac.new(bytes.fromhex(node.update_key), manifest, hashlib.sha256).hexdigest()
 
 
-def update_command(db: Session, node: Node, pkg: FirmwarePackage, who: str, cid: int) -> Command:
-    sig = update_signature(node.update_key, pkg.version, pkg.size, pkg.sha256, pkg.url)
-    fields = {
+def update_command(
+    db: Session,
+    node: Node,
+    pkg: FirmwarePackage,
+    who: str,
+    cid: int | None,
+    valid_s: int,
+    rollback: bool = False,
+) -> Command:
+    """A signed update to ``pkg``, which the node takes until ``valid_s`` from now; a node
+    refuses a version not above the highest it has taken unless ``rollback`` is signed in."""
+    fields: dict[str, Any] = {
         "url": pkg.url,
         "version": pkg.version,
         "size": pkg.size,
         "sha256": pkg.sha256,
-        "sig": sig,
+        "expiry": int(time.time()) + valid_s,
     }
+    if rollback:
+        fields["rollback"] = True
     return issue_command(db, node, "update", who, fields, campaign_id=cid)
 
 
@@ -535,7 +550,8 @@ def campaign_tick(db: Session, campaign: Campaign, now: float) -> int:
         node = db.get(Node, cn.node_id)
         if node is None:
             continue
-        cmd = update_command(db, node, pkg, campaign.created_by, campaign.id)
+        # valid as long as the campaign waits for this node's answer
+        cmd = update_command(db, node, pkg, campaign.created_by, campaign.id, campaign.timeout_s)
         cn.command_id, cn.dispatched_at, cn.updated_at = cmd.id, now, now
         issued += 1
     return issued

@@ -316,11 +316,16 @@ def cmd():
                 "size": _int(1, 16777216),
                 "sha256": _str(64, 64, "^[0-9a-f]*$"),
                 "sig": _str(64, 64, "^[0-9a-f]*$"),
+                "rollback": {"type": "boolean"},
             },
             ("id", "ts", "cmd"),
             allOf=[
                 _when("cmd", "override", {"required": ["level"]}),
-                _when("cmd", "update", {"required": ["url", "version", "size", "sha256", "sig"]}),
+                _when(
+                    "cmd",
+                    "update",
+                    {"required": ["url", "version", "size", "sha256", "expiry", "sig"]},
+                ),
             ],
         ),
     )

@@ -46,6 +46,7 @@ from spnode import health as _health
 from spnode.app import Node
 from spnode.board.sim import SimBoard, SimPin, SimPWM
 from spnode.board.simbus import SimI2C
+from spnode.compat import TICKS_PERIOD, ticks_add
 from spnode.drivers import sps30 as _sps30
 from spnode.mqtt_client import NotConnected
 from spnode.sim import devices as _devices
@@ -198,6 +199,11 @@ class FastBoard(SimBoard):  # type: ignore[misc]
         return self._get("i2c", name, lambda c: FastI2C())
 
 
+# The nodes' ticks start ten simulated minutes before they wrap (as an ESP32's do after 12.4
+# days), so every run crosses the wrap and a raw subtraction of ticks shows at once.
+TICKS_START = TICKS_PERIOD - 10 * 60_000
+
+
 class StreetClock:
     """Simulated time, shared by the street: the ticker sets ``t``; nodes read it through their
     own ``NodeClock`` (which may be skewed). Sleeps are real time divided by the speed."""
@@ -211,7 +217,8 @@ class StreetClock:
         self.synced = True
 
     def ticks_ms(self) -> int:
-        return self.ms
+        ticks: int = (TICKS_START + self.ms) % TICKS_PERIOD
+        return ticks
 
     def now(self) -> float:
         return self.t
@@ -231,7 +238,7 @@ class NodeClock:
         self.synced = True
 
     def ticks_ms(self) -> int:
-        return self.base.ms
+        return self.base.ticks_ms()
 
     def now(self) -> float:
         return self.base.t + self.skew
@@ -455,7 +462,8 @@ class VirtualPole:
             node.start()
             if self.report_phase and self.stats.boots == 1:
                 # as if the node had booted report_phase of a period before the street started
-                node._rep_start -= int(self.report_phase * node.period_s * 1000)
+                ahead = int(self.report_phase * node.period_s * 1000)
+                node._rep_start = ticks_add(node._rep_start, -ahead)
             self.up = True
             stopped = asyncio.ensure_future(node._stop.wait())
             cut = asyncio.ensure_future(self.cut.wait())
@@ -876,8 +884,9 @@ class Street:
                 sense_step()
             except Exception as e:
                 print("sensing:", repr(e))
+        ticks = clock.ticks_ms()
         for report_step in calls.report[k % 5]:
-            report_step(ms)
+            report_step(ticks)
         if self._waiting:
             self._check_waits(t)
         if t - self._sample_at >= SAMPLE_S:

@@ -312,10 +312,10 @@ def test_campaign_halts_by_itself_past_its_failure_threshold(anon: tuple[Api, Br
                     continue
                 pole = topic.split("/")[2]
                 # the command is signed with this node's own key, as the firmware checks it
-                update.verify_command(cmd, bytes.fromhex(keys[pole]))
+                update.verify_command(cmd, bytes.fromhex(keys[pole]), f"{pole}/n1")
                 with pytest.raises(update.UpdateError):
                     update.verify_command(
-                        cmd, bytes.fromhex(keys["P007" if pole != "P007" else "P000"])
+                        cmd, bytes.fromhex(keys["P007" if pole != "P007" else "P000"]), f"{pole}/n1"
                     )
                 answered.add(cmd["id"])
                 tap.c.publish(

@@ -145,11 +145,15 @@ class FirmwareServer:
         self.httpd.shutdown()
 
 
-def update_cmd(ident: str, url: str, archive: bytes, key: bytes) -> dict[str, Any]:
-    cmd: dict[str, Any] = {"id": ident, "ts": int(time.time()), "cmd": "update", "url": url,
+def update_cmd(
+    ident: str, url: str, archive: bytes, key: bytes, target: str, **over: Any
+) -> dict[str, Any]:
+    now = int(time.time())
+    cmd: dict[str, Any] = {"id": ident, "ts": now, "cmd": "update", "url": url,
                            "version": "0.2.0", "size": len(archive),
-                           "sha256": hashlib.sha256(archive).hexdigest()}  # fmt: skip
-    cmd["sig"] = sign(cmd, key)
+                           "sha256": hashlib.sha256(archive).hexdigest(), "expiry": now + 600,
+                           **over}  # fmt: skip
+    cmd["sig"] = sign(cmd, key, target)
     return cmd
 
 
@@ -251,21 +255,37 @@ def test_whole_firmware_on_micropython(pbroker: Broker, node_rom: Path, tmp_path
         # updates: a spoofed signature is refused before anything is kept or downloaded
         archive = pack([("spnode/hello.py", b"print('hi')\n")])
         fw.payload = archive
-        spoofed = update_cmd("up-1", fw.url, archive, b"\x01" * 32)
+        me = f"{pole}/n1"
+        spoofed = update_cmd("up-1", fw.url, archive, b"\x01" * 32, me)
         obs.publish(topics.CMD, spoofed)
         ack = obs.wait("update up-1 refused", lambda: obs.ack("up-1"))
         assert (ack["status"], ack["reason"]) == ("rejected", "sig: signature does not match")
+        # replays and forgeries with the right key: each refused with its reason, nothing kept
+        t0 = int(time.time())
+        attacks = {
+            "up-a": (update_cmd("up-a", fw.url, archive, KEY, pole + "x/n1"), "sig: signature"),
+            "up-b": (dict(update_cmd("up-z", fw.url, archive, KEY, me), id="up-b"), "sig: sig"),
+            "up-c": (update_cmd("up-c", fw.url, archive, KEY, me, expiry=t0 - 1), "expiry: "),
+            "up-d": (update_cmd("up-d", fw.url, archive, KEY, me, version="0.0.9"), "version: "),
+        }
+        for forged, _ in attacks.values():
+            obs.publish(topics.CMD, forged)
+        for ident, (_, reason) in attacks.items():
+            ack = obs.wait(f"update {ident} refused", lambda i=ident: obs.ack(i))
+            assert ack["status"] == "rejected" and ack["reason"].startswith(reason), ack
         assert not (flash / "update.cmd").exists()
 
         boots = 1
+        sent: dict[str, dict[str, Any]] = {}
 
-        def update(ident: str) -> dict[str, Any]:
+        def update(ident: str, **over: Any) -> dict[str, Any]:
             """Send an authentic update: accepted, the node reboots, and the next boot downloads
             it; the final ack. A boot whose download ran out of heap reboots to try again
             (docs/firmware.md, "The margin at 96 KiB"): the runner is started again, as a board
             resets, at most twice."""
             nonlocal node, boots
-            obs.publish(topics.CMD, update_cmd(ident, fw.url, archive, KEY))
+            sent[ident] = update_cmd(ident, fw.url, archive, KEY, me, **over)
+            obs.publish(topics.CMD, sent[ident])
             ack = obs.wait(f"update {ident} accepted", lambda: obs.ack(ident))
             assert ack["status"] == "accepted", ack
             for _ in range(3):
@@ -293,6 +313,12 @@ def test_whole_firmware_on_micropython(pbroker: Broker, node_rom: Path, tmp_path
             "failed",
         ]
         assert not (flash / "app.new").exists() and not (flash / "update.cmd").exists()
+        # the same command again (it failed, and was accepted once): refused as a replay
+        obs.publish(topics.CMD, dict(sent["up-2"], id="up-2"))
+        obs.wait("up-2 refused", lambda: [a for a in obs.messages("ack") if a["id"] == "up-2"
+                                          and a["status"] == "rejected"])  # fmt: skip
+        rej = [a for a in obs.messages("ack") if a["id"] == "up-2"][-1]
+        assert rej["reason"].startswith("ts: not newer"), rej
 
         # reboot: acknowledged, then the node ends its run
         obs.publish(topics.CMD, {"id": "rb-1", "ts": int(time.time()), "cmd": "reboot"})
@@ -309,6 +335,17 @@ def test_whole_firmware_on_micropython(pbroker: Broker, node_rom: Path, tmp_path
         ends(node, "reboot")
         assert (flash / "app.new" / "spnode" / "hello.py").read_bytes() == b"print('hi')\n"
         assert json.loads((flash / "update.json").read_text())["staged"] == "0.2.0"
+        assert json.loads((flash / "update.seen").read_text())["v"] == "0.2.0"
+
+        # 0.2.0 is now the highest it took: 0.2.0 again is refused, a signed rollback is taken
+        node, boots = boot(), boots + 1
+        obs.wait(f"boot {boots} online", lambda: obs.states(status="online", boot=boots))
+        obs.publish(topics.CMD, update_cmd("up-4", fw.url, archive, KEY, me))
+        ack = obs.wait("up-4 refused", lambda: obs.ack("up-4"))
+        assert ack["reason"].startswith("version: 0.2.0 is not above 0.2.0"), ack
+        obs.publish(topics.CMD, update_cmd("up-5", fw.url, archive, KEY, me, rollback=True))
+        assert obs.wait("rollback accepted", lambda: obs.ack("up-5"))["status"] == "accepted"
+        ends(node, "reboot")
     finally:
         if node.poll() is None:
             node.kill()

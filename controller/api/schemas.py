@@ -333,11 +333,17 @@ class OverrideIn(BaseModel):
         return self
 
 
+def _unsigned(payload: dict[str, Any]) -> dict[str, Any]:
+    """A command as the API shows it: without the signature of an update, which is of use to
+    nobody but the node it was sent to."""
+    return {k: v for k, v in payload.items() if k != "sig"}
+
+
 class CommandOut(Out):
     id: str
     node_id: int
     kind: str
-    payload: dict[str, Any]
+    payload: Annotated[dict[str, Any], AfterValidator(_unsigned)]
     status: str
     reason: str | None
     result: dict[str, Any] | None
@@ -366,6 +372,10 @@ class OverrideOut(Out):
 
 class CommandIn(BaseModel):
     cmd: Literal["reboot", "selftest", "revert"]
+
+
+class RollbackIn(BaseModel):
+    package_id: DbId
 
 
 # ---- firmware ------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ import gc
 from protocols.errors import ProtocolError
 from protocols.outgoing import dump
 from spnode import UPDATE_CMD, VERSION, unload
-from spnode.compat import const
+from spnode.compat import const, ticks_diff
 from spnode.flash import exists
 from spnode.health import heap_free
 from spnode.mqtt_client import NotConnected
@@ -102,12 +102,14 @@ class Node:
             inp.noise_dba = self.noise.last_second
         level = self.dimmer.step(clock.now(), ms, inp)
         if self.dimmer.presence_edge and (
-            self._presence_at is None or ms - self._presence_at >= 2000
+            self._presence_at is None or ticks_diff(ms, self._presence_at) >= 2000
         ):
             self._presence_at = ms
             self._presence()
-        dt = ms - self._last_ms
+        dt = ticks_diff(ms, self._last_ms)
         self._last_ms = ms
+        if dt > 0:
+            self._up_ms += dt
         if 0 < dt < 60000:
             self._lvl_sum += level * dt
             self._lvl_ms += dt
@@ -116,7 +118,7 @@ class Node:
         self.level = level
         last = self._state_level
         moved = last is None or level - last > 0.05 or last - level > 0.05
-        if moved and (self._state_at is None or ms - self._state_at >= 1000):
+        if moved and (self._state_at is None or ticks_diff(ms, self._state_at) >= 1000):
             self._state_due = True
             self._wake.set()
         self.health.control_tick()
@@ -198,7 +200,7 @@ class Node:
         return st
 
     def uptime_s(self):
-        return max(0, (self.clock.ticks_ms() - self._t0) // 1000)
+        return self._up_ms // 1000
 
     async def _send_one(self):
         """Publish the most urgent pending message; False when nothing is pending."""
@@ -296,7 +298,7 @@ class Node:
     def sense_step(self):
         ms = self.clock.ticks_ms()
         if self.pm is not None:
-            self.pm.step(int(self.clock.now()))
+            self.pm.step(int(self.clock.now()), ms)
         if self.lamp is not None:
             fault = self.lamp.check(ms)
             self._alarm("lampFailure", fault is not None, fault, "lamp")
@@ -310,7 +312,7 @@ class Node:
     def report_step(self, ms):
         """Close the period if it has run out (checked every 500 ms, so a new
         report_period_s takes effect at once)."""
-        if ms - self._rep_start < self.period_s * 1000:
+        if ticks_diff(ms, self._rep_start) < self.period_s * 1000:
             return
         self._rep_start = ms
         self.report()

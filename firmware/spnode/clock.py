@@ -20,7 +20,7 @@ import socket
 import struct
 import time
 
-from spnode.compat import ticks_diff, ticks_ms
+from spnode.compat import TICKS_PERIOD, ticks_diff, ticks_ms
 
 TS_VALID_AFTER = 1577836800  # 2020-01-01: before this the clock was never set
 NTP_DELTA = 2208988800  # seconds from 1900-01-01 (NTP era 0) to 1970-01-01
@@ -66,7 +66,7 @@ class Clock:
                     data = sock.recv(48)
                     break
                 except OSError:  # EAGAIN: nothing yet
-                    if ticks_ms() - start > timeout_ms:
+                    if ticks_diff(ticks_ms(), start) > timeout_ms:
                         raise
                     await asyncio.sleep(0.05)
             ntp = parse_ntp_reply(data)
@@ -99,10 +99,12 @@ class ScaledClock:
     """A clock running ``speed`` times faster than real time, from ``start`` (UTC seconds; now by
     default): the simulator and the tests run a node's reporting periods, ramps and holds in a
     fraction of the time. The node sleeps through ``sleep_ms``, so its tasks speed up together;
-    network timeouts stay real. Always valid (the simulated street has a time server)."""
+    network timeouts stay real. Always valid (the simulated street has a time server). Its ticks
+    start at ``ticks0`` and wrap as the node's do (a test starts them just before the wrap)."""
 
-    def __init__(self, speed=1.0, start=None):
+    def __init__(self, speed=1.0, start=None, ticks0=0):
         self.speed = speed
+        self.ticks0 = ticks0
         self._last = ticks_ms()
         self._real_ms = 0  # real milliseconds since start, accumulated (ticks wrap on the node)
         self._start = time.time() + _EPOCH_OFFSET if start is None else start
@@ -116,13 +118,11 @@ class ScaledClock:
         return self._real_ms * self.speed
 
     def ticks_ms(self):
-        return int(self._elapsed_ms()) & 0x3FFFFFFF if _WRAP else int(self._elapsed_ms())
+        # a ticks value made from the run's length, which may pass ticks_add's range
+        return (self.ticks0 + int(self._elapsed_ms())) % TICKS_PERIOD
 
     def now(self):
         return self._start + self._elapsed_ms() / 1000
 
     def sleep_ms(self, ms):
         return asyncio.sleep(ms / self.speed / 1000)
-
-
-_WRAP = hasattr(time, "ticks_diff")  # MicroPython: ticks wrap at 2**30 and ticks_diff expects it

@@ -61,24 +61,30 @@ async def _cmd(node, payload):
     elif kind == "update":
         new = _new("spnode.updsig")
         try:
-            from spnode.updsig import UpdateError, verify_command
+            from spnode import updsig
 
-            try:  # first, so a spoofed command loads nothing more
-                verify_command(cmd, node.local.update_key)
+            try:
                 if node.data_dir is None:
-                    raise UpdateError("update: no flash storage on this node")
-                if cmd["version"] == node.fw:
-                    raise UpdateError("version: %s is already running" % cmd["version"])
-            except UpdateError as e:
+                    raise updsig.UpdateError("update: no flash storage on this node")
+                now = node.clock.now() if node.clock.valid else None
+                updsig.accept(
+                    cmd, node.local.update_key, _target(node), now, node.fw, node.data_dir
+                )
+            except updsig.UpdateError as e:
                 node._ack(ident, "cmd", "rejected", str(e))
                 return
         finally:
-            verify_command = UpdateError = None
+            updsig = None
             unload(*new)
         _save(node, cmd, 0)
         node._ack(ident, "cmd", "accepted")
         await node._flush()
         node.stop("reboot")  # the download runs at the next boot: see boot_update
+
+
+def _target(node):
+    """What an update command's signature names as its target (spnode.updsig.manifest)."""
+    return node.local.pole + "/" + node.local.node
 
 
 def _new(*names):
@@ -126,7 +132,7 @@ async def boot_update(node):
     while not _online(node) and waited < WIFI_WAIT_MS:
         await node._sleep(500)
         waited += 500
-    new = _new("spnode.update", "spnode.httpget")
+    new = _new("spnode.update", "spnode.updsig", "spnode.httpget")
     short = False  # every try ran out of heap
     try:
         # the code, the connection and the image's buffers go into one piece of free heap, not
@@ -182,7 +188,7 @@ async def _download(node, cmd):
     if up is None:
         up = update.Updater(node.data_dir, version=node.fw)  # not kept: not on probation
     try:
-        inst = up.begin(cmd, node.local.update_key)
+        inst = up.begin(cmd, node.local.update_key, _target(node))
     except update.UpdateError as e:
         return None, str(e)
     gc.collect()
@@ -197,6 +203,7 @@ async def _download(node, cmd):
                     raise update.UpdateError(why) from None
                 await node._sleep(2000 << attempt)
         inst.finish()
+        update.staged(node.data_dir, cmd["version"])
     except Exception as e:
         inst.abort()
         if isinstance(e, MemoryError):

@@ -118,12 +118,12 @@ def init(
     self._state_at = None
     self._state_level = None
     self._confirmed = False
-    self._t0 = clock.ticks_ms()
+    self._up_ms = 0  # summed by control_step: one ticks difference spans at most 6.2 days
     self._presence_at = None
     self._detections = 0
     self._lvl_sum = 0.0
     self._lvl_ms = 0
-    self._last_ms = self._t0
+    self._last_ms = clock.ticks_ms()
     self._energy0 = 0.0
     self._dropped_seen = 0
     self._alarms = {}

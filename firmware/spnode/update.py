@@ -1,12 +1,14 @@
 """Firmware update: authenticate, download, verify, stage, swap at boot, confirm or roll back.
 
 The controller signs each update command with the node's own key (set at provisioning, in the
-local config as ``update_key``)::
+local config as ``update_key``; spnode.updsig.manifest has the exact bytes)::
 
-    sig = HMAC-SHA256(key, "streetpole-fw-v1\\n<version>\\n<size>\\n<sha256>\\n<url>")  # hex
+    sig = HMAC-SHA256(key, "streetpole-fw-v2\\n<id>\\n<pole>/<node>\\n<ts>\\n<expiry>
+                            \\n<rollback 0|1>\\n<version>\\n<size>\\n<sha256>\\n<url>")  # hex
 
-so a spoofed command (from anyone who can publish to the broker) cannot reflash the node, and a
-signature for one node is worthless on another. ``sha256`` and ``size`` then bind the bytes.
+so a spoofed command (from anyone who can publish to the broker) cannot reflash the node, a
+signature for one node is worthless on another, and an old command cannot be replayed (the node
+keeps what it accepted: spnode.updsig.check_fresh). ``sha256`` and ``size`` then bind the bytes.
 
 The payload is a tiny archive of the application's files (the .mpy tree), ``SPA1``::
 
@@ -46,11 +48,15 @@ from spnode.flash import write_atomic
 # authentication is its own module, so that refusing a spoofed command loads only that one
 from spnode.updsig import (  # noqa: F401  (sign, hmac_sha256, ...: for the controller and tests)
     UpdateError,
+    accept,
     compare_digest,
     hmac_sha256,
+    load_seen,
     manifest,
+    save_seen,
     sign,
     verify_command,
+    version_key,
 )
 
 MAGIC = b"SPA1"
@@ -155,6 +161,16 @@ class Unpacker:
             self._f = None
         if not self.done or self._buf:
             raise UpdateError("archive: truncated")
+
+
+def staged(data_dir, version):
+    """Raise the highest version this node has taken (spnode.updsig.check_fresh): from now on
+    one not above it needs a signed rollback. Here, not in updsig, since only a download that
+    staged an image needs it."""
+    seen = load_seen(data_dir)
+    if (version_key(seen.get("v")) or ()) < (version_key(version) or ()):
+        seen["v"] = version
+        save_seen(data_dir, seen)
 
 
 # ---- files ------------------------------------------------------------------------------
@@ -273,23 +289,24 @@ class Updater:
         return self.state()["safe"]
 
     # download and stage
-    def begin(self, cmd, key):
-        """Authenticate an update command and open the staging area; returns an ``Install``
-        to ``feed`` the downloaded bytes into and ``finish``. Raises UpdateError (bad
-        signature, version already running) before anything is downloaded or written."""
-        verify_command(cmd, key)
+    def begin(self, cmd, key, target):
+        """Authenticate an update command for ``target`` ("<pole>/<node>") and open the staging
+        area; returns an ``Install`` to ``feed`` the downloaded bytes into and ``finish``.
+        Raises UpdateError (bad signature, version already running) before anything is
+        downloaded or written. (Expiry and replay were checked when the command came in.)"""
+        verify_command(cmd, key, target)
         if cmd["version"] == self.state()["version"]:
             raise UpdateError("version: %s is already running" % cmd["version"])
         rmtree(self.new)
         os.mkdir(self.new)
         return Install(self, cmd)
 
-    def install(self, cmd, key, fetch, chunk=4096, retries=3):
+    def install(self, cmd, key, target, fetch, chunk=4096, retries=3):
         """Verify an update command, download through ``fetch(url, offset, length) -> bytes``
         (fewer bytes only at the end; b"" past it; OSError is retried), check size and SHA-256,
         and stage it for the next boot. Raises UpdateError with the reason; returns the version.
         (Blocking; the node's main program streams with ``begin``/``feed``/``finish``.)"""
-        inst = self.begin(cmd, key)
+        inst = self.begin(cmd, key, target)
         size = cmd["size"]
         try:
             while inst.got < size:

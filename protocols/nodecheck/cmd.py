@@ -9,7 +9,7 @@ import re
 from protocols.errors import ProtocolError
 from protocols.nodecheck import _eq, _f, _int, _nf, _num, _t
 
-_T = "\u0000must be of type object, got \u0003\u0000id\u0000required field missing\u0000ts\u0000cmd\u0000must be of type string, got \u0003\u0000must be at least 1 characters\u0000must be at most 32 characters\u0000^[A-Za-z0-9][A-Za-z0-9_-]*$\u0000does not match ^[A-Za-z0-9][A-Za-z0-9_-]*$\u0000must be of type integer, got \u0003\u0000must be a finite number\u0000must be >= 1577836800\u0000must be <= 4102444800\u0000\u0003 is not one of override, revert, reboot, selftest, update\u0000level\u0000must be of type number, got \u0003\u0000must be >= 0\u0000must be <= 1\u0000start\u0000expiry\u0000url\u0000must be at least 8 characters\u0000must be at most 256 characters\u0000^https?://\u0000does not match ^https?://\u0000version\u0000size\u0000must be >= 1\u0000must be <= 16777216\u0000sha256\u0000must be at least 64 characters\u0000must be at most 64 characters\u0000^[0-9a-f]*$\u0000does not match ^[0-9a-f]*$\u0000sig\u0000\u0001\u0000unknown field\u0000must be 'override'\u0000must be 'update'"
+_T = "\u0000must be of type object, got \u0003\u0000id\u0000required field missing\u0000ts\u0000cmd\u0000must be of type string, got \u0003\u0000must be at least 1 characters\u0000must be at most 32 characters\u0000^[A-Za-z0-9][A-Za-z0-9_-]*$\u0000does not match ^[A-Za-z0-9][A-Za-z0-9_-]*$\u0000must be of type integer, got \u0003\u0000must be a finite number\u0000must be >= 1577836800\u0000must be <= 4102444800\u0000\u0003 is not one of override, revert, reboot, selftest, update\u0000level\u0000must be of type number, got \u0003\u0000must be >= 0\u0000must be <= 1\u0000start\u0000expiry\u0000url\u0000must be at least 8 characters\u0000must be at most 256 characters\u0000^https?://\u0000does not match ^https?://\u0000version\u0000size\u0000must be >= 1\u0000must be <= 16777216\u0000sha256\u0000must be at least 64 characters\u0000must be at most 64 characters\u0000^[0-9a-f]*$\u0000does not match ^[0-9a-f]*$\u0000sig\u0000rollback\u0000must be of type boolean, got \u0003\u0000\u0001\u0000unknown field\u0000must be 'override'\u0000must be 'update'"
 
 
 def check(m):
@@ -127,8 +127,12 @@ def check(m):
                 _f(_T, 36, 33, None, ())
             if re.search(_t(_T, 34), x12) is None:
                 _f(_T, 36, 35, None, ())
+        elif k1 == "rollback":
+            x13 = m[k1]
+            if not ((x13 is True or x13 is False)):
+                _f(_T, 37, 38, x13, ())
         else:
-            _f(_T, 37, 38, None, (k1, ))
+            _f(_T, 39, 40, None, (k1, ))
     if _num(m):
         if _nf(m):
             _f(_T, 0, 12, None, ())
@@ -137,18 +141,18 @@ def check(m):
             if _nf(m):
                 _f(_T, 0, 12, None, ())
         elif isinstance(m, dict):
-            for k14 in sorted(m):
-                if k14 == "cmd":
-                    x15 = m[k14]
-                    if not _eq(x15, 'override'):
-                        _f(_T, 5, 39, None, ())
-                    if _num(x15):
-                        if _nf(x15):
+            for k15 in sorted(m):
+                if k15 == "cmd":
+                    x16 = m[k15]
+                    if not _eq(x16, 'override'):
+                        _f(_T, 5, 41, None, ())
+                    if _num(x16):
+                        if _nf(x16):
                             _f(_T, 5, 12, None, ())
-        ok13 = True
+        ok14 = True
     except ProtocolError:
-        ok13 = False
-    if ok13:
+        ok14 = False
+    if ok14:
         if _num(m):
             if _nf(m):
                 _f(_T, 0, 12, None, ())
@@ -163,18 +167,18 @@ def check(m):
             if _nf(m):
                 _f(_T, 0, 12, None, ())
         elif isinstance(m, dict):
-            for k17 in sorted(m):
-                if k17 == "cmd":
-                    x18 = m[k17]
-                    if not _eq(x18, 'update'):
-                        _f(_T, 5, 40, None, ())
-                    if _num(x18):
-                        if _nf(x18):
+            for k18 in sorted(m):
+                if k18 == "cmd":
+                    x19 = m[k18]
+                    if not _eq(x19, 'update'):
+                        _f(_T, 5, 42, None, ())
+                    if _num(x19):
+                        if _nf(x19):
                             _f(_T, 5, 12, None, ())
-        ok16 = True
+        ok17 = True
     except ProtocolError:
-        ok16 = False
-    if ok16:
+        ok17 = False
+    if ok17:
         if _num(m):
             if _nf(m):
                 _f(_T, 0, 12, None, ())
@@ -187,5 +191,7 @@ def check(m):
                 _f(_T, 28, 3, None, ())
             if "sha256" not in m:
                 _f(_T, 31, 3, None, ())
+            if "expiry" not in m:
+                _f(_T, 21, 3, None, ())
             if "sig" not in m:
                 _f(_T, 36, 3, None, ())

@@ -10,29 +10,42 @@ rolled-back nodes passes the threshold.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
+import tempfile
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, HTTPException, UploadFile, status
 from fastapi.responses import FileResponse
 from sqlalchemy import func, select
+from starlette.concurrency import run_in_threadpool
 
 from controller.api.auth import DB, IdPath, Operator, Viewer, audit, forbidden, not_found
 from controller.api.deps import State
-from controller.api.schemas import CampaignIn, CampaignNodeOut, CampaignOut, PackageOut
-from controller.fleet import campaign_tick
+from controller.api.schemas import (
+    CampaignIn,
+    CampaignNodeOut,
+    CampaignOut,
+    CommandOut,
+    PackageOut,
+    RollbackIn,
+)
+from controller.fleet import campaign_tick, update_command
 from controller.registry.models import (
     Campaign,
     CampaignNode,
+    Command,
     FirmwarePackage,
     Group,
     GroupPole,
     Node,
 )
+from spnode.update import Unpacker, UpdateError
 
 router = APIRouter(tags=["firmware"])
 MAX_PACKAGE = 4 * 1024 * 1024
+ROLLBACK_VALID_S = 1800  # a rollback command not taken within this is refused by the node
 VERSION = re.compile(r"^[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.]+)?$")
 
 
@@ -64,11 +77,10 @@ async def upload(
         raise HTTPException(
             status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, f"file: larger than {MAX_PACKAGE} bytes"
         )
-    if not data.startswith(b"SPA1"):
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            "file: not a Streetpole application archive (SPA1)",
-        )
+    try:
+        await run_in_threadpool(check_archive, data)
+    except UpdateError as e:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"file: {e}") from None
     folder = state.settings.data_dir / "firmware"
     folder.mkdir(parents=True, exist_ok=True)
     name = f"streetpole-{version}.spa"
@@ -85,6 +97,48 @@ async def upload(
     db.flush()
     audit(db, p, "firmware.upload", "firmware", pkg.version, sha256=pkg.sha256, size=pkg.size)
     return pkg
+
+
+def check_archive(data: bytes) -> int:
+    """Unpack into a scratch directory with the node's own parser (spnode.update.Unpacker),
+    so the controller stores only what a node would take; returns the number of files."""
+    with tempfile.TemporaryDirectory() as scratch:
+        unpacker = Unpacker(scratch)
+        try:
+            unpacker.feed(data)
+            unpacker.close()
+        except UpdateError:
+            with contextlib.suppress(UpdateError):
+                unpacker.close()  # closes the file it was writing; the first error is the one
+            raise
+        files: int = unpacker.files
+        if files == 0:
+            raise UpdateError("archive: holds no files")
+        return files
+
+
+@router.post(
+    "/api/nodes/{node_id}/rollback",
+    response_model=CommandOut,
+    status_code=202,
+    summary="Put an older package on one node (a signed rollback: the node refuses any "
+    "version not above the highest it has taken otherwise)",
+)
+def rollback(db: DB, p: Operator, node_id: IdPath, body: RollbackIn) -> Command:
+    if p.scoped:
+        raise forbidden("firmware is managed by the infrastructure operator")
+    node = db.get(Node, node_id)
+    if node is None:
+        raise not_found("node", node_id)
+    pkg = db.get(FirmwarePackage, body.package_id)
+    if pkg is None:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, f"package_id: no package {body.package_id}"
+        )
+    cmd = update_command(db, node, pkg, p.username, None, ROLLBACK_VALID_S, rollback=True)
+    audit(db, p, "node.rollback", "node", f"{node.pole_id}/{node.node}", node.pole.owner_id,
+          command=cmd.id, version=pkg.version)  # fmt: skip
+    return cmd
 
 
 @router.get("/api/firmware", response_model=list[PackageOut], summary="Firmware packages")

@@ -84,13 +84,11 @@ def provision(db: DB, state: State, p: Technician, body: NodeIn) -> Credentials:
     username = node_username(pole.id, body.node)
     action = "node.reprovision" if node is not None else "node.provision"
     if node is None:
-        node = Node(
-            pole_id=pole.id,
-            node=body.node,
-            mqtt_username=username,
-            update_key=secrets.token_hex(32),
-        )
+        node = Node(pole_id=pole.id, node=body.node, mqtt_username=username)
         db.add(node)
+    # a new key every time: whoever read the old one (a node.json on a replaced board, an old
+    # record) can sign nothing for this node any more
+    node.update_key = secrets.token_hex(32)
     node.hardware_id = body.hardware_id
     node.board = body.board
     node.mqtt_password_hash = pw_hash

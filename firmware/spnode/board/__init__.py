@@ -25,12 +25,3 @@ def open_board(bdef):
     from spnode.board.sim import SimBoard
 
     return SimBoard(bdef)
-
-
-TICKS_PERIOD = 1 << 30  # MicroPython's ticks_ms wraps at 2**30
-_HALF = TICKS_PERIOD // 2
-
-
-def ticks_diff(a, b):
-    """a - b for ticks_ms values, correct across the wrap (as time.ticks_diff)."""
-    return ((a - b + _HALF) & (TICKS_PERIOD - 1)) - _HALF

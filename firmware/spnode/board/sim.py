@@ -13,7 +13,7 @@ Usage::
     board.advance(1000)                              # one simulated second
 """
 
-TICKS_MASK = (1 << 30) - 1
+from spnode.compat import TICKS_PERIOD, ticks_diff
 
 
 class SimPin:
@@ -98,7 +98,7 @@ class SimWDT:
         self.last = self.board.ticks_ms()
 
     def expired(self):
-        return self.board.ticks_ms() - self.last > self.timeout_ms
+        return ticks_diff(self.board.ticks_ms(), self.last) > self.timeout_ms
 
 
 class SimWLAN:
@@ -185,7 +185,7 @@ class SimBoard:
         return b"\x00sim\x00\x01"
 
     def ticks_ms(self):
-        return self.now_ms & TICKS_MASK
+        return self.now_ms % TICKS_PERIOD
 
     def sleep_ms(self, ms):
         self.now_ms += ms

@@ -16,6 +16,8 @@ Usage::
     lamp.check(now_ms)            # None, or "lamp_failure" / "relay_stuck"
 """
 
+from spnode.compat import ticks_diff
+
 FAIL_FRACTION = 0.3  # below this share of the expected current a lit lamp counts as failed
 SETTLE_MS = 3000  # drivers ramp and soft-start: judge the current only after this
 
@@ -50,7 +52,7 @@ class Lamp:
 
     def _accumulate(self, now_ms):
         if self._t is not None:
-            dt = now_ms - self._t
+            dt = ticks_diff(now_ms, self._t)
             if dt > 0:
                 self._wh += self.power_w() * dt / 3600000
         self._t = now_ms
@@ -93,7 +95,7 @@ class Lamp:
         amps = self.current_a()
         if amps is None:
             return None
-        if self._changed is not None and now_ms - self._changed < SETTLE_MS:
+        if self._changed is not None and ticks_diff(now_ms, self._changed) < SETTLE_MS:
             return self.fault
         expected = self.power_w() / self.mains_v
         if self.level > 0 and amps < expected * FAIL_FRACTION:

@@ -17,13 +17,7 @@ Usage::
     n = radar.take()                # count of new presence onsets since the last take()
 """
 
-try:
-    from micropython import const
-except ImportError:
-
-    def const(x):
-        return x
-
+from spnode.compat import const, ticks_diff
 
 _MAX_LEN = const(64)
 _TIMEOUT_MS = const(1000)
@@ -129,8 +123,8 @@ class Ld2410:
                 break
             self.feed(memoryview(self._rx)[:n], now_ms)
         ref = self._last_ms if self._last_ms is not None else self._since_ms
-        if ref is not None and now_ms - ref > self.timeout_ms:
-            self.fault = "no valid frame for %d ms" % (now_ms - ref)
+        if ref is not None and ticks_diff(now_ms, ref) > self.timeout_ms:
+            self.fault = "no valid frame for %d ms" % ticks_diff(now_ms, ref)
             self.state = None
         return self.state
 

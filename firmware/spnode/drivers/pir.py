@@ -13,17 +13,10 @@ Usage::
     n = pir.take()               # detections since the last take()
 """
 
-try:
-    from micropython import const
-except ImportError:
-
-    def const(x):
-        return x
-
+from spnode.compat import const, ticks_diff
 
 IRQ_RISING = const(1)
-_MASK = const(0x3FFFFFFF)
-_HALF = const(0x20000000)
+_MASK = const(0x3FFFFFFF)  # the counter stays a small int (no allocation in the IRQ)
 
 
 class Pir:
@@ -46,7 +39,7 @@ class Pir:
 
     def _irq(self, pin):
         t = self.ticks_ms()
-        if self._armed and ((t - self._last + _HALF) & _MASK) - _HALF < self.debounce_ms:
+        if self._armed and ticks_diff(t, self._last) < self.debounce_ms:
             return
         self._armed = True
         self._last = t

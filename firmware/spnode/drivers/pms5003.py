@@ -14,13 +14,7 @@ Usage::
     pm.fault                        # None, or why there is no value (silence, checksums)
 """
 
-try:
-    from micropython import const
-except ImportError:
-
-    def const(x):
-        return x
-
+from spnode.compat import const, ticks_diff
 
 _FRAME = const(32)
 _CMD_MODE = const(0xE1)  # data 0 passive, 1 active
@@ -141,8 +135,8 @@ class Pms5003:
             v = self.values
             return v[3], v[4], v[5]
         ref = self._last_ms if self._last_ms is not None else self._since_ms
-        if ref is not None and now_ms - ref > self.timeout_ms:
-            self.fault = "no valid frame for %d ms" % (now_ms - ref)
+        if ref is not None and ticks_diff(now_ms, ref) > self.timeout_ms:
+            self.fault = "no valid frame for %d ms" % ticks_diff(now_ms, ref)
         return None
 
     def read_pm(self, now_ms=0):

@@ -11,8 +11,8 @@ Usage::
     from spnode.sensing.pm import PmSampler
 
     s = PmSampler(Sps30(i2c), "pm")         # or Pms5003(uart)
-    s.begin(now_s)                           # fan on
-    s.step(now_s)                            # call about once a second
+    s.begin(now_s, ms)                       # fan on (ms: ticks_ms, for the sensor's silence)
+    s.step(now_s, ms)                        # call about once a second
     readings = s.report(ts, dur, rh=62.0)    # [] (and s.fault) when nothing was measured
 """
 
@@ -50,8 +50,10 @@ class PmSampler:
         )
         self._n = 0
 
-    def begin(self, now_s):
-        """Start the fan (wake-up and start measurement); warm-up counts from here."""
+    def begin(self, now_s, ms=None):
+        """Start the fan (wake-up and start measurement); warm-up counts from here. ``ms``:
+        ticks, which the PMS5003 driver times its silence check with (default ``now_s`` in ms,
+        for tests)."""
         if self.running:
             return
         s = self.sensor
@@ -59,7 +61,7 @@ class PmSampler:
             s.wake()
             ok = s.start()
         else:
-            s.start(now_ms=now_s * 1000)
+            s.start(now_ms=now_s * 1000 if ms is None else ms)
             ok = True
         self.running = True
         self._t0 = now_s
@@ -77,10 +79,10 @@ class PmSampler:
     def warming_up(self, now_s):
         return self._t0 is None or now_s - self._t0 < self.warmup_s
 
-    def step(self, now_s):
+    def step(self, now_s, ms=None):
         """Take one value if the sensor has one and warm-up and cleaning are over."""
         if not self.running:
-            self.begin(now_s)
+            self.begin(now_s, ms)
         if self._clean_until is not None:
             if now_s < self._clean_until:
                 return
@@ -94,7 +96,7 @@ class PmSampler:
         if hasattr(s, "data_ready"):
             v = s.read_pm() if s.data_ready() else None
         else:
-            v = s.read_pm(now_s * 1000)
+            v = s.read_pm(now_s * 1000 if ms is None else ms)
         if v is None:
             if s.fault:
                 self.fault = s.fault
