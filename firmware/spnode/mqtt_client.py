@@ -24,6 +24,9 @@ Design choices:
 - Reconnect uses exponential backoff with jitter, so a street of nodes does not hammer a broker
   that comes back after an outage all in the same second.
 - Every wait has a timeout; a silent connection is declared dead after 1.5 keepalive periods.
+- TLS only with a context that verifies (spnode.tlsctx: the CA from node.json) and the name the
+  broker's certificate must carry; ``ssl=True`` (trust anyone, on MicroPython) is refused. A
+  certificate the node refuses is logged once per reason: nothing is sent to that broker.
 """
 
 import asyncio
@@ -51,6 +54,7 @@ class MQTTClient:
         password=None,
         keepalive=60,
         ssl=None,
+        server_hostname=None,
         will=None,
         clean_session=True,
         on_message=None,
@@ -66,7 +70,10 @@ class MQTTClient:
         self.username = username
         self.password = password
         self.keepalive = keepalive
+        if ssl is True:
+            raise ValueError("ssl: an SSL context that verifies the broker, not True")
         self.ssl = ssl
+        self.server_hostname = server_hostname or host
         self.will = will
         self.clean_session = clean_session
         self.on_message = on_message
@@ -80,6 +87,7 @@ class MQTTClient:
         self.failures = 0  # failed connection attempts in a row
         self.oversized = 0  # received packets dropped for size
         self.last_error = None
+        self.tls_refused = None  # why the broker's certificate was last refused, for the log
         self._subs = {}  # topic filter -> qos, restored on every connect
         self._reader = None
         self._writer = None
@@ -152,6 +160,8 @@ class MQTTClient:
             except Exception as e:  # any failure to connect: wait, then try again
                 self.failures += 1
                 self.last_error = repr(e)
+                if isinstance(e, ValueError) and self.ssl is not None:
+                    self._refused(e)
                 await self._close()
                 jitter = random.getrandbits(16) * delay // 131072  # up to +50%
                 await asyncio.sleep((delay + jitter) / 1000)
@@ -177,9 +187,21 @@ class MQTTClient:
 
     # ---- connection -------------------------------------------------------------------------
 
+    def _refused(self, e):
+        """The broker's certificate was refused (a ValueError from the TLS layer on both
+        interpreters): say why, once per reason, where a technician's console shows it."""
+        why = getattr(e, "verify_message", None) or str(e) or repr(e)
+        why = "certificate refused: " + " ".join(why.split())
+        self.last_error = why
+        if why != self.tls_refused:
+            self.tls_refused = why
+            print("mqtt: broker %s:%d %s" % (self.host, self.port, why))
+
     async def _connect(self):
         if self.ssl is not None:
-            conn = asyncio.open_connection(self.host, self.port, ssl=self.ssl)
+            conn = asyncio.open_connection(
+                self.host, self.port, ssl=self.ssl, server_hostname=self.server_hostname
+            )
         else:
             conn = asyncio.open_connection(self.host, self.port)
         self._reader, writer = await asyncio.wait_for(conn, 10)
@@ -207,6 +229,7 @@ class MQTTClient:
             filters = [(t, q) for t, q in self._subs.items()]
             await self._send(pk.subscribe(self._next_pid(), filters))
         self.connects += 1
+        self.tls_refused = None
         self.up.set()
         if self.on_connect is not None:
             self._spawn(self._call_on_connect())

@@ -15,7 +15,8 @@ from spnode.mqtt_client import MQTTClient
 
 _LOCAL = (
     "pole", "node", "wifi_ssid", "wifi_password", "broker", "tls", "host", "port", "username",
-    "password", "location", "board", "sensors", "calibration", "update_key",
+    "password", "location", "board", "sensors", "calibration", "update_key", "server_name",
+    "tls_context",
 )  # fmt: skip
 
 
@@ -87,8 +88,8 @@ def init(
     wdt = board.wdt(30000) if hasattr(board, "wdt") else None
     self.health = Health(wdt, clock)
     will = app.dump(topics.STATE, {"status": "offline", "fw": self.fw, "boot": boot})
-    if ssl is None:
-        ssl = True if lc.tls else None
+    if ssl is None and lc.tls:
+        ssl = lc.tls_context  # trusts only node.json's CA (spnode.tlsctx)
     self.client = MQTTClient(
         lc.pole + "-" + lc.node,
         host or lc.host,
@@ -96,7 +97,8 @@ def init(
         username=username if username is not None else lc.username,
         password=password if password is not None else lc.password,
         keepalive=keepalive,
-        ssl=ssl or None,
+        ssl=ssl,
+        server_hostname=lc.server_name,
         will=(self.t_state, will, 1, True),
         on_message=self._on_message,
         on_connect=self._on_connect,
