@@ -18,6 +18,7 @@ import socket
 import ssl
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -306,3 +307,43 @@ def test_node_config_checks_the_ca() -> None:
     assert NodeConfig({**base, "broker": "mqtt://b"}).tls_context is None
     with pytest.raises(ValueError, match="verifies"):
         MQTTClient("c", "h", ssl=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tls_broker", ["good"], indirect=True)
+def test_street_over_tls_with_a_micropython_pole(
+    tls_broker: Broker, pki: Pki, tmp_path: Path
+) -> None:
+    """`make run`'s street on an mqtts:// broker: the in-process poles (this firmware on
+    CPython) and a MicroPython pole trust the street's CA and all report; the observer listens
+    on the plaintext loopback listener, as the controller does in `make run`."""
+    import paho.mqtt.client as paho
+
+    from protocols import topics
+    from simulator.layout import grid
+    from simulator.street import Street
+    from simulator.world import World
+
+    lay = grid(3, prefix=f"TLS{tls_broker.port}-")
+    seen: set[str] = set()
+    obs = paho.Client(paho.CallbackAPIVersion.VERSION2)
+    obs.on_message = lambda _c, _u, m: seen.add(m.topic.split("/")[2])
+    obs.connect(tls_broker.host, tls_broker.port)
+    obs.subscribe(f"{topics.PREFIX}/+/n1/meas", qos=1)
+    obs.loop_start()
+    world = World(lay, seed=1, start=time.time())
+    url = f"mqtts://127.0.0.1:{tls_broker.config.tls_port}"
+    street = Street(lay, world, url, speed=20, sensors=("pir",), micropython=1,
+                    report_period_s=10, ca=pki.ca.cert_pem.decode())  # fmt: skip
+    try:
+        asyncio.run(street.run(sim_seconds=200))
+        deadline = time.monotonic() + 20
+        while not seen >= {p.id for p in lay.poles} and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        obs.loop_stop()
+        obs.disconnect()
+    assert seen == {p.id for p in lay.poles}
+    (mp,) = street.totals()["micropython_poles"]
+    assert mp["booted"] and not mp["errors"], mp
+    assert not [line for line in street.mp_poles[0].output if "certificate" in line]
