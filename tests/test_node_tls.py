@@ -28,6 +28,7 @@ import pytest
 
 from controller.broker import Broker, BrokerConfig, free_port
 from controller.devpki import Authority, ServerFiles, write_server_files
+from simulator.unixport import ESP32_HEAP_KIB, TLS_HEAP_KIB
 from spnode.mqtt_client import MQTTClient
 from spnode.nodeconfig import ConfigError, NodeConfig
 from tests.harness.micropython import NODE_HEAP_KIB, micropython_env, node_command
@@ -347,3 +348,52 @@ def test_street_over_tls_with_a_micropython_pole(
     (mp,) = street.totals()["micropython_poles"]
     assert mp["booted"] and not mp["errors"], mp
     assert not [line for line in street.mp_poles[0].output if "certificate" in line]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tls_broker", ["good"], indirect=True)
+def test_micropython_pole_over_tls_applies_config_and_reports(
+    tls_broker: Broker, pki: Pki, tmp_path: Path
+) -> None:
+    """The street's MicroPython pole (simulator/mpnodes.py, from ROMFS) over TLS does what it does
+    in plaintext: takes its config, acknowledges it, reports batches and the config's level,
+    with the TLS context and connection in its heap (96 KiB + TLS_HEAP_KIB: in 96 KiB it ran out
+    checking the config)."""
+    import paho.mqtt.client as paho
+
+    from protocols import topics
+    from simulator.mpnodes import MicroPythonPole, build_node_rom
+    from tests.harness.api import wait_for
+    from tests.test_simulator_mp import CONFIG
+
+    pole = f"TLSMP{tls_broker.port}"
+    got: list[tuple[str, dict[str, Any]]] = []
+    obs = paho.Client(paho.CallbackAPIVersion.VERSION2)
+    obs.on_message = lambda _c, _u, m: got.append(
+        (m.topic.rsplit("/", 1)[1], json.loads(m.payload))
+    )
+    obs.connect(tls_broker.host, tls_broker.port)
+    obs.subscribe(f"{topics.PREFIX}/{pole}/#", qos=1)
+    obs.loop_start()
+    t = topics.Topic(pole, "n1", topics.CONFIG)
+    obs.publish(str(t), json.dumps(CONFIG), qos=1, retain=True).wait_for_publish()
+    local = {"pole": pole, "node": "n1", "wifi": {"ssid": "sim"},
+             "broker": f"mqtts://127.0.0.1:{tls_broker.config.tls_port}",
+             "location": {"lat": 51.9, "lon": 4.5}, "sensors": ["pir"], "update_key": "00" * 16,
+             "ca": pki.ca.cert_pem.decode()}  # fmt: skip
+    image = build_node_rom(tmp_path / "build")
+    mp = MicroPythonPole(local, tmp_path / "flash", image, speed=20, start=time.time())
+    mp.start()
+    try:
+        wait_for(lambda: [m for c, m in got if c == "ack" and m["id"] == "1"], 30, "config ack")
+        wait_for(lambda: len([m for c, m in got if c == "meas"]) >= 2, 30, "two batches")
+        wait_for(lambda: [m for c, m in got if c == "state" and m.get("level") == 0.3], 30,
+                 "the config's level")  # fmt: skip
+    finally:
+        mp.stop()
+        obs.loop_stop()
+        obs.disconnect()
+    acks = [m for c, m in got if c == "ack" and m["id"] == "1"]
+    assert acks[0]["status"] == "applied", acks
+    assert not [x for x in mp.output if "Error" in x], mp.output
+    assert mp.budget_kib == ESP32_HEAP_KIB + TLS_HEAP_KIB
