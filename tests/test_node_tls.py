@@ -12,6 +12,8 @@ mqtts:// broker without a CA is refused before anything is sent.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import http.server
 import json
 import re
 import socket
@@ -31,7 +33,12 @@ from controller.devpki import Authority, ServerFiles, write_server_files
 from simulator.unixport import ESP32_HEAP_KIB, TLS_HEAP_KIB
 from spnode.mqtt_client import MQTTClient
 from spnode.nodeconfig import ConfigError, NodeConfig
-from tests.harness.micropython import NODE_HEAP_KIB, micropython_env, node_command
+from tests.harness.micropython import (
+    NODE_HEAP_KIB,
+    micropython_env,
+    node_command,
+    run_micropython,
+)
 from tests.harness.paths import ROOT
 
 SCRIPT = ROOT / "tests" / "mp" / "node_tls.py"
@@ -397,3 +404,92 @@ def test_micropython_pole_over_tls_applies_config_and_reports(
     assert acks[0]["status"] == "applied", acks
     assert not [x for x in mp.output if "Error" in x], mp.output
     assert mp.budget_kib == ESP32_HEAP_KIB + TLS_HEAP_KIB
+
+
+# ---- firmware downloads over https -------------------------------------------------------------
+
+
+class HttpsServer:
+    """An https server for one file, recording each request line it was sent."""
+
+    def __init__(self, files: ServerFiles, body: bytes) -> None:
+        requests: list[str] = []
+        self.requests = requests
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                requests.append(self.requestline)
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(files.cert, files.key)
+        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+        self.url = f"https://127.0.0.1:{self.httpd.server_address[1]}/fw/0.2.0.spa"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.mark.parametrize(
+    ("server", "error"),
+    [
+        ("good", None),
+        ("evil", "not correctly signed by the trusted CA"),
+        ("other_name", "CN"),
+        ("no_context", "https needs the CA from node.json"),
+    ],
+)
+def test_firmware_download_over_https_verifies_on_micropython(
+    pki: Pki, tmp_path: Path, mpy_tree: Path, server: str, error: str | None
+) -> None:
+    """A firmware server with another CA's certificate, or the street CA's certificate for
+    another name, is refused before the request is sent; so is https without the node's CA."""
+    body = bytes(range(256)) * 40
+    srv = HttpsServer(getattr(pki, "good" if server == "no_context" else server), body)
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(pki.ca.cert_pem)
+    try:
+        proc = run_micropython(
+            ROOT / "tests" / "mp" / "https_get.py", srv.url,
+            "-" if server == "no_context" else str(ca), mpy_root=mpy_tree, timeout=60,
+        )  # fmt: skip
+    finally:
+        srv.close()
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    if error is None:
+        assert out == {"got": len(body), "sha": hashlib.sha256(body).hexdigest()}, out
+        assert srv.requests == ["GET /fw/0.2.0.spa HTTP/1.1"]
+    else:
+        assert error in out["error"], out
+        assert srv.requests == []
+
+
+@pytest.mark.parametrize(("server", "error"), [("good", None), ("evil", "certificate verify")])
+def test_firmware_download_over_https_verifies_on_cpython(
+    pki: Pki, server: str, error: str | None
+) -> None:
+    from spnode import httpget
+    from spnode.tlsctx import client_context
+
+    body = b"firmware" * 100
+    srv = HttpsServer(getattr(pki, server), body)
+    got: list[bytes] = []
+    try:
+        ctx = client_context(pki.ca.cert_pem.decode())
+        n = asyncio.run(httpget.get(srv.url, got.append, ssl=ctx, timeout_s=5))
+        assert error is None and n == len(body) and b"".join(got) == body
+    except ssl.SSLCertVerificationError as e:
+        assert error is not None and error in str(e)
+        assert srv.requests == [] and got == []
+    finally:
+        srv.close()
