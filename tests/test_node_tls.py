@@ -260,9 +260,9 @@ def test_right_ca_and_name_connect_from_the_rom_in_the_nodes_heap(
 # ---- the same firmware on CPython (the simulator's poles) ------------------------------------
 
 
-async def _cpython_connect(port: int, cfg: NodeConfig) -> MQTTClient:
+async def _cpython_connect(cfg: NodeConfig) -> MQTTClient:
     client = MQTTClient(
-        "TLS-1-n1", cfg.host, cfg.port, username=cfg.username, password=cfg.password,
+        f"{cfg.pole}-{cfg.node}", cfg.host, cfg.port, username=cfg.username, password=cfg.password,
         ssl=cfg.tls_context, server_hostname=cfg.server_name, backoff_ms=(50, 100),
     )  # fmt: skip
     task = asyncio.create_task(client.run())
@@ -273,10 +273,6 @@ async def _cpython_connect(port: int, cfg: NodeConfig) -> MQTTClient:
     await client.stop()
     task.cancel()
     return client
-
-
-def _cpython_config(port: int, pki: Pki) -> NodeConfig:
-    return NodeConfig(json.loads(_node_json(Path("/dev/null"), port, pki.ca.cert_pem).read_text()))
 
 
 @pytest.mark.parametrize(
@@ -294,7 +290,7 @@ def test_cpython_node_verifies_the_same_way(
         "broker": f"mqtts://127.0.0.1:{port}", "username": "TLS-1-n1", "password": PASSWORD,
         "update_key": "11" * 16, "ca": pki.ca.cert_pem.decode(),
     }  # fmt: skip
-    client = asyncio.run(_cpython_connect(port, NodeConfig(local)))
+    client = asyncio.run(_cpython_connect(NodeConfig(local)))
     if refused is None:
         assert client.connects == 1 and client.tls_refused is None, client.last_error
     else:
@@ -493,3 +489,47 @@ def test_firmware_download_over_https_verifies_on_cpython(
         assert srv.requests == [] and got == []
     finally:
         srv.close()
+
+
+# ---- provisioning ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tls_broker", ["good"], indirect=True)
+def test_provisioning_hands_out_the_ca_and_the_node_connects_with_it(
+    tls_broker: Broker, pki: Pki, tmp_path: Path
+) -> None:
+    """The controller (on the plaintext listener, as in `make run`) provisions a node for the
+    mqtts:// listener: the credentials carry the CA and server name, node.json made from them
+    passes the node's own check, and the node connects with it."""
+    from tests.harness.api import running_api
+    from tests.test_operator_api import setup_street
+
+    url = f"mqtts://127.0.0.1:{tls_broker.config.tls_port}"
+    with running_api(
+        tmp_path / "ctl", mqtt_url=tls_broker.url, node_mqtt_url=url,
+        node_ca_file=pki.good.ca, node_tls_server_name="localhost",
+    ) as api:  # fmt: skip
+        setup_street(api)
+        cred = api.ok("admin", "POST", "/api/nodes", json={"pole": "RTD-0001", "node": "n1"})
+    assert cred["broker_url"] == url and cred["broker_server_name"] == "localhost"
+    assert cred["broker_ca"] == pki.ca.cert_pem.decode()
+    cfg = NodeConfig({
+        "pole": "RTD-0001", "node": "n1", "wifi": {"ssid": "s"}, "broker": cred["broker_url"],
+        "username": cred["mqtt_username"], "password": cred["mqtt_password"],
+        "update_key": cred["update_key"], "ca": cred["broker_ca"],
+        "server_name": cred["broker_server_name"],
+    })  # fmt: skip
+    client = asyncio.run(_cpython_connect(cfg))
+    assert client.connects == 1 and client.tls_refused is None, client.last_error
+
+
+def test_a_node_ca_file_without_a_certificate_stops_the_controller(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from controller.settings import Settings
+
+    bad = tmp_path / "ca.pem"
+    bad.write_text("not a certificate")
+    for path in (bad, tmp_path / "missing.pem"):
+        with pytest.raises(ValidationError, match="node_ca_file"):
+            Settings(node_ca_file=path, _env_file=None)  # type: ignore[call-arg]
