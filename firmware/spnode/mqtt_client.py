@@ -24,9 +24,9 @@ Design choices:
 - Reconnect uses exponential backoff with jitter, so a street of nodes does not hammer a broker
   that comes back after an outage all in the same second.
 - Every wait has a timeout; a silent connection is declared dead after 1.5 keepalive periods.
-- TLS only with a context that verifies (spnode.tlsctx: the CA from node.json) and the name the
-  broker's certificate must carry; ``ssl=True`` (trust anyone, on MicroPython) is refused. A
-  certificate the node refuses is logged once per reason: nothing is sent to that broker.
+- TLS with a context that verifies (spnode.tlsctx: the CA from node.json) and the name the
+  broker's certificate must carry (never ``ssl=True``: on MicroPython that trusts anyone). A
+  certificate the node refuses is printed, once while it repeats; nothing is sent to that broker.
 """
 
 import asyncio
@@ -70,10 +70,8 @@ class MQTTClient:
         self.username = username
         self.password = password
         self.keepalive = keepalive
-        if ssl is True:
-            raise ValueError("ssl: an SSL context that verifies the broker, not True")
-        self.ssl = ssl
-        self.server_hostname = server_hostname or host
+        self.ssl = ssl  # an SSL context that verifies (spnode.tlsctx), or None
+        self.server_hostname = server_hostname  # the name the broker's certificate carries
         self.will = will
         self.clean_session = clean_session
         self.on_message = on_message
@@ -86,8 +84,7 @@ class MQTTClient:
         self.connects = 0  # successful connects so far
         self.failures = 0  # failed connection attempts in a row
         self.oversized = 0  # received packets dropped for size
-        self.last_error = None
-        self.tls_refused = None  # why the broker's certificate was last refused, for the log
+        self.last_error = None  # why the last connection failed or ended
         self._subs = {}  # topic filter -> qos, restored on every connect
         self._reader = None
         self._writer = None
@@ -159,9 +156,13 @@ class MQTTClient:
                 await self._connect()
             except Exception as e:  # any failure to connect: wait, then try again
                 self.failures += 1
-                self.last_error = repr(e)
-                if isinstance(e, ValueError) and self.ssl is not None:
-                    self._refused(e)
+                why = repr(e)
+                if isinstance(e, ValueError) and self.ssl is not None:  # certificate refused
+                    why = "mqtt: certificate of %s:%d refused: %s" % (
+                        self.host, self.port, " ".join(str(e).split()))  # fmt: skip
+                    if why != self.last_error:  # on a technician's console; once in a row
+                        print(why)
+                self.last_error = why
                 await self._close()
                 jitter = random.getrandbits(16) * delay // 131072  # up to +50%
                 await asyncio.sleep((delay + jitter) / 1000)
@@ -187,20 +188,13 @@ class MQTTClient:
 
     # ---- connection -------------------------------------------------------------------------
 
-    def _refused(self, e):
-        """The broker's certificate was refused (a ValueError from the TLS layer on both
-        interpreters): say why, once per reason, where a technician's console shows it."""
-        why = getattr(e, "verify_message", None) or str(e) or repr(e)
-        why = "certificate refused: " + " ".join(why.split())
-        self.last_error = why
-        if why != self.tls_refused:
-            self.tls_refused = why
-            print("mqtt: broker %s:%d %s" % (self.host, self.port, why))
-
     async def _connect(self):
         if self.ssl is not None:
             conn = asyncio.open_connection(
-                self.host, self.port, ssl=self.ssl, server_hostname=self.server_hostname
+                self.host,
+                self.port,
+                ssl=self.ssl,
+                server_hostname=self.server_hostname or self.host,
             )
         else:
             conn = asyncio.open_connection(self.host, self.port)
@@ -229,7 +223,6 @@ class MQTTClient:
             filters = [(t, q) for t, q in self._subs.items()]
             await self._send(pk.subscribe(self._next_pid(), filters))
         self.connects += 1
-        self.tls_refused = None
         self.up.set()
         if self.on_connect is not None:
             self._spawn(self._call_on_connect())

@@ -28,7 +28,6 @@ atomically (temporary file, then rename) before it is acknowledged.
 """
 
 import json
-import sys
 
 from protocols.errors import ProtocolError
 from protocols.topics import check_id
@@ -166,30 +165,20 @@ class NodeConfig:
         if len(self.update_key) < 16:
             raise ConfigError("update_key", "must be at least 16 bytes (32 hex digits)")
         self.server_name = _str(data, "server_name", "server_name", False, 1, 253) or self.host
-        self.tls_context = _tls(data.get("ca"), self.tls)
-
-
-def _tls(ca, required):
-    """The TLS context that trusts only ``ca``; None without a CA on a plaintext broker."""
-    if ca is None:
-        if required:
+        self.tls_context = None  # spnode.tlsctx checks the CA: loaded only when there is one
+        ca = data.get("ca")
+        if ca is None and self.tls:
             raise ConfigError("ca", "missing: mqtts:// needs the PEM certificate of its CA")
-        return None
-    if not isinstance(ca, str) or "-----BEGIN CERTIFICATE-----" not in ca:
-        raise ConfigError("ca", "must be PEM text with a certificate")
-    if len(ca) > 8192:
-        raise ConfigError("ca", "longer than 8192 characters")
-    loaded = "spnode.tlsctx" in sys.modules
-    from spnode.tlsctx import client_context
+        if ca is not None:
+            from spnode.tlsctx import client_context
 
-    try:
-        return client_context(ca)
-    except ValueError as e:
-        raise ConfigError("ca", str(e)) from None
-    finally:
-        client_context = None
-        if not loaded:
-            unload("spnode.tlsctx")
+            try:
+                self.tls_context = client_context(ca)
+            except ValueError as e:
+                raise ConfigError("ca", str(e)) from None
+            finally:
+                client_context = None
+                unload("spnode.tlsctx")
 
 
 def load_node_config(path):

@@ -15,8 +15,7 @@ from spnode.mqtt_client import MQTTClient
 
 _LOCAL = (
     "pole", "node", "wifi_ssid", "wifi_password", "broker", "tls", "host", "port", "username",
-    "password", "location", "board", "sensors", "calibration", "update_key", "server_name",
-    "tls_context",
+    "password", "location", "board", "sensors", "calibration", "update_key", "tls_context",
 )  # fmt: skip
 
 
@@ -90,6 +89,8 @@ def init(
     will = app.dump(topics.STATE, {"status": "offline", "fw": self.fw, "boot": boot})
     if ssl is None and lc.tls:
         ssl = lc.tls_context  # trusts only node.json's CA (spnode.tlsctx)
+    if ssl is True:  # asyncio's own context trusts anyone on MicroPython
+        raise ValueError("ssl: give an SSL context that verifies the broker")
     self.client = MQTTClient(
         lc.pole + "-" + lc.node,
         host or lc.host,
@@ -98,7 +99,7 @@ def init(
         password=password if password is not None else lc.password,
         keepalive=keepalive,
         ssl=ssl,
-        server_hostname=lc.server_name,
+        server_hostname=local.server_name,
         will=(self.t_state, will, 1, True),
         on_message=self._on_message,
         on_connect=self._on_connect,

@@ -16,7 +16,11 @@ from spnode.compat import MICROPYTHON
 
 def client_context(cadata):
     """An SSL context for connections to the broker and the firmware server: ``cadata`` is the
-    PEM text of the CA certificate(s). Raises ValueError if it holds no usable certificate."""
+    PEM text of the CA certificate(s). Raises ValueError (the reason) if it holds none."""
+    if not isinstance(cadata, str) or "-----BEGIN CERTIFICATE-----" not in cadata:
+        raise ValueError("must be PEM text with a certificate")
+    if len(cadata) > 8192:
+        raise ValueError("longer than 8192 characters")
     if MICROPYTHON:
         import tls
 
