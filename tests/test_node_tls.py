@@ -544,3 +544,55 @@ def test_a_node_ca_file_without_a_certificate_stops_the_controller(tmp_path: Pat
     for path in (bad, tmp_path / "missing.pem"):
         with pytest.raises(ValidationError, match="node_ca_file"):
             Settings(node_ca_file=path, _env_file=None)  # type: ignore[call-arg]
+
+
+@pytest.mark.slow
+def test_field_tools_write_the_ca_into_node_json(tmp_path: Path, pki: Pki) -> None:
+    """`streetpole node provision` against a controller whose nodes use mqtts://: node.json on
+    the node (a virtual node, MicroPython) gets the broker's CA and name, and the node's own
+    check of node.json (its TLS context made from that CA) accepts it."""
+    import httpx
+    from typer.testing import CliRunner
+
+    from controller.app import create_app
+    from controller.cli import app
+    from controller.fieldtools.snippets import SIM_RIG, rig_json
+    from controller.registry.accounts import create_token, create_user
+    from controller.registry.db import Registry
+    from controller.settings import Settings
+    from simulator.virtual_node import VirtualNode
+    from tests.harness.server import serve
+
+    def cli(*args: str) -> tuple[int, str]:
+        r = CliRunner().invoke(app, ["node", *args])
+        return r.exit_code, r.output
+
+    url = f"sqlite:///{tmp_path / 'registry.db'}"
+    reg = Registry(url)
+    create_user(reg, "admin", "correct horse battery", "admin")
+    token = create_token(reg, "admin", "test")
+    reg.close()
+    node_url = "mqtts://broker.example.org:8883"
+    settings = Settings(
+        data_dir=tmp_path, database_url=url, mqtt_url="mqtt://127.0.0.1:1", _env_file=None,
+        dispatch_enabled=False, ingest_enabled=False, node_mqtt_url=node_url,
+        node_ca_file=pki.good.ca, node_tls_server_name="broker.example.org",
+    )  # type: ignore[call-arg]  # fmt: skip
+    flash = tmp_path / "flash"
+    flash.mkdir()
+    (flash / "sim_rig.py").write_text(SIM_RIG)
+    (flash / "rig.json").write_bytes(rig_json(hardware_id="sim-tls001"))
+    with serve(create_app(settings)) as base, VirtualNode(flash, heap="256k") as vnode:
+        auth = {"Authorization": f"Bearer {token}"}
+        owner = httpx.post(base + "/api/owners", json={"name": "R", "slug": "r"}, headers=auth)
+        pole = {"id": "TLS-0001", "lat": 51.9, "lon": 4.48, "owner_id": owner.json()["id"]}
+        assert httpx.post(base + "/api/poles", json=pole, headers=auth).status_code == 201
+        port = str(vnode.tty)
+        code, out = cli("deploy", "--port", port, "--board", "sim")
+        assert code == 0, out
+        code, out = cli("provision", "--pole", "TLS-0001", "--wifi-ssid", "s", "--port", port,
+                        "--controller", base, "--token", token)  # fmt: skip
+        assert code == 0, out
+    local = json.loads((flash / "node.json").read_text())
+    assert local["broker"] == node_url and local["server_name"] == "broker.example.org"
+    assert local["ca"] == pki.ca.cert_pem.decode()
