@@ -245,7 +245,8 @@ def test_right_ca_and_name_connect_from_the_rom_in_the_nodes_heap(
     tmp_path: Path, tls_broker: Broker, pki: Pki, node_rom: Path
 ) -> None:
     """(c) The street's CA and the broker's name: the node connects, from its ROMFS image in an
-    ESP32's heap, the handshake's buffers included. Also by the name in server_name."""
+    ESP32's heap with its TLS context and socket in it (mbedTLS's record buffers are in the C
+    heap, as on the ESP32). Also by the name in server_name."""
     port = tls_broker.config.tls_port
     assert port is not None
     out = run_node(tmp_path, _node_json(tmp_path / "a.json", port, pki.ca.cert_pem), node_rom)
