@@ -6,6 +6,11 @@ when there is none and prints its login; then a simulated street (``python -m si
 ``SIM_POLES`` poles, default 20, of the Rotterdam-Zuid sample at ``SIM_SPEED``, default 1,
 provisioned through the API with a token for the admin account; ``SIM_POLES=0`` for none). Stops
 everything on Ctrl-C.
+
+The street speaks MQTT over TLS (``MQTTS_PORT``, default 8883): a throwaway CA is made at every
+start (controller/devpki.py, in var/pki) and its certificate handed to the nodes by provisioning,
+so they verify the broker as a deployed node does. The controller stays on the plaintext listener
+on loopback. ``MQTT_TLS=0`` runs the street in plaintext, for development only, and says so.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from pathlib import Path
 import httpx
 
 from controller.broker import Broker, BrokerConfig
+from controller.devpki import Authority, write_server_files
 from controller.mqtt_auth import ROLE_CONTROLLER, MqttAccounts, controller_usernames, hash_password
 from controller.registry.accounts import create_token, create_user, has_admin
 from controller.registry.db import Registry
@@ -48,16 +54,35 @@ def main() -> int:
         accounts.set_service(username, ctl_hash, ROLE_CONTROLLER)
     accounts.write()
     pid_file = var / "broker" / "mosquitto.pid"
-    broker = Broker(
-        var / "broker",
-        BrokerConfig(
-            port=mqtt_port,
-            persistence_dir=var / "broker",
-            password_file=accounts.password_file,
-            acl_file=accounts.acl_file,
-            pid_file=pid_file,
-        ),
+    config = BrokerConfig(
+        port=mqtt_port,
+        persistence_dir=var / "broker",
+        password_file=accounts.password_file,
+        acl_file=accounts.acl_file,
+        pid_file=pid_file,
     )
+    tls = os.environ.get("MQTT_TLS", "1") != "0"
+    node_env: dict[str, str] = {}
+    if tls:
+        files = write_server_files(var / "pki", Authority("Streetpole make-run CA (throwaway)"))
+        config.tls_port = int(os.environ.get("MQTTS_PORT", "8883"))
+        config.cafile, config.certfile, config.keyfile = files.ca, files.cert, files.key
+        node_url = f"mqtts://{config.host}:{config.tls_port}"
+        node_env = {"STREETPOLE_NODE_MQTT_URL": node_url, "STREETPOLE_NODE_CA_FILE": str(files.ca)}
+        mqtt_line = (
+            f"{node_url}  (nodes; TLS with a throwaway CA, {files.ca}, new at every start)\n"
+            f"                    mqtt://{config.host}:{mqtt_port}  (the controller, loopback)"
+        )
+    else:
+        node_url = f"mqtt://{config.host}:{mqtt_port}"
+        mqtt_line = f"{node_url}  PLAINTEXT (MQTT_TLS=0): node passwords cross the network readable"
+        print(
+            "WARNING: MQTT_TLS=0: the street speaks plaintext MQTT; development only, never on a "
+            "network others can reach",
+            file=sys.stderr,
+            flush=True,
+        )
+    broker = Broker(var / "broker", config)
     broker.start()
     registry_url = os.environ.get("STREETPOLE_DATABASE_URL", f"sqlite:///{var / 'registry.db'}")
     reg = Registry(registry_url)
@@ -84,6 +109,7 @@ def main() -> int:
         STREETPOLE_BROKER_AUTH_DIR=str(auth),
         STREETPOLE_BROKER_PID_FILE=str(pid_file),
         STREETPOLE_PUBLIC_URL=f"http://127.0.0.1:{http_port}",
+        **node_env,
     )
     ctl = subprocess.Popen(
         [sys.executable, "-m", "controller", "serve", "--port", str(http_port)], env=env
@@ -116,7 +142,7 @@ def main() -> int:
                     "--prefix",
                     "RZ-",
                     "--broker",
-                    broker.url,
+                    node_url,
                     "--api",
                     base,
                     "--token",
@@ -138,7 +164,8 @@ def main() -> int:
         print(
             f"""
 Streetpole is running (data in {var}):
-  MQTT broker       {broker.url}  (per-node accounts; log: {broker.log_file})
+  MQTT broker       {mqtt_line}
+                    (per-node accounts; log: {broker.log_file})
   operator API      {base}/docs
   dashboard         {base}/dashboard   public portal {base}/portal
   open data         {base}/opendata    SensorThings {base}/sta/v1.1

@@ -26,6 +26,13 @@ class Settings(BaseSettings):
     # $share/<group>/..., so several controller processes split the stream.
     mqtt_shared_group: str | None = None
     ingest_enabled: bool = True
+    # What provisioning writes into node.json: the broker URL the nodes reach (default
+    # mqtt_url; the controller may use a loopback listener while nodes come over mqtts://), the
+    # PEM file of the CA that signed the broker's certificate (the only CA nodes trust; a node
+    # refuses mqtts:// without one) and the name in that certificate when it is not the URL's host.
+    node_mqtt_url: str | None = None
+    node_ca_file: Path | None = None
+    node_tls_server_name: str | None = None
     # Ingest in this many processes: this one and ingest_processes - 1 children it starts and
     # restarts (controller/ingest/children.py), splitting the stream through a shared
     # subscription (group mqtt_shared_group, default "streetpole-ingest"). One process decodes
@@ -133,6 +140,33 @@ class Settings(BaseSettings):
         if u.scheme not in ("mqtt", "mqtts") or not u.hostname:
             raise ValueError("must look like mqtt://host:port or mqtts://host:port")
         return v
+
+    @field_validator("node_mqtt_url")
+    @classmethod
+    def _node_mqtt_url(cls, v: str | None) -> str | None:
+        return None if v is None else cls._mqtt_url(v)
+
+    @field_validator("node_ca_file")
+    @classmethod
+    def _node_ca_file(cls, v: Path | None) -> Path | None:
+        if v is not None:
+            try:
+                text = v.read_text()
+            except (OSError, UnicodeDecodeError) as e:
+                raise ValueError(f"cannot read {v}: {e}") from None
+            if "-----BEGIN CERTIFICATE-----" not in text:
+                raise ValueError(f"{v} holds no PEM certificate")
+        return v
+
+    @property
+    def node_broker_url(self) -> str:
+        return self.node_mqtt_url or self.mqtt_url
+
+    @property
+    def node_ca_pem(self) -> str | None:
+        """The CA certificate(s) nodes trust, as written into node.json (read when asked, so a
+        renewed CA file is handed out without a restart)."""
+        return self.node_ca_file.read_text() if self.node_ca_file is not None else None
 
     @property
     def mqtt_host(self) -> str:

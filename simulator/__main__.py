@@ -5,6 +5,7 @@
 
 Without ``--api`` nothing is provisioned: the nodes connect without credentials (an anonymous
 broker) and, having no config, run fail-safe at full light; useful for load figures only.
+On an ``mqtts://`` broker the poles trust only the CA that provisioning hands out (or ``--ca``).
 Ctrl-C (or ``--duration``/the scenario's ``duration_s`` in simulated seconds) ends the run and
 prints the report.
 """
@@ -36,6 +37,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "--poles", type=int, default=None, help="how many poles (default: 10, or all of a GeoJSON)"
     )
     ap.add_argument("--broker", default="mqtt://127.0.0.1:1883")
+    ap.add_argument(
+        "--ca",
+        type=Path,
+        default=None,
+        help="PEM file of the CA the poles trust on an mqtts:// broker (default: provisioning's)",
+    )
     ap.add_argument("--api", default=None, help="controller base URL, to provision the street")
     ap.add_argument("--token", default=None, help="operator API token (technician or above)")
     ap.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second")
@@ -89,6 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     start = sc.start if sc.start is not None else time.time()
     traffic = a.traffic if a.traffic is not None else sc.traffic
     body = profile_body(sc.profile)
+    try:
+        ca = a.ca.read_text() if a.ca is not None else None
+    except OSError as e:
+        print(f"simulator: --ca: {e}", file=sys.stderr)
+        return 2
     creds = None
     if a.api:
         if not a.token:
@@ -112,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         service_level=sc.service_level,
         service_target=sc.service_target,
         micropython=a.micropython,
+        ca=ca,
     )
     duration = a.duration if a.duration is not None else sc.duration_s
 

@@ -24,7 +24,13 @@ from typing import Any
 
 from controller.fieldtools.build import build
 from controller.process import terminate
-from simulator.unixport import ESP32_HEAP_KIB, build_rom, micropython_binary, rom_command
+from simulator.unixport import (
+    ESP32_HEAP_KIB,
+    TLS_HEAP_KIB,
+    build_rom,
+    micropython_binary,
+    rom_command,
+)
 
 SCRIPT = Path(__file__).with_name("mp") / "street_node.py"
 # The sensors a MicroPython pole gets: lamp and PIR fit 96 KiB; with the PM (SPS30) and climate
@@ -50,8 +56,11 @@ class MicroPythonPole:
         image: Path,
         speed: float,
         start: float,
-        budget_kib: int = ESP32_HEAP_KIB,
+        budget_kib: int | None = None,
     ) -> None:
+        if budget_kib is None:  # an ESP32's, and room for the TLS context on an mqtts:// broker
+            tls = str(local.get("broker", "")).startswith("mqtts://")
+            budget_kib = ESP32_HEAP_KIB + (TLS_HEAP_KIB if tls else 0)
         self.pole = str(local["pole"])
         self.local = local
         self.flash = flash

@@ -47,6 +47,8 @@ class Credentials:
     username: str
     password: str
     update_key: str
+    ca: str | None = None  # the broker's CA (PEM) for node.json, when nodes use mqtts://
+    server_name: str | None = None  # the name in the broker's certificate, if not the URL's host
 
 
 class ApiError(RuntimeError):
@@ -144,7 +146,13 @@ def provision(
         c = api(
             "POST", "/api/nodes", {"pole": pole.id, "node": node, "board": "sim", "replace": True}
         )
-        creds[pole.id] = Credentials(c["mqtt_username"], c["mqtt_password"], c["update_key"])
+        creds[pole.id] = Credentials(
+            c["mqtt_username"],
+            c["mqtt_password"],
+            c["update_key"],
+            c.get("broker_ca"),
+            c.get("broker_server_name"),
+        )
         if log is not None and (i + 1) % 100 == 0:
             log(f"provisioned {i + 1}/{len(layout.poles)} poles")
     # Replacing the profile recompiles every node's config now that all poles exist, so the

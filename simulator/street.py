@@ -642,8 +642,11 @@ class Street:
         report_period_s: int | None = None,
         connect_spread_s: float | None = None,
         micropython: int = 0,
+        ca: str | None = None,
     ) -> None:
         self.layout = layout
+        # the CA (PEM) the poles trust on an mqtts:// broker, unless their credentials bring one
+        self.ca = ca
         # the last ``micropython`` poles run as MicroPython processes (simulator/mpnodes.py)
         self.micropython = micropython
         self.mp_poles: list[MicroPythonPole] = []
@@ -686,11 +689,12 @@ class Street:
     # ---- lifecycle ---------------------------------------------------------------------------
     def _local(self, p: Pole) -> dict[str, Any]:
         u = urlsplit(self.broker_url)
+        port = u.port or (8883 if u.scheme == "mqtts" else 1883)
         local: dict[str, Any] = {
             "pole": p.id,
             "node": "n1",
             "wifi": {"ssid": "sim"},
-            "broker": f"{u.scheme}://{u.hostname}:{u.port or 1883}",
+            "broker": f"{u.scheme}://{u.hostname}:{port}",
             "location": {"lat": p.lat, "lon": p.lon},
             "sensors": list(self.sensors),
             "update_key": "00" * 16,
@@ -698,6 +702,11 @@ class Street:
         c = self.creds.get(p.id)
         if c is not None:
             local.update(username=c.username, password=c.password, update_key=c.update_key)
+            if c.server_name:
+                local["server_name"] = c.server_name
+        ca = c.ca if c is not None and c.ca else self.ca
+        if ca:
+            local["ca"] = ca
         return local
 
     def stop(self) -> None:

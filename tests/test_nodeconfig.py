@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from controller.devpki import Authority
 from protocols import codec
 from spnode.nodeconfig import (
     ConfigError,
@@ -24,6 +25,7 @@ from tests.harness.paths import ROOT
 SCRIPT = ROOT / "tests" / "mp" / "nodeconfig_check.py"
 NOW = 1795582800
 KEY = "00112233445566778899aabbccddeeff"
+CA = Authority("node config test CA").cert_pem.decode()
 
 LOCAL = {
     "pole": "RTD-0001",
@@ -37,6 +39,7 @@ LOCAL = {
     "sensors": ["pm", "climate"],
     "calibration": {"noise_offset_db": 1.5},
     "update_key": KEY,
+    "ca": CA,
 }
 
 REMOTE = {
@@ -61,6 +64,7 @@ def test_valid_local_config() -> None:
         8883,
     )
     assert c.update_key == bytes.fromhex(KEY)
+    assert c.server_name == "broker.example.org" and c.tls_context is not None
     assert c.location == {"lat": 51.92, "lon": 4.48}
 
 
@@ -97,6 +101,9 @@ def _with(key: str, value: object) -> dict[str, object]:
         (_with("update_key", "00" * 8), "update_key", "must be at least 16 bytes (32 hex digits)"),
         (_without("update_key"), "update_key", "missing"),
         (_with("wlan", {}), "wlan", "unknown field"),
+        (_without("ca"), "ca", "missing: mqtts:// needs the PEM certificate of its CA"),
+        (_with("ca", "MIIB..."), "ca", "must be PEM text with a certificate"),
+        (_with("server_name", ""), "server_name", "length must be 1..253"),
         ([], "node.json", "must be a JSON object"),
     ],
 )  # fmt: skip

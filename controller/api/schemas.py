@@ -198,6 +198,10 @@ class Credentials(BaseModel):
     mqtt_password: str
     update_key: str
     broker_url: str
+    # node.json's ca and server_name: the CA the node trusts for its mqtts:// broker (PEM), and
+    # the name the broker's certificate carries when it is not the URL's host.
+    broker_ca: str | None = None
+    broker_server_name: str | None = None
 
 
 # ---- dimming -------------------------------------------------------------------------------

@@ -426,6 +426,11 @@ def provision(
         "sensors": chosen,
         "update_key": cred["update_key"],
     }
+    # the only CA the node will trust for its broker and downloads, and the broker's TLS name
+    if cred.get("broker_ca"):
+        cfg["ca"] = cred["broker_ca"]
+    if cred.get("broker_server_name"):
+        cfg["server_name"] = cred["broker_server_name"]
     fw.check_node_config(cfg)
     link.write_file("node.json.new", json.dumps(cfg).encode())
     try:

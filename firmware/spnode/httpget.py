@@ -5,6 +5,10 @@ Content-Length), resumes with ``Range`` from ``offset`` so a dropped connection 
 rest. Every read has a timeout; nothing here blocks the control loop::
 
     got = await get("http://10.0.0.2:8080/fw/0.2.0.spa", sink, offset=0, limit=size)
+
+An https URL needs ``ssl``, the node's context that trusts only node.json's CA
+(spnode.tlsctx), and the server's certificate must name the URL's host; a certificate that does
+not verify raises ValueError before the request is sent.
 """
 
 import asyncio
@@ -34,10 +38,10 @@ async def get(url, sink, offset=0, limit=None, chunk=1024, timeout_s=10, ssl=Non
     """GET ``url`` from byte ``offset``; call ``sink(bytes)`` per chunk; return bytes received.
     Stops after ``limit`` bytes (the size the signed manifest allows); raises HttpError."""
     tls, host, port, path = split_url(url)
-    if tls and ssl is None:
-        ssl = True
     if tls:
-        conn = asyncio.open_connection(host, port, ssl=ssl)
+        if ssl is None or ssl is True:
+            raise HttpError("https needs the CA from node.json to verify the server")
+        conn = asyncio.open_connection(host, port, ssl=ssl, server_hostname=host)
     else:
         conn = asyncio.open_connection(host, port)
     reader, writer = await asyncio.wait_for(conn, timeout_s)

@@ -24,6 +24,9 @@ Design choices:
 - Reconnect uses exponential backoff with jitter, so a street of nodes does not hammer a broker
   that comes back after an outage all in the same second.
 - Every wait has a timeout; a silent connection is declared dead after 1.5 keepalive periods.
+- TLS with a context that verifies (spnode.tlsctx: the CA from node.json) and the name the
+  broker's certificate must carry (never ``ssl=True``: on MicroPython that trusts anyone). A
+  certificate the node refuses is printed, once while it repeats; nothing is sent to that broker.
 """
 
 import asyncio
@@ -51,6 +54,7 @@ class MQTTClient:
         password=None,
         keepalive=60,
         ssl=None,
+        server_hostname=None,
         will=None,
         clean_session=True,
         on_message=None,
@@ -66,7 +70,8 @@ class MQTTClient:
         self.username = username
         self.password = password
         self.keepalive = keepalive
-        self.ssl = ssl
+        self.ssl = ssl  # an SSL context that verifies (spnode.tlsctx), or None
+        self.server_hostname = server_hostname  # the name the broker's certificate carries
         self.will = will
         self.clean_session = clean_session
         self.on_message = on_message
@@ -79,7 +84,7 @@ class MQTTClient:
         self.connects = 0  # successful connects so far
         self.failures = 0  # failed connection attempts in a row
         self.oversized = 0  # received packets dropped for size
-        self.last_error = None
+        self.last_error = None  # why the last connection failed or ended
         self._subs = {}  # topic filter -> qos, restored on every connect
         self._reader = None
         self._writer = None
@@ -151,7 +156,13 @@ class MQTTClient:
                 await self._connect()
             except Exception as e:  # any failure to connect: wait, then try again
                 self.failures += 1
-                self.last_error = repr(e)
+                why = repr(e)
+                if isinstance(e, ValueError) and self.ssl is not None:  # certificate refused
+                    why = "mqtt: certificate of %s:%d refused: %s" % (
+                        self.host, self.port, " ".join(str(e).split()))  # fmt: skip
+                    if why != self.last_error:  # on a technician's console; once in a row
+                        print(why)
+                self.last_error = why
                 await self._close()
                 jitter = random.getrandbits(16) * delay // 131072  # up to +50%
                 await asyncio.sleep((delay + jitter) / 1000)
@@ -179,7 +190,12 @@ class MQTTClient:
 
     async def _connect(self):
         if self.ssl is not None:
-            conn = asyncio.open_connection(self.host, self.port, ssl=self.ssl)
+            conn = asyncio.open_connection(
+                self.host,
+                self.port,
+                ssl=self.ssl,
+                server_hostname=self.server_hostname or self.host,
+            )
         else:
             conn = asyncio.open_connection(self.host, self.port)
         self._reader, writer = await asyncio.wait_for(conn, 10)

@@ -195,7 +195,10 @@ async def _download(node, cmd):
     try:
         for attempt in range(3):
             try:
-                await httpget.get(cmd["url"], inst.feed, inst.got, cmd["size"], chunk=512)
+                await httpget.get(
+                    cmd["url"], inst.feed, inst.got, cmd["size"], chunk=512,
+                    ssl=node.local.tls_context,
+                )  # fmt: skip
                 break
             except OSError as e:
                 if attempt == 2:

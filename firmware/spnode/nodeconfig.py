@@ -7,10 +7,14 @@ Local file ``node.json``, read once at boot; ``ConfigError`` names the field at 
      "broker": "mqtts://broker.example.org:8883", "username": "RTD-0001-n1", "password": "...",
      "location": {"lat": 51.92, "lon": 4.48}, "board": "streetpole-esp32-v1",
      "sensors": ["pm", "climate", "noise"], "calibration": {"noise_offset_db": 1.5},
-     "update_key": "<64 hex digits>"}
+     "update_key": "<64 hex digits>",
+     "ca": "-----BEGIN CERTIFICATE-----\n...", "server_name": "broker.example.org"}
 
 Required: pole, node, wifi.ssid, broker, update_key (at least 16 bytes). The broker URL is
-``mqtt://`` (port 1883) or ``mqtts://`` (port 8883), optionally with a port.
+``mqtt://`` (port 1883) or ``mqtts://`` (port 8883), optionally with a port. With ``mqtts://``,
+``ca`` is required: the PEM certificate(s) of the CA that signed the broker's certificate, the
+only CA the node trusts (for the broker and for firmware downloads over https). ``server_name``
+is the name the broker's certificate must carry, when it is not the URL's host.
 
 Remote config (the retained ``config`` topic, spnode/remoteconfig.py, the part the node keeps in
 its heap after boot; re-exported here): ``RemoteConfig.offer(payload, now)`` validates with
@@ -27,6 +31,7 @@ import json
 
 from protocols.errors import ProtocolError
 from protocols.topics import check_id
+from spnode import unload
 from spnode.remoteconfig import RemoteConfig, check_remote  # noqa: F401
 
 CAL_KEYS = (
@@ -48,6 +53,8 @@ _KEYS = (
     "sensors",
     "calibration",
     "update_key",
+    "ca",
+    "server_name",
 )
 
 
@@ -157,6 +164,21 @@ class NodeConfig:
             raise ConfigError("update_key", "must be hex digits") from None
         if len(self.update_key) < 16:
             raise ConfigError("update_key", "must be at least 16 bytes (32 hex digits)")
+        self.server_name = _str(data, "server_name", "server_name", False, 1, 253) or self.host
+        self.tls_context = None  # spnode.tlsctx checks the CA: loaded only when there is one
+        ca = data.get("ca")
+        if ca is None and self.tls:
+            raise ConfigError("ca", "missing: mqtts:// needs the PEM certificate of its CA")
+        if ca is not None:
+            from spnode.tlsctx import client_context
+
+            try:
+                self.tls_context = client_context(ca)
+            except ValueError as e:
+                raise ConfigError("ca", str(e)) from None
+            finally:
+                client_context = None
+                unload("spnode.tlsctx")
 
 
 def load_node_config(path):

@@ -15,7 +15,7 @@ from spnode.mqtt_client import MQTTClient
 
 _LOCAL = (
     "pole", "node", "wifi_ssid", "wifi_password", "broker", "tls", "host", "port", "username",
-    "password", "location", "board", "sensors", "calibration", "update_key",
+    "password", "location", "board", "sensors", "calibration", "update_key", "tls_context",
 )  # fmt: skip
 
 
@@ -87,8 +87,10 @@ def init(
     wdt = board.wdt(30000) if hasattr(board, "wdt") else None
     self.health = Health(wdt, clock)
     will = app.dump(topics.STATE, {"status": "offline", "fw": self.fw, "boot": boot})
-    if ssl is None:
-        ssl = True if lc.tls else None
+    if ssl is None and lc.tls:
+        ssl = lc.tls_context  # trusts only node.json's CA (spnode.tlsctx)
+    if ssl is True:  # asyncio's own context trusts anyone on MicroPython
+        raise ValueError("ssl: give an SSL context that verifies the broker")
     self.client = MQTTClient(
         lc.pole + "-" + lc.node,
         host or lc.host,
@@ -96,7 +98,8 @@ def init(
         username=username if username is not None else lc.username,
         password=password if password is not None else lc.password,
         keepalive=keepalive,
-        ssl=ssl or None,
+        ssl=ssl,
+        server_hostname=local.server_name,
         will=(self.t_state, will, 1, True),
         on_message=self._on_message,
         on_connect=self._on_connect,

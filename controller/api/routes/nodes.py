@@ -112,7 +112,9 @@ def provision(db: DB, state: State, p: Technician, body: NodeIn) -> Credentials:
         mqtt_username=username,
         mqtt_password=password,
         update_key=node.update_key,
-        broker_url=state.settings.mqtt_url,
+        broker_url=state.settings.node_broker_url,
+        broker_ca=state.settings.node_ca_pem,
+        broker_server_name=state.settings.node_tls_server_name,
     )
     # The registry first; then wait, holding no write lock, until the broker has the password.
     db.commit()
