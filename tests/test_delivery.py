@@ -154,3 +154,4 @@ def test_broker_killed_under_load_loses_nothing_end_to_end(tmp_path: Path) -> No
     print(f"{len(everything)} batches made, {len(missing)} lost, street {stats}")
     assert not missing, f"{len(missing)} of {len(everything)} batches lost: {sorted(missing)}"
     assert stats["dropped"] == 0
+    assert ingest.worker.stats.confirmations >= len(everything) // 2  # mostly one per batch

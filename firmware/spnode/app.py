@@ -12,7 +12,8 @@ Tasks (see docs/firmware.md):
 - ``sensing``: 1 Hz (PM sampling, lamp check), and the microphone at 32 blocks/s if fitted.
 - ``report``: every ``report_period_s`` a measurement batch into the store-and-forward buffer.
 - ``sender``: publishes acks and events, the retained state, then the buffer oldest first, each
-  QoS 1 and removed only once acknowledged.
+  QoS 1. A batch stays in the buffer until the controller confirms it stored it (``stored``);
+  after a reconnect, or when no confirmation came for a while, the unconfirmed ones go again.
 - ``commands``: config (validated, persisted, acked) and commands (override, revert, reboot,
   selftest, update), from a small inbox the MQTT callback fills.
 - ``health``: feeds the watchdog while control and MQTT are alive; confirms or rolls back an
@@ -22,11 +23,12 @@ Tasks (see docs/firmware.md):
 
 import asyncio
 import gc
+import sys
 
 from protocols.errors import ProtocolError
 from protocols.outgoing import dump
 from spnode import UPDATE_CMD, VERSION, unload
-from spnode.compat import const
+from spnode.compat import const, ticks_diff
 from spnode.flash import exists
 from spnode.health import heap_free
 from spnode.mqtt_client import NotConnected
@@ -39,6 +41,11 @@ INBOX_MAX = const(8)
 STATE_EVERY = const(10)  # reporting periods between routine state messages
 GC_EVERY_BYTES = const(1024)
 RETRY_MS = (0, 1000, 4000)  # pauses before the tries of work that ran out of heap (_retry)
+# Sent batches with no confirmation for this long while connected (one lost with the
+# controller's connection, say) are sent again; the wait doubles up to CONFIRM_MAX_MS while
+# none comes, so a controller that is away does not fill the broker with copies.
+CONFIRM_MS = 120000
+CONFIRM_MAX_MS = 3600000
 
 
 def _call(name, fn, *args):
@@ -235,7 +242,9 @@ class Node:
         item = self.buffer.peek()
         if item is not None:
             if await c.publish(self.t_meas, item[1], qos=1):
-                self.buffer.commit(item[0])
+                buf = self.buffer
+                if buf.commit(item[0]) and len(buf) - buf.unsent() == 1:
+                    self._confirm_at = self.clock.ticks_ms()  # the first one awaiting it
                 self.health.mqtt_ok()
             return True
         return False
@@ -243,9 +252,13 @@ class Node:
     # ---- messages in -----------------------------------------------------------------------------
     def _on_connect(self, client):
         self._state_due = True  # birth message
+        self.buffer.rewind()  # the broker may have lost what it acknowledged before
         self._wake.set()
 
     def _on_message(self, topic, payload, retained):
+        if topic == self.t_stored:
+            self._stored(payload)
+            return
         if topic in self.neighbours:
             self.inp.neighbour = True  # the next control step raises the light
             return
@@ -254,6 +267,35 @@ class Node:
             self.lost += 1
         self.inbox.append((topic, payload))
         self._work.set()
+
+    def _stored(self, payload):
+        """The controller's confirmation (protocols/README.md, ``stored``): the batches it
+        names leave the buffer. Checked with the channel's generated check, loaded for it."""
+        loaded = "protocols.incoming" in sys.modules
+        try:
+            from protocols.incoming import decode
+
+            msg = decode("stored", payload)
+        except Exception:  # refused, or short of heap: the batches stay and go again
+            self.lost += 1
+            return
+        finally:
+            decode = None
+            if not loaded:
+                unload("protocols.incoming")
+        for boot, first, last in msg["batches"]:
+            self.buffer.confirm(boot, first, last)
+        self._confirm_at = self.clock.ticks_ms()
+        self._confirm_wait = CONFIRM_MS
+
+    def confirm_step(self, ms):
+        """No confirmation for a while although batches were sent: send them again."""
+        buf = self.buffer
+        if len(buf) > buf.unsent() and ticks_diff(ms, self._confirm_at) >= self._confirm_wait:
+            buf.rewind()
+            self._confirm_at = ms
+            self._confirm_wait = min(2 * self._confirm_wait, CONFIRM_MAX_MS)
+            self._wake.set()
 
     async def _handle(self, topic, payload):
         """A config (spnode.nodemsg) or a command (spnode.nodecmd), loaded for the message."""
@@ -310,6 +352,7 @@ class Node:
     def report_step(self, ms):
         """Close the period if it has run out (checked every 500 ms, so a new
         report_period_s takes effect at once)."""
+        self.confirm_step(ms)
         if ms - self._rep_start < self.period_s * 1000:
             return
         self._rep_start = ms
@@ -392,8 +435,8 @@ class Node:
                 self.lost += 1
         else:
             return None
+        self.buffer.push(data, self.boot, self.seq)
         self.seq += 1
-        self.buffer.push(data)
         self._wake.set()
         return data
 
