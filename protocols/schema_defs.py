@@ -359,8 +359,7 @@ def stored():
     seqs = {"type": "array", "minItems": 3, "maxItems": 3, "items": COUNTER}
     return _schema(
         "stored",
-        "Batches the controller has stored: [boot, first seq, last seq] each"
-        " (controller -> node)",
+        "Batches the controller has stored: [boot, first seq, last seq] each (controller -> node)",
         _obj(
             {"batches": {"type": "array", "minItems": 1, "maxItems": MAX_STORED, "items": seqs}},
             ("batches",),

@@ -139,7 +139,7 @@ class Buffer:
         controller's confirmation (one without ids goes now). False if it is no longer the
         next to send (dropped meanwhile to make room, or confirmed): nothing else changes."""
         i = self._next
-        if i >= len(self._lens) or self._key(i) is not key and self._key(i) != key:
+        if i >= len(self._lens) or self._key(i) != key:
             return False
         if self._ids[i] is None:
             self._pop(i)
