@@ -73,7 +73,10 @@ class Buffer:
         self._data = []  # RAM mode: the batches, oldest first
         self._offs = []  # flash mode: offset of each batch's data in the journal
         self._lens = []  # size of each batch
-        self._ids = []  # (boot, seq) of each batch, or None: removed by its PUBACK
+        # RAM mode: (boot, seq) of each batch (None: removed by its PUBACK). Flash mode keeps
+        # them only in the journal, in front of each batch's data (RAM is what the node lacks)
+        self._ids = []
+        self._legacy = 0  # the oldest batches, without ids (they come first)
         self._next = 0  # index of the next batch to send: those before it were sent
         self.used = 0  # bytes held
         self.dropped = 0  # batches lost to a full queue (or refused as too big)
@@ -99,6 +102,10 @@ class Buffer:
             gone += 1
         self.dropped += gone
         ids = None if seq is None else (boot, seq)
+        if ids is None:
+            if self._legacy < len(self._lens):
+                raise ValueError("a batch without ids after batches with")
+            self._legacy += 1
         if self.path is None:
             self._data.append(bytes(batch))
         else:
@@ -113,15 +120,24 @@ class Buffer:
 
     def _add(self, n, ids):
         self._lens.append(n)
-        self._ids.append(ids)
+        if self.path is None:
+            self._ids.append(ids)
         self.used += n
 
-    def _key(self, i):
-        """What peek and commit name batch ``i`` by: its ids, else where its bytes are."""
-        k = self._ids[i]
-        if k is None:
-            k = self._data[i] if self.path is None else self._offs[i]
-        return k
+    def _key(self, i, f=None):
+        """What peek and commit name batch ``i`` by: its ids, else where its bytes are. In
+        flash mode the ids are read from the journal (through ``f`` if open)."""
+        if self.path is None:
+            k = self._ids[i]
+            return self._data[i] if k is None else k
+        if i < self._legacy:
+            return self._offs[i]
+        if f is None:
+            with open(self.path, "rb") as f:
+                return self._key(i, f)
+        f.seek(self._offs[i] - _IDS)
+        b = f.read(_IDS)
+        return int.from_bytes(b[:4], "big"), int.from_bytes(b[4:], "big")
 
     def peek(self):
         """(key, bytes) of the oldest batch not sent yet, or None."""
@@ -131,8 +147,9 @@ class Buffer:
         if self.path is None:
             return self._key(i), self._data[i]
         with open(self.path, "rb") as f:
+            key = self._key(i, f)
             f.seek(self._offs[i])
-            return self._key(i), f.read(self._lens[i])
+            return key, f.read(self._lens[i])
 
     def commit(self, key):
         """Batch ``key`` was published and the broker acknowledged it: it waits for the
@@ -141,7 +158,7 @@ class Buffer:
         i = self._next
         if i >= len(self._lens) or self._key(i) != key:
             return False
-        if self._ids[i] is None:
+        if i < self._legacy:
             self._pop(i)
             self.sent += 1
             if self.path is not None:
@@ -153,16 +170,20 @@ class Buffer:
     def confirm(self, boot, first, last):
         """The controller has stored the batches of boot ``boot`` numbered ``first`` to
         ``last``: remove those held; return how many."""
-        ids = self._ids
         n = 0
-        i = 0
-        while i < len(ids):
-            k = ids[i]
-            if k is not None and k[0] == boot and first <= k[1] <= last:
-                self._pop(i)
-                n += 1
-            else:
-                i += 1
+        i = self._legacy
+        f = None if self.path is None else open(self.path, "rb")
+        try:
+            while i < len(self._lens):
+                k = self._key(i, f)
+                if k[0] == boot and first <= k[1] <= last:
+                    self._pop(i)
+                    n += 1
+                else:
+                    i += 1
+        finally:
+            if f is not None:
+                f.close()
         self.sent += n
         if n and self.path is not None:
             self._maybe_compact()
@@ -179,10 +200,12 @@ class Buffer:
 
     def _pop(self, i):
         self.used -= self._lens.pop(i)
-        self._ids.pop(i)
+        if i < self._legacy:
+            self._legacy -= 1
         if i < self._next:
             self._next -= 1
         if self.path is None:
+            self._ids.pop(i)
             self._data.pop(i)
         else:
             self._offs.pop(i)
@@ -211,7 +234,8 @@ class Buffer:
     def _forget(self, i):
         self.used -= self._lens.pop(i)
         self._offs.pop(i)
-        self._ids.pop(i)
+        if i < self._legacy:
+            self._legacy -= 1
 
     def restore(self):
         """Reload the queue from the journal after a reboot; return the number of batches,
@@ -220,7 +244,7 @@ class Buffer:
         self.close()
         self._offs = []
         self._lens = []
-        self._ids = []
+        self._legacy = 0
         self._next = 0
         self.used = 0
         try:
@@ -258,10 +282,11 @@ class Buffer:
                     break  # torn last record
                 pos += _HDR - 1 + extra
                 self._offs.append(pos)
-                ids = None
-                if extra:
-                    ids = (int.from_bytes(head[6:10], "big"), int.from_bytes(head[10:], "big"))
-                self._add(n, ids)
+                if not extra:
+                    if self._legacy < len(self._lens):
+                        break  # not written by us: a batch without ids after one with
+                    self._legacy += 1
+                self._add(n, None)
                 pos += n
         finally:
             f.close()
@@ -285,9 +310,10 @@ class Buffer:
                 src = open(self.path, "rb")
             with open(tmp, "wb") as out:
                 for i in range(len(self._lens)):
+                    ids = None if i < self._legacy else self._key(i, src)
                     src.seek(self._offs[i])
                     data = src.read(self._lens[i])
-                    head = _head(data, self._ids[i])
+                    head = _head(data, ids)
                     out.write(head)
                     out.write(data)
                     pos += len(head)
