@@ -29,8 +29,8 @@ from controller.ingest.confirm import ranges
 from controller.ingest.worker import IngestWorker
 from controller.metrics import Metrics
 from controller.settings import Settings
-from controller.store.ops import OpsStore
 from controller.store.base import Batch, WriteResult
+from controller.store.ops import OpsStore
 from controller.store.sqlite import SqliteStore
 from protocols import codec
 from simulator.layout import grid
