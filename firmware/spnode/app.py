@@ -23,7 +23,6 @@ Tasks (see docs/firmware.md):
 
 import asyncio
 import gc
-import sys
 
 from protocols.errors import ProtocolError
 from protocols.outgoing import dump
@@ -42,10 +41,10 @@ STATE_EVERY = const(10)  # reporting periods between routine state messages
 GC_EVERY_BYTES = const(1024)
 RETRY_MS = (0, 1000, 4000)  # pauses before the tries of work that ran out of heap (_retry)
 # Sent batches with no confirmation for this long while connected (one lost with the
-# controller's connection, say) are sent again; the wait doubles up to CONFIRM_MAX_MS while
+# controller's connection, say) are sent again; the wait doubles up to _CONFIRM_MAX_MS while
 # none comes, so a controller that is away does not fill the broker with copies.
-CONFIRM_MS = 120000
-CONFIRM_MAX_MS = 3600000
+_CONFIRM_MS = const(120000)
+_CONFIRM_MAX_MS = const(3600000)
 
 
 def _call(name, fn, *args):
@@ -256,7 +255,7 @@ class Node:
         self._wake.set()
 
     def _on_message(self, topic, payload, retained):
-        if topic == self.t_stored:
+        if topic.endswith("/stored"):  # its own: the broker lets it read no other node's
             self._stored(payload)
             return
         if topic in self.neighbours:
@@ -271,7 +270,6 @@ class Node:
     def _stored(self, payload):
         """The controller's confirmation (protocols/README.md, ``stored``): the batches it
         names leave the buffer. Checked with the channel's generated check, loaded for it."""
-        loaded = "protocols.incoming" in sys.modules
         try:
             from protocols.incoming import decode
 
@@ -281,20 +279,20 @@ class Node:
             return
         finally:
             decode = None
-            if not loaded:
-                unload("protocols.incoming")
+            unload("protocols.incoming")  # a handler still running keeps its own reference
         for boot, first, last in msg["batches"]:
             self.buffer.confirm(boot, first, last)
         self._confirm_at = self.clock.ticks_ms()
-        self._confirm_wait = CONFIRM_MS
+        self._confirm_wait = 0
 
     def confirm_step(self, ms):
         """No confirmation for a while although batches were sent: send them again."""
         buf = self.buffer
-        if len(buf) > buf.unsent() and ticks_diff(ms, self._confirm_at) >= self._confirm_wait:
+        wait = self._confirm_wait or _CONFIRM_MS
+        if len(buf) > buf.unsent() and ticks_diff(ms, self._confirm_at) >= wait:
             buf.rewind()
             self._confirm_at = ms
-            self._confirm_wait = min(2 * self._confirm_wait, CONFIRM_MAX_MS)
+            self._confirm_wait = min(2 * wait, _CONFIRM_MAX_MS)
             self._wake.set()
 
     async def _handle(self, topic, payload):

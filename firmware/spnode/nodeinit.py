@@ -73,7 +73,6 @@ def init(
     self.t_presence = str(t.sibling(topics.PRESENCE))
     self.t_config = str(t.sibling(topics.CONFIG))
     self.t_cmd = str(t.sibling(topics.CMD))
-    self.t_stored = str(t.sibling(topics.STORED))
     self.neighbours = ()  # presence topics of the configured neighbours
     # parts
     if data_dir is not None:
@@ -104,7 +103,7 @@ def init(
     )
     self.client.subscribe(self.t_config, 1)
     self.client.subscribe(self.t_cmd, 1)
-    self.client.subscribe(self.t_stored, 0)
+    self.client.subscribe(str(t.sibling(topics.STORED)), 0)
     # state of the run
     self.period_s = 60
     self.level = 1.0
@@ -121,7 +120,7 @@ def init(
     self._state_level = None
     self._confirmed = False
     self._confirm_at = clock.ticks_ms()  # the last confirmation of stored batches (app)
-    self._confirm_wait = app.CONFIRM_MS
+    self._confirm_wait = 0  # 0: the first wait (app._CONFIRM_MS)
     self._t0 = clock.ticks_ms()
     self._presence_at = None
     self._detections = 0
