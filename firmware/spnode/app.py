@@ -241,8 +241,7 @@ class Node:
         item = self.buffer.peek()
         if item is not None:
             if await c.publish(self.t_meas, item[1], qos=1):
-                buf = self.buffer
-                if buf.commit(item[0]) and len(buf) - buf.unsent() == 1:
+                if self.buffer.commit(item[0]) and self.buffer.awaiting == 1:
                     self._confirm_at = self.clock.ticks_ms()  # the first one awaiting it
                 self.health.mqtt_ok()
             return True
@@ -284,16 +283,6 @@ class Node:
             self.buffer.confirm(boot, first, last)
         self._confirm_at = self.clock.ticks_ms()
         self._confirm_wait = 0
-
-    def confirm_step(self, ms):
-        """No confirmation for a while although batches were sent: send them again."""
-        buf = self.buffer
-        wait = self._confirm_wait or _CONFIRM_MS
-        if len(buf) > buf.unsent() and ticks_diff(ms, self._confirm_at) >= wait:
-            buf.rewind()
-            self._confirm_at = ms
-            self._confirm_wait = min(2 * wait, _CONFIRM_MAX_MS)
-            self._wake.set()
 
     async def _handle(self, topic, payload):
         """A config (spnode.nodemsg) or a command (spnode.nodecmd), loaded for the message."""
@@ -350,7 +339,13 @@ class Node:
     def report_step(self, ms):
         """Close the period if it has run out (checked every 500 ms, so a new
         report_period_s takes effect at once)."""
-        self.confirm_step(ms)
+        wait = self._confirm_wait or _CONFIRM_MS
+        if self.buffer.awaiting and ticks_diff(ms, self._confirm_at) >= wait:
+            # no confirmation for a while although batches were sent: send them again
+            self.buffer.rewind()
+            self._confirm_at = ms
+            self._confirm_wait = min(2 * wait, _CONFIRM_MAX_MS)
+            self._wake.set()
         if ms - self._rep_start < self.period_s * 1000:
             return
         self._rep_start = ms

@@ -77,7 +77,9 @@ class Buffer:
         # them only in the journal, in front of each batch's data (RAM is what the node lacks)
         self._ids = []
         self._legacy = 0  # the oldest batches, without ids (they come first)
-        self._next = 0  # index of the next batch to send: those before it were sent
+        # batches sent and waiting for the controller's confirmation: the oldest ones, so this
+        # is also the index of the next batch to send
+        self.awaiting = 0
         self.used = 0  # bytes held
         self.dropped = 0  # batches lost to a full queue (or refused as too big)
         self.pushed = 0
@@ -112,17 +114,14 @@ class Buffer:
             head = _head(batch, ids)
             self._offs.append(self._journal + len(head))
             self._append(head, batch)
-        self._add(n, ids)
-        self.pushed += 1
-        if self.path is not None:
-            self._maybe_compact()
-        return gone
-
-    def _add(self, n, ids):
         self._lens.append(n)
         if self.path is None:
             self._ids.append(ids)
         self.used += n
+        self.pushed += 1
+        if self.path is not None:
+            self._maybe_compact()
+        return gone
 
     def _key(self, i, f=None):
         """What peek and commit name batch ``i`` by: its ids, else where its bytes are. In
@@ -141,7 +140,7 @@ class Buffer:
 
     def peek(self):
         """(key, bytes) of the oldest batch not sent yet, or None."""
-        i = self._next
+        i = self.awaiting
         if i >= len(self._lens):
             return None
         if self.path is None:
@@ -155,7 +154,7 @@ class Buffer:
         """Batch ``key`` was published and the broker acknowledged it: it waits for the
         controller's confirmation (one without ids goes now). False if it is no longer the
         next to send (dropped meanwhile to make room, or confirmed): nothing else changes."""
-        i = self._next
+        i = self.awaiting
         if i >= len(self._lens) or self._key(i) != key:
             return False
         if i < self._legacy:
@@ -164,7 +163,7 @@ class Buffer:
             if self.path is not None:
                 self._maybe_compact()
         else:
-            self._next = i + 1
+            self.awaiting = i + 1
         return True
 
     def confirm(self, boot, first, last):
@@ -192,18 +191,14 @@ class Buffer:
     def rewind(self):
         """Send every batch held again, oldest first (after a reconnect: a broker that died
         may have lost what it acknowledged)."""
-        self._next = 0
-
-    def unsent(self):
-        """Batches not published since the last rewind."""
-        return len(self._lens) - self._next
+        self.awaiting = 0
 
     def _pop(self, i):
         self.used -= self._lens.pop(i)
         if i < self._legacy:
             self._legacy -= 1
-        if i < self._next:
-            self._next -= 1
+        if i < self.awaiting:
+            self.awaiting -= 1
         if self.path is None:
             self._ids.pop(i)
             self._data.pop(i)
@@ -245,7 +240,7 @@ class Buffer:
         self._offs = []
         self._lens = []
         self._legacy = 0
-        self._next = 0
+        self.awaiting = 0
         self.used = 0
         try:
             f = open(self.path, "rb")
@@ -286,7 +281,8 @@ class Buffer:
                     if self._legacy < len(self._lens):
                         break  # not written by us: a batch without ids after one with
                     self._legacy += 1
-                self._add(n, None)
+                self._lens.append(n)
+                self.used += n
                 pos += n
         finally:
             f.close()
