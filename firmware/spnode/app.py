@@ -27,7 +27,7 @@ import gc
 from protocols.errors import ProtocolError
 from protocols.outgoing import dump
 from spnode import UPDATE_CMD, VERSION, unload
-from spnode.compat import const, ticks_diff
+from spnode.compat import const, ticks_diff, ticks_ms
 from spnode.flash import exists
 from spnode.health import heap_free
 from spnode.mqtt_client import NotConnected
@@ -242,7 +242,7 @@ class Node:
         if item is not None:
             if await c.publish(self.t_meas, item[1], qos=1):
                 if self.buffer.commit(item[0]) and self.buffer.awaiting == 1:
-                    self._confirm_at = self.clock.ticks_ms()  # the first one awaiting it
+                    self._confirm_at = ticks_ms()  # the first one awaiting it
                 self.health.mqtt_ok()
             return True
         return False
@@ -281,7 +281,7 @@ class Node:
             unload("protocols.incoming")  # a handler still running keeps its own reference
         for boot, first, last in msg["batches"]:
             self.buffer.confirm(boot, first, last)
-        self._confirm_at = self.clock.ticks_ms()
+        self._confirm_at = ticks_ms()
         self._confirm_wait = 0
 
     async def _handle(self, topic, payload):
@@ -340,10 +340,11 @@ class Node:
         """Close the period if it has run out (checked every 500 ms, so a new
         report_period_s takes effect at once)."""
         wait = self._confirm_wait or _CONFIRM_MS
-        if self.buffer.awaiting and ticks_diff(ms, self._confirm_at) >= wait:
+        now = ticks_ms()  # real time, as the network's (the simulator's clocks run faster)
+        if self.buffer.awaiting and ticks_diff(now, self._confirm_at) >= wait:
             # no confirmation for a while although batches were sent: send them again
             self.buffer.rewind()
-            self._confirm_at = ms
+            self._confirm_at = now
             self._confirm_wait = min(2 * wait, _CONFIRM_MAX_MS)
             self._wake.set()
         if ms - self._rep_start < self.period_s * 1000:
