@@ -242,7 +242,7 @@ class Node:
         if item is not None:
             if await c.publish(self.t_meas, item[1], qos=1):
                 if self.buffer.commit(item[0]) and self.buffer.awaiting == 1:
-                    self._confirm_at = ticks_ms()  # the first one awaiting it
+                    self.buffer.heard = ticks_ms()  # the first one awaiting it
                 self.health.mqtt_ok()
             return True
         return False
@@ -250,12 +250,28 @@ class Node:
     # ---- messages in -----------------------------------------------------------------------------
     def _on_connect(self, client):
         self._state_due = True  # birth message
-        self.buffer.rewind()  # the broker may have lost what it acknowledged before
+        self.buffer.awaiting = 0  # all again: the broker may have lost what it acknowledged
         self._wake.set()
 
     def _on_message(self, topic, payload, retained):
         if topic.endswith("/stored"):  # its own: the broker lets it read no other node's
-            self._stored(payload)
+            # the controller's confirmation (protocols/README.md): the batches it names leave
+            # the buffer. Checked with the channel's generated check, loaded for it.
+            try:
+                from protocols.incoming import decode
+
+                msg = decode("stored", payload)
+                for boot, first, last in msg["batches"]:
+                    self.buffer.confirm(boot, first, last)
+            except Exception:  # refused, or short of heap: the batches stay and go again
+                self.lost += 1
+                return
+            finally:
+                decode = msg = None
+                unload("protocols.incoming")  # a handler still running keeps its reference
+            buf = self.buffer
+            buf.heard = ticks_ms()
+            buf.wait = 0
             return
         if topic in self.neighbours:
             self.inp.neighbour = True  # the next control step raises the light
@@ -265,24 +281,6 @@ class Node:
             self.lost += 1
         self.inbox.append((topic, payload))
         self._work.set()
-
-    def _stored(self, payload):
-        """The controller's confirmation (protocols/README.md, ``stored``): the batches it
-        names leave the buffer. Checked with the channel's generated check, loaded for it."""
-        try:
-            from protocols.incoming import decode
-
-            msg = decode("stored", payload)
-        except Exception:  # refused, or short of heap: the batches stay and go again
-            self.lost += 1
-            return
-        finally:
-            decode = None
-            unload("protocols.incoming")  # a handler still running keeps its own reference
-        for boot, first, last in msg["batches"]:
-            self.buffer.confirm(boot, first, last)
-        self._confirm_at = ticks_ms()
-        self._confirm_wait = 0
 
     async def _handle(self, topic, payload):
         """A config (spnode.nodemsg) or a command (spnode.nodecmd), loaded for the message."""
@@ -339,13 +337,14 @@ class Node:
     def report_step(self, ms):
         """Close the period if it has run out (checked every 500 ms, so a new
         report_period_s takes effect at once)."""
-        wait = self._confirm_wait or _CONFIRM_MS
+        buf = self.buffer
+        wait = buf.wait or _CONFIRM_MS
         now = ticks_ms()  # real time, as the network's (the simulator's clocks run faster)
-        if self.buffer.awaiting and ticks_diff(now, self._confirm_at) >= wait:
+        if buf.awaiting and ticks_diff(now, buf.heard) >= wait:
             # no confirmation for a while although batches were sent: send them again
-            self.buffer.rewind()
-            self._confirm_at = now
-            self._confirm_wait = min(2 * wait, _CONFIRM_MAX_MS)
+            buf.awaiting = 0
+            buf.heard = now
+            buf.wait = min(2 * wait, _CONFIRM_MAX_MS)
             self._wake.set()
         if ms - self._rep_start < self.period_s * 1000:
             return

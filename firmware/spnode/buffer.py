@@ -5,10 +5,10 @@ the controller has confirmed that it stored them. A broker's PUBACK is not enoug
 acknowledges a QoS 1 message before it writes it to its persistence file, so a broker that dies
 loses what it acknowledged (issue #18). Sending is peek, publish, commit: ``commit`` after the
 PUBACK marks the batch sent and ``peek`` moves on to the next; the batch stays until
-``confirm(boot, first, last)`` (the controller's ``stored`` message) removes it. ``rewind`` (on
-every reconnect) makes the unconfirmed ones go out again; the controller deduplicates. A batch
-pushed without its (boot, seq) is removed by its PUBACK, as before. When full, the oldest batch
-goes, sent or not, and ``dropped`` counts it (reported in the node state)::
+``confirm(boot, first, last)`` (the controller's ``stored`` message) removes it. Setting
+``awaiting`` to 0 (on every reconnect) makes the unconfirmed ones go out again; the controller
+deduplicates. A batch pushed without its (boot, seq) is removed by its PUBACK, as before.
+When full, the oldest batch goes, sent or not, and ``dropped`` counts it (in the node state)::
 
     buf = Buffer(max_bytes=160000, max_count=90, path="meas.q")   # 90 min of ~1.5 KB batches
     buf.restore()                                      # after a reboot: what was not confirmed
@@ -31,7 +31,7 @@ rewrites it as a temporary file renamed over the old one. The dropped counter is
 (it restarts at 0 with the boot counter).
 """
 
-from spnode.compat import const
+from spnode.compat import const, ticks_ms
 from spnode.flash import replace
 
 try:
@@ -75,11 +75,16 @@ class Buffer:
         self._lens = []  # size of each batch
         # RAM mode: (boot, seq) of each batch (None: removed by its PUBACK). Flash mode keeps
         # them only in the journal, in front of each batch's data (RAM is what the node lacks)
-        self._ids = []
+        self._ids = [] if path is None else None
         self._legacy = 0  # the oldest batches, without ids (they come first)
         # batches sent and waiting for the controller's confirmation: the oldest ones, so this
-        # is also the index of the next batch to send
+        # is also the index of the next batch to send. Set to 0 to send them all again
+        # (after a reconnect: a broker that died may have lost what it acknowledged)
         self.awaiting = 0
+        # the node's timer for sending them again (spnode.app; kept here: one more attribute of
+        # the Node grows its table by 1.1 KiB, more than a 96 KiB heap has to spare)
+        self.heard = ticks_ms()  # the last confirmation, or the first batch awaiting one
+        self.wait = 0  # ms before they go again without one; 0: the first wait
         self.used = 0  # bytes held
         self.dropped = 0  # batches lost to a full queue (or refused as too big)
         self.pushed = 0
@@ -187,11 +192,6 @@ class Buffer:
         if n and self.path is not None:
             self._maybe_compact()
         return n
-
-    def rewind(self):
-        """Send every batch held again, oldest first (after a reconnect: a broker that died
-        may have lost what it acknowledged)."""
-        self.awaiting = 0
 
     def _pop(self, i):
         self.used -= self._lens.pop(i)

@@ -8,7 +8,6 @@ import sys
 from protocols import topics
 from spnode import unload
 from spnode.buffer import SIZE_FLASH, SIZE_RAM, Buffer
-from spnode.compat import ticks_ms
 from spnode.dimming import Dimmer, Inputs
 from spnode.flash import write_atomic
 from spnode.health import Health
@@ -120,8 +119,6 @@ def init(
     self._state_at = None
     self._state_level = None
     self._confirmed = False
-    self._confirm_at = ticks_ms()  # the last confirmation of stored batches (app)
-    self._confirm_wait = 0  # 0: the first wait (app._CONFIRM_MS)
     self._t0 = clock.ticks_ms()
     self._presence_at = None
     self._detections = 0

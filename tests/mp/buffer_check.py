@@ -65,7 +65,7 @@ for s in range(6):
     conf.push(batch(s), 7, s)
 assert drain(conf) == list(range(6)) and len(conf) == 6
 assert conf.confirm(7, 0, 1) == 2 and conf.confirm(7, 3, 3) == 1
-conf.rewind()
+conf.awaiting = 0
 assert drain(conf) == [2, 4, 5]
 conf.close()
 conf = Buffer(160000, 90, d + "/q3")
