@@ -156,7 +156,11 @@ def test_broker_killed_under_load_loses_nothing_end_to_end(tmp_path: Path) -> No
         ingest.stop()
         broker.stop()
     missing = everything - stored_batches(settings.database_path)
-    print(f"{len(everything)} batches made, {len(missing)} lost, street {stats}")
+    w = ingest.worker.stats
+    print(
+        f"{len(everything)} batches made, {len(missing)} lost; {stats['meas_publishes']} meas "
+        f"publishes; {w.confirmations} confirmations, {w.confirmation_bytes} bytes"
+    )
     assert not missing, f"{len(missing)} of {len(everything)} batches lost: {sorted(missing)}"
     assert stats["dropped"] == 0
     assert ingest.worker.stats.confirmations >= len(everything) // 2  # mostly one per batch
