@@ -232,6 +232,16 @@ class Broker:
         self.stop()
         self.start()
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash or the OOM killer would: no last save of the persistence file."""
+        if self._proc is None:
+            return
+        self._proc.kill()
+        self._proc.wait()
+        if self._proc.stderr is not None:
+            self._proc.stderr.close()
+        self._proc = None
+
     @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None

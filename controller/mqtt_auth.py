@@ -2,7 +2,8 @@
 
 Why this exists: no node may speak for another (issue 6). Each node gets its own MQTT credentials
 and the broker's ACL lets it write only under its own topics and read only its own ``config`` and
-``cmd`` (plus every node's ``presence``, for neighbour wake). mosquitto 2.0 reads both files at
+``cmd`` and the controller's confirmations of what it stored (``stored``), plus every node's
+``presence``, for neighbour wake. mosquitto 2.0 reads both files at
 start and again on SIGHUP, so the controller writes them whole and then signals the broker.
 
 This module holds no credentials table of its own: the registry stores each node's password hash
@@ -50,7 +51,18 @@ from pathlib import Path
 from typing import Final
 
 from protocols.errors import ProtocolError
-from protocols.topics import ACK, CMD, CONFIG, EVENT, MEAS, PREFIX, PRESENCE, STATE, check_id
+from protocols.topics import (
+    ACK,
+    CMD,
+    CONFIG,
+    EVENT,
+    MEAS,
+    PREFIX,
+    PRESENCE,
+    STATE,
+    STORED,
+    check_id,
+)
 
 # mosquitto_passwd (2.0) writes "$7$<iterations>$<base64 salt>$<base64 hash>": PBKDF2-HMAC-SHA512
 # over a 12-byte random salt, 101 iterations, 64-byte output, standard base64 with padding.
@@ -74,18 +86,20 @@ ROLE_PROBE: Final = "probe"
 ROLES: Final = (ROLE_CONTROLLER, ROLE_READER, ROLE_PROBE)
 
 NODE_WRITE_CHANNELS: Final = (MEAS, EVENT, STATE, ACK, PRESENCE)
-NODE_READ_CHANNELS: Final = (CONFIG, CMD)
+NODE_READ_CHANNELS: Final = (CONFIG, CMD, STORED)
 
 # What each service role may do, as mosquitto ACL lines inside its "user" block.
 # controller: reads the whole tree (including through "$share/<group>/..." subscriptions, which
-# mosquitto checks against the filter without the prefix), writes config and cmd to any node, and
-# writes state so it can clear the retained state of a node that was removed (empty retained).
+# mosquitto checks against the filter without the prefix), writes config, cmd and the
+# confirmations of what it stored (stored) to any node, and writes state so it can clear the
+# retained state of a node that was removed (empty retained).
 # reader: a read-only tap (dashboard, open-data export, debugging); writes nothing.
 _ROLE_ACL: Final[dict[str, tuple[str, ...]]] = {
     ROLE_CONTROLLER: (
         f"topic read {PREFIX}/#",
         f"topic write {PREFIX}/+/+/{CONFIG}",
         f"topic write {PREFIX}/+/+/{CMD}",
+        f"topic write {PREFIX}/+/+/{STORED}",
         f"topic write {PREFIX}/+/+/{STATE}",
     ),
     ROLE_READER: (f"topic read {PREFIX}/#",),

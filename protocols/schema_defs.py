@@ -13,6 +13,7 @@ DIALECT = "https://json-schema.org/draft/2020-12/schema"
 BASE_ID = "https://streetpole.org/schemas/v1/"
 
 MAX_READINGS = 64  # readings in one batch: a node sends one reporting period per batch
+MAX_STORED = 32  # ranges in one confirmation: the controller sends more messages if need be
 TS_MIN = 1577836800  # 2020-01-01T00:00:00Z: anything earlier means the clock is not set
 TS_MAX = 4102444800  # 2100-01-01T00:00:00Z
 U32 = 4294967295
@@ -359,6 +360,18 @@ def presence():
     )
 
 
+def stored():
+    seqs = {"type": "array", "minItems": 3, "maxItems": 3, "items": COUNTER}
+    return _schema(
+        "stored",
+        "Batches the controller has stored: [boot, first seq, last seq] each (controller -> node)",
+        _obj(
+            {"batches": {"type": "array", "minItems": 1, "maxItems": MAX_STORED, "items": seqs}},
+            ("batches",),
+        ),
+    )
+
+
 # channel name -> function building its schema. The schemas are built on demand so a node does
 # not keep all of them in its heap (see codec.schema).
 BUILDERS = {
@@ -369,4 +382,5 @@ BUILDERS = {
     "cmd": cmd,
     "ack": ack,
     "presence": presence,
+    "stored": stored,
 }

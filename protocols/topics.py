@@ -17,6 +17,7 @@ CONFIG = "config"
 CMD = "cmd"
 ACK = "ack"
 PRESENCE = "presence"
+STORED = "stored"
 
 CHANNELS = {
     MEAS: ("up", 1, False),
@@ -26,6 +27,7 @@ CHANNELS = {
     CMD: ("down", 1, False),
     ACK: ("up", 1, False),
     PRESENCE: ("peer", 0, False),
+    STORED: ("down", 0, False),
 }
 
 _ID_FIRST = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"

@@ -1,10 +1,12 @@
 """Store-and-forward buffer: capacity (an hour of one-minute batches), drop-oldest with every drop
-counted, peek/publish/commit, the flash journal across reboots and torn writes, compaction; and
-the same cases on MicroPython."""
+counted, peek/publish/commit, batches kept until the controller confirms them and sent again
+after a rewind, the flash journal across reboots and torn writes (and a journal written before
+confirmations), compaction; and the same cases on MicroPython."""
 
 from __future__ import annotations
 
 import json
+import zlib
 from pathlib import Path
 
 import pytest
@@ -44,7 +46,8 @@ def full_batch(seq: int) -> bytes:
 
 
 def seqs(buf: Buffer) -> list[int]:
-    """Drain a buffer the way the node does and return the seq numbers, oldest first."""
+    """Publish what is due the way the node does (each acknowledged) and return the seq
+    numbers, oldest first."""
     out = []
     while (item := buf.peek()) is not None:
         out.append(json.loads(item[1])["seq"])
@@ -146,6 +149,92 @@ def test_journal_is_compacted_while_online(tmp_path: Path) -> None:
     buf.close()
     again = Buffer(max_bytes=100_000, max_count=100, path=str(path))
     assert again.restore() == 1 and seqs(again) == [7]
+
+
+@pytest.mark.parametrize("journal", [False, True], ids=["ram", "flash"])
+def test_a_batch_stays_until_the_controller_confirms_it(tmp_path: Path, journal: bool) -> None:
+    path = str(tmp_path / "q") if journal else None
+    buf = Buffer(max_bytes=100_000, max_count=100, path=path)
+    for seq in range(6):
+        buf.push(full_batch(seq), 1, seq)
+    assert seqs(buf) == list(range(6))
+    assert len(buf) == 6 and buf.awaiting == 6  # acknowledged by the broker, not confirmed
+    assert buf.confirm(1, 0, 1) == 2 and len(buf) == 4
+    assert buf.confirm(1, 3, 3) == 1  # out of order: seq 2 was lost in the broker
+    assert buf.confirm(2, 0, 100) == 0  # another boot's batches: nothing
+    assert buf.peek() is None  # nothing new to send until a reconnect sends them again
+    buf.awaiting = 0
+    assert seqs(buf) == [2, 4, 5]  # the unconfirmed ones again, oldest first
+    buf.push(full_batch(6), 1, 6)
+    assert seqs(buf) == [6]
+    assert buf.confirm(1, 0, 6) == 4 and len(buf) == 0 and buf.used == 0
+    assert buf.sent == 7 and buf.dropped == 0
+
+
+def test_a_confirmation_while_a_publish_is_in_flight() -> None:
+    buf = Buffer(max_bytes=100_000, max_count=100)
+    for seq in range(3):
+        buf.push(b'{"seq":%d}' % seq, 1, seq)
+    key0, _ = buf.peek()  # type: ignore[misc]
+    assert buf.commit(key0)
+    key1, _ = buf.peek()  # type: ignore[misc]
+    assert buf.confirm(1, 0, 0) == 1  # seq 0 confirmed while seq 1 waits for its PUBACK
+    assert buf.commit(key1)
+    assert seqs(buf) == [2]
+    buf.awaiting = 0
+    key1, _ = buf.peek()  # type: ignore[misc]
+    assert buf.confirm(1, 1, 1) == 1  # confirmed before its resend was acknowledged
+    assert not buf.commit(key1)  # nothing else is marked sent
+    assert len(buf) - buf.awaiting == 1 and seqs(buf) == [2]
+
+
+@pytest.mark.parametrize("journal", [False, True], ids=["ram", "flash"])
+def test_full_store_drops_the_oldest_sent_or_not(tmp_path: Path, journal: bool) -> None:
+    """The controller away (nothing confirmed): the store stays bounded, and every batch
+    that leaves it unconfirmed is counted."""
+    buf = Buffer(max_bytes=100_000, max_count=4, path=str(tmp_path / "q") if journal else None)
+    for seq in range(3):
+        buf.push(b'{"seq":%d}' % seq, 1, seq)
+    assert seqs(buf) == [0, 1, 2]
+    for seq in range(3, 7):
+        buf.push(b'{"seq":%d}' % seq, 1, seq)
+    assert len(buf) == 4 and buf.dropped == 3
+    assert seqs(buf) == [3, 4, 5, 6]  # the sent ones went first; the cursor followed
+    buf.awaiting = 0
+    assert seqs(buf) == [3, 4, 5, 6]
+
+
+def test_unconfirmed_batches_survive_a_reboot_and_are_sent_again(tmp_path: Path) -> None:
+    path = str(tmp_path / "q")
+    buf = Buffer(max_bytes=100_000, max_count=100, path=path)
+    for seq in range(8):
+        buf.push(full_batch(seq), 3, seq)
+    assert seqs(buf) == list(range(8))
+    buf.confirm(3, 0, 1)
+    buf.confirm(3, 4, 4)  # an X record: removed from the middle
+    buf.close()  # power cut
+    again = Buffer(max_bytes=100_000, max_count=100, path=path)
+    assert again.restore() == 5
+    assert seqs(again) == [2, 3, 5, 6, 7]
+    assert again.confirm(3, 2, 7) == 5 and len(again) == 0
+    again.close()
+    assert Buffer(max_bytes=100_000, max_count=100, path=path).restore() == 0
+
+
+def test_a_journal_from_before_confirmations_is_read(tmp_path: Path) -> None:
+    """An update must not lose the batches the old firmware kept: its records carry no ids,
+    so a PUBACK removes them, as that firmware did."""
+    path = tmp_path / "q"
+    old = b"".join(
+        b"D" + len(d).to_bytes(2, "big") + (zlib.crc32(d) & 0xFFFFFFFF).to_bytes(4, "big") + d
+        for d in (full_batch(0), full_batch(1))
+    )
+    path.write_bytes(old + b"P")  # seq 0 went before the update
+    buf = Buffer(max_bytes=100_000, max_count=100, path=str(path))
+    assert buf.restore() == 1
+    buf.push(full_batch(0), 2, 0)
+    assert seqs(buf) == [1, 0] and len(buf) == 1  # the old one left on its PUBACK
+    assert buf.confirm(2, 0, 0) == 1 and len(buf) == 0
 
 
 def test_buffer_on_micropython(tmp_path: Path, mpy_tree: Path) -> None:

@@ -351,6 +351,29 @@ def test_controller_may_steer_but_not_forge_node_data(street: Street) -> None:
     dash.wait_message(topic("n2", "meas"))
 
 
+def test_only_the_controller_confirms_and_only_to_the_node_itself(street: Street) -> None:
+    """The controller's "stored" confirmations make a node free its batches: a node that could
+    write them could make another node throw away what the controller never stored, and a node
+    that could read another's would learn its traffic. The controller writes them, each node
+    reads its own, nobody else does either."""
+    ctl = street.service("controller")
+    n1 = street.node("n1")
+    assert ok(n1.subscribe("streetpole/v1/#"))
+    n2 = street.node("n2")
+    for target in ("n2", "n1"):  # forging for another node, or for itself
+        assert n1.publish(topic(target, "stored"), b"forged").value == NOT_AUTHORIZED, target
+    dash = street.service("dashboard")
+    assert dash.publish(topic("n1", "stored"), b"forged").value == NOT_AUTHORIZED
+    assert ok(ctl.publish(topic("n2", "stored"), b"for n2"))
+    assert ok(ctl.publish(topic("n1", "stored"), b"for n1"))
+    n1.wait_message(topic("n1", "stored"))
+    assert ok(n2.publish(topic("n2", "presence"), b"sentinel", qos=1))
+    n1.wait_message(topic("n2", "presence"))
+    assert [(t, p) for t, p in n1.messages if t.endswith("/stored")] == [
+        (topic("n1", "stored"), b"for n1")
+    ]
+
+
 def test_node_cannot_plant_a_last_will_for_another_node(street: Street) -> None:
     """mosquitto 2.0.11 accepts the CONNECT and drops the will when it fires; a node's will on
     its own state (the protocol's "offline") fires normally and serves as the sentinel."""

@@ -203,6 +203,9 @@ def test_whole_firmware_on_micropython(pbroker: Broker, node_rom: Path, tmp_path
         qs = {r["q"] for r in batches[0]["readings"]}
         assert {"illuminanceLevel", "powerConsumption", "energyConsumed", "presenceCount"} <= qs
         assert [b["seq"] for b in batches[:3]] == [0, 1, 2]
+        # the controller's confirmation (played here): the node frees the first two; seq 2 and
+        # the later ones it keeps, and sends again after the broker restart below
+        obs.publish(topics.STORED, {"batches": [[1, 0, 1]]})
         obs.wait("program level 0.2", lambda: obs.messages("state")[-1]["level"] == 0.2)
 
         # a bad config is rejected with the codec's reason; the old one stays in force
@@ -251,6 +254,9 @@ def test_whole_firmware_on_micropython(pbroker: Broker, node_rom: Path, tmp_path
         seqs = all_seqs()
         assert seqs == set(range(max(seqs) + 1)), sorted(set(range(max(seqs) + 1)) - seqs)
         assert rebirth["dropped"] == 0
+        sent = [b["seq"] for b in obs.messages("meas")]
+        assert [sent.count(q) for q in (0, 1)] == [1, 1], sent  # confirmed: freed
+        assert sent.count(2) >= 2, sent  # sent, not confirmed: kept, sent again
 
         # updates: a spoofed signature is refused before anything is kept or downloaded
         archive = pack([("spnode/hello.py", b"print('hi')\n")])

@@ -59,6 +59,7 @@ from typing import Any
 import aiomqtt
 
 from controller.ingest import fastmqtt
+from controller.ingest.confirm import confirmations
 from controller.ingest.decode import Sorted, sort_messages
 from controller.ingest.modules import ModuleIndex
 from controller.metrics import Metrics
@@ -81,6 +82,8 @@ class IngestStats:
     duplicate_points: int = 0
     dead_letters: int = 0
     batches: int = 0
+    confirmations: int = 0  # "stored" messages sent to nodes (controller/ingest/confirm.py)
+    confirmation_bytes: int = 0  # their PUBLISH packets, headers included
     connects: int = 0
     last_error: str | None = None
     dropped_by_reason: dict[str, int] = field(default_factory=dict)
@@ -138,6 +141,9 @@ class IngestWorker:
         self.after_store: Callable[[Sorted], None] | None = None
         # Which quantities each node's modules measure (None: not checked, a bare worker)
         self.modules: ModuleIndex | None = None
+        # Confirm to each node what was stored (controller/ingest/confirm.py); off only to
+        # measure what the confirmations cost (tests/bench/bench_ingest.py)
+        self.confirm = True
 
     def group(self) -> str | None:
         """The shared subscription's group, if ingest is split between processes."""
@@ -253,12 +259,15 @@ class IngestWorker:
             del self._pending[: len(take)]
             self.metrics.queue_depth.set(len(self._pending) + len(take))
             retained = {i for i, m in enumerate(take) if m[4]}
-            await asyncio.to_thread(self._store, [(m[0], m[1]) for m in take], retained)
-            self._fast.ack_many([m[2] for m in take if m[3]])
+            confirm = await asyncio.to_thread(self._store, [(m[0], m[1]) for m in take], retained)
+            # the confirmations before the PUBACKs, in one write: a controller that dies between
+            # the two gets the messages again, and confirms them again
+            self._fast.ack_many([m[2] for m in take if m[3]], confirm)
             self.metrics.queue_depth.set(len(self._pending))
 
-    def _store(self, messages: list[tuple[str, bytes]], retained: set[int]) -> None:
-        """Decode and store one batch (runs in a worker thread)."""
+    def _store(self, messages: list[tuple[str, bytes]], retained: set[int]) -> bytes:
+        """Decode and store one batch (runs in a worker thread); return the PUBLISH packets
+        of the confirmations to the nodes."""
         started = time.perf_counter()
         if self.modules is not None:
             self.modules.refresh()
@@ -271,6 +280,15 @@ class IngestWorker:
         )
         self.ops.write(s.states, s.events, s.acks, s.dead)
         result = self.store.write(s.batches) if s.batches else None
+        confirm = b""
+        sent = 0
+        if self.confirm and (s.batches or s.dead):
+            try:
+                packets = [self._fast.publish_packet(t, p) for t, p in confirmations(s)]
+                confirm = b"".join(packets)
+                sent = len(packets)
+            except Exception:  # the nodes send again after a reconnect; ingest goes on
+                log.exception("confirmations to the nodes failed")
         m = self.metrics
         m.write_latency.observe(time.perf_counter() - started)
         for ch, n in s.channels.items():
@@ -295,8 +313,11 @@ class IngestWorker:
             m.batches_resent.inc(result.batches_resent)
             self.stats.stored_points += result.stored
             self.stats.duplicate_points += result.duplicates
+        self.stats.confirmations += sent
+        self.stats.confirmation_bytes += len(confirm)
         if self.after_store is not None:
             try:
                 self.after_store(s)
             except Exception:
                 log.exception("fleet update after ingest failed")
+        return confirm

@@ -12,7 +12,8 @@ Tasks (see docs/firmware.md):
 - ``sensing``: 1 Hz (PM sampling, lamp check), and the microphone at 32 blocks/s if fitted.
 - ``report``: every ``report_period_s`` a measurement batch into the store-and-forward buffer.
 - ``sender``: publishes acks and events, the retained state, then the buffer oldest first, each
-  QoS 1 and removed only once acknowledged.
+  QoS 1. A batch stays in the buffer until the controller confirms it stored it (``stored``);
+  after a reconnect, or when no confirmation came for a while, the unconfirmed ones go again.
 - ``commands``: config (validated, persisted, acked) and commands (override, revert, reboot,
   selftest, update), from a small inbox the MQTT callback fills.
 - ``health``: feeds the watchdog while control and MQTT are alive; confirms or rolls back an
@@ -26,7 +27,7 @@ import gc
 from protocols.errors import ProtocolError
 from protocols.outgoing import dump
 from spnode import UPDATE_CMD, VERSION, unload
-from spnode.compat import const, ticks_diff
+from spnode.compat import const, ticks_diff, ticks_ms
 from spnode.flash import exists
 from spnode.health import heap_free
 from spnode.mqtt_client import NotConnected
@@ -39,6 +40,11 @@ INBOX_MAX = const(8)
 STATE_EVERY = const(10)  # reporting periods between routine state messages
 GC_EVERY_BYTES = const(1024)
 RETRY_MS = (0, 1000, 4000)  # pauses before the tries of work that ran out of heap (_retry)
+# Sent batches with no confirmation for this long while connected (one lost with the
+# controller's connection, say) are sent again; the wait doubles up to _CONFIRM_MAX_MS while
+# none comes, so a controller that is away does not fill the broker with copies.
+_CONFIRM_MS = const(120000)
+_CONFIRM_MAX_MS = const(3600000)
 
 
 def _call(name, fn, *args):
@@ -237,7 +243,8 @@ class Node:
         item = self.buffer.peek()
         if item is not None:
             if await c.publish(self.t_meas, item[1], qos=1):
-                self.buffer.commit(item[0])
+                if self.buffer.commit(item[0]) and self.buffer.awaiting == 1:
+                    self.buffer.heard = ticks_ms()  # the first one awaiting it
                 self.health.mqtt_ok()
             return True
         return False
@@ -245,9 +252,29 @@ class Node:
     # ---- messages in -----------------------------------------------------------------------------
     def _on_connect(self, client):
         self._state_due = True  # birth message
+        self.buffer.awaiting = 0  # all again: the broker may have lost what it acknowledged
         self._wake.set()
 
     def _on_message(self, topic, payload, retained):
+        if topic.endswith("/stored"):  # its own: the broker lets it read no other node's
+            # the controller's confirmation (protocols/README.md): the batches it names leave
+            # the buffer. Checked with the channel's generated check, loaded for it.
+            try:
+                from protocols.incoming import decode
+
+                msg = decode("stored", payload)
+                for boot, first, last in msg["batches"]:
+                    self.buffer.confirm(boot, first, last)
+            except Exception:  # refused, or short of heap: the batches stay and go again
+                self.lost += 1
+                return
+            finally:
+                decode = msg = None
+                unload("protocols.incoming")  # a handler still running keeps its reference
+            buf = self.buffer
+            buf.heard = ticks_ms()
+            buf.wait = 0
+            return
         if topic in self.neighbours:
             self.inp.neighbour = True  # the next control step raises the light
             return
@@ -312,6 +339,15 @@ class Node:
     def report_step(self, ms):
         """Close the period if it has run out (checked every 500 ms, so a new
         report_period_s takes effect at once)."""
+        buf = self.buffer
+        wait = buf.wait or _CONFIRM_MS
+        now = ticks_ms()  # real time, as the network's (the simulator's clocks run faster)
+        if buf.awaiting and ticks_diff(now, buf.heard) >= wait:
+            # no confirmation for a while although batches were sent: send them again
+            buf.awaiting = 0
+            buf.heard = now
+            buf.wait = min(2 * wait, _CONFIRM_MAX_MS)
+            self._wake.set()
         if ticks_diff(ms, self._rep_start) < self.period_s * 1000:
             return
         self._rep_start = ms
@@ -394,8 +430,8 @@ class Node:
                 self.lost += 1
         else:
             return None
+        self.buffer.push(data, self.boot, self.seq)
         self.seq += 1
-        self.buffer.push(data)
         self._wake.set()
         return data
 

@@ -106,6 +106,7 @@ def init(
     )
     self.client.subscribe(self.t_config, 1)
     self.client.subscribe(self.t_cmd, 1)
+    self.client.subscribe(str(t.sibling(topics.STORED)), 0)
     # state of the run
     self.period_s = 60
     self.level = 1.0

@@ -59,5 +59,17 @@ ram = Buffer(40000, 72)
 for s in range(80):
     ram.push(b'{"boot":1,"seq":%d}' % s)
 assert ram.dropped == 8 and drain(ram) == list(range(8, 80))
+# kept until confirmed, sent again after a rewind and after a reboot (the journal's B and X)
+conf = Buffer(160000, 90, d + "/q3")
+for s in range(6):
+    conf.push(batch(s), 7, s)
+assert drain(conf) == list(range(6)) and len(conf) == 6
+assert conf.confirm(7, 0, 1) == 2 and conf.confirm(7, 3, 3) == 1
+conf.awaiting = 0
+assert drain(conf) == [2, 4, 5]
+conf.close()
+conf = Buffer(160000, 90, d + "/q3")
+assert conf.restore() == 3 and drain(conf) == [2, 4, 5]
+assert conf.confirm(7, 0, 9) == 3 and len(conf) == 0 and conf.used == 0
 print("held", held)
 print("OK")
