@@ -31,6 +31,7 @@ from typing import Any
 
 from sqlalchemy import or_, select
 
+from controller import policy
 from controller.api.auth import Principal
 from controller.api.schemas import AlarmOut
 from controller.registry.db import Registry
@@ -61,7 +62,7 @@ class Subscriber:
         if kind == "node":
             return data["pole"] in self.poles
         if kind == "alarm":
-            return data["module_id"] in self.modules or data["pole_id"] in self.poles
+            return policy.sees_alarm(self.principal, data, self.poles, self.modules)
         return True
 
     def put(self, kind: str, data: dict[str, Any]) -> None:

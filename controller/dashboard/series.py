@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from controller import policy
 from controller.api.auth import Principal
 from controller.registry.models import Module, Pole
 from controller.store.base import StreamKey, TimeSeriesStore
@@ -42,7 +43,7 @@ class Stream:
 
 def visible_streams(store: TimeSeriesStore, p: Principal, pole: Pole) -> list[Stream]:
     by_src = {(m.node, m.src or ""): m for m in pole.modules if m.node}
-    owns_pole = p.owner_id is None or pole.owner_id == p.owner_id
+    owns_pole = policy.owns_pole(p, pole)
     out = []
     for key in sorted(store.streams()):
         if key.pole != pole.id:
@@ -51,7 +52,7 @@ def visible_streams(store: TimeSeriesStore, p: Principal, pole: Pole) -> list[St
         if m is None:
             if owns_pole:
                 out.append(Stream(key, None))
-        elif p.owner_id is None or m.owner_id == p.owner_id:
+        elif policy.sees_module(p, m):
             out.append(Stream(key, m))
     return out
 
