@@ -90,7 +90,9 @@ def owns_pole(p: Scoped, pole: Pole) -> bool:
 
 def removes_pole(p: Scoped, pole: Pole) -> bool:
     """Removing a pole removes its modules: only when none of them is another owner's."""
-    return owns_pole(p, pole) and all(m.owner_id == pole.owner_id for m in pole.modules)
+    if p.owner_id is None:
+        return True
+    return pole.owner_id == p.owner_id and all(m.owner_id == p.owner_id for m in pole.modules)
 
 
 def sees_module(p: Scoped, module: Module) -> bool:

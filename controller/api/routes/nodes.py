@@ -167,6 +167,7 @@ def current_config(db: DB, p: Viewer, node_id: IdPath) -> dict[str, object]:
 def repush(db: DB, p: Operator, node_id: IdPath) -> NodeConfig | None:
     node = get_node(db, p, node_id)
     row = push_config(db, node, force=True)
+    db.flush()  # the row's defaults (status, pushed_at) for the answer
     audit(db, p, "node.config_push", "node", f"{node.pole_id}/{node.node}", node.pole.owner_id)
     return row
 
