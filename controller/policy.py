@@ -32,6 +32,7 @@ from sqlalchemy import ColumnElement, Select, and_, or_, select, true
 
 from controller.registry.models import (
     Alarm,
+    AuditEntry,
     Campaign,
     CampaignNode,
     DimmingProfile,
@@ -41,6 +42,7 @@ from controller.registry.models import (
     Node,
     Pole,
     Program,
+    User,
 )
 
 
@@ -95,8 +97,13 @@ def removes_pole(p: Scoped, pole: Pole) -> bool:
     return pole.owner_id == p.owner_id and all(m.owner_id == p.owner_id for m in pole.modules)
 
 
-def sees_module(p: Scoped, module: Module) -> bool:
+def sees_module(p: Scoped, module: Scoped) -> bool:
+    """A module (or its API form) and its data are its owner's."""
     return p.owner_id is None or module.owner_id == p.owner_id
+
+
+def visible_modules(p: Scoped) -> ColumnElement[bool]:
+    return true() if p.owner_id is None else Module.owner_id == p.owner_id
 
 
 def changes_module(p: Scoped, module: Module, fields: Iterable[str]) -> bool:
@@ -277,3 +284,19 @@ def manages_owners(p: Scoped) -> bool:
 
 def manages_account(p: Scoped, owner_id: int | None) -> bool:
     return p.owner_id is None or owner_id == p.owner_id
+
+
+def visible_accounts(p: Scoped) -> ColumnElement[bool]:
+    return true() if p.owner_id is None else User.owner_id == p.owner_id
+
+
+def visible_audit(p: Scoped, username: str) -> ColumnElement[bool]:
+    """Entries about the owner's things, and what the account did itself."""
+    if p.owner_id is None:
+        return true()
+    return or_(AuditEntry.owner_id == p.owner_id, AuditEntry.actor == username)
+
+
+def visible_records(p: Scoped) -> ColumnElement[bool]:
+    """Commissioning records (audit entries of the pole's owner)."""
+    return true() if p.owner_id is None else AuditEntry.owner_id == p.owner_id

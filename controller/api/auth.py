@@ -2,7 +2,7 @@
 
 Every operator route depends on ``require(<role>)``. An account with an owner is scoped: the
 routes filter by ``principal.owner_id`` so it sees and steers only its own owner's poles, modules,
-data and alarms (``scope`` helpers in ``controller.registry.scope``).
+data and alarms, by asking ``controller.policy`` (one function per decision).
 """
 
 from __future__ import annotations

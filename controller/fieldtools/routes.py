@@ -81,9 +81,7 @@ def _out(e: AuditEntry) -> RecordOut:
 
 
 def _visible(p: Principal) -> Any:
-    q = select(AuditEntry).where(AuditEntry.action == ACTION)
-    if not policy.unscoped(p):
-        q = q.where(AuditEntry.owner_id == p.owner_id)
+    q = select(AuditEntry).where(AuditEntry.action == ACTION, policy.visible_records(p))
     return q
 
 

@@ -7,7 +7,7 @@ import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, status
-from sqlalchemy import or_, select
+from sqlalchemy import select
 
 from controller import policy
 from controller.api.auth import DB, IdPath, Operator, Principal, Viewer, audit, not_found
@@ -150,9 +150,7 @@ def audit_log(
     target_id: str | None = None,
     limit: Limit = 500,
 ) -> list[AuditEntry]:
-    q = select(AuditEntry)
-    if not policy.unscoped(p):
-        q = q.where(or_(AuditEntry.owner_id == p.owner_id, AuditEntry.actor == p.username))
+    q = select(AuditEntry).where(policy.visible_audit(p, p.username))
     if actor is not None:
         q = q.where(AuditEntry.actor == actor)
     if target_type is not None:

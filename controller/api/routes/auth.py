@@ -80,9 +80,7 @@ def revoke_tokens(db: DB, p: Viewer) -> None:
 
 @router.get("/users", response_model=list[UserOut], summary="Operator accounts")
 def list_users(db: DB, p: Admin) -> list[User]:
-    q = select(User).order_by(User.id)
-    if not policy.unscoped(p):
-        q = q.where(User.owner_id == p.owner_id)
+    q = select(User).where(policy.visible_accounts(p)).order_by(User.id)
     return list(db.scalars(q))
 
 

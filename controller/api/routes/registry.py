@@ -118,7 +118,7 @@ def get_pole(db: DB, p: Principal, pole_id: str) -> Pole:
 def pole_out(p: Principal, pole: Pole) -> PoleOut:
     out = PoleOut.model_validate(pole)
     if not policy.owns_pole(p, pole):
-        out.modules = [m for m in out.modules if m.owner_id == p.owner_id]
+        out.modules = [m for m in out.modules if policy.sees_module(p, m)]
         out.nodes = []
     return out
 
@@ -234,9 +234,7 @@ def get_module(db: DB, p: Principal, module_id: IdPath) -> Module:
 def list_modules(
     db: DB, p: Viewer, type: str | None = None, limit: Limit = 1000, offset: Offset = 0
 ) -> list[Module]:
-    q = select(Module)
-    if not policy.unscoped(p):
-        q = q.where(Module.owner_id == p.owner_id)
+    q = select(Module).where(policy.visible_modules(p))
     if type is not None:
         q = q.where(Module.type == type)
     return list(db.scalars(q.order_by(Module.id).limit(limit).offset(offset)))
