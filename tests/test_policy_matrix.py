@@ -1187,3 +1187,24 @@ def test_the_compiler_never_lets_a_foreign_profile_light_a_pole(world: World) ->
         chosen = profile_for(db, tel)
         assert chosen is not None and chosen.id == w.ids["profile:telco"]
         db.rollback()
+
+
+def test_open_data_with_a_scoped_token_adds_only_its_owners_restricted_streams(
+    world: World,
+) -> None:
+    """The open-data reads that take a token: every stream of the street is restricted, so the
+    public sees none, Air Co's token adds its air module's and nothing of the others."""
+    api = world.api
+
+    def quantities(who: str, path: str, key: str) -> set[str]:
+        r = api.call(who, "GET", path)
+        assert r.status_code == 200, r.text
+        return {str(x[key]) for x in r.json()["value"]}
+
+    latest = "/opendata/v1/latest"
+    assert quantities("", latest, "quantity") == set()
+    assert not {"rsrp", "energyConsumed"} & quantities("a-viewer", latest, "quantity")
+    assert "pm25" in quantities("a-viewer", latest, "quantity")
+    assert {"energyConsumed", "pm25"} <= quantities("u-viewer", latest, "quantity")
+    names = " ".join(quantities("a-viewer", "/sta/v1.1/Datastreams", "name"))
+    assert "TEL-" not in names and "rsrp" not in names and "energyConsumed" not in names
