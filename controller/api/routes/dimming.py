@@ -9,6 +9,7 @@ out.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, HTTPException, status
@@ -311,16 +312,15 @@ def list_overrides(db: DB, p: Viewer, active: bool | None = None) -> list[Overri
     return [o for o in out if active is None or o.active == active]
 
 
-def _reached(db: DB, ov: Override) -> list[Pole]:
-    """The poles an override sent commands to (the target's poles may have changed since)."""
-    return list(
-        db.scalars(
-            select(Pole)
-            .join(Node, Node.pole_id == Pole.id)
-            .join(Command, Command.node_id == Node.id)
-            .where(Command.override_id == ov.id)
-            .distinct()
-        )
+def _reached(db: DB, ov: Override) -> Iterator[Pole]:
+    """The poles an override sent commands to (the target's poles may have changed since);
+    lazily, so an unscoped account's listing does not query them."""
+    yield from db.scalars(
+        select(Pole)
+        .join(Node, Node.pole_id == Pole.id)
+        .join(Command, Command.node_id == Node.id)
+        .where(Command.override_id == ov.id)
+        .distinct()
     )
 
 
