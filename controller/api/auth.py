@@ -30,11 +30,7 @@ class Principal:
     user_id: int
     username: str
     role: str
-    owner_id: int | None
-
-    @property
-    def scoped(self) -> bool:
-        return self.owner_id is not None
+    owner_id: int | None  # None: the municipality's (unscoped); see controller.policy
 
 
 def get_session(state: State) -> Iterator[Session]:
