@@ -26,6 +26,7 @@ from typing import Any, cast
 from sqlalchemy import Select, Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
+from controller import policy
 from controller.ingest.decode import Sorted
 from controller.registry.models import (
     Alarm,
@@ -93,17 +94,24 @@ def new_id(prefix: str) -> str:
 
 # ---- configs -------------------------------------------------------------------------------
 def profile_for(db: Session, pole: Pole) -> DimmingProfile | None:
-    """The pole's own profile, else that of its first group (by group id) that has one."""
+    """The pole's own profile, else that of its first group (by group id) that has one; only
+    a profile (and group) whose owner steers the pole's light counts (``controller.policy``),
+    whatever the registry's rows say."""
     if pole.profile_id is not None:
-        return db.get(DimmingProfile, pole.profile_id)
-    pid = db.scalar(
-        select(Group.profile_id)
+        own = db.get(DimmingProfile, pole.profile_id)
+        if own is not None and policy.profile_applies(own, pole):
+            return own
+    rows = db.execute(
+        select(Group, DimmingProfile)
         .join(GroupPole, GroupPole.group_id == Group.id)
-        .where(GroupPole.pole_id == pole.id, Group.profile_id.is_not(None))
+        .join(DimmingProfile, DimmingProfile.id == Group.profile_id)
+        .where(GroupPole.pole_id == pole.id)
         .order_by(Group.id)
-        .limit(1)
-    )
-    return db.get(DimmingProfile, pid) if pid is not None else None
+    ).all()
+    for group, prof in rows:
+        if policy.group_applies(group, pole) and policy.profile_applies(prof, pole):
+            return prof
+    return None
 
 
 def neighbours(db: Session, pole: Pole, radius_m: float) -> list[dict[str, str]]:

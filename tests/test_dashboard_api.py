@@ -164,6 +164,9 @@ def test_event_stream(tmp_path: Path) -> None:
         for pid, owner in (("P1", muni), ("P2", airco)):
             body = {"id": pid, "lat": 51.9, "lon": 4.48, "owner_id": owner["id"]}
             assert http.post("/api/poles", json=body, headers=h).status_code == 201
+        # the city's lamp on Air Co's pole: its alarms are the city's, not the pole owner's
+        lamp = {"type": "lighting", "owner_id": muni["id"], "node": "n1", "src": "lamp"}
+        city_lamp = http.post("/api/poles/P2/modules", json=lamp, headers=h).json()["id"]
         create_user(reg, "airops", "correct horse battery", "operator", "airco")
         air = create_token(reg, "airops", "t")
         with reg.session() as db:
@@ -203,14 +206,30 @@ def test_event_stream(tmp_path: Path) -> None:
                 n.status, n.level = "online", 0.4
             for pid in ("P1", "P2"):
                 db.add(Alarm(pole_id=pid, node="n1", code="lampFailure", severity="major"))
-        wait_for(pumped(lambda: len(readers["admin"].events) >= 5), 10, "events")
+            db.add(
+                Alarm(
+                    pole_id="P2",
+                    node="n1",
+                    module_id=city_lamp,
+                    code="lampFailure",
+                    src="lamp",
+                    severity="major",
+                )
+            )
+        wait_for(pumped(lambda: len(readers["admin"].events) >= 6), 10, "events")
         time.sleep(1.2)
         pumped(lambda: True)()
         seen = {
             who: sorted((k, d.get("pole") or d.get("pole_id")) for k, d in r.events if k != "hello")
             for who, r in readers.items()
         }
-        assert seen["admin"] == [("alarm", "P1"), ("alarm", "P2"), ("node", "P1"), ("node", "P2")]
+        assert seen["admin"] == [
+            ("alarm", "P1"),
+            ("alarm", "P2"),
+            ("alarm", "P2"),
+            ("node", "P1"),
+            ("node", "P2"),
+        ]
         assert seen["airops"] == [("alarm", "P2"), ("node", "P2")]
         node = next(d for k, d in readers["admin"].events if k == "node")
         assert node["status"] == "online" and node["level"] == 0.4

@@ -2,7 +2,7 @@
 
 Every operator route depends on ``require(<role>)``. An account with an owner is scoped: the
 routes filter by ``principal.owner_id`` so it sees and steers only its own owner's poles, modules,
-data and alarms (``scope`` helpers in ``controller.registry.scope``).
+data and alarms, by asking ``controller.policy`` (one function per decision).
 """
 
 from __future__ import annotations
@@ -30,11 +30,7 @@ class Principal:
     user_id: int
     username: str
     role: str
-    owner_id: int | None
-
-    @property
-    def scoped(self) -> bool:
-        return self.owner_id is not None
+    owner_id: int | None  # None: the municipality's (unscoped); see controller.policy
 
 
 def get_session(state: State) -> Iterator[Session]:

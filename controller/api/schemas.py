@@ -214,11 +214,14 @@ class Step(BaseModel):
 class ProgramIn(BaseModel):
     name: TopicId
     steps: list[Step] = Field(min_length=1, max_length=24)
+    # None: the shared library (unscoped accounts); an owner-scoped account's default is its own
+    owner_id: DbId | None = None
 
 
 class ProgramOut(Out):
     id: int
     name: str
+    owner_id: int | None
     steps: list[dict[str, Any]]
 
 
@@ -254,6 +257,7 @@ class CalendarRule(BaseModel):
 
 class ProfileIn(BaseModel):
     name: TopicId
+    owner_id: DbId | None = None  # as for programs
     default_program: TopicId
     calendar: list[CalendarRule] = Field(default_factory=list, max_length=64)
     min_level: Level = 0.0
@@ -280,6 +284,7 @@ class ProfileIn(BaseModel):
 class ProfileOut(Out):
     id: int
     name: str
+    owner_id: int | None
     default_program: str
     calendar: list[dict[str, Any]]
     min_level: float

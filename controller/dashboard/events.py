@@ -31,10 +31,11 @@ from typing import Any
 
 from sqlalchemy import or_, select
 
+from controller import policy
 from controller.api.auth import Principal
 from controller.api.schemas import AlarmOut
 from controller.registry.db import Registry
-from controller.registry.models import Alarm, Module, Node, Pole
+from controller.registry.models import Alarm, Module, Node
 
 log = logging.getLogger("streetpole.dashboard")
 
@@ -61,7 +62,7 @@ class Subscriber:
         if kind == "node":
             return data["pole"] in self.poles
         if kind == "alarm":
-            return data["module_id"] in self.modules or data["pole_id"] in self.poles
+            return policy.sees_alarm(self.principal, data, self.poles, self.modules)
         return True
 
     def put(self, kind: str, data: dict[str, Any]) -> None:
@@ -176,13 +177,14 @@ class Hub:
             await asyncio.sleep(self.period_s)
 
     def _scope(self, sub: Subscriber) -> None:
-        owner = sub.principal.owner_id
         sub.scope_at = time.monotonic()
-        if owner is None:
+        poles = policy.node_poles(sub.principal)
+        if poles is None:
             return
         with self.registry.session() as db:
-            sub.poles = frozenset(db.scalars(select(Pole.id).where(Pole.owner_id == owner)))
-            sub.modules = frozenset(db.scalars(select(Module.id).where(Module.owner_id == owner)))
+            sub.poles = frozenset(db.scalars(poles))
+            modules = select(Module.id).where(policy.visible_modules(sub.principal))
+            sub.modules = frozenset(db.scalars(modules))
 
     # ---- the poll ----------------------------------------------------------------------------
     def poll(self) -> list[tuple[str, dict[str, Any]]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from controller import policy
 from controller.api.auth import Principal
 from controller.registry.measures import owners_of, quantities
 from controller.registry.models import Module, Pole
@@ -47,7 +48,7 @@ def visible_streams(store: TimeSeriesStore, p: Principal, pole: Pole) -> list[St
         if mod.node:
             entry = (mod.src or "", quantities(mod.type, mod.attributes), mod)
             by_node.setdefault(mod.node, []).append(entry)
-    owns_pole = p.owner_id is None or pole.owner_id == p.owner_id
+    owns_pole = policy.owns_pole(p, pole)
     out = []
     for key in sorted(store.streams()):
         if key.pole != pole.id:
@@ -57,7 +58,7 @@ def visible_streams(store: TimeSeriesStore, p: Principal, pole: Pole) -> list[St
         if m is None:
             if owns_pole:
                 out.append(Stream(key, None))
-        elif p.owner_id is None or m.owner_id == p.owner_id:
+        elif policy.sees_module(p, m):
             out.append(Stream(key, m))
     return out
 

@@ -14,7 +14,17 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from controller.api.auth import DB, IdPath, Principal, Technician, Viewer, audit, not_found
+from controller import policy
+from controller.api.auth import (
+    DB,
+    IdPath,
+    Principal,
+    Technician,
+    Viewer,
+    audit,
+    forbidden,
+    not_found,
+)
 from controller.api.routes.registry import get_pole
 from controller.registry.models import AuditEntry, Node
 
@@ -71,9 +81,7 @@ def _out(e: AuditEntry) -> RecordOut:
 
 
 def _visible(p: Principal) -> Any:
-    q = select(AuditEntry).where(AuditEntry.action == ACTION)
-    if p.scoped:
-        q = q.where(AuditEntry.owner_id == p.owner_id)
+    q = select(AuditEntry).where(AuditEntry.action == ACTION, policy.visible_records(p))
     return q
 
 
@@ -83,6 +91,8 @@ def create(db: DB, p: Technician, body: RecordIn) -> RecordOut:
     node = db.scalar(select(Node).where(Node.pole_id == pole.id, Node.node == body.node))
     if node is None:
         raise not_found("node", f"{body.pole}/{body.node}")
+    if not policy.sees_node(p, node):
+        raise forbidden("only the pole's owner records what is installed on it")
     record = body.model_dump(mode="json", by_alias=True)
     audit(db, p, ACTION, "node", f"{pole.id}/{body.node}", pole.owner_id, **record)
     db.flush()

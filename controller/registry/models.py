@@ -164,6 +164,8 @@ class Program(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
     steps: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    # None: the municipality's shared library; else an owner's own (controller.policy)
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("owners.id", ondelete="RESTRICT"))
     created_at: Mapped[float] = mapped_column(Float, default=now)
 
 
@@ -174,6 +176,8 @@ class DimmingProfile(Base):
     __tablename__ = "dimming_profiles"
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
+    # None: the municipality's shared library; else an owner's own (controller.policy)
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("owners.id", ondelete="RESTRICT"))
     default_program: Mapped[str] = mapped_column(String(64))
     calendar: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     min_level: Mapped[float] = mapped_column(Float, default=0.0)

@@ -1,57 +1,16 @@
-"""Owner scope and targets: which poles a principal sees or steers, which nodes a target reaches.
-
-The rules, after CENT-R's model of a pole as passive infrastructure with modules of several
-owners: an owner-scoped account sees a pole when it owns the pole or a module on it, sees only
-its own modules and their data, and steers a pole's light only when it owns the pole's lighting
-module (or, with no lighting module registered, the pole itself).
-"""
+"""Targets and geometry: which poles an override target names, which nodes drive a pole's
+light, distances. Who may see or steer them is ``controller.policy``."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from controller.registry.models import GroupPole, Module, Node, Pole
-
-
-class Scoped(Protocol):
-    @property
-    def owner_id(self) -> int | None: ...
-
-
-def visible_poles(p: Scoped) -> Select[Pole]:
-    q = select(Pole)
-    if p.owner_id is not None:
-        q = q.where(
-            or_(
-                Pole.owner_id == p.owner_id,
-                Pole.id.in_(select(Module.pole_id).where(Module.owner_id == p.owner_id)),
-            )
-        )
-    return q
-
-
-def sees_pole(p: Scoped, pole: Pole) -> bool:
-    if p.owner_id is None or pole.owner_id == p.owner_id:
-        return True
-    return any(m.owner_id == p.owner_id for m in pole.modules)
-
-
-def sees_module(p: Scoped, module: Module) -> bool:
-    return p.owner_id is None or module.owner_id == p.owner_id
-
-
-def steers_light(p: Scoped, pole: Pole) -> bool:
-    if p.owner_id is None:
-        return True
-    lighting = [m for m in pole.modules if m.type == "lighting"]
-    if lighting:
-        return all(m.owner_id == p.owner_id for m in lighting)
-    return pole.owner_id == p.owner_id
+from controller.registry.models import GroupPole, Node, Pole
 
 
 def point_in_polygon(lon: float, lat: float, ring: Sequence[Sequence[float]]) -> bool:

@@ -9,6 +9,7 @@ import re
 import sqlite3
 import threading
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -186,8 +187,10 @@ class OpsStore:
             for r in rows
         ]
 
-    def node_states(self) -> list[dict[str, Any]]:
-        rows = self._read("SELECT * FROM node_state ORDER BY pole, node")
+    def node_states(self, poles: Collection[str] | None = None) -> list[dict[str, Any]]:
+        """Every node's state; with ``poles``, only the nodes on those poles."""
+        where, args = _on_poles(poles)
+        rows = self._read(f"SELECT * FROM node_state{where} ORDER BY pole, node", args)
         return [
             {
                 "pole": r["pole"],
@@ -201,20 +204,31 @@ class OpsStore:
             for r in rows
         ]
 
-    def events(self, limit: int = 100, kind: str | None = None) -> list[dict[str, Any]]:
-        sql = "SELECT pole, node, body FROM events"
-        args: tuple[Any, ...] = ()
+    def events(
+        self, limit: int = 100, kind: str | None = None, poles: Collection[str] | None = None
+    ) -> list[dict[str, Any]]:
+        where, args = _on_poles(poles)
         if kind:
-            sql += " WHERE kind = ?"
-            args = (kind,)
+            where = f"{where} AND kind = ?" if where else " WHERE kind = ?"
+            args = (*args, kind)
+        sql = f"SELECT pole, node, body FROM events{where}"
         rows = self._read(sql + " ORDER BY ts DESC LIMIT ?", (*args, limit))
         return [{"pole": r["pole"], "node": r["node"], **_json_body(r["body"])} for r in rows]
 
-    def acks(self, limit: int = 100) -> list[dict[str, Any]]:
+    def acks(self, limit: int = 100, poles: Collection[str] | None = None) -> list[dict[str, Any]]:
+        where, args = _on_poles(poles)
         rows = self._read(
-            "SELECT pole, node, body FROM acks ORDER BY received DESC LIMIT ?", (limit,)
+            f"SELECT pole, node, body FROM acks{where} ORDER BY received DESC LIMIT ?",
+            (*args, limit),
         )
         return [{"pole": r["pole"], "node": r["node"], **_json_body(r["body"])} for r in rows]
 
     def close(self) -> None:
         self._db.close()
+
+
+def _on_poles(poles: Collection[str] | None) -> tuple[str, tuple[Any, ...]]:
+    """A WHERE clause keeping rows of the given poles (one JSON parameter, any number of poles)."""
+    if poles is None:
+        return "", ()
+    return " WHERE pole IN (SELECT value FROM json_each(?))", (json.dumps(sorted(poles)),)

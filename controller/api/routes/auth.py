@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, status
 from fastapi.security import OAuth2PasswordRequestForm
 from sqlalchemy import select
 
+from controller import policy
 from controller.api.auth import DB, Admin, IdPath, Principal, Viewer, audit, not_found
 from controller.api.deps import State
 from controller.api.schemas import TokenIn, TokenOut, UserIn, UserOut
@@ -79,15 +80,13 @@ def revoke_tokens(db: DB, p: Viewer) -> None:
 
 @router.get("/users", response_model=list[UserOut], summary="Operator accounts")
 def list_users(db: DB, p: Admin) -> list[User]:
-    q = select(User).order_by(User.id)
-    if p.scoped:
-        q = q.where(User.owner_id == p.owner_id)
+    q = select(User).where(policy.visible_accounts(p)).order_by(User.id)
     return list(db.scalars(q))
 
 
 @router.post("/users", response_model=UserOut, status_code=201, summary="Create an account")
 def create_user(db: DB, p: Admin, body: UserIn) -> User:
-    if p.scoped and body.owner_id != p.owner_id:
+    if not policy.manages_account(p, body.owner_id):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "owner_id: only your own owner")
     if body.owner_id is not None and db.get(Owner, body.owner_id) is None:
         raise not_found("owner", body.owner_id)
@@ -108,7 +107,7 @@ def create_user(db: DB, p: Admin, body: UserIn) -> User:
 @router.post("/users/{user_id}/disable", response_model=UserOut, summary="Disable an account")
 def disable_user(db: DB, p: Admin, user_id: IdPath) -> User:
     user = db.get(User, user_id)
-    if user is None or (p.scoped and user.owner_id != p.owner_id):
+    if user is None or not policy.manages_account(p, user.owner_id):
         raise not_found("user", user_id)
     user.active = False
     audit(db, p, "user.disable", "user", user_id)

@@ -9,12 +9,23 @@ out.
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, HTTPException, status
 from sqlalchemy import or_, select
 
-from controller.api.auth import DB, IdPath, Operator, Principal, Viewer, audit, not_found
+from controller import policy
+from controller.api.auth import (
+    DB,
+    IdPath,
+    Operator,
+    Principal,
+    Viewer,
+    audit,
+    forbidden,
+    not_found,
+)
 from controller.api.schemas import (
     CommandOut,
     OverrideIn,
@@ -32,10 +43,11 @@ from controller.registry.models import (
     GroupPole,
     Node,
     Override,
+    Owner,
     Pole,
     Program,
 )
-from controller.registry.scope import light_nodes, poles_in_target, steers_light
+from controller.registry.scope import light_nodes, poles_in_target
 from protocols import codec
 from protocols.errors import ProtocolError
 
@@ -59,11 +71,42 @@ def _poles_using_profile(db: DB, profile_id: IdPath) -> list[Pole]:
     )
 
 
-def _validate(db: DB, body: ProfileIn) -> None:
+def _library_owner(db: DB, p: Principal, owner_id: int | None) -> int | None:
+    """Whose entry a new profile or program is: the body's owner, else the account's."""
+    owner = owner_id if owner_id is not None else p.owner_id
+    if owner is not None and db.get(Owner, owner) is None:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"owner_id: no owner {owner}")
+    if not policy.acts_for(p, owner):
+        raise forbidden("owner_id: an owner-scoped account can only use its own owner")
+    return owner
+
+
+Entry = TypeVar("Entry", Program, DimmingProfile)
+
+
+def _library_entry(
+    db: DB, p: Principal, model: type[Entry], ident: int, body_owner: int | None
+) -> Entry:
+    what = "program" if model is Program else "profile"
+    entry = db.get(model, ident)
+    if entry is None or not policy.sees_library_entry(p, entry):
+        raise not_found(what, ident)
+    if not policy.changes_library_entry(p, entry):
+        raise forbidden(f"a shared {what} is changed by the municipality's (unscoped) accounts")
+    if body_owner is not None and body_owner != entry.owner_id:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "owner_id: cannot be changed")
+    return entry
+
+
+def _validate(db: DB, body: ProfileIn, owner: int | None) -> None:
     """Compile the profile as a node would receive it and let the codec judge it."""
     stored = body.stored()
     names = {body.default_program} | {r["program"] for r in stored["calendar"]}
-    programs = {p.name: {"steps": p.steps} for p in db.scalars(select(Program))}
+    programs = {
+        p.name: {"steps": p.steps}
+        for p in db.scalars(select(Program))
+        if policy.program_fits(owner, p)
+    }
     missing = sorted(names - programs.keys())
     if missing:
         raise HTTPException(
@@ -95,16 +138,19 @@ def _validate(db: DB, body: ProfileIn) -> None:
 # ---- programs ------------------------------------------------------------------------------
 @router.get("/programs", response_model=list[ProgramOut], summary="Control programs")
 def list_programs(db: DB, p: Viewer) -> list[Program]:
-    return list(db.scalars(select(Program).order_by(Program.id)))
+    q = select(Program).where(policy.visible_library(p, Program))
+    return list(db.scalars(q.order_by(Program.id)))
 
 
 @router.post("/programs", response_model=ProgramOut, status_code=201, summary="Add a program")
 def create_program(db: DB, p: Operator, body: ProgramIn) -> Program:
+    owner = _library_owner(db, p, body.owner_id)
     if db.scalar(select(Program.id).where(Program.name == body.name)) is not None:
         raise HTTPException(status.HTTP_409_CONFLICT, f"name: program {body.name!r} exists")
     prog = Program(
         name=body.name,
         steps=[s.model_dump(exclude_defaults=True) | {"level": s.level} for s in body.steps],
+        owner_id=owner,
     )
     db.add(prog)
     db.flush()
@@ -114,9 +160,7 @@ def create_program(db: DB, p: Operator, body: ProgramIn) -> Program:
 
 @router.put("/programs/{program_id}", response_model=ProgramOut, summary="Replace a program")
 def replace_program(db: DB, p: Operator, program_id: IdPath, body: ProgramIn) -> Program:
-    prog = db.get(Program, program_id)
-    if prog is None:
-        raise not_found("program", program_id)
+    prog = _library_entry(db, p, Program, program_id, body.owner_id)
     if body.name != prog.name:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "name: cannot be changed")
     prog.steps = [s.model_dump(exclude_defaults=True) | {"level": s.level} for s in body.steps]
@@ -135,15 +179,17 @@ def replace_program(db: DB, p: Operator, program_id: IdPath, body: ProgramIn) ->
 # ---- profiles ------------------------------------------------------------------------------
 @router.get("/profiles", response_model=list[ProfileOut], summary="Dimming profiles")
 def list_profiles(db: DB, p: Viewer) -> list[DimmingProfile]:
-    return list(db.scalars(select(DimmingProfile).order_by(DimmingProfile.id)))
+    q = select(DimmingProfile).where(policy.visible_library(p, DimmingProfile))
+    return list(db.scalars(q.order_by(DimmingProfile.id)))
 
 
 @router.post("/profiles", response_model=ProfileOut, status_code=201, summary="Add a profile")
 def create_profile(db: DB, p: Operator, body: ProfileIn) -> DimmingProfile:
+    owner = _library_owner(db, p, body.owner_id)
     if db.scalar(select(DimmingProfile.id).where(DimmingProfile.name == body.name)) is not None:
         raise HTTPException(status.HTTP_409_CONFLICT, f"name: profile {body.name!r} exists")
-    _validate(db, body)
-    prof = DimmingProfile(**body.stored())
+    _validate(db, body, owner)
+    prof = DimmingProfile(**body.stored() | {"owner_id": owner})
     db.add(prof)
     db.flush()
     audit(db, p, "profile.create", "profile", prof.id, **body.stored())
@@ -156,11 +202,10 @@ def create_profile(db: DB, p: Operator, body: ProfileIn) -> DimmingProfile:
     summary="Replace a profile; the nodes using it get a new config",
 )
 def replace_profile(db: DB, p: Operator, profile_id: IdPath, body: ProfileIn) -> DimmingProfile:
-    prof = db.get(DimmingProfile, profile_id)
-    if prof is None:
-        raise not_found("profile", profile_id)
-    _validate(db, body)
+    prof = _library_entry(db, p, DimmingProfile, profile_id, body.owner_id)
+    _validate(db, body, prof.owner_id)
     stored = body.stored()
+    stored.pop("owner_id", None)
     for col in ("safe_level", "presence", "noise_trigger"):
         stored.setdefault(col, None)
     for k, v in stored.items():
@@ -198,7 +243,7 @@ def create_override(db: DB, p: Operator, body: OverrideIn) -> OverrideOut:
     target: dict[str, Any]
     if body.group is not None:
         g = db.get(Group, body.group)
-        if g is None or (p.scoped and g.owner_id != p.owner_id):
+        if g is None or not policy.sees_group(p, g):
             raise not_found("group", body.group)
         kind, target = "group", {"group": body.group}
     elif body.pole is not None:
@@ -210,7 +255,7 @@ def create_override(db: DB, p: Operator, body: OverrideIn) -> OverrideOut:
     poles = poles_in_target(db, kind, target)
     if kind == "pole" and not poles:
         raise not_found("pole", body.pole)
-    refused = [pole.id for pole in poles if not steers_light(p, pole)]
+    refused = [pole.id for pole in poles if not policy.steers_light(p, pole)]
     if refused and kind == "pole":
         raise not_found("pole", body.pole)
     poles = [pole for pole in poles if pole.id not in refused]
@@ -254,7 +299,7 @@ def create_override(db: DB, p: Operator, body: OverrideIn) -> OverrideOut:
         expiry=expiry,
         mode=body.mode,
         poles=[x.id for x in poles],
-        skipped_not_yours=refused,
+        skipped_not_yours=len(refused),  # a count: their ids are not the account's to know
     )
     return _override_out(db, ov, now)
 
@@ -267,12 +312,20 @@ def list_overrides(db: DB, p: Viewer, active: bool | None = None) -> list[Overri
     return [o for o in out if active is None or o.active == active]
 
 
-def _visible(db: DB, p: Principal, ov: Override) -> bool:
-    return (
-        not p.scoped
-        or ov.created_by == p.username
-        or any(steers_light(p, pole) for pole in poles_in_target(db, ov.target_kind, ov.target))
+def _reached(db: DB, ov: Override) -> Iterator[Pole]:
+    """The poles an override sent commands to (the target's poles may have changed since);
+    lazily, so an unscoped account's listing does not query them."""
+    yield from db.scalars(
+        select(Pole)
+        .join(Node, Node.pole_id == Pole.id)
+        .join(Command, Command.node_id == Node.id)
+        .where(Command.override_id == ov.id)
+        .distinct()
     )
+
+
+def _visible(db: DB, p: Principal, ov: Override) -> bool:
+    return policy.sees_override(p, ov.created_by == p.username, _reached(db, ov))
 
 
 @router.get("/overrides/{override_id}", response_model=OverrideOut, summary="One override")
@@ -290,11 +343,14 @@ def read_override(db: DB, p: Viewer, override_id: str) -> OverrideOut:
 )
 def override_commands(db: DB, p: Viewer, override_id: str) -> list[Command]:
     read_override(db, p, override_id)
-    return list(
-        db.scalars(
-            select(Command).where(Command.override_id == override_id).order_by(Command.node_id)
-        )
-    )
+    rows = db.execute(
+        select(Command, Pole)
+        .join(Node, Node.id == Command.node_id)
+        .join(Pole, Pole.id == Node.pole_id)
+        .where(Command.override_id == override_id)
+        .order_by(Command.node_id)
+    ).all()
+    return [c for c, pole in rows if policy.steers_light(p, pole)]
 
 
 @router.post(
@@ -306,6 +362,8 @@ def revert_override(db: DB, p: Operator, override_id: str) -> OverrideOut:
     ov = db.get(Override, override_id)
     if ov is None or not _visible(db, p, ov):
         raise not_found("override", override_id)
+    if not policy.reverts_override(p, _reached(db, ov)):
+        raise forbidden("the override reaches lights that are not yours; ask their owner")
     if ov.reverted_at is not None:
         raise HTTPException(status.HTTP_409_CONFLICT, "already reverted")
     ov.reverted_at = time.time()

@@ -21,7 +21,17 @@ from fastapi.responses import FileResponse
 from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 
-from controller.api.auth import DB, IdPath, Operator, Viewer, audit, forbidden, not_found
+from controller import policy
+from controller.api.auth import (
+    DB,
+    IdPath,
+    Operator,
+    Principal,
+    Viewer,
+    audit,
+    forbidden,
+    not_found,
+)
 from controller.api.deps import State
 from controller.api.schemas import (
     CampaignIn,
@@ -63,7 +73,7 @@ async def upload(
     file: Annotated[UploadFile, File()],
     notes: Annotated[str, Form(max_length=2000)] = "",
 ) -> FirmwarePackage:
-    if p.scoped:
+    if not policy.manages_firmware(p):
         raise forbidden("firmware is managed by the infrastructure operator")
     if not VERSION.match(version):
         raise HTTPException(
@@ -125,7 +135,7 @@ def check_archive(data: bytes) -> int:
     "version not above the highest it has taken otherwise)",
 )
 def rollback(db: DB, p: Operator, node_id: IdPath, body: RollbackIn) -> Command:
-    if p.scoped:
+    if not policy.manages_firmware(p):
         raise forbidden("firmware is managed by the infrastructure operator")
     node = db.get(Node, node_id)
     if node is None:
@@ -143,7 +153,8 @@ def rollback(db: DB, p: Operator, node_id: IdPath, body: RollbackIn) -> Command:
 
 @router.get("/api/firmware", response_model=list[PackageOut], summary="Firmware packages")
 def packages(db: DB, p: Viewer) -> list[FirmwarePackage]:
-    return list(db.scalars(select(FirmwarePackage).order_by(FirmwarePackage.id.desc())))
+    q = select(FirmwarePackage).where(policy.visible_packages(p))
+    return list(db.scalars(q.order_by(FirmwarePackage.id.desc())))
 
 
 @router.get(
@@ -160,11 +171,11 @@ def download(state: State, name: str) -> FileResponse:
     return FileResponse(path, media_type="application/octet-stream")
 
 
-def _campaign_out(db: DB, c: Campaign) -> CampaignOut:
+def _campaign_out(db: DB, p: Principal, c: Campaign) -> CampaignOut:
     out = CampaignOut.model_validate(c)
     rows = db.execute(
         select(CampaignNode.state, func.count())
-        .where(CampaignNode.campaign_id == c.id)
+        .where(CampaignNode.campaign_id == c.id, policy.campaign_nodes_filter(p))
         .group_by(CampaignNode.state)
     ).all()
     out.nodes = {s: n for s, n in rows}
@@ -178,7 +189,7 @@ def _campaign_out(db: DB, c: Campaign) -> CampaignOut:
     summary="Roll a package out to a group, paced, with automatic halt",
 )
 def create_campaign(db: DB, p: Operator, body: CampaignIn) -> CampaignOut:
-    if p.scoped:
+    if not policy.manages_firmware(p):
         raise forbidden("firmware is managed by the infrastructure operator")
     if db.get(FirmwarePackage, body.package_id) is None:
         raise HTTPException(
@@ -205,16 +216,17 @@ def create_campaign(db: DB, p: Operator, body: CampaignIn) -> CampaignOut:
     db.flush()
     campaign_tick(db, c, c.created_at)
     audit(db, p, "campaign.create", "campaign", c.id, nodes=len(nodes), **body.model_dump())
-    return _campaign_out(db, c)
+    return _campaign_out(db, p, c)
 
 
 @router.get("/api/campaigns", response_model=list[CampaignOut], summary="Campaigns")
 def campaigns(db: DB, p: Viewer) -> list[CampaignOut]:
-    return [_campaign_out(db, c) for c in db.scalars(select(Campaign).order_by(Campaign.id.desc()))]
+    q = select(Campaign).where(policy.visible_campaigns(p)).order_by(Campaign.id.desc())
+    return [_campaign_out(db, p, c) for c in db.scalars(q)]
 
 
-def _get(db: DB, campaign_id: IdPath) -> Campaign:
-    c = db.get(Campaign, campaign_id)
+def _get(db: DB, p: Principal, campaign_id: IdPath) -> Campaign:
+    c = db.scalar(select(Campaign).where(Campaign.id == campaign_id, policy.visible_campaigns(p)))
     if c is None:
         raise not_found("campaign", campaign_id)
     return c
@@ -222,7 +234,7 @@ def _get(db: DB, campaign_id: IdPath) -> Campaign:
 
 @router.get("/api/campaigns/{campaign_id}", response_model=CampaignOut, summary="One campaign")
 def campaign(db: DB, p: Viewer, campaign_id: IdPath) -> CampaignOut:
-    return _campaign_out(db, _get(db, campaign_id))
+    return _campaign_out(db, p, _get(db, p, campaign_id))
 
 
 @router.get(
@@ -231,11 +243,11 @@ def campaign(db: DB, p: Viewer, campaign_id: IdPath) -> CampaignOut:
     summary="Per-node progress",
 )
 def campaign_nodes(db: DB, p: Viewer, campaign_id: IdPath) -> list[CampaignNode]:
-    _get(db, campaign_id)
+    _get(db, p, campaign_id)
     return list(
         db.scalars(
             select(CampaignNode)
-            .where(CampaignNode.campaign_id == campaign_id)
+            .where(CampaignNode.campaign_id == campaign_id, policy.campaign_nodes_filter(p))
             .order_by(CampaignNode.node_id)
         )
     )
@@ -244,14 +256,14 @@ def campaign_nodes(db: DB, p: Viewer, campaign_id: IdPath) -> list[CampaignNode]
 def _set_state(
     db: DB, p: Operator, campaign_id: IdPath, new: str, allowed: tuple[str, ...]
 ) -> CampaignOut:
-    c = _get(db, campaign_id)
-    if p.scoped:
+    c = _get(db, p, campaign_id)
+    if not policy.manages_firmware(p):
         raise forbidden("firmware is managed by the infrastructure operator")
     if c.state not in allowed:
         raise HTTPException(status.HTTP_409_CONFLICT, f"campaign is {c.state}")
     c.state = new
     audit(db, p, f"campaign.{new}", "campaign", c.id)
-    return _campaign_out(db, c)
+    return _campaign_out(db, p, c)
 
 
 @router.post("/api/campaigns/{campaign_id}/halt", response_model=CampaignOut, summary="Halt")

@@ -10,6 +10,7 @@ from fastapi import APIRouter, HTTPException
 from fastapi import status as http
 from sqlalchemy import select
 
+from controller import policy
 from controller.api.auth import (
     DB,
     IdPath,
@@ -33,8 +34,7 @@ from controller.api.schemas import (
 )
 from controller.fleet import issue_command, push_config
 from controller.mqtt_auth import generate_secret, hash_password, node_username
-from controller.registry.models import Command, Node, NodeConfig, Pole
-from controller.registry.scope import steers_light
+from controller.registry.models import Command, Node, NodeConfig
 from controller.state import AppState
 
 router = APIRouter(prefix="/api/nodes", tags=["nodes"])
@@ -42,7 +42,7 @@ router = APIRouter(prefix="/api/nodes", tags=["nodes"])
 
 def get_node(db: DB, p: Principal, node_id: IdPath) -> Node:
     node = db.get(Node, node_id)
-    if node is None or (p.scoped and node.pole.owner_id != p.owner_id):
+    if node is None or not policy.sees_node(p, node):
         raise not_found("node", node_id)
     return node
 
@@ -50,8 +50,9 @@ def get_node(db: DB, p: Principal, node_id: IdPath) -> Node:
 @router.get("", response_model=list[NodeOut], summary="Nodes on the poles you own")
 def list_nodes(db: DB, p: Viewer, pole: str | None = None, status: str | None = None) -> list[Node]:
     q = select(Node).order_by(Node.id)
-    if p.scoped:
-        q = q.join(Pole, Pole.id == Node.pole_id).where(Pole.owner_id == p.owner_id)
+    poles = policy.node_poles(p)
+    if poles is not None:
+        q = q.where(Node.pole_id.in_(poles))
     if pole is not None:
         q = q.where(Node.pole_id == pole)
     if status is not None:
@@ -67,7 +68,7 @@ def list_nodes(db: DB, p: Viewer, pole: str | None = None, status: str | None = 
 )
 def provision(db: DB, state: State, p: Technician, body: NodeIn) -> Credentials:
     pole = get_pole(db, p, body.pole)
-    if p.scoped and pole.owner_id != p.owner_id:
+    if not policy.owns_pole(p, pole):
         raise forbidden("only the pole's owner can provision its nodes")
     node = db.scalar(select(Node).where(Node.pole_id == pole.id, Node.node == body.node))
     if body.hardware_id is not None:
@@ -191,6 +192,7 @@ def current_config(db: DB, p: Viewer, node_id: IdPath) -> dict[str, object]:
 def repush(db: DB, p: Operator, node_id: IdPath) -> NodeConfig | None:
     node = get_node(db, p, node_id)
     row = push_config(db, node, force=True)
+    db.flush()  # the row's defaults (status, pushed_at) for the answer
     audit(db, p, "node.config_push", "node", f"{node.pole_id}/{node.node}", node.pole.owner_id)
     return row
 
@@ -203,9 +205,10 @@ def repush(db: DB, p: Operator, node_id: IdPath) -> NodeConfig | None:
 )
 def command(db: DB, p: Technician, node_id: IdPath, body: CommandIn) -> Command:
     node = get_node(db, p, node_id)
-    if body.cmd == "revert" and not steers_light(p, node.pole):
+    if not policy.commands_node(p, node, body.cmd):
         raise forbidden("you do not own this pole's lighting")
     cmd = issue_command(db, node, body.cmd, p.username)
+    db.flush()  # the row's defaults (status, created_at) for the answer
     audit(
         db,
         p,
