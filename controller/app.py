@@ -7,25 +7,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as SqlTimeout
 
 from controller import dashboard, fleet, opendata
+from controller.api.admission import Admission
 from controller.api.routes import alarms, auth, dimming, firmware, health, ingest, nodes, registry
 from controller.dispatch import Dispatcher
 from controller.fieldtools.routes import router as commissioning_router
+from controller.health import Readiness, integrity_at_start
 from controller.ingest import children
 from controller.ingest.decode import Sorted
 from controller.ingest.worker import IngestWorker
 from controller.metrics import Metrics
 from controller.mqtt_sync import BrokerAccounts
-from controller.registry.db import Registry
+from controller.registry.db import Registry, RegistryBusy, error_reason
 from controller.registry.models import Campaign, Node, NodeConfig
 from controller.settings import Settings
 from controller.state import AppState
@@ -57,6 +60,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ops = OpsStore(settings.data_dir / "ops.db", settings.dead_letter_max)
         reg = Registry(settings.registry_url)
         state = AppState(settings, store, ops, Metrics(), reg, BrokerAccounts(settings))
+        state.admission = Admission(
+            settings.api_concurrency, settings.api_queue, settings.api_queue_wait_s
+        )
+        state.readiness = Readiness(settings, reg, integrity_at_start(settings, reg))
+        for problem in state.readiness.at_start.values():
+            log.error("not ready: %s", problem)
         app.state.streetpole = state
         with reg.session() as db:
             state.accounts.load(db)
@@ -83,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             for t in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await t
+            state.readiness.close()
             store.close()
             ops.close()
             reg.close()
@@ -104,6 +114,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def _conflict(_req: Request, exc: IntegrityError) -> JSONResponse:
         reason = str(exc.orig).splitlines()[0] if exc.orig else "constraint violated"
         return JSONResponse({"detail": f"conflicts with what is stored: {reason}"}, 409)
+
+    @app.exception_handler(RegistryBusy)
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(SqlTimeout)
+    @app.exception_handler(sqlite3.OperationalError)
+    async def _unavailable(_req: Request, exc: Exception) -> JSONResponse:
+        # locked, disk full, read-only, no connection free: the database, not the request;
+        # said so with a reason and a time to come back, never as a 500
+        reason = error_reason(exc)
+        log.warning("database unavailable: %s", reason)
+        return JSONResponse(
+            {"detail": f"storage unavailable: {reason}; try again later"},
+            503,
+            headers={"Retry-After": "5"},
+        )
 
     @app.exception_handler(ProtocolError)
     async def _protocol(_req: Request, exc: ProtocolError) -> JSONResponse:
@@ -165,18 +190,29 @@ def _resend_pending_configs(state: AppState) -> None:
 async def _fleet_loop(state: AppState, period_s: float = 2.0) -> None:
     """Campaign pacing and halting, and nodes that went silent."""
 
-    def work() -> list[Any]:
+    def work() -> None:
+        # short transactions, one per job: the registry's write lock is held for one job's
+        # writes, never for the whole round (state.transaction sends each one's messages)
         now = time.time()
+        times = state.heard.take()
+        try:
+            with state.transaction() as db:
+                fleet.write_heard(db, times)
+                fleet.mark_silent_nodes(db, now, state.settings.offline_after_periods, state.heard)
+        except Exception:
+            state.heard.give_back(times)  # a failed write must not make nodes look silent
+            raise
         with state.registry.session() as db:
-            for c in db.scalars(select(Campaign).where(Campaign.state == "running")):
-                fleet.campaign_tick(db, c, now)
-            fleet.mark_silent_nodes(db, now, state.settings.offline_after_periods, state.heard)
-            box: list[Any] = db.info.pop("outbox", [])
-        return box
+            running = db.scalars(select(Campaign.id).where(Campaign.state == "running")).all()
+        for cid in running:
+            with state.transaction() as db:
+                c = db.get(Campaign, cid)
+                if c is not None:
+                    fleet.campaign_tick(db, c, now)
 
     while True:
         try:
-            state.send(await asyncio.to_thread(work))
+            await asyncio.to_thread(work)
         except Exception:
             log.exception("fleet loop failed")
         await asyncio.sleep(period_s)

@@ -9,8 +9,10 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
+from controller.api.admission import Admission
 from controller.dispatch import Dispatcher
 from controller.fleet import Heard
+from controller.health import Readiness
 from controller.ingest.worker import IngestWorker
 from controller.metrics import Metrics
 from controller.mqtt_sync import BrokerAccounts
@@ -33,6 +35,8 @@ class AppState:
     dispatcher: Dispatcher | None = None
     ingest: IngestWorker | None = None
     heard: Heard = field(default_factory=Heard)
+    admission: Admission = field(default_factory=lambda: Admission(12, 500, 10.0))
+    readiness: Readiness | None = None
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

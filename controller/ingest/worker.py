@@ -81,6 +81,7 @@ class IngestStats:
     batches: int = 0
     connects: int = 0
     last_error: str | None = None
+    write_error: str | None = None  # the last failed store write, until one succeeds (readyz)
     dropped_by_reason: dict[str, int] = field(default_factory=dict)
 
 
@@ -254,8 +255,13 @@ class IngestWorker:
         """Decode and store one batch (runs in a worker thread)."""
         started = time.perf_counter()
         s = sort_messages(messages)
-        self.ops.write(s.states, s.events, s.acks, s.dead)
-        result = self.store.write(s.batches) if s.batches else None
+        try:
+            self.ops.write(s.states, s.events, s.acks, s.dead)
+            result = self.store.write(s.batches) if s.batches else None
+        except Exception as e:
+            self.stats.write_error = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise
+        self.stats.write_error = None
         m = self.metrics
         m.write_latency.observe(time.perf_counter() - started)
         for ch, n in s.channels.items():
