@@ -26,10 +26,12 @@ from controller.health import Readiness, integrity_at_start
 from controller.ingest import children
 from controller.ingest.decode import Sorted
 from controller.ingest.worker import IngestWorker
+from controller.login_guard import LoginGuard
 from controller.metrics import Metrics
 from controller.mqtt_sync import BrokerAccounts
 from controller.registry.db import Registry, RegistryBusy, error_reason
 from controller.registry.models import Campaign, Node, NodeConfig
+from controller.security import dummy_hash
 from controller.settings import Settings
 from controller.state import AppState
 from controller.store import open_store
@@ -63,6 +65,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state.admission = Admission(
             settings.api_concurrency, settings.api_queue, settings.api_queue_wait_s
         )
+        state.login_guard = LoginGuard(
+            settings.login_free_failures_account,
+            settings.login_free_failures_ip,
+            settings.login_max_backoff_s,
+        )
+        await asyncio.to_thread(dummy_hash)  # made once, before the first login is timed
         state.readiness = Readiness(settings, reg, integrity_at_start(settings, reg))
         for problem in state.readiness.at_start.values():
             log.error("not ready: %s", problem)

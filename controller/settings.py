@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     # Operator API under load: at most api_concurrency requests hold a registry transaction at
     # once; up to api_queue more wait at most api_queue_wait_s for a turn; the rest, and those
     # that waited too long, are answered 503 with Retry-After (controller/api/admission.py).
-    api_concurrency: int = Field(12, ge=1, le=64)
+    api_concurrency: int = Field(8, ge=1, le=64)
     api_queue: int = Field(500, ge=0, le=100_000)
     api_queue_wait_s: float = Field(10.0, gt=0, le=120)
     # Readiness turns red below this much free space in data_dir.

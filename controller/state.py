@@ -14,6 +14,7 @@ from controller.dispatch import Dispatcher
 from controller.fleet import Heard
 from controller.health import Readiness
 from controller.ingest.worker import IngestWorker
+from controller.login_guard import LoginGuard
 from controller.metrics import Metrics
 from controller.mqtt_sync import BrokerAccounts
 from controller.registry.db import Registry
@@ -35,8 +36,9 @@ class AppState:
     dispatcher: Dispatcher | None = None
     ingest: IngestWorker | None = None
     heard: Heard = field(default_factory=Heard)
-    admission: Admission = field(default_factory=lambda: Admission(12, 500, 10.0))
+    admission: Admission = field(default_factory=lambda: Admission(8, 500, 10.0))
     readiness: Readiness | None = None
+    login_guard: LoginGuard = field(default_factory=lambda: LoginGuard(5, 20, 900))
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
