@@ -36,7 +36,8 @@ from tests.harness.api import wait_for
 from tests.harness.controller_proc import ControllerProcess
 
 SOAK_S = float(os.environ.get("STREETPOLE_SOAK_S", "120"))
-ANSWER_WITHIN_S = 5.0
+WORKERS = 4
+ANSWER_WITHIN_S = 10.0
 POLES = 20
 PASSWORD = "correct horse battery"
 
@@ -190,7 +191,7 @@ def test_an_afternoon_of_operator_work_with_a_street_reporting(
             n += 1
             op.step(poles, g.json()["id"], seed * 100_000 + n)
 
-    workers = [threading.Thread(target=work, args=(i,)) for i in range(int(os.environ.get("SOAK_WORKERS", "4")))]
+    workers = [threading.Thread(target=work, args=(i,)) for i in range(WORKERS)]
     for w in workers:
         w.start()
     for w in workers:
