@@ -20,6 +20,7 @@ from sqlalchemy.exc import TimeoutError as SqlTimeout
 from controller import dashboard, fleet, opendata
 from controller.api.admission import Admission
 from controller.api.routes import alarms, auth, dimming, firmware, health, ingest, nodes, registry
+from controller.datadir import make_private
 from controller.dispatch import Dispatcher
 from controller.fieldtools.routes import router as commissioning_router
 from controller.health import Readiness, integrity_at_start
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        make_private(settings.data_dir)
         store = open_store(settings)
         ops = OpsStore(settings.data_dir / "ops.db", settings.dead_letter_max)
         reg = Registry(settings.registry_url)

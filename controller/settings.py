@@ -91,9 +91,6 @@ class Settings(BaseSettings):
     # Prometheus /metrics: with a token, only `Authorization: Bearer <token>` gets them; without,
     # only clients on this machine (loopback) do.
     metrics_token: SecretStr | None = None
-    # Where the key that encrypts secrets at rest lives (default <data_dir>/secrets/registry.key,
-    # made 0600 on first start).
-    secret_key_file: Path | None = None
 
     # Retention (days); 0 keeps forever
     retention_raw_days: int = Field(30, ge=0)
