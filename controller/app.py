@@ -59,10 +59,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        make_private(settings.data_dir)
         store = open_store(settings)
         ops = OpsStore(settings.data_dir / "ops.db", settings.dead_letter_max)
         reg = Registry(settings.registry_url)
+        make_private(settings.data_dir)  # with every file the controller opens there made
         state = AppState(settings, store, ops, Metrics(), reg, BrokerAccounts(settings))
         state.admission = Admission(
             settings.api_concurrency, settings.api_queue, settings.api_queue_wait_s

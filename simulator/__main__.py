@@ -35,7 +35,9 @@ from simulator.world import World
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m simulator", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m simulator", description=__doc__.split("\n")[0], allow_abbrev=False
+    )
     ap.add_argument(
         "--poles", type=int, default=None, help="how many poles (default: 10, or all of a GeoJSON)"
     )

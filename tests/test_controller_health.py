@@ -9,8 +9,11 @@ real second connection, "disk full" is SQLite's own max_page_count on the regist
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -29,6 +32,7 @@ from controller.settings import Settings
 from controller.store.sqlite import SqliteStore
 from tests.harness.api import Api, running_api, wait_for
 from tests.harness.controller_proc import ControllerProcess
+from tests.harness.paths import ROOT
 from tests.harness.server import serve
 
 PASSWORD = "correct horse battery"
@@ -306,3 +310,20 @@ def test_unknown_accounts_take_as_long_to_refuse_as_known_ones(tmp_path: Path) -
             unknown.append(took(f"ghost{i}"))
         k, u = statistics.median(known), statistics.median(unknown)
         assert 0.6 < u / k < 1.6, f"known {k * 1000:.0f} ms, unknown {u * 1000:.0f} ms"
+
+
+def test_the_cli_says_one_line_when_the_registry_is_locked(tmp_path: Path) -> None:
+    accounts(tmp_path)
+    env = dict(os.environ, STREETPOLE_DATA_DIR=str(tmp_path))
+    with registry_write_lock(tmp_path):
+        r = subprocess.run(
+            [sys.executable, "-m", "controller", "create-token", "vera"],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert r.returncode == 1
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "locked" in r.stderr
