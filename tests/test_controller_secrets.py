@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from simulator.__main__ import api_token, parse
+import simulator.__main__ as sim_cli
 from tests.harness.api import running_api
 from tests.harness.paths import ROOT
 
@@ -53,12 +53,12 @@ def test_the_simulator_takes_its_token_from_the_environment_or_a_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with pytest.raises(SystemExit):
-        parse(["--token", "spt_secret"])  # no such option: it would show in ps
+        sim_cli.parse(["--token", "spt_secret"])  # no such option: it would show in ps
     monkeypatch.setenv("STREETPOLE_TOKEN", "spt_from_env")
-    assert api_token(None) == "spt_from_env"
+    assert sim_cli.api_token(None) == "spt_from_env"
     f = tmp_path / "token"
     f.write_text("spt_from_file\n")
-    assert api_token(parse(["--token-file", str(f)]).token_file) == "spt_from_file"
+    assert sim_cli.api_token(sim_cli.parse(["--token-file", str(f)]).token_file) == "spt_from_file"
     devstack = (ROOT / "controller" / "devstack.py").read_text()
     makefile = (ROOT / "Makefile").read_text()
     assert '"--token"' not in devstack and "--token $$TOKEN" not in makefile
