@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import event
 
 from controller.app import create_app
@@ -295,3 +296,47 @@ def test_the_cli_says_one_line_when_the_registry_is_locked(tmp_path: Path) -> No
     assert r.returncode == 1
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "locked" in r.stderr
+
+
+def test_writers_of_one_process_queue_and_every_exit_gives_the_lock_back(tmp_path: Path) -> None:
+    from sqlalchemy import update
+    from sqlalchemy.exc import IntegrityError
+
+    from controller.registry.db import RegistryBusy
+    from controller.registry.models import Owner, User
+
+    reg = Registry(f"sqlite:///{tmp_path / 'registry.db'}", busy_timeout_s=0.5)
+    try:
+        create_user(reg, "vera", PASSWORD, "viewer")
+        touch = update(User).values(active=True)
+        holding = threading.Event()
+        release = threading.Event()
+
+        def hold() -> None:
+            with reg.session() as db:
+                db.execute(touch)
+                holding.set()
+                release.wait(10)
+
+        t = threading.Thread(target=hold)
+        t.start()
+        holding.wait(10)
+        started = time.monotonic()
+        with pytest.raises(RegistryBusy, match="held for"), reg.session() as db:
+            db.execute(touch)
+        assert time.monotonic() - started < 2
+        release.set()
+        t.join()
+        # after an error (a constraint), after a session closed without commit, after a commit
+        with pytest.raises(IntegrityError), reg.session() as db:
+            db.add(Owner(slug="a", name="A"))
+            db.add(Owner(slug="a", name="A"))
+            db.flush()
+        db2 = reg.sessions()
+        db2.execute(touch)
+        db2.close()
+        with reg.session() as db:
+            db.execute(touch)
+        assert reg.write_lock is not None and reg.write_lock.held_for() == 0.0
+    finally:
+        reg.close()
