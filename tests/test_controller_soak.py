@@ -200,6 +200,7 @@ def test_an_afternoon_of_operator_work_with_a_street_reporting(
     runner.join(30)
     assert not street_error, street_error
     log = ctl.log.read_text()
+    print(f"soak: {tally.calls} requests, slowest {tally.slowest:.1f} s, {tally.refused} refused")
     assert tally.calls > 50, tally.calls
     assert not tally.failures, f"{len(tally.failures)} of {tally.calls}: {tally.failures[:10]}"
     assert "database is locked" not in log, log[-3000:]
