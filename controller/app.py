@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DatabaseError, IntegrityError
 from sqlalchemy.exc import TimeoutError as SqlTimeout
 
 from controller import dashboard, fleet, opendata
@@ -41,6 +43,7 @@ from protocols import topics
 from protocols.errors import ProtocolError
 
 log = logging.getLogger("streetpole")
+T = TypeVar("T")
 
 TAGS = [
     {"name": "accounts", "description": "Log in, tokens, operator accounts (admin)."},
@@ -126,11 +129,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"detail": f"conflicts with what is stored: {reason}"}, 409)
 
     @app.exception_handler(RegistryBusy)
-    @app.exception_handler(OperationalError)
+    @app.exception_handler(DatabaseError)  # IntegrityError, more specific, stays a 409
     @app.exception_handler(SqlTimeout)
-    @app.exception_handler(sqlite3.OperationalError)
+    @app.exception_handler(sqlite3.DatabaseError)
     async def _unavailable(_req: Request, exc: Exception) -> JSONResponse:
-        # locked, disk full, read-only, no connection free: the database, not the request;
+        # locked, full, read-only, corrupt, no connection free: the database, not the request;
         # said so with a reason and a time to come back, never as a 500
         reason = error_reason(exc)
         log.warning("database unavailable: %s", reason)
@@ -197,6 +200,19 @@ def _resend_pending_configs(state: AppState) -> None:
             fleet.outbox(db).append((fleet.node_topic(n, topics.CONFIG), row.payload, True))
 
 
+async def _thread_to_the_end(fn: Callable[[], T]) -> T:
+    """``fn`` in a thread; when cancelled (at shutdown), wait for the thread to finish before
+    giving way: the lifespan closes the stores next, and closing an SQLite connection that a
+    thread is still using crashed the process."""
+    job = asyncio.ensure_future(asyncio.to_thread(fn))
+    try:
+        return await asyncio.shield(job)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await job
+        raise
+
+
 async def _fleet_loop(state: AppState, period_s: float = 2.0) -> None:
     """Campaign pacing and halting, and nodes that went silent."""
 
@@ -222,7 +238,7 @@ async def _fleet_loop(state: AppState, period_s: float = 2.0) -> None:
 
     while True:
         try:
-            await asyncio.to_thread(work)
+            await _thread_to_the_end(work)
         except Exception:
             log.exception("fleet loop failed")
         await asyncio.sleep(period_s)
@@ -231,7 +247,9 @@ async def _fleet_loop(state: AppState, period_s: float = 2.0) -> None:
 async def _retention(state: AppState, period_s: float = 3600) -> None:
     while True:
         try:
-            counts = await asyncio.to_thread(state.store.apply_retention, int(time.time()))
+            counts = await _thread_to_the_end(
+                functools.partial(state.store.apply_retention, int(time.time()))
+            )
             if any(counts.values()):
                 log.info("retention: %s", counts)
         except Exception:

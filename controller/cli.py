@@ -129,13 +129,13 @@ def provision_node(
 def main() -> None:
     """The command line; a database that cannot answer (locked, full, read-only, corrupt) is one
     line saying so and exit status 1, not a traceback."""
-    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import DatabaseError
     from sqlalchemy.exc import TimeoutError as PoolTimeout
 
     from controller.registry.db import RegistryBusy, error_reason
 
     try:
         app(standalone_mode=True)
-    except (OperationalError, PoolTimeout, RegistryBusy, sqlite3.Error) as e:
+    except (DatabaseError, PoolTimeout, RegistryBusy, sqlite3.Error) as e:
         typer.echo(f"streetpole: registry unavailable: {error_reason(e)}; try again", err=True)
         raise SystemExit(1) from None

@@ -26,7 +26,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DatabaseError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -185,7 +185,9 @@ class Registry:
                 s.commit()
             except BaseException as e:
                 s.rollback()
-                if isinstance(e, OperationalError | RegistryBusy):
+                if isinstance(e, RegistryBusy) or (
+                    isinstance(e, DatabaseError) and not isinstance(e, IntegrityError)
+                ):
                     self.last_error = error_reason(e)
                 raise
             if s.info.get("wrote"):
