@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import sqlite3
 import statistics
 import subprocess
@@ -340,3 +341,29 @@ def test_writers_of_one_process_queue_and_every_exit_gives_the_lock_back(tmp_pat
         assert reg.write_lock is not None and reg.write_lock.held_for() == 0.0
     finally:
         reg.close()
+
+
+def test_open_event_streams_hold_no_registry_connection(tmp_path: Path) -> None:
+    tokens = accounts(tmp_path)
+    app = create_app(Settings(data_dir=tmp_path, _env_file=None, **QUIET))
+    with serve(app) as url, httpx.Client(base_url=url, timeout=30) as c:
+        h = {"Authorization": f"Bearer {tokens['vera']}"}
+        host, port = url.removeprefix("http://").split(":")
+        streams = []
+        for _ in range(20):
+            ticket = c.post("/api/events/ticket", headers=h).json()["ticket"]
+            s = socket.create_connection((host, int(port)), timeout=10)
+            s.sendall(
+                f"GET /api/events/stream?ticket={ticket} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+            )
+            assert b" 200 " in s.recv(4096).split(b"\r\n")[0]
+            streams.append(s)
+        try:
+            pool = app.state.streetpole.registry.engine.pool
+            # the hub's poll takes a connection for a moment once a second; streams take none
+            wait_for(lambda: pool.checkedout() == 0, 10, "every connection back in the pool")
+            b = burst(url, tokens["vera"], ["/api/poles", "/api/auth/me"], 100)
+            assert not b.failures and b.statuses.count(200) == 100, b.failures[:3]
+        finally:
+            for s in streams:
+                s.close()
