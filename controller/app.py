@@ -20,7 +20,6 @@ from sqlalchemy.exc import DatabaseError, IntegrityError
 from sqlalchemy.exc import TimeoutError as SqlTimeout
 
 from controller import dashboard, fleet, opendata
-from controller.api.admission import Admission
 from controller.api.routes import alarms, auth, dimming, firmware, health, ingest, nodes, registry
 from controller.datadir import make_private
 from controller.dispatch import Dispatcher
@@ -29,7 +28,6 @@ from controller.health import Readiness, integrity_at_start
 from controller.ingest import children
 from controller.ingest.decode import Sorted
 from controller.ingest.worker import IngestWorker
-from controller.login_guard import LoginGuard
 from controller.metrics import Metrics
 from controller.mqtt_sync import BrokerAccounts
 from controller.registry.db import Registry, RegistryBusy, error_reason
@@ -67,14 +65,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         reg = Registry(settings.registry_url)
         make_private(settings.data_dir)  # with every file the controller opens there made
         state = AppState(settings, store, ops, Metrics(), reg, BrokerAccounts(settings))
-        state.admission = Admission(
-            settings.api_concurrency, settings.api_queue, settings.api_queue_wait_s
-        )
-        state.login_guard = LoginGuard(
-            settings.login_free_failures_account,
-            settings.login_free_failures_ip,
-            settings.login_max_backoff_s,
-        )
         await asyncio.to_thread(dummy_hash)  # made once, before the first login is timed
         state.readiness = Readiness(settings, reg, integrity_at_start(settings, reg))
         for problem in state.readiness.at_start.values():

@@ -36,9 +36,16 @@ class AppState:
     dispatcher: Dispatcher | None = None
     ingest: IngestWorker | None = None
     heard: Heard = field(default_factory=Heard)
-    admission: Admission = field(default_factory=lambda: Admission(8, 500, 10.0))
     readiness: Readiness | None = None
-    login_guard: LoginGuard = field(default_factory=lambda: LoginGuard(5, 20, 900))
+    admission: Admission = field(init=False)
+    login_guard: LoginGuard = field(init=False)
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.admission = Admission(s.api_concurrency, s.api_queue, s.api_queue_wait_s)
+        self.login_guard = LoginGuard(
+            s.login_free_failures_account, s.login_free_failures_ip, s.login_max_backoff_s
+        )
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
