@@ -117,8 +117,9 @@ node-virtual: venv
 
 # A living street against `make run` (TOKEN from `.venv/bin/streetpole create-token admin`).
 sim: venv
-	$(PY) -m simulator --poles 50 --layout simulator/data/rotterdam-zuid.geojson \
-	  --api http://127.0.0.1:$${PORT:-8000} --token $$TOKEN --speed 60 --scenario simulator/scenarios/night.json --html var/sim-report.html
+	STREETPOLE_TOKEN="$${STREETPOLE_TOKEN:-$$TOKEN}" $(PY) -m simulator --poles 50 \
+	  --layout simulator/data/rotterdam-zuid.geojson \
+	  --api http://127.0.0.1:$${PORT:-8000} --speed 60 --scenario simulator/scenarios/night.json --html var/sim-report.html
 
 # Map and chart libraries for the dashboard: from the npm registry (versions pinned by the
 # lockfile), copied into a git-ignored vendor folder and served by the controller; no CDN.

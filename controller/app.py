@@ -6,28 +6,34 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import sqlite3
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DatabaseError, IntegrityError
+from sqlalchemy.exc import TimeoutError as SqlTimeout
 
 from controller import dashboard, fleet, opendata
 from controller.api.routes import alarms, auth, dimming, firmware, health, ingest, nodes, registry
+from controller.datadir import make_private
 from controller.dispatch import Dispatcher
 from controller.fieldtools.routes import router as commissioning_router
+from controller.health import Readiness, integrity_at_start
 from controller.ingest import children
 from controller.ingest.decode import Sorted
 from controller.ingest.modules import ModuleIndex
 from controller.ingest.worker import IngestWorker
 from controller.metrics import Metrics
 from controller.mqtt_sync import BrokerAccounts
-from controller.registry.db import Registry
+from controller.registry.db import Registry, RegistryBusy, error_reason
 from controller.registry.models import Campaign, Node, NodeConfig
+from controller.security import dummy_hash
 from controller.settings import Settings
 from controller.state import AppState
 from controller.store import open_store
@@ -36,6 +42,7 @@ from protocols import topics
 from protocols.errors import ProtocolError
 
 log = logging.getLogger("streetpole")
+T = TypeVar("T")
 
 TAGS = [
     {"name": "accounts", "description": "Log in, tokens, operator accounts (admin)."},
@@ -57,7 +64,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         store = open_store(settings)
         ops = OpsStore(settings.data_dir / "ops.db", settings.dead_letter_max)
         reg = Registry(settings.registry_url)
+        make_private(settings.data_dir)  # with every file the controller opens there made
         state = AppState(settings, store, ops, Metrics(), reg, BrokerAccounts(settings))
+        await asyncio.to_thread(dummy_hash)  # made once, before the first login is timed
+        state.readiness = Readiness(settings, reg, integrity_at_start(settings, reg))
+        for problem in state.readiness.at_start.values():
+            log.error("not ready: %s", problem)
         app.state.streetpole = state
         with reg.session() as db:
             state.accounts.load(db)
@@ -85,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await t
             state.accounts.close()
+            state.readiness.close()
             store.close()
             ops.close()
             reg.close()
@@ -106,6 +119,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def _conflict(_req: Request, exc: IntegrityError) -> JSONResponse:
         reason = str(exc.orig).splitlines()[0] if exc.orig else "constraint violated"
         return JSONResponse({"detail": f"conflicts with what is stored: {reason}"}, 409)
+
+    @app.exception_handler(RegistryBusy)
+    @app.exception_handler(DatabaseError)  # IntegrityError, more specific, stays a 409
+    @app.exception_handler(SqlTimeout)
+    @app.exception_handler(sqlite3.DatabaseError)
+    async def _unavailable(_req: Request, exc: Exception) -> JSONResponse:
+        # locked, full, read-only, corrupt, no connection free: the database, not the request;
+        # said so with a reason and a time to come back, never as a 500
+        reason = error_reason(exc)
+        log.warning("database unavailable: %s", reason)
+        return JSONResponse(
+            {"detail": f"storage unavailable: {reason}; try again later"},
+            503,
+            headers={"Retry-After": "5"},
+        )
 
     @app.exception_handler(ProtocolError)
     async def _protocol(_req: Request, exc: ProtocolError) -> JSONResponse:
@@ -165,21 +193,45 @@ def _resend_pending_configs(state: AppState) -> None:
             fleet.outbox(db).append((fleet.node_topic(n, topics.CONFIG), row.payload, True))
 
 
+async def _thread_to_the_end(fn: Callable[[], T]) -> T:
+    """``fn`` in a thread; when cancelled (at shutdown), wait for the thread to finish before
+    giving way: the lifespan closes the stores next, and closing an SQLite connection that a
+    thread is still using crashed the process."""
+    job = asyncio.ensure_future(asyncio.to_thread(fn))
+    try:
+        return await asyncio.shield(job)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await job
+        raise
+
+
 async def _fleet_loop(state: AppState, period_s: float = 2.0) -> None:
     """Campaign pacing and halting, and nodes that went silent."""
 
-    def work() -> list[Any]:
+    def work() -> None:
+        # short transactions, one per job: the registry's write lock is held for one job's
+        # writes, never for the whole round (state.transaction sends each one's messages)
         now = time.time()
+        times = state.heard.take()
+        try:
+            with state.transaction() as db:
+                fleet.write_heard(db, times)
+                fleet.mark_silent_nodes(db, now, state.settings.offline_after_periods, state.heard)
+        except Exception:
+            state.heard.give_back(times)  # a failed write must not make nodes look silent
+            raise
         with state.registry.session() as db:
-            for c in db.scalars(select(Campaign).where(Campaign.state == "running")):
-                fleet.campaign_tick(db, c, now)
-            fleet.mark_silent_nodes(db, now, state.settings.offline_after_periods, state.heard)
-            box: list[Any] = db.info.pop("outbox", [])
-        return box
+            running = db.scalars(select(Campaign.id).where(Campaign.state == "running")).all()
+        for cid in running:
+            with state.transaction() as db:
+                c = db.get(Campaign, cid)
+                if c is not None:
+                    fleet.campaign_tick(db, c, now)
 
     while True:
         try:
-            state.send(await asyncio.to_thread(work))
+            await _thread_to_the_end(work)
         except Exception:
             log.exception("fleet loop failed")
         await asyncio.sleep(period_s)
@@ -188,7 +240,9 @@ async def _fleet_loop(state: AppState, period_s: float = 2.0) -> None:
 async def _retention(state: AppState, period_s: float = 3600) -> None:
     while True:
         try:
-            counts = await asyncio.to_thread(state.store.apply_retention, int(time.time()))
+            counts = await _thread_to_the_end(
+                functools.partial(state.store.apply_retention, int(time.time()))
+            )
             if any(counts.values()):
                 log.info("retention: %s", counts)
         except Exception:

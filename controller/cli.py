@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import sqlite3
 from typing import TYPE_CHECKING
 
 import typer
@@ -15,7 +16,9 @@ from controller.fieldtools.cli import node_app
 if TYPE_CHECKING:
     from controller.registry.db import Registry
 
-app = typer.Typer(help="Streetpole controller", no_args_is_help=True)
+app = typer.Typer(
+    help="Streetpole controller", no_args_is_help=True, pretty_exceptions_enable=False
+)
 app.add_typer(node_app, name="node")
 
 
@@ -41,6 +44,7 @@ def serve(
 
     from controller.app import create_app
 
+    os.umask(0o077)  # the data folder's files are the controller's alone (controller/datadir.py)
     uvicorn.run(create_app(), host=host, port=port, log_level="info")
 
 
@@ -130,4 +134,15 @@ def provision_node(
 
 
 def main() -> None:
-    app()
+    """The command line; a database that cannot answer (locked, full, read-only, corrupt) is one
+    line saying so and exit status 1, not a traceback."""
+    from sqlalchemy.exc import DatabaseError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    from controller.registry.db import RegistryBusy, error_reason
+
+    try:
+        app(standalone_mode=True)
+    except (DatabaseError, PoolTimeout, RegistryBusy, sqlite3.Error) as e:
+        typer.echo(f"streetpole: registry unavailable: {error_reason(e)}; try again", err=True)
+        raise SystemExit(1) from None

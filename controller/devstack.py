@@ -145,8 +145,6 @@ def main() -> int:
                     node_url,
                     "--api",
                     base,
-                    "--token",
-                    sim_token,
                     "--speed",
                     speed,
                     "--html",
@@ -154,7 +152,12 @@ def main() -> int:
                     "--micropython",  # one pole as a real MicroPython process, beside the rest
                     os.environ.get("SIM_MICROPYTHON", "1"),
                 ],
-                env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent)),
+                # the token in the environment, not the command line (readable by anyone in ps)
+                env=dict(
+                    os.environ,
+                    PYTHONPATH=str(Path(__file__).resolve().parent.parent),
+                    STREETPOLE_TOKEN=sim_token,
+                ),
             )
             street = (
                 f"  simulated street  {sim_poles} poles of simulator/data/rotterdam-zuid.geojson "

@@ -333,7 +333,7 @@ class Heard:
     must not query the registry for every node in every batch (a profile of the ingest
     benchmark showed those lookups taking a fifth of the controller). So only a node not known
     to be online costs a query; ``last_seen`` is collected here and written in bulk by
-    ``flush_heard`` from the fleet loop. Thread-safe: ingest runs in a worker thread.
+    ``write_heard`` from the fleet loop. Thread-safe: ingest runs in a worker thread.
     """
 
     UNKNOWN_RECHECK_S = 30.0  # a node not in the registry is looked up again this often
@@ -357,6 +357,13 @@ class Heard:
         with self.lock:
             out, self.last_seen = self.last_seen, {}
         return out
+
+    def give_back(self, times: dict[tuple[str, str], float]) -> None:
+        """Times taken for a write that failed: kept for the next (newer ones win)."""
+        with self.lock:
+            for key, t in times.items():
+                if self.last_seen.get(key, 0.0) < t:
+                    self.last_seen[key] = t
 
 
 def apply_ingest(db: Session, s: Sorted, heard: Heard) -> None:
@@ -412,9 +419,8 @@ def apply_ingest(db: Session, s: Sorted, heard: Heard) -> None:
                 clear_alarm(db, pole, name, ev["code"], src, "node")
 
 
-def flush_heard(db: Session, heard: Heard) -> int:
-    """Write the collected last-seen times in one executemany."""
-    times = heard.take()
+def write_heard(db: Session, times: dict[tuple[str, str], float]) -> int:
+    """Write last-seen times (from ``Heard.take``) in one executemany."""
     if times:
         nodes = cast(Table, Node.__table__)
         db.execute(
@@ -499,12 +505,14 @@ def _apply_state(db: Session, node: Node, st: dict[str, Any], now: float) -> Non
 
 def mark_silent_nodes(db: Session, now: float, periods: int, heard: Heard) -> int:
     """Raise ``nodeOffline`` for online nodes silent for ``periods`` report periods."""
-    flush_heard(db, heard)
-    db.flush()
     n = 0
-    for node in db.scalars(select(Node).where(Node.status == "online")):
-        profile = profile_for(db, node.pole)
-        period = profile.report_period_s if profile else 60
+    period_of: dict[str, int] = {}
+    online = db.scalars(select(Node).where(Node.status == "online")).all()
+    for node in online:
+        if node.pole_id not in period_of:
+            profile = profile_for(db, node.pole)
+            period_of[node.pole_id] = profile.report_period_s if profile else 60
+        period = period_of[node.pole_id]
         if node.last_seen is not None and now - node.last_seen > periods * period:
             node.status = "silent"
             with heard.lock:

@@ -10,6 +10,7 @@ scripts are the same kind of token.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import secrets
@@ -42,6 +43,13 @@ def verify_password(password: str, stored: str) -> bool:
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(got, base64.b64decode(dk))
+
+
+@functools.cache
+def dummy_hash() -> str:
+    """A hash no password matches, checked for unknown accounts so that they take as long to
+    refuse as known ones (the answer time must not tell which accounts exist)."""
+    return hash_password(secrets.token_urlsafe(32))
 
 
 def new_token() -> tuple[str, str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -91,6 +91,23 @@ class Settings(BaseSettings):
     # Provisioning a node heard within this many seconds is refused unless asked to replace it:
     # new credentials would take a working node off the broker (a typo in the pole id, say).
     reprovision_guard_s: int = Field(600, ge=0)
+
+    # Operator API under load: at most api_concurrency requests hold a registry transaction at
+    # once; up to api_queue more wait at most api_queue_wait_s for a turn; the rest, and those
+    # that waited too long, are answered 503 with Retry-After (controller/api/admission.py).
+    api_concurrency: int = Field(8, ge=1, le=64)
+    api_queue: int = Field(500, ge=0, le=100_000)
+    api_queue_wait_s: float = Field(10.0, gt=0, le=120)
+    # Readiness turns red below this much free space in data_dir.
+    min_free_mb: int = Field(64, ge=0)
+    # Login back-off (controller/login_guard.py): after this many failed logins of one account,
+    # or from one address, each further try waits twice as long, from 1 s up to the maximum.
+    login_free_failures_account: int = Field(5, ge=1)
+    login_free_failures_ip: int = Field(20, ge=1)
+    login_max_backoff_s: int = Field(900, ge=1)
+    # Prometheus /metrics: with a token, only `Authorization: Bearer <token>` gets them; without,
+    # only clients on this machine (loopback) do.
+    metrics_token: SecretStr | None = None
 
     # Retention (days); 0 keeps forever
     retention_raw_days: int = Field(30, ge=0)

@@ -9,9 +9,12 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
+from controller.api.admission import Admission
 from controller.dispatch import Dispatcher
 from controller.fleet import Heard
+from controller.health import Readiness
 from controller.ingest.worker import IngestWorker
+from controller.login_guard import LoginGuard
 from controller.metrics import Metrics
 from controller.mqtt_sync import BrokerAccounts
 from controller.registry.db import Registry
@@ -33,6 +36,16 @@ class AppState:
     dispatcher: Dispatcher | None = None
     ingest: IngestWorker | None = None
     heard: Heard = field(default_factory=Heard)
+    readiness: Readiness | None = None
+    admission: Admission = field(init=False)
+    login_guard: LoginGuard = field(init=False)
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.admission = Admission(s.api_concurrency, s.api_queue, s.api_queue_wait_s)
+        self.login_guard = LoginGuard(
+            s.login_free_failures_account, s.login_free_failures_ip, s.login_max_backoff_s
+        )
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

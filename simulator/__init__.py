@@ -1,7 +1,7 @@
 """Streetpole simulator: virtual poles running the real firmware against a real broker.
 
-    python -m simulator --poles 50 --broker mqtt://127.0.0.1:1883 --api http://127.0.0.1:8000 \\
-        --token T --speed 60 --scenario simulator/scenarios/night.json
+    STREETPOLE_TOKEN=T python -m simulator --poles 50 --broker mqtt://127.0.0.1:1883 \\
+        --api http://127.0.0.1:8000 --speed 60 --scenario simulator/scenarios/night.json
 
 Modules: ``layout`` (streets and poles: a generated grid or GeoJSON), ``world`` (people moving
 along the streets, weather, noise and air; deterministic from a seed, no network), ``scenario``

@@ -1,7 +1,10 @@
 """``python -m simulator``: provision a street through the operator API and run it.
 
-    python -m simulator --poles 50 --broker mqtt://127.0.0.1:1883 --api http://127.0.0.1:8000 \\
-        --token T --speed 60 --seed 1 --scenario simulator/scenarios/night.json
+    STREETPOLE_TOKEN=T python -m simulator --poles 50 --broker mqtt://127.0.0.1:1883 \\
+        --api http://127.0.0.1:8000 --speed 60 --seed 1 --scenario simulator/scenarios/night.json
+
+The API token comes from the environment (``STREETPOLE_TOKEN``) or a file (``--token-file``),
+never from the command line, where every user of the machine can read it (``ps``).
 
 Without ``--api`` nothing is provisioned: the nodes connect without credentials (an anonymous
 broker) and, having no config, run fail-safe at full light; useful for load figures only.
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
 import time
@@ -32,7 +36,9 @@ from simulator.world import World
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m simulator", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m simulator", description=__doc__.split("\n")[0], allow_abbrev=False
+    )
     ap.add_argument(
         "--poles", type=int, default=None, help="how many poles (default: 10, or all of a GeoJSON)"
     )
@@ -44,7 +50,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         help="PEM file of the CA the poles trust on an mqtts:// broker (default: provisioning's)",
     )
     ap.add_argument("--api", default=None, help="controller base URL, to provision the street")
-    ap.add_argument("--token", default=None, help="operator API token (technician or above)")
+    ap.add_argument(
+        "--token-file",
+        type=Path,
+        default=None,
+        help="file holding the operator API token (default: $STREETPOLE_TOKEN)",
+    )
     ap.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second")
     ap.add_argument(
         "--seed", type=int, default=None, help="world and faults seed (default: scenario's, else 1)"
@@ -79,6 +90,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
+def api_token(token_file: Path | None) -> str:
+    """The operator API token: from the file when given, else $STREETPOLE_TOKEN ("" if none)."""
+    if token_file is not None:
+        return token_file.read_text().strip()
+    return os.environ.get("STREETPOLE_TOKEN", "").strip()
+
+
 def main(argv: list[str] | None = None) -> int:
     a = parse(argv)
 
@@ -103,12 +121,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     creds = None
     if a.api:
-        if not a.token:
-            print("simulator: --api needs --token", file=sys.stderr)
+        try:
+            token = api_token(a.token_file)
+        except OSError as e:
+            print(f"simulator: --token-file: {e}", file=sys.stderr)
+            return 2
+        if not token:
+            print("simulator: --api needs STREETPOLE_TOKEN or --token-file", file=sys.stderr)
             return 2
         log(f"provisioning {len(lay.poles)} poles at {a.api}")
         with httpx.Client(base_url=a.api, timeout=30) as http:
-            creds = provision(http, a.token, lay, sc.profile, log=log)
+            creds = provision(http, token, lay, sc.profile, log=log)
     world = World(lay, seed=seed, start=start, traffic=traffic)
     street = Street(
         lay,

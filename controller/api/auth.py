@@ -8,7 +8,7 @@ data and alarms, by asking ``controller.policy`` (one function per decision).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -33,7 +33,18 @@ class Principal:
     owner_id: int | None  # None: the municipality's (unscoped); see controller.policy
 
 
-def get_session(state: State) -> Iterator[Session]:
+async def admitted(state: State) -> AsyncIterator[None]:
+    """A turn to use the registry (controller/api/admission.py), waited for on the event loop."""
+    await state.admission.enter()
+    try:
+        yield
+    finally:
+        state.admission.leave()
+
+
+def get_session(
+    state: State, _turn: Annotated[None, Depends(admitted, scope="function")]
+) -> Iterator[Session]:
     """One transaction per request: committed when the route returns, rolled back on error."""
     with state.transaction() as s:
         yield s

@@ -9,7 +9,8 @@ from fastapi import Depends, Request
 from controller.state import AppState
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
+    # async: a plain attribute read needs no trip through the thread pool
     state: AppState = request.app.state.streetpole
     return state
 

@@ -86,6 +86,7 @@ class IngestStats:
     confirmation_bytes: int = 0  # their PUBLISH packets, headers included
     connects: int = 0
     last_error: str | None = None
+    write_error: str | None = None  # the last failed store write, until one succeeds (readyz)
     dropped_by_reason: dict[str, int] = field(default_factory=dict)
     clock_ahead: dict[str, int] = field(default_factory=dict)  # messages refused, per pole/node
 
@@ -278,8 +279,13 @@ class IngestWorker:
             max_ahead_s=self.settings.ingest_max_clock_ahead_s,
             modules=self.modules,
         )
-        self.ops.write(s.states, s.events, s.acks, s.dead)
-        result = self.store.write(s.batches) if s.batches else None
+        try:
+            self.ops.write(s.states, s.events, s.acks, s.dead)
+            result = self.store.write(s.batches) if s.batches else None
+        except Exception as e:
+            self.stats.write_error = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise
+        self.stats.write_error = None
         confirm = b""
         sent = 0
         if self.confirm and (s.batches or s.dead):

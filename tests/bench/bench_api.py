@@ -10,7 +10,13 @@ requests over one keep-alive connection:
   page, full JSON), a random Datastream and day each time
 - day_hourly: one day of hourly aggregates for one pole (/opendata/v1/aggregates)
 
-Last line: latest_all_p50_ms=<n> day_raw_p50_ms=<n> day_hourly_p50_ms=<n>
+Then, with the controller in a process of its own, 200 concurrent operator requests from one
+read-only account (pole, node and alarm lists, who-am-I) while a separate client times /healthz:
+errors are 5xx answers other than 503 with Retry-After (the refusal allowed under overload) and
+requests that got no answer.
+
+Last lines: latest_all_p50_ms=<n> day_raw_p50_ms=<n> day_hourly_p50_ms=<n>
+            concurrent_200_errors=<n> healthz_p99_ms=<n>
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import argparse
 import math
 import random
+import secrets
 import sqlite3
 import statistics
 import tempfile
@@ -28,10 +35,13 @@ import httpx
 
 from controller.app import create_app
 from controller.opendata.render import iso
+from controller.registry.accounts import create_token, create_user
 from controller.registry.db import Registry
 from controller.registry.models import Module, Owner, Pole
 from controller.settings import Settings
 from controller.store.sqlite import SqliteStore
+from tests.harness.controller_proc import ControllerProcess
+from tests.harness.load import burst
 from tests.harness.server import serve
 
 QUANTITIES = (("air", "pm25"), ("noise", "LAeq"))
@@ -161,6 +171,32 @@ def main() -> None:
         f"day_raw_p50_ms={p50(results['day_raw']):.1f} "
         f"day_hourly_p50_ms={p50(results['day_hourly']):.1f}"
     )
+    reg = Registry(f"sqlite:///{args.dir / 'registry.db'}")
+    create_user(reg, "bench-viewer", secrets.token_urlsafe(12), "viewer")
+    token = create_token(reg, "bench-viewer", "bench")
+    reg.close()
+    ctl = ControllerProcess(
+        args.dir,
+        {
+            "STREETPOLE_INGEST_ENABLED": "false",
+            "STREETPOLE_DISPATCH_ENABLED": "false",
+            "STREETPOLE_RETENTION_RAW_DAYS": "0",
+        },
+    )
+    ctl.start()
+    try:
+        paths = ["/api/poles?limit=50", "/api/nodes", "/api/alarms", "/api/auth/me"]
+        b = burst(ctl.url, token, paths, 200)
+    finally:
+        ctl.stop()
+    print(
+        f"concurrent 200: {b.statuses.count(200)} answered, {b.refused} refused (503), "
+        f"{len(b.failures)} errors in {b.wall_s:.1f} s; /healthz max "
+        f"{max(b.healthz_s, default=0) * 1000:.0f} ms over {len(b.healthz_s)} probes"
+    )
+    for f in b.failures[:5]:
+        print(f"  error: {f}")
+    print(f"concurrent_200_errors={len(b.failures)} healthz_p99_ms={b.healthz_p99_ms:.0f}")
     if tmp is not None:
         tmp.cleanup()
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, status
+from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi.responses import JSONResponse
 from fastapi.security import OAuth2PasswordRequestForm
 from sqlalchemy import select
 
@@ -14,20 +16,57 @@ from controller.api.auth import DB, Admin, IdPath, Principal, Viewer, audit, not
 from controller.api.deps import State
 from controller.api.schemas import TokenIn, TokenOut, UserIn, UserOut
 from controller.registry.models import ApiToken, Owner, User
-from controller.security import hash_password, new_token, verify_password
+from controller.security import dummy_hash, hash_password, new_token, verify_password
 
 router = APIRouter(prefix="/api", tags=["accounts"])
 
 
-@router.post("/auth/token", response_model=TokenOut, summary="Log in: a short-lived token")
-def login(db: DB, state: State, form: Annotated[OAuth2PasswordRequestForm, Depends()]) -> TokenOut:
+@router.post(
+    "/auth/token",
+    response_model=TokenOut,
+    summary="Log in: a short-lived token",
+    responses={
+        401: {"description": "Wrong username or password"},
+        429: {"description": "Too many failed logins: wait Retry-After seconds"},
+    },
+)
+def login(
+    db: DB,
+    state: State,
+    request: Request,
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+) -> TokenOut | JSONResponse:
+    ip = request.client.host if request.client else "unknown"
+    wait = state.login_guard.wait_s(form.username, ip)
+    if wait > 0:
+        return JSONResponse(
+            {"detail": f"too many failed logins: try again in {math.ceil(wait)} s"},
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            headers={"Retry-After": str(math.ceil(wait))},
+        )
     user = db.scalar(select(User).where(User.username == form.username))
-    if user is None or not user.active or not verify_password(form.password, user.password_hash):
-        raise HTTPException(
+    # an unknown account is checked against a dummy hash: it takes as long as a known one
+    good = verify_password(form.password, user.password_hash if user else dummy_hash())
+    if user is None or not user.active or not good:
+        state.login_guard.failed(form.username, ip)
+        reason = "unknown account" if user is None else "disabled" if not user.active else ""
+        audit(
+            db,
+            form.username[:100],
+            "login.failed",
+            "user",
+            user.id if user else "-",
+            user.owner_id if user else None,
+            ip=ip,
+            reason=reason or "wrong password",
+        )
+        # returned, not raised: the audit entry is committed with the request
+        return JSONResponse(
+            {"detail": "wrong username or password"},
             status.HTTP_401_UNAUTHORIZED,
-            "wrong username or password",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    state.login_guard.succeeded(form.username, ip)
     token, digest = new_token()
     expires = time.time() + state.settings.login_token_ttl_s
     db.add(

@@ -65,7 +65,7 @@ VERSION = re.compile(r"^[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.]+)?$")
     status_code=201,
     summary="Upload a firmware package (version and archive)",
 )
-async def upload(
+def upload(  # sync, like every route: its registry work must not run on the event loop
     state: State,
     db: DB,
     p: Operator,
@@ -82,7 +82,7 @@ async def upload(
         )
     if db.scalar(select(FirmwarePackage.id).where(FirmwarePackage.version == version)):
         raise HTTPException(status.HTTP_409_CONFLICT, f"version: {version} exists")
-    data = await file.read(MAX_PACKAGE + 1)
+    data = file.file.read(MAX_PACKAGE + 1)
     if len(data) > MAX_PACKAGE:
         raise HTTPException(
             status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, f"file: larger than {MAX_PACKAGE} bytes"
