@@ -40,8 +40,14 @@ def serve(
     import uvicorn
 
     from controller.app import create_app
+    from controller.serving import uvicorn_config
+    from controller.settings import Settings
 
-    uvicorn.run(create_app(), host=host, port=port, log_level="info")
+    settings = Settings()
+    config = uvicorn_config(
+        create_app(settings), host, port, settings.trusted_proxies, log_level="info"
+    )
+    uvicorn.Server(config).run()
 
 
 @app.command("ingest-child", hidden=True)

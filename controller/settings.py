@@ -6,6 +6,7 @@ stops the controller at start with a message naming it.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
@@ -70,6 +71,10 @@ class Settings(BaseSettings):
     broker_pid_file: Path | None = None
     # Where nodes download firmware from (the controller serves /firmware/<file>).
     public_url: str = "http://127.0.0.1:8000"
+    # Reverse proxies (addresses or networks, e.g. ["10.0.0.5", "fd00::/8"]) whose
+    # X-Forwarded-For/-Proto are believed; from anyone else they are ignored and the peer's
+    # address is the client's (rate limits, login back-off). Empty: no proxy is trusted.
+    trusted_proxies: list[str] = Field(default_factory=list)
     # Send configs and commands to the nodes over MQTT.
     dispatch_enabled: bool = True
     # A node silent for this many report periods is raised as offline.
@@ -123,6 +128,16 @@ class Settings(BaseSettings):
         if u.scheme not in ("mqtt", "mqtts") or not u.hostname:
             raise ValueError("must look like mqtt://host:port or mqtts://host:port")
         return v
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _trusted_proxies(cls, v: list[str]) -> list[str]:
+        for item in v:
+            try:
+                ipaddress.ip_network(item.strip(), strict=False)
+            except ValueError as e:
+                raise ValueError(f"{item!r} is not an IP address or network") from e
+        return [item.strip() for item in v]
 
     @property
     def mqtt_host(self) -> str:

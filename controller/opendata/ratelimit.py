@@ -1,14 +1,21 @@
 """Edge of the open-data API (an ASGI middleware on /sta and /opendata only): read-only, CORS
-open for reads, licence headers on every response, and rate limits per client IP and per token
-(token buckets; 429 with Retry-After when empty).
+open for reads, licence headers on every response, and rate limits (token buckets; 429 with
+Retry-After when empty).
 
-Behind a reverse proxy the client IP is the proxy's; put the limit in the proxy there, or trust
-X-Forwarded-For only from it (not done here).
+Two limits: every request, whatever it carries, takes from the bucket of its client's address
+(here, before any work); a request with a bearer token that validates also takes from that
+token's bucket (in the routes, after the lookup), so a made-up token buys nothing and a valid
+one is limited wherever it is used from. An IPv6 client is counted by its /64, which one
+subscriber usually holds whole. The client's address is the peer's, or the one a configured
+proxy forwarded (``trusted_proxies``, applied where the app is served: controller/serving.py).
+
+Written here rather than taken from a library: the two limits meet at different places (the
+edge and the token lookup), which the rate-limit packages for Starlette do not model.
 """
 
 from __future__ import annotations
 
-import hashlib
+import ipaddress
 import json
 import math
 import threading
@@ -21,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from controller.settings import Settings
 
 PREFIXES = ("/sta", "/opendata")
+READ = ("GET", "HEAD")
 
 
 class Buckets:
@@ -32,6 +40,9 @@ class Buckets:
         self.max_keys = max_keys
         self._b: OrderedDict[str, tuple[float, float]] = OrderedDict()
         self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._b)
 
     def take(self, key: str, now: float) -> float:
         """0 when allowed, else the seconds until a request would be."""
@@ -49,12 +60,60 @@ class Buckets:
             return wait
 
 
-class OpenDataEdge:
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
-        self.app = app
-        self.settings = settings
+class RateLimited(Exception):
+    """HTTP 429; ``retry_after`` in whole seconds."""
+
+    def __init__(self, wait_s: float) -> None:
+        super().__init__("too many requests, slow down")
+        self.retry_after = max(1, math.ceil(wait_s))
+
+
+def client_key(host: str | None) -> str:
+    """The bucket of a client address: IPv4 as is, IPv6 by its /64."""
+    if not host:
+        return "unknown"
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+class Limits:
+    """The open-data rate limits of one app: per client address and per validated token."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.enabled = settings.opendata_rate_limit
         self.ip = Buckets(settings.opendata_ip_rate, settings.opendata_ip_burst)
         self.token = Buckets(settings.opendata_token_rate, settings.opendata_token_burst)
+
+    def take_ip(self, host: str | None) -> float:
+        """0 when allowed, else the seconds to wait."""
+        if not self.enabled:
+            return 0.0
+        return self.ip.take(client_key(host), time.monotonic())
+
+    def take_token(self, key: str) -> None:
+        """For a token that validated (``key``: its hash); raises RateLimited when spent."""
+        if not self.enabled:
+            return
+        wait = self.token.take(key, time.monotonic())
+        if wait > 0:
+            raise RateLimited(wait)
+
+
+def error_body(code: int, message: str) -> bytes:
+    return json.dumps({"code": code, "type": "error", "message": message}).encode()
+
+
+class OpenDataEdge:
+    def __init__(self, app: ASGIApp, settings: Settings, limits: Limits) -> None:
+        self.app = app
+        self.limits = limits
         s = settings
         self.headers = [
             (b"access-control-allow-origin", b"*"),
@@ -69,23 +128,22 @@ class OpenDataEdge:
         if scope["type"] != "http" or not path.startswith(PREFIXES):
             await self.app(scope, receive, send)
             return
+        client: Any = scope.get("client")
+        wait = self.limits.take_ip(client[0] if client else None)
+        if wait > 0:
+            limited = RateLimited(wait)
+            retry = str(limited.retry_after).encode()
+            await self._reply(send, 429, error_body(429, str(limited)), [(b"retry-after", retry)])
+            return
         method = scope["method"]
         if method == "OPTIONS":
             await self._reply(send, 204, b"", [(b"access-control-allow-methods", b"GET, HEAD")])
             return
-        if method not in ("GET", "HEAD"):
-            body = json.dumps({"code": 405, "type": "error", "message": "read-only API"})
-            await self._reply(send, 405, body.encode(), [(b"allow", b"GET, HEAD")])
+        if method not in READ:
+            await self._reply(
+                send, 405, error_body(405, "read-only API"), [(b"allow", b"GET, HEAD")]
+            )
             return
-        if self.settings.opendata_rate_limit:
-            wait = self._limit(scope)
-            if wait > 0:
-                body = json.dumps(
-                    {"code": 429, "type": "error", "message": "too many requests, slow down"}
-                )
-                retry = str(max(1, math.ceil(wait))).encode()
-                await self._reply(send, 429, body.encode(), [(b"retry-after", retry)])
-                return
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -93,15 +151,6 @@ class OpenDataEdge:
             await send(message)
 
         await self.app(scope, receive, with_headers)
-
-    def _limit(self, scope: Scope) -> float:
-        now = time.monotonic()
-        auth = next((v for k, v in scope.get("headers", []) if k == b"authorization"), None)
-        if auth:
-            return self.token.take(hashlib.sha256(auth).hexdigest(), now)
-        client: Any = scope.get("client")
-        ip = client[0] if client else "unknown"
-        return self.ip.take(ip, now)
 
     async def _reply(
         self, send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]]

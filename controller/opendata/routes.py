@@ -19,7 +19,7 @@ from controller.opendata.access import InvalidToken
 from controller.opendata.catalog import Access
 from controller.opendata.entities import BY_PLURAL
 from controller.opendata.query import BadQuery, Unsupported, parse_options
-from controller.opendata.ratelimit import OpenDataEdge
+from controller.opendata.ratelimit import Limits, OpenDataEdge, RateLimited
 from controller.opendata.service import OpenData, service
 from controller.settings import Settings
 from controller.store.base import QueryTooExpensive
@@ -55,9 +55,9 @@ sta_router = APIRouter(prefix="/sta/v1.1", tags=[TAG_STA])
 dl_router = APIRouter(prefix="/opendata", tags=[TAG_DL])
 
 
-def _error(code: int, message: str) -> Response:
+def _error(code: int, message: str, headers: dict[str, str] | None = None) -> Response:
     body = json.dumps({"code": code, "type": "error", "message": message})
-    return Response(body, code, media_type="application/json")
+    return Response(body, code, media_type="application/json", headers=headers)
 
 
 def _json(body: Any) -> Response:
@@ -74,6 +74,8 @@ def _guard(fn: Callable[[], Response]) -> Response:
         return _error(400, str(e))
     except InvalidToken as e:
         return _error(401, str(e))
+    except RateLimited as e:
+        return _error(429, str(e), {"Retry-After": str(e.retry_after)})
     except (sta.NotFound, LookupError) as e:
         return _error(404, str(e.args[0]) if e.args else "not found")
     except (Unsupported, NotImplementedError) as e:
@@ -87,7 +89,12 @@ def _od(request: Request) -> OpenData:
 
 
 def _access(request: Request, od: OpenData) -> Access:
-    return od.tokens.access(request.headers.get("authorization"))
+    """Who asks; a validated token also takes from its own rate-limit bucket."""
+    access, key = od.tokens.access(request.headers.get("authorization"))
+    if key is not None:
+        limits: Limits = request.app.state.opendata_limits
+        limits.take_token(key)
+    return access
 
 
 def _base(request: Request) -> str:
@@ -470,4 +477,5 @@ def install(app: FastAPI, settings: Settings) -> None:
     """Routes and the edge middleware (read-only, CORS, licence headers, rate limits)."""
     app.include_router(sta_router)
     app.include_router(dl_router)
-    app.add_middleware(OpenDataEdge, settings=settings)
+    limits = app.state.opendata_limits = Limits(settings)
+    app.add_middleware(OpenDataEdge, settings=settings, limits=limits)
