@@ -20,7 +20,7 @@ from typing import Any
 from controller.opendata import render
 from controller.opendata.catalog import Catalog
 from controller.opendata.entities import BY_PLURAL, OBS_ID_BASE, RENDERED, TYPES, EntityType
-from controller.opendata.query import BadQuery, Options, Unsupported
+from controller.opendata.query import MAX_INT, BadQuery, Options, Unsupported
 from controller.opendata.sql import Compiler
 from controller.settings import Settings
 from controller.store.base import ObservationQuery, TimeSeriesStore
@@ -57,15 +57,16 @@ class Ctx:
 
 # ---- paths ---------------------------------------------------------------------------------
 
+_NUMBER_KEY = re.compile(r"[0-9]{1,19}")
 _SEGMENT = re.compile(r"^([A-Za-z@$][\w@.$]*)(?:\((.*)\))?$")
 
 
 def _key(t: EntityType, text: str) -> Any:
     if len(text) >= 2 and text[0] == "'" and text[-1] == "'":
         return text[1:-1].replace("''", "'")
-    if text.isdigit():
+    if _NUMBER_KEY.fullmatch(text) and int(text) <= MAX_INT:
         return int(text)
-    raise BadQuery(f"bad entity key {text!r} (a number or a quoted string)")
+    raise BadQuery(f"bad entity key {text[:40]!r} (a number up to {MAX_INT} or a quoted string)")
 
 
 def _split_path(path: str) -> list[tuple[str, str | None]]:
