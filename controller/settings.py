@@ -110,7 +110,8 @@ class Settings(BaseSettings):
     opendata_max_csv_rows: int = Field(5_000_000, ge=1)
     # A single query stops (HTTP 503, narrow it) after this long.
     opendata_query_budget_ms: int = Field(5000, ge=10, le=600_000)
-    # The catalog of what may be published is rebuilt from the registry this often (0: always).
+    # The catalog of what may be published is rebuilt at once when owners, poles or modules
+    # change, and at least this often for the store's new streams and time spans (0: always).
     opendata_catalog_ttl_s: float = Field(10.0, ge=0)
     # Rate limits (token buckets): requests per second and burst, per client IP and per token.
     opendata_rate_limit: bool = True
