@@ -108,8 +108,11 @@ class Settings(BaseSettings):
     # Longest time range of one download or aggregate request, and most rows in one CSV.
     opendata_max_range_days: int = Field(31, ge=1, le=3660)
     opendata_max_csv_rows: int = Field(5_000_000, ge=1)
-    # A single query stops (HTTP 503, narrow it) after this long.
+    # A SensorThings request's queries stop (HTTP 503, narrow it) after this long all together;
+    # a CSV download's, per page of 20,000 rows.
     opendata_query_budget_ms: int = Field(5000, ge=10, le=600_000)
+    # Most entities in one SensorThings response, those of $expand included (HTTP 400 past it).
+    opendata_max_entities: int = Field(100_000, ge=1)
     # The catalog of what may be published is rebuilt at once when owners, poles or modules
     # change, and at least this often for the store's new streams and time spans (0: always).
     opendata_catalog_ttl_s: float = Field(10.0, ge=0)

@@ -81,7 +81,9 @@ def _guard(fn: Callable[[], Response]) -> Response:
     except (Unsupported, NotImplementedError) as e:
         return _error(501, str(e))
     except QueryTooExpensive as e:
-        return _error(503, f"{e}: narrow the query (time range, $filter, $top)")
+        return _error(
+            503, f"{e}: narrow the query (time range, $filter, $top)", {"Retry-After": "10"}
+        )
 
 
 def _od(request: Request) -> OpenData:

@@ -23,7 +23,7 @@ from controller.opendata.entities import BY_PLURAL, OBS_ID_BASE, RENDERED, TYPES
 from controller.opendata.query import MAX_INT, BadQuery, Options, Unsupported
 from controller.opendata.sql import Compiler
 from controller.settings import Settings
-from controller.store.base import ObservationQuery, TimeSeriesStore
+from controller.store.base import ObservationQuery, QueryTooExpensive, TimeSeriesStore
 
 CONFORMANCE = [
     "http://www.opengis.net/spec/iot_sensing/1.1/req/datamodel",
@@ -46,6 +46,29 @@ class Ctx:
     base: str  # .../sta/v1.1
     now: float = field(default_factory=time.time)
     next_link: Callable[[int, int], str] | None = None
+    # $top caps each collection, but $expand multiplies them: the whole response has a cap of
+    # entities and one time budget, whatever its nesting
+    entities: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def spend(self, n: int) -> None:
+        """Count ``n`` more entities into the response; past its caps the request stops."""
+        self.entities += n
+        cap = self.settings.opendata_max_entities
+        if self.entities > cap:
+            raise BadQuery(
+                f"the response would hold more than {cap} entities, nested ones included: "
+                "lower $top (also inside $expand) or expand less"
+            )
+        self.budget_ms()
+
+    def budget_ms(self) -> int:
+        """What is left of the request's time budget; QueryTooExpensive when nothing is."""
+        budget = self.settings.opendata_query_budget_ms
+        left = budget - (time.monotonic() - self.started) * 1000
+        if left <= 0:
+            raise QueryTooExpensive(f"the request ran past {budget} ms")
+        return max(1, int(left))
 
     def top(self, o: Options) -> int:
         top = self.settings.opendata_default_top if o.top is None else o.top
@@ -277,7 +300,7 @@ def _obs_query(
         limit=limit,
         offset=offset,
         count=count,
-        budget_ms=s.opendata_query_budget_ms,
+        budget_ms=ctx.budget_ms(),
     )
 
 
@@ -303,6 +326,7 @@ def collection(ctx: Ctx, coll: Collection, opts: Options, nested: bool = False) 
         page = ctx.store.observations(q)
         rows: list[Any] = page.rows
         total = page.total
+        ctx.spend(len(rows[:top]))
         if opts.result_format == "dataArray":
             return _data_array(ctx, rows[:top], opts, total, len(rows) > top, top)
         value = []
@@ -331,6 +355,7 @@ def collection(ctx: Ctx, coll: Collection, opts: Options, nested: bool = False) 
             )
         except sqlite3.Error as e:
             raise BadQuery(f"query could not run: {e}") from e
+        ctx.spend(len(rows[:top]))
         value = []
         for r in rows[:top]:
             cur = One(t, r["id"], r)
@@ -398,6 +423,7 @@ def _expand(ctx: Ctx, cur: One, out: dict[str, Any], opts: Options) -> None:
                 target = _first(ctx, coll)
             except NotFound:
                 continue
+            ctx.spend(1)
             out[e.nav] = one(ctx, target, e.options)
 
 
