@@ -314,3 +314,30 @@ def test_nested_expands_cannot_multiply_a_response_without_bound(tmp_path: Path)
         r = api.client.get(fan)  # hundreds of queries, each well under 10 ms
         assert r.status_code == 503 and "narrow" in r.json()["message"], r.text[:300]
         assert int(r.headers["retry-after"]) >= 1
+
+
+@pytest.mark.slow
+def test_a_slow_catalog_query_stops_at_the_time_budget(tmp_path: Path) -> None:
+    """A geometry of 200 vertices tested against every Datastream ran to its end (seconds on
+    1,500 poles) while holding the catalog every other public request waits for; it is now
+    interrupted when the request's budget is spent."""
+    import math
+    import time
+
+    make_street(tmp_path, poles=300, days=0.01, period_s=600)
+    ring = [
+        f"{4.5 + 0.01 * math.cos(2 * math.pi * i / 200):.6f} "
+        f"{51.9 + 0.01 * math.sin(2 * math.pi * i / 200):.6f}"
+        for i in range(200)
+    ]
+    poly = f"geography'POLYGON(({','.join([*ring, ring[0]])}))'"
+    params = {"$filter": f"geo.distance(observedArea, {poly}) lt 0"}  # no row: all scanned
+    took = {}
+    for budget in (600_000, 50):
+        with street_api(tmp_path, opendata_query_budget_ms=budget) as api:
+            api.client.get("/sta/v1.1/Datastreams?$top=1")  # the catalog is built
+            t = time.monotonic()
+            r = api.client.get("/sta/v1.1/Datastreams", params=params)
+            took[budget] = time.monotonic() - t
+            assert r.status_code == (200 if budget > 1000 else 503), r.text[:200]
+    assert took[50] < took[600_000] / 3, took

@@ -32,7 +32,7 @@ from controller.registry.db import Registry
 from controller.registry.models import Module, Owner, Pole
 from controller.registry.stamp import read_stamp
 from controller.settings import Settings
-from controller.store.base import StreamKey, TimeSeriesStore
+from controller.store.base import QueryTooExpensive, StreamKey, TimeSeriesStore
 from protocols.quantities import QUANTITIES
 
 SCHEMA = """
@@ -143,9 +143,24 @@ class Catalog:
         self.by_pole: dict[str, list[int]] = {}
         self.poles: dict[str, dict[str, Any]] = {}  # id -> name, lon, lat, owner, district
 
-    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+    def rows(
+        self, sql: str, params: Sequence[Any] = (), deadline: float | None = None
+    ) -> list[sqlite3.Row]:
+        """The query's rows; interrupted at ``deadline`` (time.monotonic()), for the lock it
+        holds keeps every other request on this catalog waiting."""
         with self.lock:
-            return self.db.execute(sql, params).fetchall()
+            if deadline is None:
+                return self.db.execute(sql, params).fetchall()
+            # every 100 steps: a step may call a geometry function written in Python
+            self.db.set_progress_handler(lambda: int(time.monotonic() > deadline), 100)
+            try:
+                return self.db.execute(sql, params).fetchall()
+            except sqlite3.OperationalError as e:
+                if "interrupted" in str(e):
+                    raise QueryTooExpensive("the request ran past its time budget") from e
+                raise
+            finally:
+                self.db.set_progress_handler(None, 0)
 
     def counted(self) -> set[int]:
         return {i for i, d in self.datastreams.items() if d.counted}

@@ -62,6 +62,11 @@ class Ctx:
             )
         self.budget_ms()
 
+    def rows(self, sql: str, params: list[Any]) -> list[Any]:
+        """Catalog rows, within the request's time budget."""
+        deadline = self.started + self.settings.opendata_query_budget_ms / 1000
+        return self.cat.rows(sql, params, deadline)
+
     def budget_ms(self) -> int:
         """What is left of the request's time budget; QueryTooExpensive when nothing is."""
         budget = self.settings.opendata_query_budget_ms
@@ -75,7 +80,7 @@ class Ctx:
         return min(top, self.settings.opendata_max_top)
 
     def foreign(self, _nav: str, sql: str, params: list[Any]) -> list[int]:
-        return [int(r[0]) for r in self.cat.rows(sql, params)]
+        return [int(r[0]) for r in self.rows(sql, params)]
 
 
 # ---- paths ---------------------------------------------------------------------------------
@@ -139,7 +144,7 @@ def _fetch_one(ctx: Ctx, coll: Collection, ident: Any) -> One:
         return One(t, ident, page.rows[0])
     if isinstance(ident, str) != t.string_id:
         raise NotFound(f"no {t.name} {ident!r}")
-    rows = ctx.cat.rows(
+    rows = ctx.rows(
         f"SELECT {ALIAS}.* FROM {t.table} {ALIAS} WHERE ({coll.cond}) AND {ALIAS}.id = ?",
         [*coll.params, ident],
     )
@@ -158,8 +163,7 @@ def navigate(ctx: Ctx, src: One, nav: str) -> Collection:
         if t.name == "Datastream":
             return Collection(target, streams=[int(src.ident)])
         ids = [
-            int(r[0])
-            for r in ctx.cat.rows("SELECT id FROM datastreams WHERE foi_id = ?", [src.ident])
+            int(r[0]) for r in ctx.rows("SELECT id FROM datastreams WHERE foi_id = ?", [src.ident])
         ]
         return Collection(target, streams=ids)
     if t.name == "Observation":
@@ -220,7 +224,7 @@ def resolve(ctx: Ctx, path: str, opts: Options) -> tuple[int, Any]:
 def _first(ctx: Ctx, coll: Collection) -> One:
     if coll.t.name == "Observation":
         raise NotFound("no such Observation")
-    rows = ctx.cat.rows(
+    rows = ctx.rows(
         f"SELECT {ALIAS}.* FROM {coll.t.table} {ALIAS} WHERE {coll.cond} LIMIT 1", coll.params
     )
     if not rows:
@@ -346,13 +350,11 @@ def collection(ctx: Ctx, coll: Collection, opts: Options, nested: bool = False) 
         order = [*ocomp.order(opts.orderby), f"{ALIAS}.id ASC"]
         sql = f"FROM {t.table} {ALIAS} WHERE {cond}"
         try:
-            rows = ctx.cat.rows(
+            rows = ctx.rows(
                 f"SELECT {ALIAS}.* {sql} ORDER BY {', '.join(order)} LIMIT ? OFFSET ?",
                 [*where_params, *ocomp.params, top + 1, opts.skip],
             )
-            total = (
-                ctx.cat.rows(f"SELECT count(*) {sql}", where_params)[0][0] if opts.count else None
-            )
+            total = ctx.rows(f"SELECT count(*) {sql}", where_params)[0][0] if opts.count else None
         except sqlite3.Error as e:
             raise BadQuery(f"query could not run: {e}") from e
         ctx.spend(len(rows[:top]))
