@@ -122,6 +122,10 @@ class Settings(BaseSettings):
     opendata_ip_burst: int = Field(200, ge=1)
     opendata_token_rate: float = Field(100.0, gt=0)
     opendata_token_burst: int = Field(1000, ge=1)
+    # CSV downloads (per pole, daily archives) streaming at once, in all and per client address;
+    # past these, 503 with Retry-After.
+    opendata_downloads: int = Field(8, ge=1)
+    opendata_downloads_per_client: int = Field(2, ge=1)
     # Where daily CSV archives are kept once made (default: <data_dir>/archives).
     opendata_archive_dir: Path | None = None
 

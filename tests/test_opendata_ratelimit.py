@@ -180,7 +180,8 @@ def test_every_public_route_is_read_only_and_rate_limited(tmp_path: Path) -> Non
             # a client address of its own per path, so each starts with a full bucket
             c = TestClient(api.client.app, client=(f"192.0.2.{n + 1}", 40000))
             first = [c.request(m, path) for m in ("GET", "HEAD", "OPTIONS")]
-            assert all(r.status_code not in (429, 500) for r in first), (path, first)
+            assert all(r.status_code not in (405, 429, 500) for r in first), (path, first)
+            assert first[1].status_code == first[0].status_code and first[1].content == b""
             for r in [
                 c.get(path),
                 c.head(path),
@@ -189,3 +190,34 @@ def test_every_public_route_is_read_only_and_rate_limited(tmp_path: Path) -> Non
             ]:
                 assert r.status_code == 429, (path, r.request.method, r.status_code)
                 assert int(r.headers["retry-after"]) >= 1
+
+
+def test_downloads_at_once_are_bounded_and_given_back(tmp_path: Path) -> None:
+    """A CSV download streams as long as its client reads: a few slow readers held workers
+    without bound. Past the places for downloads, 503 with Retry-After; every way a download
+    ends gives its place back."""
+    make_street(tmp_path, poles=2, days=0.2, period_s=600)
+    with street_api(tmp_path, opendata_downloads=3, opendata_downloads_per_client=1) as api:
+        c = api.client
+        downloads = c.app.state.opendata_limits.downloads  # type: ignore[attr-defined]
+        csv = "/opendata/v1/csv?pole=RTD-0000"
+        held = downloads.enter("testclient")  # this client's one place, as a slow reader holds it
+        r = c.get(csv)
+        assert r.status_code == 503 and int(r.headers["retry-after"]) >= 1
+        assert "yours" in r.json()["message"]
+        others = [downloads.enter(f"198.51.100.{i}") for i in range(2)]
+        busy = TestClient(c.app, client=("203.0.113.9", 1)).get(
+            "/opendata/v1/archives/2026-11-02.csv"
+        )
+        assert busy.status_code == 503 and "try again" in busy.json()["message"]
+        held()
+        for release in others:
+            release()
+        assert downloads.running == 0
+        full = c.get(csv)  # read to its end
+        assert full.status_code == 200 and full.text.count("\n") > 20
+        assert c.get("/opendata/v1/csv?pole=nowhere").status_code == 404  # failed before streaming
+        head = c.head("/opendata/v1/archives/2026-11-02.csv")
+        assert head.status_code == 200 and head.content == b""
+        assert head.headers["content-type"].startswith("text/csv")
+        assert downloads.running == 0

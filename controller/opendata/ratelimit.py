@@ -21,6 +21,7 @@ import math
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -68,6 +69,75 @@ class RateLimited(Exception):
         self.retry_after = max(1, math.ceil(wait_s))
 
 
+class Overloaded(Exception):
+    """HTTP 503 with Retry-After: try again shortly."""
+
+    def __init__(self, message: str, retry_after: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Downloads:
+    """How many CSV downloads stream at once, in all and per client address. A download runs
+    for as long as its client reads, so a few slow readers could otherwise hold every worker;
+    past these, 503 with Retry-After rather than a queue."""
+
+    def __init__(self, total: int, per_client: int) -> None:
+        self.total = total
+        self.per_client = per_client
+        self.running = 0
+        self._by_client: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def enter(self, host: str | None) -> Callable[[], None]:
+        """Take a place (Overloaded when none is free); call what it returns once, when done."""
+        key = client_key(host)
+        with self._lock:
+            if self.running >= self.total:
+                raise Overloaded(f"{self.total} downloads are running; try again shortly")
+            if self._by_client.get(key, 0) >= self.per_client:
+                raise Overloaded(f"{self.per_client} downloads of yours are running already")
+            self.running += 1
+            self._by_client[key] = self._by_client.get(key, 0) + 1
+        done = threading.Event()
+
+        def release() -> None:
+            with self._lock:
+                if done.is_set():
+                    return
+                done.set()
+                self.running -= 1
+                left = self._by_client[key] - 1
+                if left:
+                    self._by_client[key] = left
+                else:
+                    del self._by_client[key]
+
+        return release
+
+
+class Released(Iterator[str]):
+    """Iterates ``chunks`` and calls ``release`` once: at their end, on an error, on close, or
+    when dropped unread (a generator that never started runs no ``finally``)."""
+
+    def __init__(self, chunks: Iterator[str], release: Callable[[], None]) -> None:
+        self.chunks = chunks
+        self.release = release
+
+    def __next__(self) -> str:
+        try:
+            return next(self.chunks)
+        except BaseException:
+            self.release()
+            raise
+
+    def close(self) -> None:
+        self.release()
+
+    def __del__(self) -> None:
+        self.release()
+
+
 def client_key(host: str | None) -> str:
     """The bucket of a client address: IPv4 as is, IPv6 by its /64."""
     if not host:
@@ -90,6 +160,9 @@ class Limits:
         self.enabled = settings.opendata_rate_limit
         self.ip = Buckets(settings.opendata_ip_rate, settings.opendata_ip_burst)
         self.token = Buckets(settings.opendata_token_rate, settings.opendata_token_burst)
+        self.downloads = Downloads(
+            settings.opendata_downloads, settings.opendata_downloads_per_client
+        )
 
     def take_ip(self, host: str | None) -> float:
         """0 when allowed, else the seconds to wait."""
@@ -108,6 +181,20 @@ class Limits:
 
 def error_body(code: int, message: str) -> bytes:
     return json.dumps({"code": code, "type": "error", "message": message}).encode()
+
+
+def _without_body(send: Send) -> Send:
+    ended = False
+
+    async def head(message: Message) -> None:
+        nonlocal ended
+        if message["type"] != "http.response.body":
+            await send(message)
+        elif not ended:
+            ended = True
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    return head
 
 
 class OpenDataEdge:
@@ -144,6 +231,10 @@ class OpenDataEdge:
                 send, 405, error_body(405, "read-only API"), [(b"allow", b"GET, HEAD")]
             )
             return
+
+        if method == "HEAD":  # the routes are GET only: answer as GET, without the body
+            scope = {**scope, "method": "GET"}
+            send = _without_body(send)
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -19,7 +19,7 @@ from controller.opendata.access import InvalidToken
 from controller.opendata.catalog import Access
 from controller.opendata.entities import BY_PLURAL
 from controller.opendata.query import BadQuery, Unsupported, parse_options
-from controller.opendata.ratelimit import Limits, OpenDataEdge, RateLimited
+from controller.opendata.ratelimit import Limits, OpenDataEdge, Overloaded, RateLimited, Released
 from controller.opendata.service import OpenData, service
 from controller.settings import Settings
 from controller.store.base import QueryTooExpensive
@@ -80,6 +80,8 @@ def _guard(fn: Callable[[], Response]) -> Response:
         return _error(404, str(e.args[0]) if e.args else "not found")
     except (Unsupported, NotImplementedError) as e:
         return _error(501, str(e))
+    except Overloaded as e:
+        return _error(503, str(e), {"Retry-After": str(e.retry_after)})
     except QueryTooExpensive as e:
         return _error(
             503, f"{e}: narrow the query (time range, $filter, $top)", {"Retry-After": "10"}
@@ -311,6 +313,19 @@ def _csv(chunks: Iterator[str], filename: str) -> StreamingResponse:
     )
 
 
+def _download(request: Request, make: Callable[[], tuple[Iterator[str], str]]) -> Response:
+    """A CSV download within the limits of downloads at once; its place is given back when
+    the stream ends, fails or is dropped."""
+    limits: Limits = request.app.state.opendata_limits
+    release = limits.downloads.enter(request.client.host if request.client else None)
+    try:
+        chunks, filename = make()
+    except BaseException:
+        release()
+        raise
+    return _csv(Released(chunks, release), filename)
+
+
 @dl_router.get(
     "/v1/csv", summary="Observations of a Datastream or a pole as CSV", responses=CSV_200
 )
@@ -321,7 +336,7 @@ def csv(
     start: TimeParam = None,
     end: TimeParam = None,
 ) -> Response:
-    def run() -> Response:
+    def make() -> tuple[Iterator[str], str]:
         od = _od(request)
         cat = od.catalog(_access(request, od))
         dss = od.pick(cat, datastream, pole)
@@ -334,9 +349,9 @@ def csv(
             yield first
             yield from rows
 
-        return _csv(chunks(), f"{name}.csv")
+        return chunks(), f"{name}.csv"
 
-    return _guard(run)
+    return _guard(lambda: _download(request, make))
 
 
 @dl_router.get("/v1/archives", summary="Daily CSV archives (UTC days)", responses=JSON_200)
@@ -373,7 +388,7 @@ def archive(
     request: Request,
     day: Annotated[str, Path(pattern=r"^\d{4}-\d{2}-\d{2}$", description="YYYY-MM-DD")],
 ) -> Response:
-    def run() -> Response:
+    def make() -> tuple[Iterator[str], str]:
         od = _od(request)
         cat = od.catalog(_access(request, od))
         try:
@@ -382,10 +397,9 @@ def archive(
             raise BadQuery(f"not a date: {day!r}") from e
         start = int(datetime(d.year, d.month, d.day, tzinfo=UTC).timestamp())
         dss = sorted(cat.datastreams.values(), key=lambda x: x.id)
-        rows = od.csv_rows(cat, dss, start, start + 86400)
-        return _csv(rows, f"streetpole-{day}.csv")
+        return od.csv_rows(cat, dss, start, start + 86400), f"streetpole-{day}.csv"
 
-    return _guard(run)
+    return _guard(lambda: _download(request, make))
 
 
 @dl_router.get(
