@@ -221,3 +221,35 @@ def test_downloads_at_once_are_bounded_and_given_back(tmp_path: Path) -> None:
         assert head.status_code == 200 and head.content == b""
         assert head.headers["content-type"].startswith("text/csv")
         assert downloads.running == 0
+
+
+def test_slow_readers_cannot_hold_every_worker(tmp_path: Path) -> None:
+    """Served for real: clients that start a daily archive and stop reading keep it streaming
+    (and a worker thread busy). Past their places the next download is 503, and the places
+    come back once those clients go."""
+    import socket
+
+    from controller.opendata.render import iso
+    from tests.harness.api import wait_for
+
+    made = make_street(tmp_path, poles=12, days=1.5, period_s=300)
+    day = iso(made["end"] - 86400)[:10]
+    path = f"/opendata/v1/archives/{day}.csv"
+    settings = _served_settings(
+        tmp_path, opendata_rate_limit=False, opendata_downloads_per_client=2
+    )
+    with serve(create_app(settings)) as url:
+        host, port = url.removeprefix("http://").split(":")
+        stalled = []
+        for _ in range(2):
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a slow reader
+            s.connect((host, int(port)))
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+            assert s.recv(12) == b"HTTP/1.1 200"
+            stalled.append(s)
+        r = httpx.get(url + path)
+        assert r.status_code == 503 and int(r.headers["retry-after"]) >= 1, r.status_code
+        for s in stalled:
+            s.close()
+        wait_for(lambda: httpx.get(url + path).status_code == 200, 20, "the places given back")
