@@ -48,7 +48,11 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"description": "No such entity or resource", **ERROR},
     429: {"description": "Rate limit; see Retry-After", **ERROR},
     501: {"description": "Valid but not supported here", **ERROR},
-    503: {"description": "The query ran past its time budget: narrow it", **ERROR},
+    503: {
+        "description": "Past the time budget (narrow the query) or too many downloads at once; "
+        "see Retry-After",
+        **ERROR,
+    },
 }
 
 sta_router = APIRouter(prefix="/sta/v1.1", tags=[TAG_STA])
