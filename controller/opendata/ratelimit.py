@@ -29,6 +29,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from controller.settings import Settings
 
 PREFIXES = ("/sta", "/opendata")
+
+
+def public(path: str) -> bool:
+    """An open-data path: /sta, /opendata and below, not /stats or /opendata-x."""
+    return any(path == p or path.startswith(p + "/") for p in PREFIXES)
 READ = ("GET", "HEAD")
 
 
@@ -212,7 +217,7 @@ class OpenDataEdge:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")
-        if scope["type"] != "http" or not path.startswith(PREFIXES):
+        if scope["type"] != "http" or not public(path):
             await self.app(scope, receive, send)
             return
         client: Any = scope.get("client")
