@@ -151,8 +151,8 @@ class Catalog:
         with self.lock:
             if deadline is None:
                 return self.db.execute(sql, params).fetchall()
-            # every 100 steps: a step may call a geometry function written in Python
-            self.db.set_progress_handler(lambda: int(time.monotonic() > deadline), 100)
+            # every 1,000 steps: some call a geometry function written in Python (~1 ms each)
+            self.db.set_progress_handler(lambda: int(time.monotonic() > deadline), 1000)
             try:
                 return self.db.execute(sql, params).fetchall()
             except sqlite3.OperationalError as e:

@@ -34,6 +34,8 @@ PREFIXES = ("/sta", "/opendata")
 def public(path: str) -> bool:
     """An open-data path: /sta, /opendata and below, not /stats or /opendata-x."""
     return any(path == p or path.startswith(p + "/") for p in PREFIXES)
+
+
 READ = ("GET", "HEAD")
 
 
