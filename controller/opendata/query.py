@@ -537,9 +537,10 @@ def _split(text: str, sep: str) -> list[str]:
 
 
 def _int(name: str, text: str) -> int:
-    if _COUNT.fullmatch(text.strip()) is None:
+    digits = text.strip(" ")
+    if _COUNT.fullmatch(digits) is None:
         raise BadQuery(f"{name} must be a non-negative integer of at most 18 digits")
-    return int(text)
+    return int(digits)
 
 
 def parse_options(params: Mapping[str, str], depth: int = 0) -> Options:
