@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from controller.opendata import sta
 from controller.opendata.access import InvalidToken
@@ -309,17 +310,28 @@ def aggregates(
     return _guard(run)
 
 
-def _csv(chunks: Iterator[str], filename: str) -> StreamingResponse:
-    return StreamingResponse(
-        chunks,
-        media_type="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-    )
+class _Download(StreamingResponse):
+    """A CSV download that gives its place back however it ends. A client gone mid-stream ends
+    it with an exception, and the iterator it was reading then lives on in that exception's
+    traceback until a garbage collection: the place is given back here instead."""
+
+    def __init__(self, chunks: Iterator[str], filename: str, release: Callable[[], None]) -> None:
+        super().__init__(
+            Released(chunks, release),
+            media_type="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        )
+        self.release = release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.release()
 
 
 def _download(request: Request, make: Callable[[], tuple[Iterator[str], str]]) -> Response:
-    """A CSV download within the limits of downloads at once; its place is given back when
-    the stream ends, fails or is dropped."""
+    """A CSV download within the limits of downloads at once."""
     limits: Limits = request.app.state.opendata_limits
     release = limits.downloads.enter(request.client.host if request.client else None)
     try:
@@ -327,7 +339,7 @@ def _download(request: Request, make: Callable[[], tuple[Iterator[str], str]]) -
     except BaseException:
         release()
         raise
-    return _csv(Released(chunks, release), filename)
+    return _Download(chunks, filename, release)
 
 
 @dl_router.get(
