@@ -246,6 +246,7 @@ def _check(r: object) -> None:
         assert body.get("message") or body.get("detail"), body
 
 
+@pytest.mark.slow
 @settings(
     max_examples=400,
     deadline=None,
