@@ -43,9 +43,15 @@ def serve(
     import uvicorn
 
     from controller.app import create_app
+    from controller.serving import uvicorn_config
+    from controller.settings import Settings
 
     os.umask(0o077)  # the data folder's files are the controller's alone (controller/datadir.py)
-    uvicorn.run(create_app(), host=host, port=port, log_level="info")
+    settings = Settings()
+    config = uvicorn_config(
+        create_app(settings), host, port, settings.trusted_proxies, log_level="info"
+    )
+    uvicorn.Server(config).run()
 
 
 @app.command("ingest-child", hidden=True)

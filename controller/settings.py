@@ -6,6 +6,7 @@ stops the controller at start with a message naming it.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
@@ -84,6 +85,10 @@ class Settings(BaseSettings):
     broker_pid_file: Path | None = None
     # Where nodes download firmware from (the controller serves /firmware/<file>).
     public_url: str = "http://127.0.0.1:8000"
+    # Reverse proxies (addresses or networks, e.g. ["10.0.0.5", "fd00::/8"]) whose
+    # X-Forwarded-For/-Proto are believed; from anyone else they are ignored and the peer's
+    # address is the client's (rate limits, login back-off). Empty: no proxy is trusted.
+    trusted_proxies: list[str] = Field(default_factory=list)
     # Send configs and commands to the nodes over MQTT.
     dispatch_enabled: bool = True
     # A node silent for this many report periods is raised as offline.
@@ -137,9 +142,13 @@ class Settings(BaseSettings):
     # Longest time range of one download or aggregate request, and most rows in one CSV.
     opendata_max_range_days: int = Field(31, ge=1, le=3660)
     opendata_max_csv_rows: int = Field(5_000_000, ge=1)
-    # A single query stops (HTTP 503, narrow it) after this long.
+    # A SensorThings request's queries stop (HTTP 503, narrow it) after this long all together;
+    # a CSV download's, per page of 20,000 rows.
     opendata_query_budget_ms: int = Field(5000, ge=10, le=600_000)
-    # The catalog of what may be published is rebuilt from the registry this often (0: always).
+    # Most entities in one SensorThings response, those of $expand included (HTTP 400 past it).
+    opendata_max_entities: int = Field(100_000, ge=1)
+    # The catalog of what may be published is rebuilt at once when owners, poles or modules
+    # change, and at least this often for the store's new streams and time spans (0: always).
     opendata_catalog_ttl_s: float = Field(10.0, ge=0)
     # Rate limits (token buckets): requests per second and burst, per client IP and per token.
     opendata_rate_limit: bool = True
@@ -147,6 +156,10 @@ class Settings(BaseSettings):
     opendata_ip_burst: int = Field(200, ge=1)
     opendata_token_rate: float = Field(100.0, gt=0)
     opendata_token_burst: int = Field(1000, ge=1)
+    # CSV downloads (per pole, daily archives) streaming at once, in all and per client address;
+    # past these, 503 with Retry-After.
+    opendata_downloads: int = Field(8, ge=1)
+    opendata_downloads_per_client: int = Field(2, ge=1)
     # Where daily CSV archives are kept once made (default: <data_dir>/archives).
     opendata_archive_dir: Path | None = None
 
@@ -184,6 +197,15 @@ class Settings(BaseSettings):
         """The CA certificate(s) nodes trust, as written into node.json (read when asked, so a
         renewed CA file is handed out without a restart)."""
         return self.node_ca_file.read_text() if self.node_ca_file is not None else None
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _trusted_proxies(cls, v: list[str]) -> list[str]:
+        for item in v:
+            try:
+                ipaddress.ip_network(item.strip(), strict=False)
+            except ValueError as e:
+                raise ValueError(f"{item!r} is not an IP address or network") from e
+        return [item.strip() for item in v]
 
     @property
     def mqtt_host(self) -> str:

@@ -55,5 +55,5 @@ def test_rate_limits_per_ip_and_per_token(tmp_path: Path) -> None:
         assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
         assert c.get("/healthz").status_code == 200  # the operator side is not limited here
         token = {"Authorization": f"Bearer {api.tokens['admin']}"}
-        codes = [c.get("/sta/v1.1/Things", headers=token).status_code for _ in range(9)]
-        assert codes == [200] * 8 + [429]
+        r = c.get("/sta/v1.1/Things", headers=token)  # a token does not lift the IP's limit
+        assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1

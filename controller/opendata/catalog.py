@@ -8,8 +8,11 @@ privacy is decided here once, not in every route. Motion streams enter only as c
 interval (``counted``), and only ``presenceCount``; quantities unknown to the protocol do not
 enter at all.
 
-Rebuilt when older than ``opendata_catalog_ttl_s`` (the registry may be PostgreSQL and the store
-another file: the join between them happens here, by stream id).
+Rebuilt on the next request after owners, poles or modules change, by this process or any other
+(the registry's stamp, read per request: controller/registry/stamp.py), so a module closed is
+hidden at once; and when older than ``opendata_catalog_ttl_s``, for the store's side (new
+streams, their time spans). The registry may be PostgreSQL and the store another file: the join
+between them happens here, by stream id.
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ from controller.opendata.sql import sp_distance, sp_within
 from controller.registry.db import Registry
 from controller.registry.measures import owners_of, quantities
 from controller.registry.models import Module, Owner, Pole
+from controller.registry.stamp import read_stamp
 from controller.settings import Settings
-from controller.store.base import StreamKey, TimeSeriesStore
+from controller.store.base import QueryTooExpensive, StreamKey, TimeSeriesStore
 from protocols.quantities import QUANTITIES
 
 SCHEMA = """
@@ -136,13 +140,29 @@ class Catalog:
         self.db.executescript(SCHEMA)
         self.lock = threading.Lock()
         self.built = time.monotonic()
+        self.stamp = -1  # the registry's stamp it was built at
         self.datastreams: dict[int, DsInfo] = {}
         self.by_pole: dict[str, list[int]] = {}
         self.poles: dict[str, dict[str, Any]] = {}  # id -> name, lon, lat, owner, district
 
-    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+    def rows(
+        self, sql: str, params: Sequence[Any] = (), deadline: float | None = None
+    ) -> list[sqlite3.Row]:
+        """The query's rows; interrupted at ``deadline`` (time.monotonic()), for the lock it
+        holds keeps every other request on this catalog waiting."""
         with self.lock:
-            return self.db.execute(sql, params).fetchall()
+            if deadline is None:
+                return self.db.execute(sql, params).fetchall()
+            # every 1,000 steps: some call a geometry function written in Python (~1 ms each)
+            self.db.set_progress_handler(lambda: int(time.monotonic() > deadline), 1000)
+            try:
+                return self.db.execute(sql, params).fetchall()
+            except sqlite3.OperationalError as e:
+                if "interrupted" in str(e):
+                    raise QueryTooExpensive("the request ran past its time budget") from e
+                raise
+            finally:
+                self.db.set_progress_handler(None, 0)
 
     def counted(self) -> set[int]:
         return {i for i, d in self.datastreams.items() if d.counted}
@@ -277,7 +297,8 @@ def build(
 
 
 class Catalogs:
-    """Built catalogs per access level, rebuilt when older than the TTL."""
+    """Built catalogs per access level, rebuilt when the registry's stamp moved or older than
+    the TTL."""
 
     def __init__(self, registry: Registry, store: TimeSeriesStore, settings: Settings) -> None:
         self.registry = registry
@@ -286,15 +307,22 @@ class Catalogs:
         self._cache: dict[Access, Catalog] = {}
         self._lock = threading.Lock()
 
-    def get(self, access: Access) -> Catalog:
+    def _fresh(self, cat: Catalog | None, stamp: int) -> bool:
         ttl = self.settings.opendata_catalog_ttl_s
+        return cat is not None and cat.stamp == stamp and time.monotonic() - cat.built < ttl
+
+    def get(self, access: Access) -> Catalog:
+        # read before the build reads the registry: a change during the build moves the stamp
+        # past the one recorded, and the next request builds again
+        stamp = read_stamp(self.registry)
         cat = self._cache.get(access)
-        if cat is not None and time.monotonic() - cat.built < ttl:
+        if cat is not None and self._fresh(cat, stamp):
             return cat
         with self._lock:
             cat = self._cache.get(access)
-            if cat is None or time.monotonic() - cat.built >= ttl:
+            if cat is None or not self._fresh(cat, stamp):
                 cat = build(self.registry, self.store, self.settings, access)
+                cat.stamp = stamp
                 if len(self._cache) > 64:
                     self._cache.clear()
                 self._cache[access] = cat

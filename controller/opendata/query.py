@@ -9,6 +9,7 @@ Pure: strings in, a small expression tree out; no SQL here (see ``sql``). Errors
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -72,6 +73,18 @@ ARITHMETIC = ("add", "sub", "mul", "div", "mod")
 BINDING = {"or": 1, "and": 2, **dict.fromkeys(COMPARISONS, 4), "add": 5, "sub": 5}
 BINDING |= {"mul": 6, "div": 6, "mod": 6}
 
+# What one query may ask; past these it is refused with 400 and the reason. The parser and the
+# SQL compiler recurse, SQLite nests what they write (its parser gives up past about 100
+# levels), and its integers have 64 bits.
+MAX_OPTION_CHARS = 4096  # the value of one query option
+MAX_DEPTH = 40  # nesting of an expression: parentheses, not, minus, calls, chained operators
+MAX_SQL_NESTING = 60  # the same, weighted by what SQLite's parser holds for each (see _cost)
+DATE_FUNCTIONS = ("year", "month", "day", "hour", "minute", "second")
+MAX_NUMBER_CHARS = 32  # one number literal
+MAX_INT = 2**63 - 1
+MAX_ITEMS = 32  # items of one $orderby, $select or $expand (at each level)
+_COUNT = re.compile(r"[0-9]{1,18}")  # $top, $skip: at most 18 digits fit in 64 bits
+
 FUNCTIONS = {
     # name: (min args, max args)
     "substringof": (2, 2),
@@ -129,7 +142,7 @@ _TOKEN = re.compile(
   | (?P<name>[A-Za-z_@$][\w.@$]*(?:/[A-Za-z_@$][\w.@$]*)*)
   | (?P<punct>[(),-])
     """,
-    re.VERBOSE,
+    re.VERBOSE | re.ASCII,  # digits are 0-9 only: int() reads others that SQL would not
 )
 
 
@@ -162,12 +175,14 @@ def parse_time(text: str) -> float:
 
 
 class _Parser:
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, option: str) -> None:
         self.text = text
+        _check_length(option, text)
         if re.search(r"/(any|all)\s*\(", text):
             raise Unsupported("lambda operators (any, all) are not supported")
         self.toks = _tokens(text)
         self.i = 0
+        self.depth = 0  # of the recursion through unary(), which every nesting passes
 
     def peek(self) -> tuple[str, str] | None:
         return self.toks[self.i] if self.i < len(self.toks) else None
@@ -186,26 +201,46 @@ class _Parser:
 
     def expr(self, min_bp: int = 0) -> Expr:
         left = self.unary()
+        # a run of one of and/or is kept as a list and built balanced: a chain of 100
+        # alternatives nests 7 deep, not 100
+        run: list[Expr] = []
+        run_op = ""
         while True:
             tok = self.peek()
             if tok is None or tok[0] != "name" or tok[1] not in BINDING:
-                return left
-            bp = BINDING[tok[1]]
+                break
+            op = tok[1]
+            bp = BINDING[op]
             if bp <= min_bp:
-                return left
+                break
             self.take()
             right = self.expr(bp)
-            left = Bin(tok[1], left, right)
+            if op in ("and", "or"):
+                if op != run_op:
+                    left = _balanced(run_op, run) if run_op else left
+                    run, run_op = [left], op
+                run.append(right)
+            else:
+                if run_op:
+                    left, run, run_op = _balanced(run_op, run), [], ""
+                left = Bin(op, left, right)
+        return _balanced(run_op, run) if run_op else left
 
     def unary(self) -> Expr:
-        tok = self.peek()
-        if tok == ("name", "not"):
-            self.take()
-            return Not(self.expr(3))
-        if tok == ("punct", "-"):
-            self.take()
-            return Neg(self.unary())
-        return self.primary()
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise BadQuery(f"expression nested too deeply (at most {MAX_DEPTH} levels)")
+        try:
+            tok = self.peek()
+            if tok == ("name", "not"):
+                self.take()
+                return Not(self.expr(3))
+            if tok == ("punct", "-"):
+                self.take()
+                return Neg(self.unary())
+            return self.primary()
+        finally:
+            self.depth -= 1
 
     def primary(self) -> Expr:
         kind, text = self.take()
@@ -225,7 +260,7 @@ class _Parser:
         if kind == "date":
             return Lit(parse_time(text), "time")
         if kind == "num":
-            return Lit(float(text) if any(c in text for c in ".eE") else int(text), "num")
+            return _number(text)
         if kind == "name":
             low = text.lower()
             if low in ("true", "false"):
@@ -259,22 +294,90 @@ class _Parser:
         return Call(fn, tuple(args))
 
 
+def _balanced(op: str, items: list[Expr]) -> Expr:
+    if len(items) == 1:
+        return items[0]
+    mid = len(items) // 2
+    return Bin(op, _balanced(op, items[:mid]), _balanced(op, items[mid:]))
+
+
+def _number(text: str) -> Lit:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise BadQuery(f"number too long: {text[:20]}... (at most {MAX_NUMBER_CHARS} characters)")
+    if any(c in text for c in ".eE"):
+        value = float(text)
+        if not math.isfinite(value):
+            raise BadQuery(f"number out of range: {text}")
+        return Lit(value, "num")
+    n = int(text)
+    if n > MAX_INT:
+        raise BadQuery(f"number out of range: {text} (integers up to {MAX_INT})")
+    return Lit(n, "num")
+
+
+def _check_length(option: str, text: str) -> None:
+    if len(text) > MAX_OPTION_CHARS:
+        raise BadQuery(f"{option} is too long ({len(text)} characters, at most {MAX_OPTION_CHARS})")
+
+
+def _cost(node: Expr) -> int:
+    """Roughly what the node costs SQLite's parser stack (it holds about 100): a function call
+    several entries, a date part (CAST(strftime(...))) or a navigation (EXISTS) more."""
+    if isinstance(node, Call):
+        return 7 if node.name in DATE_FUNCTIONS else 4
+    if isinstance(node, Path) and len(node.segments) > 1:
+        return 7
+    if isinstance(node, Not):
+        return 2
+    return 1
+
+
+def _depth(e: Expr) -> tuple[int, int]:
+    """How deep the tree nests, in nodes and in parser stack (without recursion: the tree is
+    not yet known to be shallow)."""
+    deepest, costliest = 0, 0
+    stack: list[tuple[Expr, int, int]] = [(e, 1, _cost(e))]
+    while stack:
+        node, d, c = stack.pop()
+        deepest, costliest = max(deepest, d), max(costliest, c)
+        kids: tuple[Expr, ...] = ()
+        if isinstance(node, Bin):
+            kids = (node.left, node.right)
+        elif isinstance(node, Not | Neg):
+            kids = (node.expr,)
+        elif isinstance(node, Call):
+            kids = node.args
+        stack += [(k, d + 1, c + _cost(k)) for k in kids]
+    return deepest, costliest
+
+
+def _shallow(e: Expr) -> Expr:
+    depth, cost = _depth(e)
+    if depth > MAX_DEPTH or cost > MAX_SQL_NESTING:
+        raise BadQuery(
+            f"expression nested too deeply (at most {MAX_DEPTH} levels, fewer with functions)"
+        )
+    return e
+
+
 def parse_filter(text: str) -> Expr:
-    p = _Parser(text)
+    p = _Parser(text, "$filter")
     if not p.toks:
         raise BadQuery("$filter is empty")
     e = p.expr()
     if p.peek() is not None:
         raise BadQuery(f"unexpected {p.peek()[1]!r} in $filter {text!r}")  # type: ignore[index]
-    return e
+    return _shallow(e)
 
 
 def parse_orderby(text: str) -> list[tuple[Expr, bool]]:
     """(expression, descending) pairs."""
     out: list[tuple[Expr, bool]] = []
-    p = _Parser(text)
+    p = _Parser(text, "$orderby")
     while True:
-        e = p.expr()
+        if len(out) >= MAX_ITEMS:
+            raise BadQuery(f"$orderby has too many items (at most {MAX_ITEMS})")
+        e = _shallow(p.expr())
         desc = False
         tok = p.peek()
         if tok is not None and tok[0] == "name" and tok[1].lower() in ("asc", "desc"):
@@ -434,9 +537,10 @@ def _split(text: str, sep: str) -> list[str]:
 
 
 def _int(name: str, text: str) -> int:
-    if not text.strip().isdigit():
-        raise BadQuery(f"{name} must be a non-negative integer, not {text!r}")
-    return int(text)
+    digits = text.strip(" ")
+    if _COUNT.fullmatch(digits) is None:
+        raise BadQuery(f"{name} must be a non-negative integer of at most 18 digits")
+    return int(digits)
 
 
 def parse_options(params: Mapping[str, str], depth: int = 0) -> Options:
@@ -464,21 +568,28 @@ def parse_options(params: Mapping[str, str], depth: int = 0) -> Options:
                 raise BadQuery("$count must be true or false")
             o.count = value == "true"
         elif key == "$select":
+            _check_length(raw, value)
             o.select = [s.strip() for s in value.split(",") if s.strip()]
             if not o.select:
                 raise BadQuery("$select is empty")
+            if len(o.select) > MAX_ITEMS:
+                raise BadQuery(f"$select has too many items (at most {MAX_ITEMS})")
         elif key == "$resultformat":
             if value != "dataArray":
                 raise Unsupported(f"$resultFormat={value!r} is not supported (only dataArray)")
             o.result_format = value
         elif key == "$expand":
+            _check_length(raw, value)
             o.expand = _expands(value, depth)
     return o
 
 
 def _expands(text: str, depth: int) -> list[Expand]:
     out: list[Expand] = []
-    for item in _split(text, ","):
+    items = _split(text, ",")
+    if len(items) > MAX_ITEMS:
+        raise BadQuery(f"$expand has too many items (at most {MAX_ITEMS})")
+    for item in items:
         item = item.strip()
         if not item:
             raise BadQuery("empty item in $expand")

@@ -1,19 +1,27 @@
 """Edge of the open-data API (an ASGI middleware on /sta and /opendata only): read-only, CORS
-open for reads, licence headers on every response, and rate limits per client IP and per token
-(token buckets; 429 with Retry-After when empty).
+open for reads, licence headers on every response, and rate limits (token buckets; 429 with
+Retry-After when empty).
 
-Behind a reverse proxy the client IP is the proxy's; put the limit in the proxy there, or trust
-X-Forwarded-For only from it (not done here).
+Two limits: every request, whatever it carries, takes from the bucket of its client's address
+(here, before any work); a request with a bearer token that validates also takes from that
+token's bucket (in the routes, after the lookup), so a made-up token buys nothing and a valid
+one is limited wherever it is used from. An IPv6 client is counted by its /64, which one
+subscriber usually holds whole. The client's address is the peer's, or the one a configured
+proxy forwarded (``trusted_proxies``, applied where the app is served: controller/serving.py).
+
+Written here rather than taken from a library: the two limits meet at different places (the
+edge and the token lookup), which the rate-limit packages for Starlette do not model.
 """
 
 from __future__ import annotations
 
-import hashlib
+import ipaddress
 import json
 import math
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -21,6 +29,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from controller.settings import Settings
 
 PREFIXES = ("/sta", "/opendata")
+
+
+def public(path: str) -> bool:
+    """An open-data path: /sta, /opendata and below, not /stats or /opendata-x."""
+    return any(path == p or path.startswith(p + "/") for p in PREFIXES)
+
+
+READ = ("GET", "HEAD")
 
 
 class Buckets:
@@ -32,6 +48,9 @@ class Buckets:
         self.max_keys = max_keys
         self._b: OrderedDict[str, tuple[float, float]] = OrderedDict()
         self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._b)
 
     def take(self, key: str, now: float) -> float:
         """0 when allowed, else the seconds until a request would be."""
@@ -49,12 +68,146 @@ class Buckets:
             return wait
 
 
-class OpenDataEdge:
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
-        self.app = app
-        self.settings = settings
+class RateLimited(Exception):
+    """HTTP 429; ``retry_after`` in whole seconds."""
+
+    def __init__(self, wait_s: float) -> None:
+        super().__init__("too many requests, slow down")
+        self.retry_after = max(1, math.ceil(wait_s))
+
+
+class Overloaded(Exception):
+    """HTTP 503 with Retry-After: try again shortly."""
+
+    def __init__(self, message: str, retry_after: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Downloads:
+    """How many CSV downloads stream at once, in all and per client address. A download runs
+    for as long as its client reads, so a few slow readers could otherwise hold every worker;
+    past these, 503 with Retry-After rather than a queue."""
+
+    def __init__(self, total: int, per_client: int) -> None:
+        self.total = total
+        self.per_client = per_client
+        self.running = 0
+        self._by_client: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def enter(self, host: str | None) -> Callable[[], None]:
+        """Take a place (Overloaded when none is free); call what it returns once, when done."""
+        key = client_key(host)
+        with self._lock:
+            if self.running >= self.total:
+                raise Overloaded(f"{self.total} downloads are running; try again shortly")
+            if self._by_client.get(key, 0) >= self.per_client:
+                raise Overloaded(f"{self.per_client} downloads of yours are running already")
+            self.running += 1
+            self._by_client[key] = self._by_client.get(key, 0) + 1
+        done = threading.Event()
+
+        def release() -> None:
+            with self._lock:
+                if done.is_set():
+                    return
+                done.set()
+                self.running -= 1
+                left = self._by_client[key] - 1
+                if left:
+                    self._by_client[key] = left
+                else:
+                    del self._by_client[key]
+
+        return release
+
+
+class Released(Iterator[str]):
+    """Iterates ``chunks`` and calls ``release`` once: at their end, on an error, on close, or
+    when dropped unread (a generator that never started runs no ``finally``)."""
+
+    def __init__(self, chunks: Iterator[str], release: Callable[[], None]) -> None:
+        self.chunks = chunks
+        self.release = release
+
+    def __next__(self) -> str:
+        try:
+            return next(self.chunks)
+        except BaseException:
+            self.release()
+            raise
+
+    def close(self) -> None:
+        self.release()
+
+    def __del__(self) -> None:
+        self.release()
+
+
+def client_key(host: str | None) -> str:
+    """The bucket of a client address: IPv4 as is, IPv6 by its /64."""
+    if not host:
+        return "unknown"
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+class Limits:
+    """The open-data rate limits of one app: per client address and per validated token."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.enabled = settings.opendata_rate_limit
         self.ip = Buckets(settings.opendata_ip_rate, settings.opendata_ip_burst)
         self.token = Buckets(settings.opendata_token_rate, settings.opendata_token_burst)
+        self.downloads = Downloads(
+            settings.opendata_downloads, settings.opendata_downloads_per_client
+        )
+
+    def take_ip(self, host: str | None) -> float:
+        """0 when allowed, else the seconds to wait."""
+        if not self.enabled:
+            return 0.0
+        return self.ip.take(client_key(host), time.monotonic())
+
+    def take_token(self, key: str) -> None:
+        """For a token that validated (``key``: its hash); raises RateLimited when spent."""
+        if not self.enabled:
+            return
+        wait = self.token.take(key, time.monotonic())
+        if wait > 0:
+            raise RateLimited(wait)
+
+
+def error_body(code: int, message: str) -> bytes:
+    return json.dumps({"code": code, "type": "error", "message": message}).encode()
+
+
+def _without_body(send: Send) -> Send:
+    ended = False
+
+    async def head(message: Message) -> None:
+        nonlocal ended
+        if message["type"] != "http.response.body":
+            await send(message)
+        elif not ended:
+            ended = True
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    return head
+
+
+class OpenDataEdge:
+    def __init__(self, app: ASGIApp, settings: Settings, limits: Limits) -> None:
+        self.app = app
+        self.limits = limits
         s = settings
         self.headers = [
             (b"access-control-allow-origin", b"*"),
@@ -66,26 +219,29 @@ class OpenDataEdge:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")
-        if scope["type"] != "http" or not path.startswith(PREFIXES):
+        if scope["type"] != "http" or not public(path):
             await self.app(scope, receive, send)
+            return
+        client: Any = scope.get("client")
+        wait = self.limits.take_ip(client[0] if client else None)
+        if wait > 0:
+            limited = RateLimited(wait)
+            retry = str(limited.retry_after).encode()
+            await self._reply(send, 429, error_body(429, str(limited)), [(b"retry-after", retry)])
             return
         method = scope["method"]
         if method == "OPTIONS":
             await self._reply(send, 204, b"", [(b"access-control-allow-methods", b"GET, HEAD")])
             return
-        if method not in ("GET", "HEAD"):
-            body = json.dumps({"code": 405, "type": "error", "message": "read-only API"})
-            await self._reply(send, 405, body.encode(), [(b"allow", b"GET, HEAD")])
+        if method not in READ:
+            await self._reply(
+                send, 405, error_body(405, "read-only API"), [(b"allow", b"GET, HEAD")]
+            )
             return
-        if self.settings.opendata_rate_limit:
-            wait = self._limit(scope)
-            if wait > 0:
-                body = json.dumps(
-                    {"code": 429, "type": "error", "message": "too many requests, slow down"}
-                )
-                retry = str(max(1, math.ceil(wait))).encode()
-                await self._reply(send, 429, body.encode(), [(b"retry-after", retry)])
-                return
+
+        if method == "HEAD":  # the routes are GET only: answer as GET, without the body
+            scope = {**scope, "method": "GET"}
+            send = _without_body(send)
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -93,15 +249,6 @@ class OpenDataEdge:
             await send(message)
 
         await self.app(scope, receive, with_headers)
-
-    def _limit(self, scope: Scope) -> float:
-        now = time.monotonic()
-        auth = next((v for k, v in scope.get("headers", []) if k == b"authorization"), None)
-        if auth:
-            return self.token.take(hashlib.sha256(auth).hexdigest(), now)
-        client: Any = scope.get("client")
-        ip = client[0] if client else "unknown"
-        return self.ip.take(ip, now)
 
     async def _reply(
         self, send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]]

@@ -13,13 +13,14 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from controller.opendata import sta
 from controller.opendata.access import InvalidToken
 from controller.opendata.catalog import Access
 from controller.opendata.entities import BY_PLURAL
 from controller.opendata.query import BadQuery, Unsupported, parse_options
-from controller.opendata.ratelimit import OpenDataEdge
+from controller.opendata.ratelimit import Limits, OpenDataEdge, Overloaded, RateLimited, Released
 from controller.opendata.service import OpenData, service
 from controller.settings import Settings
 from controller.store.base import QueryTooExpensive
@@ -48,16 +49,20 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"description": "No such entity or resource", **ERROR},
     429: {"description": "Rate limit; see Retry-After", **ERROR},
     501: {"description": "Valid but not supported here", **ERROR},
-    503: {"description": "The query ran past its time budget: narrow it", **ERROR},
+    503: {
+        "description": "Past the time budget (narrow the query) or too many downloads at once; "
+        "see Retry-After",
+        **ERROR,
+    },
 }
 
 sta_router = APIRouter(prefix="/sta/v1.1", tags=[TAG_STA])
 dl_router = APIRouter(prefix="/opendata", tags=[TAG_DL])
 
 
-def _error(code: int, message: str) -> Response:
+def _error(code: int, message: str, headers: dict[str, str] | None = None) -> Response:
     body = json.dumps({"code": code, "type": "error", "message": message})
-    return Response(body, code, media_type="application/json")
+    return Response(body, code, media_type="application/json", headers=headers)
 
 
 def _json(body: Any) -> Response:
@@ -74,12 +79,18 @@ def _guard(fn: Callable[[], Response]) -> Response:
         return _error(400, str(e))
     except InvalidToken as e:
         return _error(401, str(e))
+    except RateLimited as e:
+        return _error(429, str(e), {"Retry-After": str(e.retry_after)})
     except (sta.NotFound, LookupError) as e:
         return _error(404, str(e.args[0]) if e.args else "not found")
     except (Unsupported, NotImplementedError) as e:
         return _error(501, str(e))
+    except Overloaded as e:
+        return _error(503, str(e), {"Retry-After": str(e.retry_after)})
     except QueryTooExpensive as e:
-        return _error(503, f"{e}: narrow the query (time range, $filter, $top)")
+        return _error(
+            503, f"{e}: narrow the query (time range, $filter, $top)", {"Retry-After": "10"}
+        )
 
 
 def _od(request: Request) -> OpenData:
@@ -87,7 +98,12 @@ def _od(request: Request) -> OpenData:
 
 
 def _access(request: Request, od: OpenData) -> Access:
-    return od.tokens.access(request.headers.get("authorization"))
+    """Who asks; a validated token also takes from its own rate-limit bucket."""
+    access, key = od.tokens.access(request.headers.get("authorization"))
+    if key is not None:
+        limits: Limits = request.app.state.opendata_limits
+        limits.take_token(key)
+    return access
 
 
 def _base(request: Request) -> str:
@@ -294,12 +310,36 @@ def aggregates(
     return _guard(run)
 
 
-def _csv(chunks: Iterator[str], filename: str) -> StreamingResponse:
-    return StreamingResponse(
-        chunks,
-        media_type="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-    )
+class _Download(StreamingResponse):
+    """A CSV download that gives its place back however it ends. A client gone mid-stream ends
+    it with an exception, and the iterator it was reading then lives on in that exception's
+    traceback until a garbage collection: the place is given back here instead."""
+
+    def __init__(self, chunks: Iterator[str], filename: str, release: Callable[[], None]) -> None:
+        super().__init__(
+            Released(chunks, release),
+            media_type="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        )
+        self.release = release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.release()
+
+
+def _download(request: Request, make: Callable[[], tuple[Iterator[str], str]]) -> Response:
+    """A CSV download within the limits of downloads at once."""
+    limits: Limits = request.app.state.opendata_limits
+    release = limits.downloads.enter(request.client.host if request.client else None)
+    try:
+        chunks, filename = make()
+    except BaseException:
+        release()
+        raise
+    return _Download(chunks, filename, release)
 
 
 @dl_router.get(
@@ -312,7 +352,7 @@ def csv(
     start: TimeParam = None,
     end: TimeParam = None,
 ) -> Response:
-    def run() -> Response:
+    def make() -> tuple[Iterator[str], str]:
         od = _od(request)
         cat = od.catalog(_access(request, od))
         dss = od.pick(cat, datastream, pole)
@@ -325,9 +365,9 @@ def csv(
             yield first
             yield from rows
 
-        return _csv(chunks(), f"{name}.csv")
+        return chunks(), f"{name}.csv"
 
-    return _guard(run)
+    return _guard(lambda: _download(request, make))
 
 
 @dl_router.get("/v1/archives", summary="Daily CSV archives (UTC days)", responses=JSON_200)
@@ -364,7 +404,7 @@ def archive(
     request: Request,
     day: Annotated[str, Path(pattern=r"^\d{4}-\d{2}-\d{2}$", description="YYYY-MM-DD")],
 ) -> Response:
-    def run() -> Response:
+    def make() -> tuple[Iterator[str], str]:
         od = _od(request)
         cat = od.catalog(_access(request, od))
         try:
@@ -373,10 +413,9 @@ def archive(
             raise BadQuery(f"not a date: {day!r}") from e
         start = int(datetime(d.year, d.month, d.day, tzinfo=UTC).timestamp())
         dss = sorted(cat.datastreams.values(), key=lambda x: x.id)
-        rows = od.csv_rows(cat, dss, start, start + 86400)
-        return _csv(rows, f"streetpole-{day}.csv")
+        return od.csv_rows(cat, dss, start, start + 86400), f"streetpole-{day}.csv"
 
-    return _guard(run)
+    return _guard(lambda: _download(request, make))
 
 
 @dl_router.get(
@@ -470,4 +509,5 @@ def install(app: FastAPI, settings: Settings) -> None:
     """Routes and the edge middleware (read-only, CORS, licence headers, rate limits)."""
     app.include_router(sta_router)
     app.include_router(dl_router)
-    app.add_middleware(OpenDataEdge, settings=settings)
+    limits = app.state.opendata_limits = Limits(settings)
+    app.add_middleware(OpenDataEdge, settings=settings, limits=limits)

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from controller.opendata.access import TokenCache
+from controller.opendata.access import Tokens
 from controller.opendata.catalog import Access, Catalog, Catalogs, DsInfo
 from controller.opendata.query import BadQuery, parse_time
 from controller.opendata.render import iso
@@ -29,7 +29,7 @@ class OpenData:
         self.settings = state.settings
         self.store = state.store
         self.catalogs = Catalogs(state.registry, state.store, state.settings)
-        self.tokens = TokenCache(state.registry)
+        self.tokens = Tokens(state.registry)
 
     def catalog(self, access: Access) -> Catalog:
         return self.catalogs.get(access)

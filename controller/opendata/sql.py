@@ -20,6 +20,7 @@ from controller.opendata.entities import TYPES, EntityType
 from controller.opendata.query import (
     ARITHMETIC,
     COMPARISONS,
+    DATE_FUNCTIONS,
     BadQuery,
     Bin,
     Call,
@@ -38,8 +39,7 @@ from controller.opendata.query import (
 
 SQL_OPS = {"eq": "=", "ne": "!=", "gt": ">", "ge": ">=", "lt": "<", "le": "<="}
 ARITH = {"add": "+", "sub": "-", "mul": "*", "mod": "%"}
-DATE_PARTS = {"year": "%Y", "month": "%m", "day": "%d", "hour": "%H", "minute": "%M"}
-DATE_PARTS["second"] = "%S"
+DATE_PARTS = dict(zip(DATE_FUNCTIONS, ("%Y", "%m", "%d", "%H", "%M", "%S"), strict=True))
 GEO_BOOL: tuple[str, ...] = ("geo.intersects", "st_within", "st_intersects", "st_contains")
 GEO_BOOL += ("st_equals", "st_disjoint")
 BOOL_FUNCS = ("substringof", "contains", "startswith", "endswith", *GEO_BOOL)

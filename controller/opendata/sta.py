@@ -20,10 +20,10 @@ from typing import Any
 from controller.opendata import render
 from controller.opendata.catalog import Catalog
 from controller.opendata.entities import BY_PLURAL, OBS_ID_BASE, RENDERED, TYPES, EntityType
-from controller.opendata.query import BadQuery, Options, Unsupported
+from controller.opendata.query import MAX_INT, BadQuery, Options, Unsupported
 from controller.opendata.sql import Compiler
 from controller.settings import Settings
-from controller.store.base import ObservationQuery, TimeSeriesStore
+from controller.store.base import ObservationQuery, QueryTooExpensive, TimeSeriesStore
 
 CONFORMANCE = [
     "http://www.opengis.net/spec/iot_sensing/1.1/req/datamodel",
@@ -46,26 +46,55 @@ class Ctx:
     base: str  # .../sta/v1.1
     now: float = field(default_factory=time.time)
     next_link: Callable[[int, int], str] | None = None
+    # $top caps each collection, but $expand multiplies them: the whole response has a cap of
+    # entities and one time budget, whatever its nesting
+    entities: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def spend(self, n: int) -> None:
+        """Count ``n`` more entities into the response; past its caps the request stops."""
+        self.entities += n
+        cap = self.settings.opendata_max_entities
+        if self.entities > cap:
+            raise BadQuery(
+                f"the response would hold more than {cap} entities, nested ones included: "
+                "lower $top (also inside $expand) or expand less"
+            )
+        self.budget_ms()
+
+    def rows(self, sql: str, params: list[Any]) -> list[Any]:
+        """Catalog rows, within the request's time budget."""
+        deadline = self.started + self.settings.opendata_query_budget_ms / 1000
+        return self.cat.rows(sql, params, deadline)
+
+    def budget_ms(self) -> int:
+        """What is left of the request's time budget; QueryTooExpensive when nothing is."""
+        budget = self.settings.opendata_query_budget_ms
+        left = budget - (time.monotonic() - self.started) * 1000
+        if left <= 0:
+            raise QueryTooExpensive(f"the request ran past {budget} ms")
+        return max(1, int(left))
 
     def top(self, o: Options) -> int:
         top = self.settings.opendata_default_top if o.top is None else o.top
         return min(top, self.settings.opendata_max_top)
 
     def foreign(self, _nav: str, sql: str, params: list[Any]) -> list[int]:
-        return [int(r[0]) for r in self.cat.rows(sql, params)]
+        return [int(r[0]) for r in self.rows(sql, params)]
 
 
 # ---- paths ---------------------------------------------------------------------------------
 
+_NUMBER_KEY = re.compile(r"[0-9]{1,19}")
 _SEGMENT = re.compile(r"^([A-Za-z@$][\w@.$]*)(?:\((.*)\))?$")
 
 
 def _key(t: EntityType, text: str) -> Any:
     if len(text) >= 2 and text[0] == "'" and text[-1] == "'":
         return text[1:-1].replace("''", "'")
-    if text.isdigit():
+    if _NUMBER_KEY.fullmatch(text) and int(text) <= MAX_INT:
         return int(text)
-    raise BadQuery(f"bad entity key {text!r} (a number or a quoted string)")
+    raise BadQuery(f"bad entity key {text[:40]!r} (a number up to {MAX_INT} or a quoted string)")
 
 
 def _split_path(path: str) -> list[tuple[str, str | None]]:
@@ -115,7 +144,7 @@ def _fetch_one(ctx: Ctx, coll: Collection, ident: Any) -> One:
         return One(t, ident, page.rows[0])
     if isinstance(ident, str) != t.string_id:
         raise NotFound(f"no {t.name} {ident!r}")
-    rows = ctx.cat.rows(
+    rows = ctx.rows(
         f"SELECT {ALIAS}.* FROM {t.table} {ALIAS} WHERE ({coll.cond}) AND {ALIAS}.id = ?",
         [*coll.params, ident],
     )
@@ -134,8 +163,7 @@ def navigate(ctx: Ctx, src: One, nav: str) -> Collection:
         if t.name == "Datastream":
             return Collection(target, streams=[int(src.ident)])
         ids = [
-            int(r[0])
-            for r in ctx.cat.rows("SELECT id FROM datastreams WHERE foi_id = ?", [src.ident])
+            int(r[0]) for r in ctx.rows("SELECT id FROM datastreams WHERE foi_id = ?", [src.ident])
         ]
         return Collection(target, streams=ids)
     if t.name == "Observation":
@@ -196,7 +224,7 @@ def resolve(ctx: Ctx, path: str, opts: Options) -> tuple[int, Any]:
 def _first(ctx: Ctx, coll: Collection) -> One:
     if coll.t.name == "Observation":
         raise NotFound("no such Observation")
-    rows = ctx.cat.rows(
+    rows = ctx.rows(
         f"SELECT {ALIAS}.* FROM {coll.t.table} {ALIAS} WHERE {coll.cond} LIMIT 1", coll.params
     )
     if not rows:
@@ -276,7 +304,7 @@ def _obs_query(
         limit=limit,
         offset=offset,
         count=count,
-        budget_ms=s.opendata_query_budget_ms,
+        budget_ms=ctx.budget_ms(),
     )
 
 
@@ -302,6 +330,7 @@ def collection(ctx: Ctx, coll: Collection, opts: Options, nested: bool = False) 
         page = ctx.store.observations(q)
         rows: list[Any] = page.rows
         total = page.total
+        ctx.spend(len(rows[:top]))
         if opts.result_format == "dataArray":
             return _data_array(ctx, rows[:top], opts, total, len(rows) > top, top)
         value = []
@@ -321,15 +350,14 @@ def collection(ctx: Ctx, coll: Collection, opts: Options, nested: bool = False) 
         order = [*ocomp.order(opts.orderby), f"{ALIAS}.id ASC"]
         sql = f"FROM {t.table} {ALIAS} WHERE {cond}"
         try:
-            rows = ctx.cat.rows(
+            rows = ctx.rows(
                 f"SELECT {ALIAS}.* {sql} ORDER BY {', '.join(order)} LIMIT ? OFFSET ?",
                 [*where_params, *ocomp.params, top + 1, opts.skip],
             )
-            total = (
-                ctx.cat.rows(f"SELECT count(*) {sql}", where_params)[0][0] if opts.count else None
-            )
+            total = ctx.rows(f"SELECT count(*) {sql}", where_params)[0][0] if opts.count else None
         except sqlite3.Error as e:
             raise BadQuery(f"query could not run: {e}") from e
+        ctx.spend(len(rows[:top]))
         value = []
         for r in rows[:top]:
             cur = One(t, r["id"], r)
@@ -397,6 +425,7 @@ def _expand(ctx: Ctx, cur: One, out: dict[str, Any], opts: Options) -> None:
                 target = _first(ctx, coll)
             except NotFound:
                 continue
+            ctx.spend(1)
             out[e.nav] = one(ctx, target, e.options)
 
 

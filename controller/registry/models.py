@@ -348,3 +348,12 @@ class AuditEntry(Base):
     target_id: Mapped[str] = mapped_column(String(100))
     owner_id: Mapped[int | None] = mapped_column(Integer)
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class RegistryStamp(Base):
+    """One row whose version the database itself moves (triggers, migration 0002) whenever
+    owners, poles or modules change, by whatever writer: see controller/registry/stamp.py."""
+
+    __tablename__ = "registry_stamp"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, default=0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import httpx
@@ -12,12 +12,16 @@ import uvicorn
 from fastapi import FastAPI
 
 from controller.broker import free_port
+from controller.serving import uvicorn_config
 
 
 @contextmanager
-def serve(app: FastAPI) -> Iterator[str]:
+def serve(app: FastAPI, trusted_proxies: Sequence[str] = ()) -> Iterator[str]:
+    """Served as `streetpole serve` serves it (controller/serving.py)."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn_config(app, "127.0.0.1", port, trusted_proxies, log_level="warning")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
