@@ -197,6 +197,7 @@ class Settings(BaseSettings):
         """The CA certificate(s) nodes trust, as written into node.json (read when asked, so a
         renewed CA file is handed out without a restart)."""
         return self.node_ca_file.read_text() if self.node_ca_file is not None else None
+
     @field_validator("trusted_proxies")
     @classmethod
     def _trusted_proxies(cls, v: list[str]) -> list[str]:

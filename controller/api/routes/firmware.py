@@ -19,7 +19,6 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, HTTPException, UploadFile, status
 from fastapi.responses import FileResponse
 from sqlalchemy import func, select
-from starlette.concurrency import run_in_threadpool
 
 from controller import policy
 from controller.api.auth import (
@@ -88,7 +87,7 @@ def upload(  # sync, like every route: its registry work must not run on the eve
             status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, f"file: larger than {MAX_PACKAGE} bytes"
         )
     try:
-        await run_in_threadpool(check_archive, data)
+        check_archive(data)
     except UpdateError as e:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"file: {e}") from None
     folder = state.settings.data_dir / "firmware"
