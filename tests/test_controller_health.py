@@ -32,6 +32,7 @@ from controller.registry.accounts import create_token, create_user
 from controller.registry.db import Registry
 from controller.settings import Settings
 from controller.store.sqlite import SqliteStore
+from spnode.update import pack
 from tests.harness.api import Api, running_api, wait_for
 from tests.harness.controller_proc import ControllerProcess
 from tests.harness.load import burst
@@ -153,7 +154,12 @@ def test_a_write_waiting_for_the_lock_never_stalls_the_event_loop(tmp_path: Path
                         "/api/firmware",
                         headers={"Authorization": f"Bearer {tokens['admin']}"},
                         data={"version": "9.9.9"},
-                        files={"file": ("a.spa", b"SPA1" + bytes(100))},
+                        files={
+                            "file": (
+                                "a.spa",
+                                pack([("spnode/__init__.py", b"VERSION = '9.9.9'\n")]),
+                            )
+                        },
                     )
                 )
             )

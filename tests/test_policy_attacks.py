@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from controller.registry.models import Command, Node, NodeConfig, Override
+from spnode.update import pack
 from tests.harness.api import Api, running_api
 
 QUIET = {"ingest_enabled": False, "dispatch_enabled": False}
@@ -141,7 +142,7 @@ def test_a_market_party_reads_only_its_own_nodes_energy_and_rollouts(
         "POST",
         "/api/firmware",
         data={"version": "1.2.3"},
-        files={"file": ("a.spa", b"SPA1" + b"\0" * 60)},
+        files={"file": ("a.spa", pack([("spnode/__init__.py", b"VERSION = '9.9.9'\n")]))},
     )
     g = api.ok("admin", "POST", "/api/groups", json={"name": "city", "poles": CITY_POLES})
     c = api.ok(

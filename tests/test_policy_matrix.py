@@ -45,13 +45,14 @@ from controller.registry.models import (
 )
 from controller.security import ROLE_RANK
 from controller.store.base import Batch
+from spnode.update import pack
 from tests.harness.api import Api, running_api
 
 pytestmark = pytest.mark.slow
 
 ROLES = ("viewer", "technician", "operator", "admin")
 QUIET = {"ingest_enabled": False, "dispatch_enabled": False}
-SPA = b"SPA1" + b"\0" * 60
+SPA = pack([("spnode/__init__.py", b"VERSION = '9.9.9'\n")])  # the node's own format
 _seq = itertools.count(1)
 
 
@@ -888,6 +889,22 @@ ROUTES: dict[tuple[str, str], Route] = {
         },
     ),
     ("GET", "/api/campaigns"): Route("viewer", 200, own(req())),
+    ("POST", "/api/nodes/{node_id}/rollback"): Route(
+        "operator",
+        202,
+        pair(
+            req(params={"node_id": "{node:AIR-0001}"}, json={"package_id": "{pkg:airco}"}),
+            req(params={"node_id": "{node:TEL-0001}"}, json={"package_id": "{pkg:telco}"}),
+            denied=403,
+        )
+        | {
+            "own": Target(
+                "airco",
+                req(params={"node_id": "{node:AIR-0001}"}, json={"package_id": "{pkg:airco}"}),
+                scoped=403,
+            )
+        },
+    ),
     ("POST", "/api/campaigns"): Route(
         "operator",
         201,
