@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import paho.mqtt.client as paho
 
@@ -10,7 +11,8 @@ from controller.broker import Broker
 from controller.registry.db import Registry
 from controller.registry.measures import BY_TYPE
 from controller.registry.models import Module, Owner, Pole
-from controller.store.base import Batch, TimeSeriesStore
+from controller.store.base import Batch, TimeSeriesStore, WriteResult
+from controller.store.sqlite import SqliteStore
 from protocols import codec, topics
 from protocols.schema_defs import MAX_READINGS
 
@@ -119,3 +121,17 @@ def publish_all(broker: Broker, messages: list[tuple[str, bytes]], client_id: st
 
 def meas_topic(pole: str, node: str = "n1") -> str:
     return str(topics.Topic(pole, node, topics.MEAS))
+
+
+class FailingStore(SqliteStore):
+    """A store whose first write fails, like a disk error, then works."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.failures = 1
+
+    def write(self, batches: list[Batch]) -> WriteResult:  # type: ignore[override]
+        if self.failures:
+            self.failures -= 1
+            raise OSError("disk I/O error (injected)")
+        return super().write(batches)

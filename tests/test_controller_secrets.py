@@ -40,7 +40,7 @@ def test_a_served_controller_makes_private_files(tmp_path: Path) -> None:
     """`streetpole serve` runs with umask 077: what it creates later is private too."""
     code = (
         "import os, controller.cli as c, uvicorn\n"
-        "uvicorn.run = lambda *a, **k: open(os.environ['PROBE'], 'w').close()\n"
+        "uvicorn.Server.run = lambda *a, **k: open(os.environ['PROBE'], 'w').close()\n"
         "c.serve(host='127.0.0.1', port=1)\n"
     )
     probe = tmp_path / "probe"

@@ -29,14 +29,13 @@ from controller.ingest.confirm import ranges
 from controller.ingest.worker import IngestWorker
 from controller.metrics import Metrics
 from controller.settings import Settings
-from controller.store.base import Batch, WriteResult
 from controller.store.ops import OpsStore
 from controller.store.sqlite import SqliteStore
 from protocols import codec
 from simulator.layout import grid
 from simulator.street import Street
 from simulator.world import World
-from tests.ingest_helpers import T0, meas, meas_topic, publish_all
+from tests.ingest_helpers import T0, FailingStore, meas, meas_topic, publish_all
 
 POLES = 20
 SPEED = 20  # the nodes' clocks run 20x: a 10 s report period is a batch per pole every 0.5 s
@@ -232,20 +231,6 @@ def test_the_controller_confirms_what_it_stored_after_the_commit(
         per_node[topic] = per_node.get(topic, 0) + 1
     assert max(per_node.values()) <= ingest.worker.stats.batches  # one per node per commit
     assert ingest.worker.stats.confirmations == len(conf.got)
-
-
-class FailingStore(SqliteStore):
-    """Fails its first write, like a disk error, then works."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
-        self.failures = 1
-
-    def write(self, batches: list[Batch]) -> WriteResult:  # type: ignore[override]
-        if self.failures:
-            self.failures -= 1
-            raise OSError("disk I/O error (injected)")
-        return super().write(batches)
 
 
 def test_a_failed_write_confirms_nothing(broker: Broker, tmp_path: Path) -> None:

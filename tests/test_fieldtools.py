@@ -413,7 +413,10 @@ def test_provisioning_refuses_a_node_in_service_unless_replace(
     try:
         code, out = cli("provision", *args, *env(site))
         assert code == 0, out
-        # the node reports: ingest hears it
+        # the node reports (through a module that measures what it sends): ingest hears it
+        owner_id = site.get("admin", "/api/poles/RTD-0002").json()["owner_id"]
+        air = {"type": "air", "owner_id": owner_id, "node": "n7", "src": "air", "purpose": "air"}
+        assert site.post("admin", "/api/poles/RTD-0002/modules", air).status_code == 201
         publish_all(site.broker, [(meas_topic("RTD-0002", "n7"), meas(1, ts=int(time.time())))])
         wait_for(
             lambda: [

@@ -19,13 +19,20 @@ from controller.broker import Broker, BrokerConfig, free_port
 from controller.ingest.worker import IngestWorker
 from controller.metrics import Metrics
 from controller.settings import Settings
-from controller.store.base import Batch, WriteResult
 from controller.store.ops import OpsStore
 from controller.store.sqlite import SqliteStore
 from protocols import codec, topics
 from tests.harness import procs
 from tests.harness.controller_proc import ControllerProcess
-from tests.ingest_helpers import QUANTITIES, T0, meas, meas_topic, publish_all, register
+from tests.ingest_helpers import (
+    QUANTITIES,
+    T0,
+    FailingStore,
+    meas,
+    meas_topic,
+    publish_all,
+    register,
+)
 
 
 def settings_for(broker: Broker, tmp: Path, **kw: object) -> Settings:
@@ -173,20 +180,6 @@ def test_broker_restart_ingest_resumes(tmp_path: Path) -> None:
     finally:
         broker.stop()
     assert count_points(h.settings.database_path) == (2000, 200)
-
-
-class FailingStore(SqliteStore):
-    """Fails its first write after commit-time, like a disk error, then works."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
-        self.failures = 1
-
-    def write(self, batches: list[Batch]) -> WriteResult:  # type: ignore[override]
-        if self.failures:
-            self.failures -= 1
-            raise OSError("disk I/O error (injected)")
-        return super().write(batches)
 
 
 def test_nothing_is_acknowledged_before_it_is_stored(broker: Broker, tmp_path: Path) -> None:

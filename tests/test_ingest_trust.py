@@ -118,7 +118,9 @@ def test_a_retained_event_does_not_raise_a_cleared_alarm_again(
 def test_a_clock_ahead_is_refused_counted_raised_and_never_the_latest(
     tmp_path: Path, broker: Broker
 ) -> None:
-    with running_api(tmp_path / "ctl", mqtt_url=broker.url, **OPEN_DATA) as api:
+    metrics_token = "metrics-reader-token"  # the test client is no loopback address
+    settings = {**OPEN_DATA, "metrics_token": metrics_token}
+    with running_api(tmp_path / "ctl", mqtt_url=broker.url, **settings) as api:
         ingest = api.state.ingest
         wait_for(ingest.connected.is_set, what="ingest connected")
         pole(api, "P000", [{"type": "air", "src": "air"}])
@@ -140,7 +142,8 @@ def test_a_clock_ahead_is_refused_counted_raised_and_never_the_latest(
         assert ingest.stats.clock_ahead == {"P000/n1": 2}
         (alarm,) = wait_for(lambda: open_alarms(api, "clockAhead"), what="clockAhead alarm")
         assert alarm["node"] == "n1" and alarm["count"] == 2
-        metrics = api.client.get("/metrics").text
+        auth = {"Authorization": f"Bearer {metrics_token}"}
+        metrics = api.client.get("/metrics", headers=auth).text
         assert "streetpole_ingest_clock_ahead_total 2.0" in metrics
 
 

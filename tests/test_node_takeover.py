@@ -93,6 +93,11 @@ def site(tmp_path: Path) -> Iterator[Site]:
             for pole, lon in (("RTD-0001", 4.4800), ("RTD-0002", 4.4806)):
                 body = {"id": pole, "lat": 51.9, "lon": lon, "owner_id": city["id"]}
                 assert httpx.post(base + "/api/poles", json=body, headers=h).status_code == 201
+                # ingest takes a reading only from a module that measures it
+                air = {"type": "air", "owner_id": city["id"], "node": "n1", "src": "air"}
+                air["purpose"] = "air quality"
+                r = httpx.post(base + f"/api/poles/{pole}/modules", json=air, headers=h)
+                assert r.status_code == 201, r.text
             yield s
     finally:
         for conn in s.conns:

@@ -149,10 +149,12 @@ def node_proc(
     node_json: Path,
     rom: Path,
     wait_ms: int = WAIT_MS,
-    heap_kib: int = NODE_HEAP_KIB,
+    heap_kib: int = NODE_HEAP_KIB + TLS_HEAP_KIB,
 ) -> subprocess.CompletedProcess[str]:
-    """The firmware's Node on MicroPython, from its ROMFS image in an ESP32's heap (as on the
-    node), started from ``node_json``."""
+    """The firmware's Node on MicroPython, from its ROMFS image in an ESP32's heap plus what a
+    node on TLS holds more (simulator/unixport.TLS_HEAP_KIB: with the update checks and the
+    delivery confirmations merged, the TLS node ran out of heap in 96 KiB at its start),
+    started from ``node_json``."""
     data = tmp_path / "data"
     data.mkdir(exist_ok=True)
     cmd = node_command(SCRIPT, str(BOARD), str(node_json), str(data), str(wait_ms),
