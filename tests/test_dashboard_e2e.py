@@ -191,9 +191,12 @@ def test_dashboard_and_portal(stack: Stack) -> None:
             expect(
                 page.locator(f'.leaflet-marker-icon[data-pole="{dark}"] .pole-marker')
             ).to_have_class("pole-marker st-offline alarm")
-            # filters: by group (every pole) and by module type (only the pole with NO2)
+            # filters: by module type (every simulated node's PM and climate sensors are air
+            # modules; no pole carries a camera) and by group (every pole)
             page.locator("#f-type").select_option("air")
-            expect(markers).to_have_count(1)
+            expect(markers).to_have_count(len(ids))
+            page.locator("#f-type").select_option("camera")
+            expect(markers).to_have_count(0)
             page.locator("#f-type").select_option("")
             page.locator("#f-group").select_option(str(group["id"]))
             expect(markers).to_have_count(len(ids))

@@ -124,6 +124,12 @@ def test_motion_has_no_finer_aggregates(street: tuple[Api, dict[str, Any]]) -> N
     assert r.status_code == 400 and "900" in r.json()["message"]
     hourly = api.client.get(f"/opendata/v1/aggregates?datastream={motion[0]}&window=hour").json()
     assert set(hourly["value"][0]["value"][0]) == {"time", "sum"}
+    # a whole pole's minutes (the portal's charts) leave the count out, and give the rest
+    pole = next(k.pole for k in made["index"] if k.src == "motion")
+    fine = api.client.get(f"/opendata/v1/aggregates?pole={pole}&window=minute")
+    assert fine.status_code == 200, fine.text
+    got = {s["quantity"] for s in fine.json()["value"]}
+    assert got and "presenceCount" not in got
 
 
 def test_tokens_add_restricted_only(street: tuple[Api, dict[str, Any]]) -> None:

@@ -305,7 +305,8 @@ def aggregates(
         cat = od.catalog(_access(request, od))
         dss = od.pick(cat, datastream, pole)
         s, e = od.time_range(start, end, 86400)
-        return _json({"value": od.aggregates(cat, dss, s, e, window)})
+        skip = datastream is None  # a pole's streams: its counts only in their own windows
+        return _json({"value": od.aggregates(cat, dss, s, e, window, skip_coarse=skip)})
 
     return _guard(run)
 

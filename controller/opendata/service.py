@@ -105,12 +105,23 @@ class OpenData:
     # ---- aggregates ------------------------------------------------------------------------
 
     def aggregates(
-        self, cat: Catalog, dss: list[DsInfo], start: int, end: int, window: Window
+        self,
+        cat: Catalog,
+        dss: list[DsInfo],
+        start: int,
+        end: int,
+        window: Window,
+        *,
+        skip_coarse: bool = False,
     ) -> list[dict[str, Any]]:
+        """Aggregates of ``dss``. A count published only in coarser windows than ``window`` is
+        refused when asked for by name, and left out (``skip_coarse``) when a whole pole is."""
         w = self.settings.opendata_motion_interval_s
         out = []
         for d in dss:
             if d.counted and {"minute": 60, "hour": 3600, "day": 86400}[window] < w:
+                if skip_coarse:
+                    continue
                 raise BadQuery(
                     f"{d.q} is published only as counts per {w} s: use window=hour or day"
                 )
