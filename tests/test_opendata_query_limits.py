@@ -364,5 +364,5 @@ def test_fuzz_parser_and_compiler_raise_only_their_own_errors(key: str, text: st
             if opts.filter is not None:
                 comp.where(opts.filter)
             comp.order(opts.orderby)
-    except (BadQuery, Unsupported):
-        pass
+    except (BadQuery, Unsupported) as e:
+        assert str(e).strip(), "a refused query must say why"
