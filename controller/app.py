@@ -20,10 +20,19 @@ from sqlalchemy.exc import DatabaseError, IntegrityError
 from sqlalchemy.exc import TimeoutError as SqlTimeout
 
 from controller import dashboard, fleet, opendata
-from controller.api.routes import alarms, auth, dimming, firmware, health, ingest, nodes, registry
+from controller.api.routes import (
+    alarms,
+    auth,
+    commissioning,
+    dimming,
+    firmware,
+    health,
+    ingest,
+    nodes,
+    registry,
+)
 from controller.datadir import make_private
 from controller.dispatch import Dispatcher
-from controller.fieldtools.routes import router as commissioning_router
 from controller.health import Readiness, integrity_at_start
 from controller.ingest import children
 from controller.ingest.decode import Sorted
@@ -109,9 +118,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         openapi_tags=TAGS,
     )
-    for module in (health, auth, registry, nodes, dimming, firmware, alarms, ingest):
+    for module in (health, auth, registry, nodes, dimming, firmware, alarms, ingest, commissioning):
         app.include_router(module.router)
-    app.include_router(commissioning_router)  # technicians' records (controller/fieldtools)
     opendata.install(app, settings)  # public SensorThings API and downloads (controller/opendata)
     dashboard.install(app)  # /dashboard, /portal, /ui static, live events (controller/dashboard)
 

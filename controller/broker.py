@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from controller.process import terminate
+from hostlib.process import terminate
 
 DROP_LOG_LINE = "Outgoing messages are being dropped"
 RELOAD_LOG_LINE = "Reloading config."

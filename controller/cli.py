@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from controller.fieldtools.cli import node_app
+from fieldtools.cli import node_app
 
 if TYPE_CHECKING:
     from controller.registry.db import Registry

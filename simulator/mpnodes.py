@@ -2,7 +2,7 @@
 
 The street (simulator/street.py) runs many poles in one CPython process for scale; a few poles
 can instead run as MicroPython unix-port processes, for fidelity: the firmware as the ESP32 runs
-it (from a ROMFS image, `simulator/unixport.py`), in an ESP32's 96 KiB heap, with its own MQTT
+it (from a ROMFS image, `fieldtools/unixport.py`), in an ESP32's 96 KiB heap, with its own MQTT
 connection and credentials, on the simulated board. A node that asks for a reset (a reboot
 command, an accepted update) gets a new process on the same flash, its clock going on from the
 street's time. What they do not get: the street's pedestrians at their PIR (no channel into the
@@ -22,15 +22,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from controller.fieldtools.build import build
-from controller.process import terminate
-from simulator.unixport import (
+from fieldtools.build import build
+from fieldtools.unixport import (
     ESP32_HEAP_KIB,
     TLS_HEAP_KIB,
     build_rom,
     micropython_binary,
     rom_command,
 )
+from hostlib.process import terminate
 
 SCRIPT = Path(__file__).with_name("mp") / "street_node.py"
 # The sensors a MicroPython pole gets: lamp and PIR fit 96 KiB; with the PM (SPS30) and climate

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from controller.broker import Broker, BrokerConfig, free_port
-from simulator.unixport import build_rom
+from fieldtools.unixport import build_rom
 from tests.harness.mpy import compile_tree
 from tests.harness.postgres import Postgres
 
@@ -35,7 +35,7 @@ def mpy_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def node_rom(mpy_tree: Path) -> Path:
-    """That tree as a ROMFS image, the way the node carries its code (simulator/unixport.py)."""
+    """That tree as a ROMFS image, the way the node carries its code (fieldtools/unixport.py)."""
     return build_rom(mpy_tree, mpy_tree.parent / "node.romfs")
 
 

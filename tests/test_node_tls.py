@@ -30,7 +30,7 @@ import pytest
 
 from controller.broker import Broker, BrokerConfig, free_port
 from controller.devpki import Authority, ServerFiles, write_server_files
-from simulator.unixport import ESP32_HEAP_KIB, TLS_HEAP_KIB
+from fieldtools.unixport import ESP32_HEAP_KIB, TLS_HEAP_KIB
 from spnode.mqtt_client import MQTTClient
 from spnode.nodeconfig import ConfigError, NodeConfig
 from tests.harness.micropython import (
@@ -152,7 +152,7 @@ def node_proc(
     heap_kib: int = NODE_HEAP_KIB + TLS_HEAP_KIB,
 ) -> subprocess.CompletedProcess[str]:
     """The firmware's Node on MicroPython, from its ROMFS image in an ESP32's heap plus what a
-    node on TLS holds more (simulator/unixport.TLS_HEAP_KIB: with the update checks and the
+    node on TLS holds more (fieldtools/unixport.TLS_HEAP_KIB: with the update checks and the
     delivery confirmations merged, the TLS node ran out of heap in 96 KiB at its start),
     started from ``node_json``."""
     data = tmp_path / "data"
@@ -559,11 +559,11 @@ def test_field_tools_write_the_ca_into_node_json(tmp_path: Path, pki: Pki) -> No
 
     from controller.app import create_app
     from controller.cli import app
-    from controller.fieldtools.snippets import SIM_RIG, rig_json
     from controller.registry.accounts import create_token, create_user
     from controller.registry.db import Registry
     from controller.settings import Settings
-    from simulator.virtual_node import VirtualNode
+    from fieldtools.snippets import SIM_RIG, rig_json
+    from fieldtools.virtual_node import VirtualNode
     from tests.harness.server import serve
 
     def cli(*args: str) -> tuple[int, str]:

@@ -12,9 +12,9 @@ from typing import Any
 import paho.mqtt.client as paho
 
 from controller.broker import Broker
+from fieldtools.unixport import ESP32_HEAP_KIB
 from protocols import topics
 from simulator.mpnodes import MicroPythonPole, build_node_rom
-from simulator.unixport import ESP32_HEAP_KIB
 from tests.harness.api import wait_for
 
 # As the controller compiles it for `make run`'s street (controller/fleet.compile_config): with

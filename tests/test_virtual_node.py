@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from simulator.virtual_node import VirtualNode
+from fieldtools.virtual_node import VirtualNode
 from tests.harness.paths import venv_tool
 
 

@@ -29,8 +29,8 @@ import sys
 import threading
 
 from controller.mqtt_auth import process_identity
-from controller.process import terminate
 from controller.settings import Settings
+from hostlib.process import terminate
 
 log = logging.getLogger("streetpole.ingest")
 

@@ -1,7 +1,7 @@
 """`make bench-firmware`: the node firmware's memory and CPU on the MicroPython unix port.
 
 - heap in use after boot (modules imported from a ROMFS image of the .mpy tree, as the node
-  carries them, see simulator/unixport.py; Node built with its persisted config) and after
+  carries them, see fieldtools/unixport.py; Node built with its persisted config) and after
   10,000 control cycles (100 ms each, presence every 20 s, a batch into the flash buffer every
   minute): gc.mem_alloc() after a collection, minus the interpreter's own;
 - total size of the .mpy files as deployed to the ESP32 (mpy-cross -march=xtensawin);
@@ -21,7 +21,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from simulator.unixport import build_rom
+from fieldtools.unixport import build_rom
 from tests.harness.micropython import NODE_HEAP_KIB, run_micropython
 from tests.harness.mpy import compile_tree
 from tests.harness.paths import ROOT

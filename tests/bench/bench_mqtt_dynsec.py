@@ -32,7 +32,7 @@ import paho.mqtt.client as paho
 
 from controller.broker import find_mosquitto, free_port
 from controller.mqtt_auth import NODE_READ_CHANNELS, NODE_WRITE_CHANNELS
-from controller.process import terminate
+from hostlib.process import terminate
 from protocols.topics import PREFIX
 
 PLUGIN = "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"

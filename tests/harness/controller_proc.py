@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 
 from controller.broker import free_port
-from controller.process import terminate
+from hostlib.process import terminate
 
 from .paths import ROOT
 

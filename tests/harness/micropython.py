@@ -11,15 +11,15 @@ import os
 import subprocess
 from pathlib import Path
 
-from simulator.unixport import ESP32_HEAP_KIB, rom_command
-from simulator.unixport import NODE_HEAP_KIB as _NODE_HEAP_KIB
+from fieldtools.unixport import ESP32_HEAP_KIB, rom_command
+from fieldtools.unixport import NODE_HEAP_KIB as _NODE_HEAP_KIB
 
 from .paths import FIRMWARE, ROOT, venv_tool
 
 ESP32_HEAP = f"{ESP32_HEAP_KIB}k"
 # The whole node firmware (tests/test_node_firmware.py, make bench-firmware) runs from a ROMFS
-# image, as on the node (simulator/unixport.py); this is the heap it is held to besides the image.
-# 96 KiB, an ESP32's (simulator/unixport.NODE_HEAP_KIB; 94 KiB fails). docs/firmware.md
+# image, as on the node (fieldtools/unixport.py); this is the heap it is held to besides the image.
+# 96 KiB, an ESP32's (fieldtools/unixport.NODE_HEAP_KIB; 94 KiB fails). docs/firmware.md
 # ("Memory") says where it goes.
 NODE_HEAP_KIB = int(os.environ.get("STREETPOLE_NODE_HEAP_KIB", _NODE_HEAP_KIB))
 

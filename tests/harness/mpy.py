@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from controller.fieldtools.build import APP, HOST_ONLY, KEEP_SOURCE, build
+from fieldtools.build import APP, HOST_ONLY, KEEP_SOURCE, build
 
 from .paths import FIRMWARE, PROTOCOLS
 
@@ -28,7 +28,7 @@ def firmware_sources() -> list[tuple[Path, Path]]:
 
 
 def compile_tree(outdir: Path, march: str = "xtensawin") -> dict[Path, int]:
-    """Compile every module as `streetpole node deploy` does (controller/fieldtools/build.py) into
+    """Compile every module as `streetpole node deploy` does (fieldtools/build.py) into
     ``outdir``; return {source path on the node's flash: .mpy size}. Raises on the first error."""
     b = build(outdir, "sim", arch=march)
     app = APP + "/"

@@ -13,12 +13,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from controller.fieldtools import build as fw
-from controller.fieldtools import snippets
-from controller.fieldtools.client import Controller
-from controller.fieldtools.errors import FieldError
-from controller.fieldtools.progress import Reporter
-from controller.fieldtools.serialnode import MARK, NodeCodeError, NodeLink
+from fieldtools import build as fw
+from fieldtools import snippets
+from fieldtools.client import Controller
+from fieldtools.errors import FieldError
+from fieldtools.progress import Reporter
+from fieldtools.serialnode import MARK, NodeCodeError, NodeLink
 
 # ---- identify --------------------------------------------------------------------------------
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from controller.fieldtools.errors import FieldError
+from fieldtools.errors import FieldError
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 FIRMWARE = ROOT / "firmware"
 PROTOCOLS = ROOT / "protocols"
 BOARDS = ROOT / "hardware" / "boards"

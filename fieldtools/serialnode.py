@@ -14,7 +14,7 @@ import stat
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from controller.fieldtools.errors import FieldError
+from fieldtools.errors import FieldError
 
 # USB-serial bridges found on ESP32 boards (vendor ids): Silicon Labs CP210x, WCH CH340/CH9102,
 # FTDI, and Espressif's own USB-Serial/JTAG.

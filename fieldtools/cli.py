@@ -12,11 +12,11 @@ from typing import Any, TypeVar
 
 import typer
 
-from controller.fieldtools import steps
-from controller.fieldtools.client import Controller
-from controller.fieldtools.errors import FieldError
-from controller.fieldtools.progress import Reporter
-from controller.fieldtools.serialnode import NodeLink, find_port
+from fieldtools import steps
+from fieldtools.client import Controller
+from fieldtools.errors import FieldError
+from fieldtools.progress import Reporter
+from fieldtools.serialnode import NodeLink, find_port
 
 node_app = typer.Typer(
     help="Field technician tools: flash, deploy, provision, selftest, commission a node",
@@ -90,7 +90,7 @@ def flash(
     rep = Reporter()
 
     def go() -> None:
-        from controller.fieldtools.build import load_board
+        from fieldtools.build import load_board
 
         _p, bdef = load_board(board)
         the_chip = chip or steps.chip_for_board(bdef)
@@ -306,7 +306,7 @@ def commission(
         if image:
 
             def do_flash() -> None:
-                from controller.fieldtools.build import load_board
+                from fieldtools.build import load_board
 
                 _p, bdef = load_board(board)
                 steps.run_flash(
@@ -433,8 +433,8 @@ def virtual(
     fault: list[str] = FAULT_OPT,
 ) -> None:
     """Start a virtual node for training: MicroPython on a serial device, sensors simulated."""
-    from controller.fieldtools.snippets import SIM_RIG, rig_json
-    from simulator.virtual_node import VirtualNode
+    from fieldtools.snippets import SIM_RIG, rig_json
+    from fieldtools.virtual_node import VirtualNode
 
     flash_dir = flash_dir.resolve()
     flash_dir.mkdir(parents=True, exist_ok=True)

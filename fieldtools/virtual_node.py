@@ -5,7 +5,7 @@ talks to it as to an ESP32 on a USB cable, and its working directory plays the n
 The unix port has no soft reset and Ctrl-D at its prompt exits it, hence `resume`. What it cannot
 play: esptool (no chip, no ROM bootloader), Wi-Fi, and real sensors (the simulated board stands in).
 
-    python -m simulator.virtual_node --flash var/node1   # prints the serial device, Ctrl-C stops
+    python -m fieldtools.virtual_node --flash var/node1   # prints the serial device, Ctrl-C stops
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-from controller.process import terminate
-from simulator.unixport import micropython_binary
+from fieldtools.unixport import micropython_binary
+from hostlib.process import terminate
 
 ESP32_HEAP = "96k"
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from controller.fieldtools.errors import FieldError
+from fieldtools.errors import FieldError
 
 
 class Controller:
