@@ -15,6 +15,8 @@ help:
 	@echo "make run     start broker, controller and a simulated street (20 poles); prints where to look"
 	@echo "make test    install what is missing and run the whole test suite"
 	@echo "make lint    ruff and mypy"
+	@echo "make deps    Debian packages, .venv with this checkout installed editable (pip install -e .[dev]),"
+	@echo "             dashboard assets; then .venv/bin/streetpole is the command line"
 	@echo "make schemas regenerate protocols/schemas/*.json from protocols/schema_defs.py"
 	@echo "make mpy     compile firmware/ and protocols/ to .mpy into build/mpy"
 	@echo "make demo-data, make serve   open data without a street (sample data, controller alone)"
@@ -44,18 +46,18 @@ apt:
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt constraints.txt
+# The checkout installed editable with every extra (requirements.txt), so the packages import from
+# here and .venv/bin/streetpole is the console script of pyproject.toml.
+$(STAMP): requirements.txt constraints.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -r requirements.txt
-	@printf '#!/bin/sh\n# the streetpole command line, from this checkout\nPYTHONPATH="%s$${PYTHONPATH:+:$$PYTHONPATH}" exec "%s" -m controller "$$@"\n' \
-	  "$(CURDIR)" "$(CURDIR)/$(PY)" > $(BIN)/streetpole && chmod +x $(BIN)/streetpole
 	@touch $@
 
 # Re-pin every Python package (run by a developer, result committed).
 lock:
 	rm -rf /tmp/streetpole-lock && $(PYTHON) -m venv /tmp/streetpole-lock
 	/tmp/streetpole-lock/bin/pip install -q -r requirements.txt
-	/tmp/streetpole-lock/bin/pip freeze > constraints.txt
+	/tmp/streetpole-lock/bin/pip freeze --exclude-editable > constraints.txt
 
 test: deps
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -1,5 +1,9 @@
-"""The `streetpole` command line (also `python -m controller`): run the controller and do the
-operator chores headless. Settings come from STREETPOLE_* variables, as for `serve`."""
+"""The controller's commands: run it and do the operator chores headless. Settings come from
+STREETPOLE_* variables, as for `serve`. Part of the `streetpole` command (streetpole/cli.py) and
+alone as `python -m controller` (how the controller starts its ingest children).
+
+Only typer is imported here: each command imports what it runs, so `streetpole node ...` on a
+technician's laptop never loads FastAPI or SQLAlchemy."""
 
 from __future__ import annotations
 
@@ -7,11 +11,11 @@ import json
 import os
 import secrets
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import typer
-
-from fieldtools.cli import node_app
 
 if TYPE_CHECKING:
     from controller.registry.db import Registry
@@ -19,19 +23,27 @@ if TYPE_CHECKING:
 app = typer.Typer(
     help="Streetpole controller", no_args_is_help=True, pretty_exceptions_enable=False
 )
-app.add_typer(node_app, name="node")
 
 
-@app.callback()
-def _root() -> None:
-    """Streetpole controller: `serve`, and the operator commands."""
+@contextmanager
+def _registry() -> Iterator[Registry]:
+    """The registry for one command; a database that cannot answer (locked, full, read-only,
+    corrupt) is one line saying so and exit status 1, not a traceback."""
+    from sqlalchemy.exc import DatabaseError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-
-def _registry() -> Registry:
-    from controller.registry.db import Registry
+    from controller.registry.db import Registry, RegistryBusy, error_reason
     from controller.settings import Settings
 
-    return Registry(Settings().registry_url)
+    try:
+        reg = Registry(Settings().registry_url)
+        try:
+            yield reg
+        finally:
+            reg.close()
+    except (DatabaseError, PoolTimeout, RegistryBusy, sqlite3.Error) as e:
+        typer.echo(f"streetpole: registry unavailable: {error_reason(e)}; try again", err=True)
+        raise typer.Exit(1) from None
 
 
 @app.command()
@@ -65,7 +77,8 @@ def ingest_child() -> None:
 @app.command()
 def migrate() -> None:
     """Bring the registry's schema up to date (also done at every start)."""
-    _registry().close()
+    with _registry():
+        pass
     typer.echo("registry schema is up to date")
 
 
@@ -80,13 +93,11 @@ def create_user(
     from controller.registry.accounts import create_user as make
 
     pw = password or secrets.token_urlsafe(12)
-    reg = _registry()
-    try:
-        make(reg, username, pw, role, owner)
-    except ValueError as e:
-        raise typer.BadParameter(str(e)) from None
-    finally:
-        reg.close()
+    with _registry() as reg:
+        try:
+            make(reg, username, pw, role, owner)
+        except ValueError as e:
+            raise typer.BadParameter(str(e)) from None
     typer.echo(f"account {username} ({role}) password: {pw}")
 
 
@@ -99,13 +110,12 @@ def create_token(
     """Print a new API token for an account (shown once)."""
     from controller.registry.accounts import create_token as make
 
-    reg = _registry()
-    try:
-        typer.echo(make(reg, username, name, days))
-    except ValueError as e:
-        raise typer.BadParameter(str(e)) from None
-    finally:
-        reg.close()
+    with _registry() as reg:
+        try:
+            token = make(reg, username, name, days)
+        except ValueError as e:
+            raise typer.BadParameter(str(e)) from None
+    typer.echo(token)
 
 
 @app.command("provision-node")
@@ -140,15 +150,5 @@ def provision_node(
 
 
 def main() -> None:
-    """The command line; a database that cannot answer (locked, full, read-only, corrupt) is one
-    line saying so and exit status 1, not a traceback."""
-    from sqlalchemy.exc import DatabaseError
-    from sqlalchemy.exc import TimeoutError as PoolTimeout
-
-    from controller.registry.db import RegistryBusy, error_reason
-
-    try:
-        app(standalone_mode=True)
-    except (DatabaseError, PoolTimeout, RegistryBusy, sqlite3.Error) as e:
-        typer.echo(f"streetpole: registry unavailable: {error_reason(e)}; try again", err=True)
-        raise SystemExit(1) from None
+    """`python -m controller`: the controller's commands alone."""
+    app()

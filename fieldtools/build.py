@@ -31,16 +31,7 @@ ARCH = "xtensawin"  # ESP32 (Xtensa LX6), for the viper/native parts; bytecode r
 MPY_VERSION = 6  # .mpy format mpy-cross 1.29 writes (MicroPython 1.23 and later load it)
 
 
-def _spnode() -> None:
-    """Make the firmware importable here (its board and config checks run on CPython too)."""
-    if str(FIRMWARE) not in sys.path:
-        sys.path.append(str(FIRMWARE))
-    if str(ROOT) not in sys.path:
-        sys.path.append(str(ROOT))
-
-
 def firmware_version() -> str:
-    _spnode()
     import spnode
 
     return str(spnode.VERSION)
@@ -61,7 +52,6 @@ def board_file(board: str) -> Path:
 def load_board(board: str) -> tuple[Path, dict[str, Any]]:
     """The board file, checked by the firmware's own validator."""
     path = board_file(board)
-    _spnode()
     from spnode import boarddef
 
     try:
@@ -158,7 +148,6 @@ def board_file_exists(board: str) -> bool:
 
 def check_node_config(cfg: dict[str, Any]) -> None:
     """node.json checked here by the firmware's own rules before it goes to the node."""
-    _spnode()
     from spnode.nodeconfig import ConfigError, NodeConfig
 
     try:

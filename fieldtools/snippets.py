@@ -2,7 +2,9 @@
 
 Each snippet prints its answers as `@@SP <json>` lines (serialnode.MARK) and keeps its names in
 functions, so the node's heap and globals are left as they were. Paths are relative: the ESP32's
-working directory is `/`, the virtual node's is its flash folder.
+working directory is `/`, the virtual node's is its flash folder. The snippets that import the
+node's code put `app` on MicroPython's import path first, as the node's boot.py does: on the
+node that path is how its code is found (no installed packages there).
 """
 
 from __future__ import annotations

@@ -3,5 +3,7 @@
 import gc
 import sys
 
+# MicroPython's own import path on the node: its code is files in /app on the flash, not an
+# installed package (the CPython side has no sys.path edit: tests/test_layers.py).
 sys.path.insert(0, "/app")
 gc.collect()

@@ -9,11 +9,3 @@ along the streets, weather, noise and air; deterministic from a seed, no network
 the operator API), ``street`` (the virtual poles: the firmware's ``spnode.app.Node`` on simulated
 boards in one asyncio loop, driven by the world), ``report`` (the run summary).
 """
-
-import sys
-from pathlib import Path
-
-# The simulator runs the firmware itself (spnode), as the controller imports its pure parts.
-_FIRMWARE = str(Path(__file__).resolve().parent.parent / "firmware")
-if _FIRMWARE not in sys.path:
-    sys.path.append(_FIRMWARE)

@@ -19,7 +19,6 @@ from typing import Any
 import httpx
 import pytest
 
-import simulator  # noqa: F401  (puts firmware/ on the path)
 from controller.app import create_app
 from controller.broker import Broker
 from controller.dashboard import assets

@@ -23,7 +23,6 @@ from typing import Any
 import paho.mqtt.client as paho
 import pytest
 
-import simulator  # noqa: F401  (puts firmware/ on the path)
 from controller.broker import Broker, BrokerConfig, free_port
 from controller.ingest.confirm import ranges
 from controller.ingest.worker import IngestWorker

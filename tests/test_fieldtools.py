@@ -20,7 +20,6 @@ from typer.testing import CliRunner
 
 from controller.app import create_app
 from controller.broker import Broker, BrokerConfig, free_port
-from controller.cli import app
 from controller.registry.accounts import create_token, create_user
 from controller.registry.db import Registry
 from controller.settings import Settings
@@ -28,6 +27,7 @@ from fieldtools import build as fw
 from fieldtools.errors import EXIT
 from fieldtools.snippets import SIM_RIG, rig_json
 from fieldtools.virtual_node import VirtualNode
+from streetpole.cli import app
 from tests.harness.api import wait_for
 from tests.harness.server import serve
 from tests.ingest_helpers import meas, meas_topic, publish_all

@@ -22,12 +22,12 @@ from typer.testing import CliRunner
 
 from controller.app import create_app
 from controller.broker import Broker, BrokerConfig, free_port
-from controller.cli import app as cli_app
 from controller.mqtt_auth import MqttAccounts, generate_secret
 from controller.registry.accounts import create_token, create_user
 from controller.registry.db import Registry
 from controller.settings import Settings
 from fieldtools.errors import EXIT
+from streetpole.cli import app as cli_app
 from tests.harness.api import prefill_nodes, running_api, wait_for
 from tests.harness.server import serve
 from tests.ingest_helpers import meas, meas_topic

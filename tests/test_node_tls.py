@@ -558,12 +558,12 @@ def test_field_tools_write_the_ca_into_node_json(tmp_path: Path, pki: Pki) -> No
     from typer.testing import CliRunner
 
     from controller.app import create_app
-    from controller.cli import app
     from controller.registry.accounts import create_token, create_user
     from controller.registry.db import Registry
     from controller.settings import Settings
     from fieldtools.snippets import SIM_RIG, rig_json
     from fieldtools.virtual_node import VirtualNode
+    from streetpole.cli import app
     from tests.harness.server import serve
 
     def cli(*args: str) -> tuple[int, str]:

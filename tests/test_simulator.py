@@ -14,7 +14,6 @@ from typing import Any
 
 import paho.mqtt.client as paho
 
-import simulator  # noqa: F401  (puts firmware/ on the path)
 from controller.broker import Broker
 from simulator.layout import DATA, from_geojson, grid
 from simulator.provision import Credentials, provision

@@ -27,7 +27,6 @@ from typing import Any
 import httpx
 import pytest
 
-import simulator  # noqa: F401  (puts firmware/ on the path)
 from controller.broker import Broker, BrokerConfig, free_port
 from controller.registry.accounts import create_token, create_user
 from controller.registry.db import Registry

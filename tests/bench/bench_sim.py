@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import simulator  # noqa: F401  (puts firmware/ on the path)
 from controller.broker import Broker, BrokerConfig, free_port
 
 LIMIT_MS = 1000.0

@@ -1,0 +1,1 @@
+"""The `streetpole` command line (streetpole/cli.py), the installed package's one entry point."""

@@ -1,0 +1,3 @@
+from streetpole.cli import main
+
+main()
