@@ -31,22 +31,17 @@ from controller.api.routes import (
     nodes,
     registry,
 )
-from controller.datadir import make_private
+from controller.dashboard.events import Hub
 from controller.dispatch import Dispatcher
 from controller.health import Readiness, integrity_at_start
 from controller.ingest import children
-from controller.ingest.decode import Sorted
-from controller.ingest.modules import ModuleIndex
-from controller.ingest.worker import IngestWorker
-from controller.metrics import Metrics
-from controller.mqtt_sync import BrokerAccounts
-from controller.registry.db import Registry, RegistryBusy, error_reason
+from controller.lifecycle import ingest_worker, opened
+from controller.opendata.service import OpenData
+from controller.registry.db import RegistryBusy, error_reason
 from controller.registry.models import Campaign, Node, NodeConfig
 from controller.security import dummy_hash
 from controller.settings import Settings
 from controller.state import AppState
-from controller.store import open_store
-from controller.store.ops import OpsStore
 from protocols import topics
 from protocols.errors import ProtocolError
 
@@ -70,46 +65,44 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = open_store(settings)
-        ops = OpsStore(settings.data_dir / "ops.db", settings.dead_letter_max)
-        reg = Registry(settings.registry_url)
-        make_private(settings.data_dir)  # with every file the controller opens there made
-        state = AppState(settings, store, ops, Metrics(), reg, BrokerAccounts(settings))
-        await asyncio.to_thread(dummy_hash)  # made once, before the first login is timed
-        state.readiness = Readiness(settings, reg, integrity_at_start(settings, reg))
-        for problem in state.readiness.at_start.values():
-            log.error("not ready: %s", problem)
-        app.state.streetpole = state
-        with reg.session() as db:
-            state.accounts.load(db)
-        tasks: list[asyncio.Task[None]] = []
-        if settings.dispatch_enabled:
-            state.dispatcher = Dispatcher(settings)
-            tasks.append(asyncio.create_task(state.dispatcher.run(), name="dispatch"))
-            await asyncio.to_thread(_resend_pending_configs, state)
-        if settings.ingest_enabled:
-            state.ingest = _ingest_worker(state)
-            tasks.append(asyncio.create_task(state.ingest.run(), name="ingest"))
-            group = state.ingest.group()
-            if settings.ingest_processes > 1 and group is not None:
-                tasks.append(
-                    asyncio.create_task(children.supervise(settings, group), name="ingest-children")
-                )
-        tasks.append(asyncio.create_task(_retention(state), name="retention"))
-        tasks.append(asyncio.create_task(_fleet_loop(state), name="fleet"))
-        try:
-            yield
-        finally:
-            for t in tasks:
-                t.cancel()
-            for t in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await t
-            state.accounts.close()
-            state.readiness.close()
-            store.close()
-            ops.close()
-            reg.close()
+        with opened(settings) as state:
+            await asyncio.to_thread(dummy_hash)  # made once, before the first login is timed
+            state.readiness = Readiness(
+                settings, state.registry, integrity_at_start(settings, state.registry)
+            )
+            for problem in state.readiness.at_start.values():
+                log.error("not ready: %s", problem)
+            app.state.streetpole = state
+            app.state.opendata = OpenData(state)
+            app.state.dashboard_hub = Hub(state.registry)
+            with state.registry.session() as db:
+                state.accounts.load(db)
+            tasks: list[asyncio.Task[None]] = []
+            if settings.dispatch_enabled:
+                state.dispatcher = Dispatcher(settings)
+                tasks.append(asyncio.create_task(state.dispatcher.run(), name="dispatch"))
+                await asyncio.to_thread(_resend_pending_configs, state)
+            if settings.ingest_enabled:
+                state.ingest = ingest_worker(state)
+                tasks.append(asyncio.create_task(state.ingest.run(), name="ingest"))
+                group = state.ingest.group()
+                if settings.ingest_processes > 1 and group is not None:
+                    tasks.append(
+                        asyncio.create_task(
+                            children.supervise(settings, group), name="ingest-children"
+                        )
+                    )
+            tasks.append(asyncio.create_task(_retention(state), name="retention"))
+            tasks.append(asyncio.create_task(_fleet_loop(state), name="fleet"))
+            try:
+                yield
+            finally:
+                for t in tasks:
+                    t.cancel()
+                for t in tasks:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await t
+                state.readiness.close()
 
     app = FastAPI(
         title="Streetpole controller",
@@ -148,45 +141,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"detail": str(exc)}, 422)
 
     return app
-
-
-def _ingest_worker(state: AppState) -> IngestWorker:
-    worker = IngestWorker(state.settings, state.store, state.ops, state.metrics)
-    worker.after_store = lambda s: _after_ingest(state, s)
-    worker.modules = ModuleIndex(state.registry, state.settings.ingest_modules_refresh_s)
-    return worker
-
-
-async def ingest_only(settings: Settings) -> None:
-    """Ingest and its fleet update, nothing else, until cancelled: an ingest child process
-    (controller/ingest/children.py)."""
-    store = open_store(settings)
-    ops = OpsStore(settings.data_dir / "ops.db", settings.dead_letter_max)
-    reg = Registry(settings.registry_url)
-    try:
-        state = AppState(settings, store, ops, Metrics(), reg, BrokerAccounts(settings))
-        await _ingest_worker(state).run()
-    finally:
-        store.close()
-        ops.close()
-        reg.close()
-
-
-def _after_ingest(state: AppState, s: Sorted) -> None:
-    """Runs in the ingest thread after each committed batch; the registry is touched only when
-    something changes (acks, states, events, a node not yet known to be online)."""
-    heard = state.heard
-    if not (s.acks or s.states or s.events or s.clock_ahead):
-        now = time.time()
-        with heard.lock:
-            new = any(heard.needs_lookup((b.pole, b.node), now) for b in s.batches)
-        if not new:
-            with heard.lock:
-                for b in s.batches:
-                    heard.last_seen[(b.pole, b.node)] = now
-            return
-    with state.registry.session() as db:
-        fleet.apply_ingest(db, s, heard)
 
 
 def _resend_pending_configs(state: AppState) -> None:

@@ -100,10 +100,8 @@ def pole_series(
 
 
 # ---- live events ---------------------------------------------------------------------------
-def get_hub(request: Request, state: State) -> Hub:
-    hub: Hub | None = getattr(request.app.state, "dashboard_hub", None)
-    if hub is None or hub.registry is not state.registry:
-        hub = request.app.state.dashboard_hub = Hub(state.registry)
+def get_hub(request: Request) -> Hub:
+    hub: Hub = request.app.state.dashboard_hub  # made in the lifespan (controller/app.py)
     return hub
 
 

@@ -13,9 +13,10 @@ A child gets its settings as JSON on its standard input (not in its environment 
 where the broker password would be visible) and keeps reading it: when the controller ends, even
 by SIGKILL, the pipe closes and the child stops. A child left running would take over the same
 client id as the next controller's child, and the two would push each other off the broker.
-What a child runs is the same ingest worker and fleet update as the controller's own; the
-retention job, the fleet's offline check, the dispatcher and the HTTP APIs run in the controller
-only. Not shared: the Prometheus metrics and ``/ingest/stats`` count the controller's own share.
+What a child runs is the same ingest worker and fleet update as the controller's own, opened
+the same way (controller/lifecycle.py); the retention job, the fleet's offline check, the
+dispatcher and the HTTP APIs run in the controller only. Not shared: the Prometheus metrics and
+``/ingest/stats`` count the controller's own share.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import subprocess
 import sys
 import threading
 
+from controller.lifecycle import ingest_worker, opened
 from controller.mqtt_auth import process_identity
 from controller.settings import Settings
 from hostlib.process import terminate
@@ -82,10 +84,14 @@ async def supervise(settings: Settings, group: str) -> None:
                 await asyncio.to_thread(terminate, proc, 10.0)
 
 
+async def ingest_only(settings: Settings) -> None:
+    """Ingest and its fleet update, nothing else, until cancelled: what a child runs."""
+    with opened(settings) as state:
+        await ingest_worker(state).run()
+
+
 def run_child() -> None:
     """The ``ingest-child`` command: settings from standard input, ingest until it closes."""
-    from controller.app import ingest_only
-
     settings = Settings.model_validate_json(sys.stdin.buffer.readline())
 
     async def main() -> None:

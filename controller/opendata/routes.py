@@ -21,7 +21,7 @@ from controller.opendata.catalog import Access
 from controller.opendata.entities import BY_PLURAL
 from controller.opendata.query import BadQuery, Unsupported, parse_options
 from controller.opendata.ratelimit import Limits, OpenDataEdge, Overloaded, RateLimited, Released
-from controller.opendata.service import OpenData, service
+from controller.opendata.service import OpenData
 from controller.settings import Settings
 from controller.store.base import QueryTooExpensive
 
@@ -94,7 +94,8 @@ def _guard(fn: Callable[[], Response]) -> Response:
 
 
 def _od(request: Request) -> OpenData:
-    return service(request.app.state.streetpole, request.app.state)
+    od: OpenData = request.app.state.opendata  # made in the lifespan (controller/app.py)
+    return od
 
 
 def _access(request: Request, od: OpenData) -> Access:

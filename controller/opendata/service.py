@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -276,18 +275,3 @@ class OpenData:
                 }
             )
         return out
-
-
-_lock = threading.Lock()
-
-
-def service(state: AppState, holder: Any) -> OpenData:
-    """The one OpenData of an app, made on first use (``holder`` is ``app.state``)."""
-    od: OpenData | None = getattr(holder, "opendata", None)
-    if od is None or od.state is not state:
-        with _lock:
-            od = getattr(holder, "opendata", None)
-            if od is None or od.state is not state:
-                od = OpenData(state)
-                holder.opendata = od
-    return od
