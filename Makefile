@@ -17,6 +17,7 @@ help:
 	@echo "make lint    ruff and mypy"
 	@echo "make deps    Debian packages, .venv with this checkout installed editable (pip install -e .[dev]),"
 	@echo "             dashboard assets; then .venv/bin/streetpole is the command line"
+	@echo "             (a technician needs the tools alone: pip install -e \".[tools]\", README \"Install\")"
 	@echo "make schemas regenerate protocols/schemas/*.json from protocols/schema_defs.py"
 	@echo "make mpy     compile firmware/ and protocols/ to .mpy into build/mpy"
 	@echo "make demo-data, make serve   open data without a street (sample data, controller alone)"

@@ -153,11 +153,7 @@ def main() -> int:
                     os.environ.get("SIM_MICROPYTHON", "1"),
                 ],
                 # the token in the environment, not the command line (readable by anyone in ps)
-                env=dict(
-                    os.environ,
-                    PYTHONPATH=str(Path(__file__).resolve().parent.parent),
-                    STREETPOLE_TOKEN=sim_token,
-                ),
+                env=dict(os.environ, STREETPOLE_TOKEN=sim_token),
             )
             street = (
                 f"  simulated street  {sim_poles} poles of simulator/data/rotterdam-zuid.geojson "
