@@ -1,4 +1,7 @@
-"""Field technician tooling: `streetpole node flash | deploy | provision | selftest | commission`.
+"""Field technician tooling: `streetpole node flash | deploy | provision | selftest | commission`,
+the firmware build (`build.py`, also used by the simulator and the tests), the virtual node and
+the unix-port runner. It talks to the controller over HTTP only and never imports it, so a
+technician's laptop needs neither FastAPI nor SQLAlchemy (tests/test_layers.py, test_install.py).
 
 Built on the tools the MicroPython world already has:
 
