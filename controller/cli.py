@@ -78,7 +78,7 @@ def ingest_child() -> None:
 def migrate() -> None:
     """Bring the registry's schema up to date (also done at every start)."""
     with _registry():
-        pass
+        pass  # opening the registry migrates it
     typer.echo("registry schema is up to date")
 
 
