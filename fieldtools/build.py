@@ -37,8 +37,21 @@ def firmware_version() -> str:
     return str(spnode.VERSION)
 
 
+def from_checkout() -> None:
+    """The node's files are built from a checkout: firmware/, protocols/, hardware/boards/. An
+    install from a wheel (`pip install` without `-e`) holds the packages but not the node's
+    boot.py, main.py or board files, so it is refused here with what to do instead."""
+    if not (FIRMWARE / "main.py").exists() or not BOARDS.is_dir():
+        raise FieldError(
+            "failed",
+            f"no firmware sources at {FIRMWARE} (installed without -e?)",
+            'install the tools from a clone, editable: pip install -e ".[tools]" (README, Install)',
+        )
+
+
 def board_file(board: str) -> Path:
     """A board name from hardware/boards/ or a path to a board JSON file."""
+    from_checkout()
     p = Path(board)
     if p.suffix == ".json" and p.exists():
         return p
@@ -105,6 +118,7 @@ def manifest_hash(hashes: dict[str, str]) -> str:
 
 def build(outdir: Path, board: str, arch: str = ARCH) -> Build:
     """Compile the firmware into outdir and collect what goes on the node."""
+    from_checkout()
     files: dict[str, bytes] = {}
     tool = mpy_cross()
     jobs: list[tuple[Path, str, Path]] = []

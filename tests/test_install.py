@@ -4,9 +4,15 @@ on an install without them says which extra is missing."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
+
+import pytest
+
+from tests.harness.paths import ROOT
 
 SERVER_LIBRARIES = ("fastapi", "starlette", "sqlalchemy", "uvicorn", "alembic")
 
@@ -63,3 +69,45 @@ def test_a_server_command_without_the_controller_extra_says_what_is_missing() ->
     assert proc.returncode == 1, proc.stderr
     assert "'uvicorn' is not installed" in proc.stderr and "[controller]" in proc.stderr
     assert "Traceback" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.slow
+def test_a_wheel_carries_the_packages_and_its_tools_refuse_to_build_without_a_checkout(
+    tmp_path: Path,
+) -> None:
+    """`pip install .` without -e: the wheel holds every package with its data (schemas, the
+    dashboard, migrations, the unix-port boot script), and the node commands, which need the
+    checkout's firmware/ and board files, say so instead of working on an empty build."""
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(ROOT)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (wheel,) = tmp_path.glob("streetpole-*.whl")
+    site = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as z:
+        names = set(z.namelist())
+        z.extractall(site)
+    for data in ("protocols/schemas/meas.json", "fieldtools/mp/romboot.py", "spnode/app.py",
+                 "controller/registry/migrations/env.py", "controller/dashboard/static/portal.html",
+                 "simulator/scenarios/night.json", "streetpole/cli.py"):  # fmt: skip
+        assert data in names, data
+    code = (
+        "import fieldtools, sys\n"
+        f"assert fieldtools.__file__.startswith({str(site)!r}), fieldtools.__file__\n"
+        "from streetpole.cli import main\n"
+        "sys.argv = ['streetpole', 'node', 'flash', 'fw.bin', '--port', 'ttyUSB0', '--dry-run']\n"
+        "main()\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(site))  # the wheel's packages before the checkout's
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=tmp_path,  # not the checkout, which `python -c` would put first on the path
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "no firmware sources" in proc.stderr and 'pip install -e ".[tools]"' in proc.stderr
