@@ -5,6 +5,7 @@ on an install without them says which extra is missing."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -14,6 +15,7 @@ import pytest
 
 from tests.harness.paths import ROOT
 
+COPY_IGNORE = (".git", ".venv", "build", "var", "node_modules", "__pycache__", ".*_cache")
 SERVER_LIBRARIES = ("fastapi", "starlette", "sqlalchemy", "uvicorn", "alembic")
 
 # Runs in a fresh interpreter: what the statement imported, of the server's libraries.
@@ -78,8 +80,11 @@ def test_a_wheel_carries_the_packages_and_its_tools_refuse_to_build_without_a_ch
     """`pip install .` without -e: the wheel holds every package with its data (schemas, the
     dashboard, migrations, the unix-port boot script), and the node commands, which need the
     checkout's firmware/ and board files, say so instead of working on an empty build."""
+    # from a copy: setuptools builds in the source tree (build/), which is the checkout's own
+    src = tmp_path / "src"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(*COPY_IGNORE))
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(src)],
         check=True,
         capture_output=True,
         timeout=300,
