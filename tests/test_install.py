@@ -15,7 +15,16 @@ import pytest
 
 from tests.harness.paths import ROOT
 
-COPY_IGNORE = (".git", ".venv", "build", "var", "node_modules", "__pycache__", ".*_cache")
+COPY_IGNORE = (
+    ".git",
+    ".venv",
+    "build",
+    "var",
+    "node_modules",
+    "__pycache__",
+    ".*_cache",
+    ".hypothesis",
+)
 SERVER_LIBRARIES = ("fastapi", "starlette", "sqlalchemy", "uvicorn", "alembic")
 
 # Runs in a fresh interpreter: what the statement imported, of the server's libraries.
