@@ -217,13 +217,19 @@ def _names_sys_path(node: ast.expr) -> bool:
     )
 
 
-def test_no_import_against_the_layers() -> None:
-    bad = against_layers(import_graph(SOURCES), LAYERS)
+@pytest.fixture(scope="module")
+def graph() -> list[Import]:
+    """The project's imports, read once for the tests below."""
+    return import_graph(SOURCES)
+
+
+def test_no_import_against_the_layers(graph: list[Import]) -> None:
+    bad = against_layers(graph, LAYERS)
     assert not bad, "imports against the layers (tests/test_layers.py, LAYERS):\n" + "\n".join(bad)
 
 
-def test_no_circle_between_modules() -> None:
-    found = circles(import_graph(SOURCES))
+def test_no_circle_between_modules(graph: list[Import]) -> None:
+    found = circles(graph)
     new = [c for c in found if c not in PENDING_CIRCLES]
     assert not new, "modules that import one another:\n" + "\n".join(" <-> ".join(c) for c in new)
     gone = [c for c in PENDING_CIRCLES if c not in found]
@@ -235,12 +241,12 @@ def test_no_sys_path_edit_on_the_cpython_side() -> None:
     assert not bad, "\n".join(bad)
 
 
-def test_the_walk_finds_every_package_and_function_level_imports() -> None:
+def test_the_walk_finds_every_package_and_function_level_imports(graph: list[Import]) -> None:
     """The tree really is walked: each package has modules, and a lazy import inside a function
     (the controller's commands import the controller that way) is an edge."""
     known = modules(SOURCES)
     assert {m.partition(".")[0] for m in known} == set(LAYERS)
-    edges = {(e.source, e.target) for e in import_graph(SOURCES)}
+    edges = {(e.source, e.target) for e in graph}
     assert ("controller.cli", "controller.app") in edges  # inside `serve`
 
 
