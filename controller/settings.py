@@ -160,8 +160,6 @@ class Settings(BaseSettings):
     # past these, 503 with Retry-After.
     opendata_downloads: int = Field(8, ge=1)
     opendata_downloads_per_client: int = Field(2, ge=1)
-    # Where daily CSV archives are kept once made (default: <data_dir>/archives).
-    opendata_archive_dir: Path | None = None
 
     @field_validator("mqtt_url")
     @classmethod
