@@ -327,7 +327,3 @@ class Catalogs:
                     self._cache.clear()
                 self._cache[access] = cat
         return cat
-
-    def invalidate(self) -> None:
-        with self._lock:
-            self._cache.clear()
