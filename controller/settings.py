@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     # (controller/broker.py): the broker sends no more unacknowledged messages than that, and
     # the next batch fills while one is written. Larger batches are cheaper per message because
     # a commit writes every page it dirtied, about one per stream, whatever the number of rows
-    # (docs/performance.md, "Ingest: batch size"). Only a backlog fills a batch; a trickle is
+    # (docs/performance.md, "Batch size"). Only a backlog fills a batch; a trickle is
     # flushed every ingest_flush_ms.
     ingest_batch_max: int = Field(24_000, ge=1, le=100_000)
     ingest_flush_ms: int = Field(20, ge=1, le=10_000)

@@ -15,7 +15,8 @@ Messages skip aiomqtt's per-message ``Message``, queue and task, the largest cos
 the paho client's ``on_message`` appends a plain tuple and wakes the flush loop when a batch is
 full, and ``fastmqtt`` takes every packet out of one read. aiomqtt still connects, subscribes,
 keeps alive, does TLS and notices the disconnect. Decoding and storing run one after the other
-in one thread: overlapping them did not pay (docs/performance.md, "Ingest: what was tried").
+in one thread: overlapping them did not pay (docs/performance.md, "What was tried and did not
+pay").
 """
 
 from __future__ import annotations
