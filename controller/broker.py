@@ -2,7 +2,7 @@
 
 Used by `make run`, the test fixtures and the benchmarks, so all of them run the broker the same
 way. The queue limits matter: mosquitto silently drops QoS 1 messages for a subscriber whose queue
-passes ``max_queued_messages`` (default 1000; seen dropping 1.2% at 18k msg/s on this machine), so
+passes ``max_queued_messages`` (mosquitto's default of 1000 dropped some at ingest rates), so
 the controller's subscription is given room for bursts and the broker log is watched for drops.
 """
 

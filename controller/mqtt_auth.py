@@ -275,10 +275,6 @@ class MqttAccounts:
             raise InvalidAccount(f"unknown role {role!r} (one of {', '.join(ROLES)})")
         self._services[username] = (check_hash(password_hash), role)
 
-    def remove_service(self, username: str) -> bool:
-        """Forget a service account; True if it was there."""
-        return self._services.pop(username, None) is not None
-
     def nodes(self) -> Iterable[tuple[str, str]]:
         """The (pole, node) pairs that have credentials."""
         return list(self._nodes)

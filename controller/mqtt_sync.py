@@ -66,7 +66,6 @@ class BrokerAccounts:
         self._applied = 0  # of those, the ones the broker is known to have taken up
         self._closing = False
         self._writer: threading.Thread | None = None
-        self.writes = 0  # file writes that changed something (benchmarks, tests)
 
     @property
     def enabled(self) -> bool:
@@ -165,10 +164,9 @@ class BrokerAccounts:
                     self.files.set_service(probe, hash_password(secret), ROLE_PROBE)
                 acl, passwords = self.files.render_acl(), self.files.render_passwords()
                 generation = self._generation
-            if self.files.write_files(acl, passwords):
-                self.writes += 1
-                if self._signal() and probe is not None and not self._confirm(probe, secret):
-                    return  # not in force: the waiters give up on their own
+            written = self.files.write_files(acl, passwords)
+            if written and self._signal() and probe and not self._confirm(probe, secret):
+                return  # not in force: the waiters give up on their own
             with self._lock:
                 self._applied = max(self._applied, generation)
                 self._in_force.notify_all()

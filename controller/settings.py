@@ -51,19 +51,12 @@ class Settings(BaseSettings):
     influxdb_bucket: str = "streetpole"
 
     # Ingest
-    # Messages per transaction. Keep it under half the broker's max_inflight_messages (50,000 in
-    # the generated config): the broker sends no more unacknowledged messages than that, and the
-    # next batch fills while one is written. Larger batches are cheaper per message because a
-    # commit writes every page it dirtied, about one per stream, whatever the number of rows in
-    # it: the write of a 10-reading message measured 53 us at 900 messages a batch, 29 at
-    # 4,000, 25 at 8,000 (60,000 messages over 3,000 streams; of which the commit 29, 10 and
-    # 5 us). Once every stream holds a page of history that page is its own, so the number of
-    # streams counts more: with 60,000 streams (6,000 nodes) `make bench-ingest --poles 6000`
-    # stored 4,400 msgs/s at 8,000 a batch and 5,800 at 24,000, medians of three (600 nodes:
-    # 16,400 and 16,800, within the noise), with every point written into the table by stream
-    # directly, before the store's table of recent buckets (controller/store/sqlite.py).
-    # Only a backlog fills a batch; it is stored and acknowledged within a few seconds, and a
-    # trickle is flushed every ingest_flush_ms as before.
+    # Messages per transaction. Keep it under half the broker's max_inflight_messages
+    # (controller/broker.py): the broker sends no more unacknowledged messages than that, and
+    # the next batch fills while one is written. Larger batches are cheaper per message because
+    # a commit writes every page it dirtied, about one per stream, whatever the number of rows
+    # (docs/performance.md, "Batch size"). Only a backlog fills a batch; a trickle is
+    # flushed every ingest_flush_ms.
     ingest_batch_max: int = Field(24_000, ge=1, le=100_000)
     ingest_flush_ms: int = Field(20, ge=1, le=10_000)
     dead_letter_max: int = Field(1000, ge=10, le=1_000_000)
@@ -160,8 +153,6 @@ class Settings(BaseSettings):
     # past these, 503 with Retry-After.
     opendata_downloads: int = Field(8, ge=1)
     opendata_downloads_per_client: int = Field(2, ge=1)
-    # Where daily CSV archives are kept once made (default: <data_dir>/archives).
-    opendata_archive_dir: Path | None = None
 
     @field_validator("mqtt_url")
     @classmethod

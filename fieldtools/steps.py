@@ -252,12 +252,6 @@ def deploy(
     }
 
 
-def installed_firmware(link: NodeLink) -> dict[str, Any]:
-    """Version and manifest hash of what is on the node now (for a record without deploy)."""
-    hashes = remote_hashes(link, [fw.APP, "boot.py", "main.py"])
-    return {"hash": fw.manifest_hash({p: h for p, (h, _n) in hashes.items()}), "files": len(hashes)}
-
-
 # ---- provision -------------------------------------------------------------------------------
 
 # Which registry module a sensor type belongs to.

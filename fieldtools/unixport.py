@@ -23,10 +23,10 @@ ESP32_HEAP_KIB = 96
 # tests and the street's MicroPython poles use it.
 NODE_HEAP_KIB = ESP32_HEAP_KIB
 # A node on an mqtts:// broker also holds its TLS context (mbedTLS's entropy, DRBG, config and CA
-# structures sit inside the Python object: 3.1 KiB on this 64-bit port) and, while connected,
-# its TLS socket (0.6 KiB); mbedTLS's record buffers come from the C heap here, as they come from
-# the IDF heap on the ESP32. In 96 KiB such a node could not check its first config (98 KiB
-# passes), so the street's MicroPython poles on TLS get this much more (docs/firmware.md).
+# structures sit inside the Python object) and, while connected, its TLS socket; mbedTLS's
+# record buffers come from the C heap here, as they come from the IDF heap on the ESP32. In
+# NODE_HEAP_KIB such a node could not check its first config, so the street's MicroPython poles
+# on TLS get this much more (docs/performance.md, "TLS on the node").
 TLS_HEAP_KIB = 4
 ROMBOOT = Path(__file__).with_name("mp") / "romboot.py"
 # The unix port's heap holds its allocation tables too: 2 bits per 32-byte block for the block's

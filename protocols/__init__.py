@@ -4,6 +4,4 @@ Plain Python that runs unchanged on MicroPython and CPython (sans-IO: bytes in, 
 See protocols/README.md for the specification.
 """
 
-PROTOCOL = "streetpole"
-VERSION = "v1"
 MAX_PAYLOAD = 8192  # bytes, any channel (here so the codec need not load the schemas for it)

@@ -1,13 +1,12 @@
 """Compile a channel's JSON Schema into a Python check function for the node (CPython only).
 
-Why: the node checks incoming configs and commands in a heap of ~96 KiB. With its code in a
-ROMFS image (docs/firmware.md, "Memory"), a generated function's bytecode and constant strings
-stay in flash, while a schema held as data is a tree of dicts in the heap (7.6 KiB for the
-config schema) plus the interpreter that walks it (protocols/validate.py, 2.4 KiB). The
-generated code does what ``protocols.validate.validate`` does, keyword by keyword in the same
-order, with the same reasons, so the node refuses what the controller refuses and names the
-same field; tests/test_nodecheck.py holds the two to that on the test vectors and on
-generated variations of them.
+Why: the node checks incoming configs and commands in an ESP32's small heap. With its code
+in a ROMFS image, a generated function's bytecode and constant strings stay in flash, while a
+schema held as data is a tree of dicts in the heap plus the interpreter that walks it
+(protocols/validate.py; figures in docs/firmware.md, "Memory"). The generated code does what
+``protocols.validate.validate`` does, keyword by keyword in the same order, with the same
+reasons, so the node refuses what the controller refuses and names the same field;
+tests/test_nodecheck.py holds the two to that on the test vectors and on generated variations.
 
 Supported: the keywords validate.py supports, with local ``$ref`` inlined; anything else is
 refused here, at generation time, rather than ignored on the node.

@@ -8,7 +8,8 @@ which the node reports as a fault instead), not a measuring range.
 import sys
 
 # One line per quantity, "name unit lowest highest", in one string: the node keeps it in flash
-# (ROMFS) where a dict of tuples would take ~2.5 KiB of its heap; ``plausible`` looks a name up.
+# (ROMFS) where a dict of tuples would take room in its heap (docs/firmware.md); ``plausible``
+# looks a name up.
 _TABLE = (
     "\n"
     # air quality (FIWARE AirQualityObserved)

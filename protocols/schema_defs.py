@@ -1,10 +1,10 @@
 """The JSON Schemas of every payload, as Python data: the one source of truth.
 
-The codec validates with these dicts on both interpreters (built on demand: together they would
-take ~30 KB of a 64-bit heap; on MicroPython the codec imports this module only to validate an
-incoming message and unloads it again); `python -m protocols.export_schemas`
-writes them to protocols/schemas/*.json (committed, and checked to be in step by a test) for
-anyone who wants to validate with a standard JSON Schema tool.
+The codec validates with these dicts on CPython (each built on demand); the node never holds
+them: it runs them compiled into code (protocols/nodecheck, made by protocols/checkgen.py).
+`python -m protocols.export_schemas` writes both, and protocols/schemas/*.json (committed, and
+checked to be in step by a test) for anyone who wants to validate with a standard JSON Schema
+tool.
 """
 
 from protocols import MAX_PAYLOAD  # noqa: F401  (defined there, long named here)

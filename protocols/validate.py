@@ -1,8 +1,10 @@
 """A small JSON Schema validator for the subset the protocol's schemas use.
 
-Why our own: `jsonschema` does not run on MicroPython, and the node must validate what it sends
-and receives with the very schemas the controller and the published spec use. The subset is
-checked against the real `jsonschema` package on every test vector (tests/test_protocol_*.py).
+Why our own: it names the offending field the way every other refusal does, where the compiled
+validator (`jsonschema_rs`) only says yes or no, and it is the reference the node's generated
+checks (protocols/checkgen.py) follow keyword by keyword. It runs on CPython only; the node runs
+the generated checks. The subset is checked against the real `jsonschema` package on every test
+vector (tests/test_protocol_*.py).
 
 Supported keywords: type, enum, const, minimum, maximum, exclusiveMinimum, exclusiveMaximum,
 minLength, maxLength, pattern, properties, required, additionalProperties, propertyNames,

@@ -102,9 +102,17 @@ def write_history(store: TimeSeriesStore, poles: list[str], end: int, rows: int)
         )
 
 
-def publish_all(broker: Broker, messages: list[tuple[str, bytes]], client_id: str = "") -> None:
-    """Publish with QoS 1 and wait until the broker acknowledged every message."""
+def publish_all(
+    broker: Broker,
+    messages: list[tuple[str, bytes]],
+    client_id: str = "",
+    login: tuple[str, str] | None = None,
+) -> None:
+    """Publish with QoS 1 (as ``login``'s username and password, if given) and wait until the
+    broker acknowledged every message."""
     client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id)
+    if login is not None:
+        client.username_pw_set(*login)
     client.max_inflight_messages_set(200)
     client.max_queued_messages_set(0)
     client.connect(broker.host, broker.port)

@@ -21,7 +21,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import paho.mqtt.client as paho
 import pytest
 
 from controller.broker import Broker, BrokerConfig, free_port
@@ -38,7 +37,7 @@ from controller.mqtt_auth import (
 from controller.settings import Settings
 from controller.store.ops import OpsStore
 from controller.store.sqlite import SqliteStore
-from tests.ingest_helpers import meas, meas_topic
+from tests.ingest_helpers import meas, meas_topic, publish_all
 from tests.test_ingest import count_points
 from tests.test_mqtt_auth import Conn, accepted, connect, ok
 
@@ -165,19 +164,8 @@ def test_controller_ingest_loses_nothing_while_an_attacker_takes_its_ids(
 
     def publish() -> None:
         user = node_username(POLE, "n1")
-        client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"{POLE}-n1")
-        client.username_pw_set(user, street.secrets[user])
-        client.max_inflight_messages_set(100)
-        client.connect(street.broker.host, street.broker.port)
-        client.loop_start()
-        try:
-            infos = [client.publish(meas_topic(POLE, "n1"), meas(i), qos=1) for i in range(n)]
-            for info in infos:
-                info.wait_for_publish(60)
-                assert info.is_published()
-        finally:
-            client.loop_stop()
-            client.disconnect()
+        messages = [(meas_topic(POLE, "n1"), meas(i)) for i in range(n)]
+        publish_all(street.broker, messages, f"{POLE}-n1", (user, street.secrets[user]))
 
     async def main() -> None:
         task = asyncio.create_task(worker.run())

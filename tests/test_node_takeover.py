@@ -21,14 +21,13 @@ import pytest
 from typer.testing import CliRunner
 
 from controller.app import create_app
-from controller.broker import Broker, BrokerConfig, free_port
-from controller.mqtt_auth import MqttAccounts, generate_secret
+from controller.broker import Broker
 from controller.registry.accounts import create_token, create_user
 from controller.registry.db import Registry
 from controller.settings import Settings
 from fieldtools.errors import EXIT
 from streetpole.cli import app as cli_app
-from tests.harness.api import prefill_nodes, running_api, wait_for
+from tests.harness.api import kept_accounts, prefill_nodes, running_api, wait_for
 from tests.harness.server import serve
 from tests.ingest_helpers import meas, meas_topic
 from tests.test_mqtt_auth import Conn, accepted, connect, ok
@@ -54,16 +53,8 @@ class Site:
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[Site]:
     """mosquitto with per-node accounts, the controller keeping them, two poles 40 m apart."""
-    auth = tmp_path / "auth"
-    MqttAccounts(auth).write()  # the controller fills it at start
-    pid = tmp_path / "mosquitto.pid"
-    config = BrokerConfig(
-        port=free_port(),
-        password_file=auth / "mosquitto.passwd",
-        acl_file=auth / "mosquitto.acl",
-        pid_file=pid,
-    )
-    broker = Broker(tmp_path / "broker", config)
+    kept = kept_accounts(tmp_path)
+    broker = Broker(tmp_path / "broker", kept.config)
     broker.start()
     url = f"sqlite:///{tmp_path / 'registry.db'}"
     reg = Registry(url)
@@ -75,11 +66,7 @@ def site(tmp_path: Path) -> Iterator[Site]:
     settings = Settings(
         data_dir=tmp_path,
         database_url=url,
-        mqtt_url=broker.url,
-        mqtt_username="controller",
-        mqtt_password=generate_secret(),
-        broker_auth_dir=auth,
-        broker_pid_file=pid,
+        **kept.settings(broker.url),
         _env_file=None,  # type: ignore[call-arg]
     )
     s = Site("", token, broker, [])
@@ -182,29 +169,17 @@ def test_each_change_is_in_force_on_the_broker_when_the_api_answers(tmp_path: Pa
     provisioned one right after another, then removed the same way: right after the last answer
     each time, every new password works, then none does. mosquitto drops a SIGHUP that comes
     while it reloads, so a controller that only signals leaves changes out until the next one."""
-    auth = tmp_path / "auth"
-    MqttAccounts(auth).write()
-    pid = tmp_path / "mosquitto.pid"
-    config = BrokerConfig(
-        port=free_port(),
-        password_file=auth / "mosquitto.passwd",
-        acl_file=auth / "mosquitto.acl",
-        pid_file=pid,
-    )
+    kept = kept_accounts(tmp_path)
     url = f"sqlite:///{tmp_path / 'registry.db'}"
     prefill_nodes(url, 10_000)
     with (
-        Broker(tmp_path / "broker", config) as broker,
+        Broker(tmp_path / "broker", kept.config) as broker,
         running_api(
             tmp_path / "ctl",
             database_url=url,
-            mqtt_url=broker.url,
-            mqtt_username="controller",
-            mqtt_password=generate_secret(),
-            broker_auth_dir=auth,
-            broker_pid_file=pid,
             ingest_enabled=False,
             dispatch_enabled=False,
+            **kept.settings(broker.url),
         ) as api,
     ):
         owner = api.ok("admin", "GET", "/api/owners")[0]["id"]

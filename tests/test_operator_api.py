@@ -187,3 +187,16 @@ def test_owner_scoped_account_sees_and_steers_only_its_own(api: Api) -> None:
     assert api.ok("airco-ops", "GET", "/api/owners") == [
         o for o in api.ok("admin", "GET", "/api/owners") if o["id"] == ids["shop"]
     ]
+
+
+def test_programs_and_profiles_are_named_once(api: Api) -> None:
+    steps = [{"at": "sunset", "offset_min": 0, "level": 1.0}, {"at": "sunrise", "level": 0}]
+    prog = api.ok("admin", "POST", "/api/programs", json={"name": "std", "steps": steps})
+    # stored as a node gets it: defaults left out, the level always in
+    assert prog["steps"] == [{"at": "sunset", "level": 1.0}, {"at": "sunrise", "level": 0}]
+    r = api.call("admin", "POST", "/api/programs", json={"name": "std", "steps": steps})
+    assert r.status_code == 409 and r.json()["detail"] == "name: program 'std' exists"
+    body = {"name": "street", "default_program": "std"}
+    api.ok("admin", "POST", "/api/profiles", json=body)
+    r = api.call("admin", "POST", "/api/profiles", json=body)
+    assert r.status_code == 409 and r.json()["detail"] == "name: profile 'street' exists"

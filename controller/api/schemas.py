@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from controller.registry.models import ModuleType, Openness, Role
 from protocols import codec
 from protocols.errors import ProtocolError
 from protocols.quantities import QUANTITIES
@@ -26,11 +27,6 @@ Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 Lat = Annotated[float, Field(ge=-90, le=90)]
 Lon = Annotated[float, Field(ge=-180, le=180)]
 Level = Annotated[float, Field(ge=0, le=1)]
-ModuleType = Literal[
-    "lighting", "air", "noise", "motion", "ev_charger", "camera", "small_cell", "other"
-]
-Openness = Literal["open", "restricted", "closed"]
-Role = Literal["admin", "operator", "technician", "viewer"]
 DbId = Annotated[int, Field(ge=1, le=2**53)]  # keys fit every database
 Epoch = Annotated[int, Field(ge=1_577_836_800, le=4_102_444_800)]  # 2020 .. 2100
 

@@ -22,7 +22,7 @@ from protocols.topics import Topic
 log = logging.getLogger("streetpole.ingest")
 
 # Parsed topics by their text: a node sends on the same few topics all its life, and checking
-# the ids character by character took 1.6 us of the 20 us a message's decoding cost. Bounded
+# the ids character by character was a large part of decoding (docs/performance.md). Bounded
 # (cleared when full: a street of more nodes than this parses again, as before).
 TOPICS_MAX = 100_000
 _topics: dict[str, tuple[Topic, bool]] = {}

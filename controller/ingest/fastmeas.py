@@ -1,26 +1,21 @@
 """A faster decoder for measurement batches: the same verdicts as ``codec.decode("meas", ...)``.
 
 Why: decoding was the largest single cost left in ingest. ``codec.decode`` parses with orjson
-into dicts, then walks those dicts three times: the compiled JSON Schema validator (which first
-converts them to its own values), the semantic rules in Python, and the store's row building.
-For a realistic batch of ten readings that was about 24 us, against 9 here. msgspec parses and
-checks types, ranges, enums, lengths and unknown fields in one pass in C, into typed structs.
+into dicts, then walks them three times (the compiled JSON Schema, the semantic rules, the row
+building); msgspec parses and checks types, ranges, enums, lengths and unknown fields in one pass
+in C, into typed structs (figures: docs/performance.md, "Ingest").
 
-What it does not check in C, it checks here in Python, with the codec's own tables: the ID
-pattern of ``src`` (as ``re.fullmatch``: the schema's ``^...$`` with Python's ``re.search``
-would let a trailing newline through), repeated flags, the plausible range of each reading and
-repeated readings (``protocols.outgoing.check_meas``'s rules, written again over the structs:
-calling it on the dicts took 7.1 us a batch, these 2.6; the tests below keep the two in step).
+What it does not check in C, it checks here with the codec's own tables: the ID pattern of
+``src`` (``re.fullmatch``: the schema's ``^...$`` with ``re.search`` would let a trailing newline
+through), repeated flags, plausible ranges and repeated readings
+(``protocols.outgoing.check_meas``'s rules written again over the structs, cheaper than calling
+it on dicts; tests keep the two in step).
 
-Whatever this decoder refuses, ``codec.decode`` decides again: it names the refused field as
-before, and the few inputs only it accepts (an integer written ``1.0``; NaN and big integers,
-which its range rule then refuses) keep their old verdict. So this path may only ever accept
-less, never more, and ``tests/test_ingest_decode.py`` checks both agree on every test vector and
-on random payloads (hypothesis). One difference in what is returned: ``v`` is always a float
-(the store keeps it as REAL either way).
-
-The structs are built from ``protocols.schema_defs.meas()``: a test fails if the schema gains a
-field these do not know.
+Whatever this decoder refuses, ``codec.decode`` decides again, naming the refused field, so this
+path may only ever accept less, never more; ``tests/test_ingest_decode.py`` checks both agree on
+every test vector and on random payloads. One difference in what is returned: ``v`` is always a
+float (the store keeps it as REAL either way). The structs are built from
+``protocols.schema_defs.meas()``: a test fails if the schema gains a field they do not know.
 """
 
 from __future__ import annotations

@@ -1,38 +1,19 @@
 """A faster receive path and batched acknowledgements for the paho-mqtt client under aiomqtt.
 
-Why: after decoding and storing were made cheap, paho's own receive path was the largest cost of
-ingest (about 95 us of 175 us a message in the profile). For every packet paho makes three or
-four ``recv()`` system calls (the first byte, the remaining-length bytes one by one, then the
-rest), returns to the event loop after each packet (one ``epoll_wait`` per message), builds an
-``MQTTMessage``, formats a debug log line, and matches the topic against the
-``message_callback_add`` filters (we register none). Acknowledging cost as much again: one
-``PUBACK`` packet queued, one writer registration and one ``send()`` per message.
+Why: once decoding and storing were cheap, paho's receive path was the largest cost of ingest:
+three or four ``recv()`` calls and an event-loop turn per packet, an ``MQTTMessage`` and a log
+line per message, and a ``send()`` per PUBACK (figures: docs/performance.md, "Ingest").
 
-What: ``install(paho_client, on_publish)`` replaces two things on that one client instance (not
-the class; aiomqtt still owns connecting, subscribing, the socket's registration on the event
-loop, keepalive, TLS and disconnect detection):
-
-- ``loop_read`` (the method aiomqtt's socket reader calls when the socket is readable): one large
-  ``recv()`` into a buffer, then every complete packet in it is taken out. An MQTT 3.1.1
-  ``PUBLISH`` with QoS 0 or 1 goes straight to ``on_publish(topic, payload, mid, qos, retain)``;
-  every
-  other packet (CONNACK, SUBACK, PINGRESP, MQTT 5 or QoS 2 publishes, ...) is handed to paho's
-  own ``_packet_handle`` exactly as paho's ``_packet_read`` would (``_in_packet`` filled in), so
-  its behaviour is unchanged. A partial packet stays in the buffer until the next readable
-  event; nothing is left unread while the socket is not readable (each call reads what the
-  kernel has, and TLS's own buffered bytes are still drained by aiomqtt through ``pending()``).
-  A closed or failed socket goes through paho's ``_loop_rc_handle`` as before.
-- ``ack_many(mids)``: the PUBACKs of a committed batch as one byte string, queued as one packet
-  through paho's ``_packet_queue`` (so paho's writer, partial writes and writer registration are
-  used as they are): one ``send()`` for the whole batch. A PUBACK is four bytes in MQTT 3.1.1
-  and 5 (reason code omitted = success). The batch's ``stored`` confirmations to the nodes
-  (QoS 0 publishes built by ``publish_packet``) go in front of them in the same write: a
-  publish per node through paho would cost what the acknowledgements cost before.
+What: ``install(paho_client, on_publish)`` replaces, on that one client instance, ``loop_read``
+(one large ``recv()``, then every complete packet taken out: MQTT 3.1.1 QoS 0/1 publishes go
+straight to ``on_publish``, every other packet to paho's own handler as paho would; a partial
+packet waits for the next read) and adds ``ack_many(mids)`` (a committed batch's PUBACKs, after
+its ``stored`` confirmations, queued as one write through paho's writer). aiomqtt still owns
+connecting, subscribing, keepalive, TLS and disconnect detection.
 
 Checked against paho-mqtt 2.2: ``tests/test_ingest.py`` runs the worker against a real broker
-(reconnects, broker restarts, SIGKILL, shared subscriptions over MQTT 5) and feeds this parser
-packets cut at every byte, so a paho upgrade that renames these internals fails the tests
-instead of losing messages quietly.
+and feeds this parser packets cut at every byte, so a paho upgrade that renames these internals
+fails the tests instead of losing messages quietly.
 """
 
 from __future__ import annotations

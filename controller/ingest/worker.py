@@ -1,47 +1,22 @@
 """The ingest worker: subscribe with QoS 1, store in batches, acknowledge after commit.
 
-Acknowledging after commit: aiomqtt 2.5 acknowledges each QoS 1 message as soon as it is handed
-over, which would tell the broker a message is safe while it is still only in our memory. The
-paho-mqtt 2 client under it can leave that to us (``manual_ack_set(True)``, then
-``ack(mid, qos)``); aiomqtt exposes it only as its ``_client`` attribute, so we switch manual
-acknowledgement on there before connecting (a test fails if aiomqtt ever stops honouring it)
-and acknowledge, in order, only the messages whose batch was committed. A crash before the
-acknowledgement makes the broker send them again (persistent session: fixed client id, clean
-session off); the store's idempotent writes make the second copy harmless.
+Why after commit: a message acknowledged while it is only in our memory is lost in a crash.
+aiomqtt acknowledges on hand-over, so manual acknowledgement is switched on in the paho client
+under it and a batch's PUBACKs go out only once the batch is committed; a crash before that makes
+the broker send it again (persistent session), and the store's idempotent writes make the second
+copy harmless. A test fails if aiomqtt ever stops honouring it.
 
-Backpressure comes from MQTT itself: while we are connected the broker sends at most
-``max_inflight_messages`` unacknowledged QoS 1 messages and queues the rest (controller/broker.py
-sizes both), so a slow database slows delivery and loses nothing. Not bounded by that window:
-when this worker reconnects to its persistent session, mosquitto 2.0.11 sends the whole queued
-backlog at once (55,500 messages pending here were seen), so the pending list can grow to
-``max_queued_messages`` (200,000: a few hundred MB) after a long outage of the controller.
+Backpressure is MQTT's own: the broker sends at most ``max_inflight_messages`` unacknowledged
+messages (controller/broker.py sizes it), so a slow database slows delivery and loses nothing.
+Not bounded by that window: after a reconnect mosquitto sends its whole queued backlog at once,
+so the pending list can grow to ``max_queued_messages``.
 
-Receiving without aiomqtt's per-message machinery: aiomqtt still owns the connection (connect,
-subscribe, socket registration on the event loop, keepalive, disconnect detection, TLS), but
-its own delivery path wraps every paho message in an ``aiomqtt.Message``, puts it in an
-``asyncio.Queue`` and wakes a task per message through ``asyncio.wait`` on two futures; at
-10,000 messages per second that was the largest cost in the process (about 130 us a message,
-more than decoding and storing together). So the worker replaces the paho client's
-``on_message`` (the same ``_client`` attribute as above; paho calls it on the event-loop thread,
-from aiomqtt's socket reader) with one that appends a plain ``(topic, payload, mid, qos)`` tuple
-to the pending list and wakes the flush loop only when a batch is full. aiomqtt's queue then
-stays empty, and iterating ``client.messages`` serves only to notice the disconnect (it raises
-``MqttError``), which ends the connection and starts the backoff as before. Acknowledgement is
-the same, after the commit, but the PUBACKs of a batch go out as one write. Below that, paho's
-own per-packet reading (three or four ``recv()`` calls and an event-loop turn per message) is
-replaced by one that takes every complete packet out of one large read: see
-``controller/ingest/fastmqtt.py``, which also says why and how. Shared subscriptions are
-untouched (the filters are subscribed through aiomqtt as before).
-
-Decoding and storing a batch run one after the other in one worker thread. Tried and measured
-(issue #5): decoding batch N+1 in a second thread while batch N is written, so that SQLite's C
-code (which runs without the GIL) overlaps the Python. It did not pay: the sqlite3 module takes
-the GIL back after every statement, and beside a thread busy in Python that waits for its switch
-interval (5 ms), so the write of a batch went from 19 to 590 us a message with 250 rows a
-statement, and to 41 with a few padded statements of 16,384 rows (which cost more alone); with
-the rows built in the decoding thread as well, ``make bench-ingest`` moved from 19,300 to
-19,700 msgs/s, within its noise. A background WAL checkpoint (its own thread and connection)
-measured within the noise too (16,900 against 17,600).
+Messages skip aiomqtt's per-message ``Message``, queue and task, the largest cost at these rates:
+the paho client's ``on_message`` appends a plain tuple and wakes the flush loop when a batch is
+full, and ``fastmqtt`` takes every packet out of one read. aiomqtt still connects, subscribes,
+keeps alive, does TLS and notices the disconnect. Decoding and storing run one after the other
+in one thread: overlapping them did not pay (docs/performance.md, "What was tried and did not
+pay").
 """
 
 from __future__ import annotations
@@ -96,20 +71,18 @@ GC_YOUNG = 50_000
 
 
 def _freeze_startup_objects() -> None:
-    """Move what exists when ingest starts (the application: FastAPI, SQLAlchemy, pydantic,
-    about 160,000 objects) out of the cyclic GC's view, once per process.
+    """Move what exists when ingest starts (the application: FastAPI, SQLAlchemy, pydantic)
+    out of the cyclic GC's view, once per process.
 
     Every ingest batch allocates tens of thousands of short-lived containers (decoded messages,
-    rows), which trigger full collections; each walked all those long-lived objects again
-    (about 110 ms, four times in 60,000 messages: 7 us a message and a pause in ingest).
-    Frozen objects are still freed by reference counting; only cycles among them are not.
+    rows), which trigger full collections; each walked all those long-lived objects again, a
+    pause in ingest. Frozen objects are still freed by reference counting; only cycles among
+    them are not.
 
     The youngest generation is also collected every GC_YOUNG allocations instead of 700: a
     batch's decoded messages all live until it is written, so each collection walked the
-    thousands allocated since the last one only to keep them (decoding 24,000 messages: 14.4 us
-    a message, 12.6 with this, 11.8 with no collection at all). Ingest makes no cycles; what
-    else does is still collected, a little later. (End to end, ``make bench-ingest`` could not
-    tell the two apart: its noise on this machine is larger.)
+    thousands allocated since the last one only to keep them. Ingest makes no cycles; what
+    else does is still collected, a little later. (Figures: docs/performance.md.)
     """
     global _frozen
     if not _frozen:

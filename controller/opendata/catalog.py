@@ -153,7 +153,7 @@ class Catalog:
         with self.lock:
             if deadline is None:
                 return self.db.execute(sql, params).fetchall()
-            # every 1,000 steps: some call a geometry function written in Python (~1 ms each)
+            # every 1,000 steps: some call a geometry function written in Python, which is slow
             self.db.set_progress_handler(lambda: int(time.monotonic() > deadline), 1000)
             try:
                 return self.db.execute(sql, params).fetchall()
@@ -327,7 +327,3 @@ class Catalogs:
                     self._cache.clear()
                 self._cache[access] = cat
         return cat
-
-    def invalidate(self) -> None:
-        with self._lock:
-            self._cache.clear()

@@ -42,7 +42,6 @@ ARITH = {"add": "+", "sub": "-", "mul": "*", "mod": "%"}
 DATE_PARTS = dict(zip(DATE_FUNCTIONS, ("%Y", "%m", "%d", "%H", "%M", "%S"), strict=True))
 GEO_BOOL: tuple[str, ...] = ("geo.intersects", "st_within", "st_intersects", "st_contains")
 GEO_BOOL += ("st_equals", "st_disjoint")
-BOOL_FUNCS = ("substringof", "contains", "startswith", "endswith", *GEO_BOOL)
 
 # (sql, kind): kind is num | str | time | bool | null | geo | any
 Typed = tuple[str, str]

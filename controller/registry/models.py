@@ -11,7 +11,7 @@ openness, personal data), after Kadaster's SensRNet model.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import (
     JSON,
@@ -28,31 +28,13 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from controller.registry.db import Base
 
-MODULE_TYPES = (
-    "lighting",
-    "air",
-    "noise",
-    "motion",
-    "ev_charger",
-    "camera",
-    "small_cell",
-    "other",
-)
-OPENNESS = ("open", "restricted", "closed")
-ROLES = ("admin", "operator", "technician", "viewer")
-ALARM_SEVERITIES = ("critical", "major", "minor", "warning")
-ALARM_STATES = ("active", "acknowledged", "cleared")
-COMMAND_STATES = ("pending", "accepted", "applied", "rejected", "failed", "expired")
-CONFIG_STATES = ("pending", "applied", "rejected")
-CAMPAIGN_STATES = ("running", "halted", "completed", "cancelled")
-CAMPAIGN_NODE_STATES = (
-    "pending",
-    "downloading",
-    "verified",
-    "updated",
-    "failed",
-    "rolled_back",
-)
+# The values the API accepts for these columns (its schemas use these types); the columns of
+# states below name theirs beside them.
+ModuleType = Literal[
+    "lighting", "air", "noise", "motion", "ev_charger", "camera", "small_cell", "other"
+]
+Openness = Literal["open", "restricted", "closed"]
+Role = Literal["admin", "operator", "technician", "viewer"]
 
 
 def now() -> float:
@@ -199,7 +181,7 @@ class NodeConfig(Base):
     node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"))
     version: Mapped[int] = mapped_column(Integer)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|applied|rejected
     reason: Mapped[str | None] = mapped_column(Text)
     pushed_at: Mapped[float] = mapped_column(Float, default=now)
     acked_at: Mapped[float | None] = mapped_column(Float)
@@ -231,6 +213,7 @@ class Command(Base):
     node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"), index=True)
     kind: Mapped[str] = mapped_column(String(16))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # pending | accepted | applied | rejected | failed | expired
     status: Mapped[str] = mapped_column(String(16), default="pending")
     reason: Mapped[str | None] = mapped_column(Text)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
@@ -268,6 +251,7 @@ class Campaign(Base):
     failure_threshold: Mapped[float] = mapped_column(Float, default=0.2)
     min_finished: Mapped[int] = mapped_column(Integer, default=3)
     timeout_s: Mapped[int] = mapped_column(Integer, default=1800)
+    # running | halted | completed | cancelled (protocols/README.md, "Firmware campaigns")
     state: Mapped[str] = mapped_column(String(16), default="running")
     halted_reason: Mapped[str | None] = mapped_column(Text)
     created_by: Mapped[str] = mapped_column(String(100))
@@ -282,6 +266,7 @@ class CampaignNode(Base):
     node_id: Mapped[int] = mapped_column(
         ForeignKey("nodes.id", ondelete="CASCADE"), primary_key=True, index=True
     )
+    # pending | downloading | verified | updated | failed | rolled_back
     state: Mapped[str] = mapped_column(String(16), default="pending")
     command_id: Mapped[str | None] = mapped_column(String(40))
     boot: Mapped[int | None] = mapped_column(Integer)  # node's boot counter when it verified
@@ -300,7 +285,8 @@ class Alarm(Base):
     module_id: Mapped[int | None] = mapped_column(ForeignKey("modules.id", ondelete="SET NULL"))
     code: Mapped[str] = mapped_column(String(40))
     src: Mapped[str] = mapped_column(String(64), default="")
-    severity: Mapped[str] = mapped_column(String(16))
+    severity: Mapped[str] = mapped_column(String(16))  # critical | major | minor | warning
+    # active | acknowledged | cleared
     state: Mapped[str] = mapped_column(String(16), default="active", index=True)
     detail: Mapped[str] = mapped_column(Text, default="")
     count: Mapped[int] = mapped_column(Integer, default=1)

@@ -61,10 +61,6 @@ class WriteResult:
     extra: dict[str, int] = field(default_factory=dict)
 
 
-def stream_of(pole: str, node: str, reading: dict[str, Any]) -> StreamKey:
-    return StreamKey(pole, node, reading.get("src") or "", reading["q"])
-
-
 class QueryTooExpensive(RuntimeError):
     """A read ran past its time budget and was stopped (the caller should narrow it)."""
 

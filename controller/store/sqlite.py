@@ -1,47 +1,32 @@
 """The embedded default time-series store: one SQLite file in WAL mode.
 
-- ``readings`` holds raw points, keyed (stream, ts) WITHOUT ROWID, so the key is the index by
-  stream and time and ``INSERT OR IGNORE`` makes writes idempotent.
-- ``recent`` takes what arrives for the last minutes first, keyed (bucket, stream, ts) with
-  ten-minute buckets, and is moved into ``readings`` in key order once a bucket is closed
-  (``compact``: a slice after each write while closed buckets wait, at least as large as the write,
-  so the moves keep up and ingest goes on between them). Why: in ``readings`` each stream with a
-  page of history has a leaf of its own, so a transaction dirtied one page per stream it touched
-  and SQLite wrote each to the WAL at commit. With 6,000 nodes (60,000 streams) a message cost 179
-  us written there directly; into ``recent``, where a transaction dirties only the pages of the
-  current bucket, 41 us, and 29 more to move it later, when each stream's leaf is written once per
-  bucket instead of once per transaction (``make bench-store``; with 600 nodes, 43 against 28 + 32:
-  a transaction of 8,000 messages already holds more readings of each stream than a bucket does). A
-  point lives in exactly one of the two tables: points before ``horizon`` go to ``readings`` (late
-  ones), and so do those of the horizon's bucket whose stream a slice has already moved (slices go
-  in stream order); the others go to ``recent``. The horizon and that stream only move forward,
-  each with its slice, in one transaction (and are read again in every write's, so two processes on
-  one file agree on them); so ``INSERT OR IGNORE`` still finds every earlier copy. Reads take both
-  tables; ``recent`` is reached bucket by bucket (a few buckets: the open ones, and any ahead of
-  the clock; points from a node whose clock runs far ahead stay there until their time comes),
-  never scanned whole.
-- ``latest`` is kept by one upsert per stream and write (newest reading of the write, only if
-  newer than what is there), so "the newest value of every stream" is one small table scan; a
-  trigger per reading did the same at twice the cost.
-- Rollups: when raw points pass their retention they are added into per-minute and per-hour
-  aggregates (count, sum, min, max) and deleted, in one transaction, so each raw point is rolled
-  exactly once (also a late one). Aggregate queries sum the rollups and the raw points still kept:
-  the two never overlap.
-- Several processes may write one file (``STREETPOLE_INGEST_PROCESSES``): a write builds and
-  routes its rows before it takes the lock, so the processes wait for each other only during
-  the statements; inside, it reads the horizon again (and routes again if it moved) and looks up
-  a stream missing from its cache before creating it. Another process's write is waited for
-  (WRITE_WAIT_S), not failed.
-- One transaction per ingest batch (thousands of messages); ``synchronous=NORMAL`` in WAL mode
-  keeps every committed transaction across a process crash (an OS crash or power loss may lose the
-  last ones; use FULL for that, at a cost in throughput).
-- A write of one ingest batch dirties about one page per stream it touches (thousands), all of
-  which go into the WAL; with SQLite's default checkpoint at 1,000 WAL pages nearly every commit
-  also checkpointed (copying the pages to the database and waiting for two ``fdatasync``), while
-  ingest waited for the commit to acknowledge. The WAL is let grow to 10,000 pages (40 MB at
-  4 KB) before a checkpoint: fewer checkpoints and fsyncs, and a page touched by several commits
-  is copied once (``wal_autocheckpoint``; durability is unchanged, it depends on ``synchronous``
-  only).
+- ``readings`` holds raw points keyed (stream, ts) WITHOUT ROWID: the key is the index, and
+  ``INSERT OR IGNORE`` makes writes idempotent.
+- ``recent`` takes the points of the open ten-minute buckets first, keyed (bucket, stream, ts),
+  and ``compact`` moves each closed bucket into ``readings`` in key order, in slices between
+  writes. Why: in ``readings`` every stream with history has a leaf page of its own, so a
+  transaction dirtied and wrote one page per stream it touched; in ``recent`` it dirties only
+  the current bucket's pages, and each stream's leaf is written once per bucket. A point lives
+  in exactly one table: before ``horizon`` (and in the horizon's bucket, for streams the
+  current slice already moved) in ``readings``, else in ``recent``. The horizon only moves
+  forward, with its slice, in one transaction, and every write reads it again, so two processes
+  on one file agree and ``INSERT OR IGNORE`` still finds every earlier copy. Reads take both
+  tables and reach ``recent`` bucket by bucket, never scanning it whole.
+- ``latest`` is kept by one upsert per stream and write (cheaper than a trigger per reading), so
+  the newest value of every stream is one small table scan.
+- Rollups: raw points past their retention are added into per-minute and per-hour aggregates and
+  deleted in one transaction, so each is rolled exactly once; aggregate queries sum rollups and
+  the raw points still kept, which never overlap.
+- Several processes may write one file (``STREETPOLE_INGEST_PROCESSES``): rows are built and
+  routed before the lock is taken, so they wait for each other only during the statements; a
+  writer waits for another (WRITE_WAIT_S) rather than failing.
+- One transaction per ingest batch; ``synchronous=NORMAL`` keeps every committed transaction
+  across a process crash (an OS crash may lose the last ones; FULL costs throughput). The WAL
+  grows ten times SQLite's default before a checkpoint (``wal_autocheckpoint``): a batch dirties
+  a page per stream, and the default checkpointed at nearly every commit while ingest waited;
+  durability depends on ``synchronous`` only.
+
+Figures: docs/performance.md ("Ingest" and "The store").
 """
 
 from __future__ import annotations
@@ -128,7 +113,7 @@ BY_STREAM_DELETE = "DELETE FROM {table} WHERE stream IN (SELECT id FROM streams)
 
 # Readings are bound as 4-tuples (flags NULL in the statement) when they have a duration and no
 # flags, the usual case, else as 5-tuples: the sqlite3 module looks a None parameter up in its
-# adapter registry (two failed attribute lookups), which cost about 0.4 us per reading.
+# adapter registry (two failed attribute lookups) for every reading.
 _NO_FLAGS = "(?,?,?,?,NULL)"
 VALUES = {4: _NO_FLAGS, 5: "(?,?,?,?,?)"}
 VALUES_RECENT = {5: "(?,?,?,?,?,NULL)", 6: "(?,?,?,?,?,?)"}
@@ -156,7 +141,7 @@ _UPSERT = (
     " dur = excluded.dur, flags = excluded.flags WHERE excluded.ts > latest.ts"
 )
 # Rows per multi-row VALUES statement: one statement step for CHUNK rows instead of one bind,
-# step and reset per row through executemany (about 0.6 us a row less, measured).
+# step and reset per row through executemany.
 CHUNK = 250
 WRITE_WAIT_S = 120.0
 

@@ -18,27 +18,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from controller.broker import RELOAD_LOG_LINE, Broker, BrokerConfig, free_port
-from controller.mqtt_auth import MqttAccounts, generate_secret
+from controller.broker import RELOAD_LOG_LINE, Broker
 from tests.bench.bench_mqtt_auth_reload import connect_raw
-from tests.harness.api import prefill_nodes, running_api
+from tests.harness.api import kept_accounts, prefill_nodes, running_api
 
 
 def run(existing: int, nodes: int, concurrency: int = 1) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
-        auth = d / "auth"
-        MqttAccounts(auth).write()
-        pid = d / "mosquitto.pid"
-        broker = Broker(
-            d / "broker",
-            BrokerConfig(
-                port=free_port(),
-                password_file=auth / "mosquitto.passwd",
-                acl_file=auth / "mosquitto.acl",
-                pid_file=pid,
-            ),
-        )
+        kept = kept_accounts(d)
+        broker = Broker(d / "broker", kept.config)
         broker.start()
         url = f"sqlite:///{d / 'registry.db'}"
         prefill_nodes(url, existing)
@@ -46,13 +35,9 @@ def run(existing: int, nodes: int, concurrency: int = 1) -> dict[str, float]:
             with running_api(
                 d / "ctl",
                 database_url=url,
-                mqtt_url=broker.url,
-                mqtt_username="controller",
-                mqtt_password=generate_secret(),
-                broker_auth_dir=auth,
-                broker_pid_file=pid,
                 ingest_enabled=False,
                 dispatch_enabled=False,
+                **kept.settings(broker.url),
             ) as api:
                 owner = api.ok("admin", "GET", "/api/owners")[0]["id"]
                 for i in range(nodes):

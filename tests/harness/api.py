@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,8 @@ import httpx
 from fastapi.testclient import TestClient
 
 from controller.app import create_app
-from controller.mqtt_auth import generate_secret, hash_password
+from controller.broker import BrokerConfig, free_port
+from controller.mqtt_auth import MqttAccounts, generate_secret, hash_password
 from controller.registry.accounts import create_token, create_user
 from controller.registry.db import Registry
 from controller.registry.models import Node, Owner, Pole
@@ -64,6 +66,40 @@ def running_api(data_dir: Path, database_url: str | None = None, **settings: Any
         api = Api(client, url)
         api.tokens["admin"] = token
         yield api
+
+
+@dataclass(frozen=True)
+class KeptAccounts:
+    """A broker whose password and ACL files a controller keeps: the broker's config, and the
+    settings that make a controller keep them (``Settings(**kept.settings(broker_url))``)."""
+
+    auth_dir: Path
+    pid_file: Path
+    config: BrokerConfig
+
+    def settings(self, mqtt_url: str) -> dict[str, Any]:
+        return {
+            "mqtt_url": mqtt_url,
+            "mqtt_username": "controller",
+            "mqtt_password": generate_secret(),
+            "broker_auth_dir": self.auth_dir,
+            "broker_pid_file": self.pid_file,
+        }
+
+
+def kept_accounts(root: Path) -> KeptAccounts:
+    """Empty account files under ``root`` (the controller fills them at start) and a broker
+    config that reads them."""
+    accounts = MqttAccounts(root / "auth")
+    accounts.write()
+    pid = root / "mosquitto.pid"
+    config = BrokerConfig(
+        port=free_port(),
+        password_file=accounts.password_file,
+        acl_file=accounts.acl_file,
+        pid_file=pid,
+    )
+    return KeptAccounts(root / "auth", pid, config)
 
 
 def wait_for(cond: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:

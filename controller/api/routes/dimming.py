@@ -135,6 +135,17 @@ def _validate(db: DB, body: ProfileIn, owner: int | None) -> None:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(e)) from None
 
 
+def _name_free(db: DB, model: type[Program] | type[DimmingProfile], kind: str, name: str) -> None:
+    """Programs and profiles are named uniquely: a taken name is a 409."""
+    if db.scalar(select(model.id).where(model.name == name)) is not None:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"name: {kind} {name!r} exists")
+
+
+def _steps(body: ProgramIn) -> list[dict[str, Any]]:
+    """A program's steps as stored and sent to nodes: defaults left out, the level always in."""
+    return [s.model_dump(exclude_defaults=True) | {"level": s.level} for s in body.steps]
+
+
 # ---- programs ------------------------------------------------------------------------------
 @router.get("/programs", response_model=list[ProgramOut], summary="Control programs")
 def list_programs(db: DB, p: Viewer) -> list[Program]:
@@ -145,13 +156,8 @@ def list_programs(db: DB, p: Viewer) -> list[Program]:
 @router.post("/programs", response_model=ProgramOut, status_code=201, summary="Add a program")
 def create_program(db: DB, p: Operator, body: ProgramIn) -> Program:
     owner = _library_owner(db, p, body.owner_id)
-    if db.scalar(select(Program.id).where(Program.name == body.name)) is not None:
-        raise HTTPException(status.HTTP_409_CONFLICT, f"name: program {body.name!r} exists")
-    prog = Program(
-        name=body.name,
-        steps=[s.model_dump(exclude_defaults=True) | {"level": s.level} for s in body.steps],
-        owner_id=owner,
-    )
+    _name_free(db, Program, "program", body.name)
+    prog = Program(name=body.name, steps=_steps(body), owner_id=owner)
     db.add(prog)
     db.flush()
     audit(db, p, "program.create", "program", prog.id, **body.model_dump())
@@ -163,7 +169,7 @@ def replace_program(db: DB, p: Operator, program_id: IdPath, body: ProgramIn) ->
     prog = _library_entry(db, p, Program, program_id, body.owner_id)
     if body.name != prog.name:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "name: cannot be changed")
-    prog.steps = [s.model_dump(exclude_defaults=True) | {"level": s.level} for s in body.steps]
+    prog.steps = _steps(body)
     db.flush()
     profiles = db.scalars(select(DimmingProfile)).all()
     n = 0
@@ -186,8 +192,7 @@ def list_profiles(db: DB, p: Viewer) -> list[DimmingProfile]:
 @router.post("/profiles", response_model=ProfileOut, status_code=201, summary="Add a profile")
 def create_profile(db: DB, p: Operator, body: ProfileIn) -> DimmingProfile:
     owner = _library_owner(db, p, body.owner_id)
-    if db.scalar(select(DimmingProfile.id).where(DimmingProfile.name == body.name)) is not None:
-        raise HTTPException(status.HTTP_409_CONFLICT, f"name: profile {body.name!r} exists")
+    _name_free(db, DimmingProfile, "profile", body.name)
     _validate(db, body, owner)
     prof = DimmingProfile(**body.stored() | {"owner_id": owner})
     db.add(prof)
