@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from controller.registry.accounts import create_token, create_user
 from controller.registry.db import Registry
 from controller.registry.models import Node, Owner, Pole
 from controller.settings import Settings
+from tests.harness.wait import wait_for as wait_for  # where most tests import it from
 
 
 class Api:
@@ -64,17 +64,6 @@ def running_api(data_dir: Path, database_url: str | None = None, **settings: Any
         api = Api(client, url)
         api.tokens["admin"] = token
         yield api
-
-
-def wait_for(cond: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = cond()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def prefill_nodes(url: str, n: int) -> None:
