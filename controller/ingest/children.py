@@ -85,6 +85,7 @@ async def supervise(settings: Settings, group: str) -> None:
 def run_child() -> None:
     """The ``ingest-child`` command: settings from standard input, ingest until it closes."""
     from controller.app import ingest_only
+    from controller.ingest.worker import freeze_startup_objects
 
     settings = Settings.model_validate_json(sys.stdin.buffer.readline())
 
@@ -103,4 +104,5 @@ def run_child() -> None:
             await ingest_only(settings)
 
     logging.basicConfig(level=logging.INFO)
+    freeze_startup_objects()
     asyncio.run(main())
