@@ -37,6 +37,7 @@ class AppState:
     ingest: IngestWorker | None = None
     heard: Heard = field(default_factory=Heard)
     readiness: Readiness | None = None
+    fleet_rounds: int = 0  # rounds of the fleet loop done (app._fleet_loop): tests wait for one
     admission: Admission = field(init=False)
     login_guard: LoginGuard = field(init=False)
 
