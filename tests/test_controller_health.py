@@ -76,6 +76,16 @@ def refused_properly(r: httpx.Response) -> bool:
     return r.status_code == 503 and "retry-after" in r.headers
 
 
+def in_flight(metrics: str) -> float:
+    """Requests holding a turn at the registry, from /metrics (controller/api/admission.py)."""
+    (value,) = (
+        float(line.split()[-1])
+        for line in metrics.splitlines()
+        if line.startswith("streetpole_api_requests_in_flight ")
+    )
+    return value
+
+
 # ---- item 2: load ------------------------------------------------------------------------------
 @contextmanager
 def controller_process(data: Path) -> Iterator[str]:
@@ -110,7 +120,11 @@ def test_a_full_queue_is_refused_with_503_and_retry_after(tmp_path: Path) -> Non
                 slow = asyncio.create_task(
                     c.post("/api/owners", json={"slug": "x", "name": "X"}, headers=h)
                 )
-                await asyncio.sleep(0.5)  # the write above now waits for the lock, holding the turn
+                # the write above takes the one turn, then waits for the lock holding it
+                deadline = time.monotonic() + 10
+                while in_flight((await c.get("/metrics")).text) < 1:
+                    assert time.monotonic() < deadline, "the write never took its turn"
+                    await asyncio.sleep(0.02)
                 rest = await asyncio.gather(*(c.get("/api/poles", headers=h) for _ in range(5)))
                 return [*rest, await slow]
 
@@ -164,13 +178,14 @@ def test_a_write_waiting_for_the_lock_never_stalls_the_event_loop(tmp_path: Path
                 )
             )
             up.start()
-            time.sleep(0.3)  # let the upload reach its write; the probes below are the test
+            # the upload has its turn and waits for the lock; the probes below are the test
+            wait_for(lambda: in_flight(c.get("/metrics").text) == 1, 10, "the upload's turn")
             worst = 0.0
             for _ in range(10):
                 t = time.monotonic()
                 assert c.get("/healthz").status_code == 200
                 worst = max(worst, time.monotonic() - t)
-                time.sleep(0.1)
+                time.sleep(0.1)  # probes spread over a second: the wait is not an instant
         up.join(30)
         assert worst < 1.0, f"/healthz took {worst:.2f} s while a write waited"
         assert result and result[0].status_code in (201, 503), result[0].text
