@@ -100,6 +100,7 @@ def controller_process(data: Path) -> Iterator[str]:
         ctl.stop()
 
 
+@pytest.mark.slow
 def test_200_concurrent_requests_never_500_and_healthz_stays_fast(tmp_path: Path) -> None:
     tokens = accounts(tmp_path)
     with controller_process(tmp_path) as url:
@@ -109,6 +110,7 @@ def test_200_concurrent_requests_never_500_and_healthz_stays_fast(tmp_path: Path
     assert b.healthz_p99_ms < 1000, f"/healthz p99 {b.healthz_p99_ms:.0f} ms"
 
 
+@pytest.mark.slow
 def test_a_full_queue_is_refused_with_503_and_retry_after(tmp_path: Path) -> None:
     tokens = accounts(tmp_path)
     # one turn, no queue: while one request holds the turn, the others are refused
@@ -135,6 +137,7 @@ def test_a_full_queue_is_refused_with_503_and_retry_after(tmp_path: Path) -> Non
 
 
 # ---- item 3: the lock --------------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_held_registry_lock_answers_503_in_seconds_and_turns_readyz_red(tmp_path: Path) -> None:
     accounts(tmp_path)
     with served(tmp_path) as url, httpx.Client(base_url=url, timeout=60) as c:
@@ -192,6 +195,7 @@ def test_a_write_waiting_for_the_lock_never_stalls_the_event_loop(tmp_path: Path
 
 
 # ---- item 4: readiness -------------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_full_disk_refuses_login_with_503_and_readyz_says_why(tmp_path: Path) -> None:
     accounts(tmp_path)
     with running_api(tmp_path, **QUIET) as api:
@@ -284,6 +288,7 @@ def test_failed_logins_back_off_per_address(tmp_path: Path) -> None:
         assert login(api, "vera", PASSWORD).status_code == 429
 
 
+@pytest.mark.slow
 def test_unknown_accounts_take_as_long_to_refuse_as_known_ones(tmp_path: Path) -> None:
     with running_api(
         tmp_path, login_free_failures_account=100, login_free_failures_ip=100, **QUIET
@@ -303,6 +308,7 @@ def test_unknown_accounts_take_as_long_to_refuse_as_known_ones(tmp_path: Path) -
         assert 0.6 < u / k < 1.6, f"known {k * 1000:.0f} ms, unknown {u * 1000:.0f} ms"
 
 
+@pytest.mark.slow
 def test_the_cli_says_one_line_when_the_registry_is_locked(tmp_path: Path) -> None:
     accounts(tmp_path)
     env = dict(os.environ, STREETPOLE_DATA_DIR=str(tmp_path))

@@ -149,6 +149,7 @@ class SseReader:
         self.sock.close()
 
 
+@pytest.mark.slow
 def test_event_stream(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'registry.db'}"
     Registry(url).close()

@@ -110,6 +110,7 @@ def anon(tmp_path: Path, broker: Broker) -> Iterator[tuple[Api, Broker]]:
         yield api, broker
 
 
+@pytest.mark.slow
 def test_area_override_reaches_exactly_the_nodes_inside_and_expires(
     anon: tuple[Api, Broker],
 ) -> None:
@@ -267,6 +268,7 @@ def test_profile_compiles_to_retained_configs_and_the_node_answer_is_kept(
         tap.close()
 
 
+@pytest.mark.slow
 def test_campaign_halts_by_itself_past_its_failure_threshold(anon: tuple[Api, Broker]) -> None:
     api, broker = anon
     creds = street(api, 8)
@@ -358,6 +360,7 @@ def test_campaign_halts_by_itself_past_its_failure_threshold(anon: tuple[Api, Br
         tap.close()
 
 
+@pytest.mark.slow
 def test_node_credentials_cannot_speak_for_another_node(tmp_path: Path) -> None:
     auth = tmp_path / "auth"
     accounts = MqttAccounts(auth)

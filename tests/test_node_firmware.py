@@ -157,6 +157,7 @@ def update_cmd(
     return cmd
 
 
+@pytest.mark.slow
 def test_whole_firmware_on_micropython(pbroker: Broker, node_rom: Path, tmp_path: Path) -> None:
     pole = f"P-{pbroker.port}"
     obs = Observer(pbroker, pole)
@@ -362,6 +363,7 @@ def test_whole_firmware_on_micropython(pbroker: Broker, node_rom: Path, tmp_path
     assert not obs.bad, obs.bad
 
 
+@pytest.mark.slow
 def test_many_nodes_in_one_cpython_loop(broker: Broker, tmp_path: Path) -> None:
     """The simulator's way: several Node instances share one asyncio loop and a fast clock.
     Walking past pole A's PIR lights pole B (its configured neighbour) ahead of the walker."""

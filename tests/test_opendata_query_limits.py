@@ -254,6 +254,7 @@ def _check(r: object) -> None:
     database=None,
     suppress_health_check=list(HealthCheck),
 )
+@pytest.mark.slow
 @given(path=PATHS, params=_options())
 def test_fuzz_never_a_server_error(client: TestClient, path: str, params: dict[str, str]) -> None:
     _check(_get(client, f"/sta/v1.1/{path}", params))

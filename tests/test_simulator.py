@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
+import pytest
 
 import simulator  # noqa: F401  (puts firmware/ on the path)
 from controller.broker import Broker
@@ -115,6 +116,7 @@ def street_process(
     out.put(street.totals())
 
 
+@pytest.mark.slow
 def test_a_street_of_virtual_poles(tmp_path: Path, broker: Broker) -> None:
     lay = grid(10, prefix="S-")
     ids = [p.id for p in lay.poles]

@@ -191,6 +191,7 @@ NIGHT_S = 4 * 3600
 NIGHT_SPEED = 240
 
 
+@pytest.mark.slow
 def test_night_of_50_poles_stored_once_saves_energy(stack: Stack, tmp_path: Path) -> None:
     lay = grid(50, prefix="NT-")
     sc = from_dict(NIGHT)
@@ -242,6 +243,7 @@ def test_night_of_50_poles_stored_once_saves_energy(stack: Stack, tmp_path: Path
     print(f"night: {NIGHT_S / 3600:.0f} h of 50 poles in {ran:.0f} s; store {n} readings")
 
 
+@pytest.mark.slow
 def test_broker_outage_nothing_lost(stack: Stack) -> None:
     """30 s outage in the nodes' time: the street runs at 10x, the broker is down 3 real s."""
     lay = grid(10, prefix="BO-")
@@ -334,6 +336,7 @@ def test_override_reaches_the_poles_within_2s(stack: Stack) -> None:
         run.stop()
 
 
+@pytest.mark.slow
 def test_firmware_campaign_nine_update_one_rolls_back(stack: Stack, tmp_path: Path) -> None:
     lay = grid(10, prefix="FW-")
     with stack.http() as h:
