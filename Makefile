@@ -61,7 +61,7 @@ lock:
 test: deps
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# The inner loop: every test not marked slow (over about 5 s each); `make test` runs them all.
+# The inner loop: every test not marked slow (a few seconds or more); `make test` runs them all.
 test-fast: deps
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 

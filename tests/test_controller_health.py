@@ -279,6 +279,7 @@ def test_failed_logins_back_off_per_account_and_are_audited(tmp_path: Path) -> N
         assert audit[0]["detail"]["reason"] == "unknown account"
 
 
+@pytest.mark.slow
 def test_failed_logins_back_off_per_address(tmp_path: Path) -> None:
     with running_api(tmp_path, login_free_failures_ip=10, **QUIET) as api:
         api.account("vera", "viewer")
@@ -370,6 +371,7 @@ def test_writers_of_one_process_queue_and_every_exit_gives_the_lock_back(tmp_pat
         reg.close()
 
 
+@pytest.mark.slow
 def test_open_event_streams_hold_no_registry_connection(tmp_path: Path) -> None:
     tokens = accounts(tmp_path)
     app = create_app(Settings(data_dir=tmp_path, _env_file=None, **QUIET))

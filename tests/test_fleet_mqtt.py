@@ -178,6 +178,7 @@ def test_area_override_reaches_exactly_the_nodes_inside_and_expires(
         tap.close()
 
 
+@pytest.mark.slow
 def test_profile_compiles_to_retained_configs_and_the_node_answer_is_kept(
     anon: tuple[Api, Broker],
 ) -> None:
@@ -454,6 +455,7 @@ def test_node_credentials_cannot_speak_for_another_node(tmp_path: Path) -> None:
         broker.stop()
 
 
+@pytest.mark.slow
 def test_alarms_from_last_will_and_events_energy_and_owner_scope(
     anon: tuple[Api, Broker],
 ) -> None:

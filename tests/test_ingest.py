@@ -62,6 +62,7 @@ class Harness:
         self.worker = IngestWorker(settings, self.store, self.ops, Metrics())
 
 
+@pytest.mark.slow
 def test_one_malformed_among_ten_thousand(broker: Broker, tmp_path: Path) -> None:
     h = Harness(settings_for(broker, tmp_path))
     good = [(meas_topic(f"p{i % 100}"), meas(i)) for i in range(10_000)]
@@ -166,6 +167,7 @@ def test_resends_are_stored_once_and_state_events_acks_kept(broker: Broker, tmp_
     assert h.ops.acks()[0]["status"] == "applied"
 
 
+@pytest.mark.slow
 def test_broker_restart_ingest_resumes(tmp_path: Path) -> None:
     broker = Broker(tmp_path / "b", BrokerConfig(port=free_port(), persistence_dir=tmp_path / "b"))
     broker.start()
@@ -348,6 +350,7 @@ def test_fast_path_takes_packets_cut_anywhere() -> None:
     assert got == [] and client._sock is None
 
 
+@pytest.mark.slow
 def test_ingest_over_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The fast receive path (controller/ingest/fastmqtt.py) on a TLS socket: records are read
     as they are decrypted and what TLS still holds is drained through ``pending()``."""

@@ -133,6 +133,7 @@ batches = st.fixed_dictionaries(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None)
 @given(batch=batches, spaced=st.booleans())
 def test_fast_meas_decoder_agrees_on_random_batches(batch: dict[str, Any], spaced: bool) -> None:

@@ -66,6 +66,7 @@ def stream_ids_in(text: str) -> set[int]:
     return ids
 
 
+@pytest.mark.slow
 def test_nothing_hidden_appears_anywhere(street: tuple[Api, dict[str, Any]]) -> None:
     api, made = street
     hidden = hidden_ids(made["index"])

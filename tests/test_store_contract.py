@@ -153,6 +153,7 @@ readings_st = st.lists(
         max_size=5,
     ),
 )
+@pytest.mark.slow
 def test_sqlite_never_loses_or_doubles_a_point(
     tmp_path_factory: pytest.TempPathFactory,
     groups: list[list[tuple[int, str, float]]],
