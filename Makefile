@@ -9,11 +9,12 @@ STAMP       := $(VENV)/.installed
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: help run test lint format clean deps apt venv schemas lock mpy assets screenshots
+.PHONY: help run test test-fast lint format clean deps apt venv schemas lock mpy assets screenshots
 
 help:
 	@echo "make run     start broker, controller and a simulated street (20 poles); prints where to look"
 	@echo "make test    install what is missing and run the whole test suite"
+	@echo "make test-fast  the suite without the tests marked slow (the inner loop)"
 	@echo "make lint    ruff and mypy"
 	@echo "make deps    Debian packages, .venv with this checkout installed editable (pip install -e .[dev]),"
 	@echo "             dashboard assets; then .venv/bin/streetpole is the command line"
@@ -21,7 +22,7 @@ help:
 	@echo "make schemas regenerate protocols/schemas/*.json from protocols/schema_defs.py"
 	@echo "make mpy     compile firmware/ and protocols/ to .mpy into build/mpy"
 	@echo "make demo-data, make serve   open data without a street (sample data, controller alone)"
-	@echo "make bench   benchmarks: ingest, firmware heap and speed, open-data API"
+	@echo "make bench   benchmarks: ingest, store, firmware heap and speed, open-data API, simulator, soak"
 	@echo "make node-virtual  a virtual node for technician practice (streetpole node virtual)"
 	@echo "make assets  map and chart libraries from npm into the dashboard (part of deps)"
 	@echo "make screenshots  regenerate docs/screenshots from the end-to-end dashboard test"
@@ -63,6 +64,10 @@ lock:
 test: deps
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# The inner loop: every test not marked slow (a few seconds or more); `make test` runs them all.
+test-fast: deps
+	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -86,8 +91,8 @@ clean:
 	find . -name __pycache__ -prune -exec rm -rf {} +
 	rm -rf $(VENV)
 
-.PHONY: bench bench-ingest bench-store bench-firmware bench-api bench-sim demo-data serve node-virtual sim
-bench: bench-ingest bench-store bench-firmware bench-api bench-sim
+.PHONY: bench bench-ingest bench-store bench-firmware bench-api bench-sim bench-soak demo-data serve node-virtual sim
+bench: bench-ingest bench-store bench-firmware bench-api bench-sim bench-soak
 
 bench-ingest: deps
 	$(PY) -m tests.bench.bench_ingest
@@ -103,6 +108,10 @@ bench-api: deps
 
 bench-sim: deps
 	$(PY) -m tests.bench.bench_sim
+
+# the controller soak at full length (`make test` runs a short one)
+bench-soak: deps
+	$(PY) -m tests.bench.bench_soak
 
 # Open data without a street: a deterministic sample in the default store, then the controller
 # alone (no broker needed), port from PORT (default 8000).

@@ -196,6 +196,7 @@ async def _fleet_loop(state: AppState, period_s: float = 2.0) -> None:
             await _thread_to_the_end(work)
         except Exception:
             log.exception("fleet loop failed")
+        state.fleet_rounds += 1
         await asyncio.sleep(period_s)
 
 

@@ -50,3 +50,10 @@ class Metrics:
         self.broker_connected = Gauge(
             "streetpole_ingest_broker_connected", "1 while ingest is connected", registry=r
         )
+        # the API's admission to the registry (controller/api/admission.py), read when scraped
+        self.api_in_flight = Gauge(
+            "streetpole_api_requests_in_flight", "Requests holding a turn", registry=r
+        )
+        self.api_waiting = Gauge(
+            "streetpole_api_requests_waiting", "Requests waiting for a turn", registry=r
+        )

@@ -37,12 +37,16 @@ class AppState:
     ingest: IngestWorker | None = None
     heard: Heard = field(default_factory=Heard)
     readiness: Readiness | None = None
+    fleet_rounds: int = 0  # rounds of the fleet loop done (app._fleet_loop): tests wait for one
     admission: Admission = field(init=False)
     login_guard: LoginGuard = field(init=False)
 
     def __post_init__(self) -> None:
         s = self.settings
         self.admission = Admission(s.api_concurrency, s.api_queue, s.api_queue_wait_s)
+        gate, m = self.admission, self.metrics
+        m.api_in_flight.set_function(lambda: gate.in_flight)
+        m.api_waiting.set_function(lambda: gate.waiting)
         self.login_guard = LoginGuard(
             s.login_free_failures_account, s.login_free_failures_ip, s.login_max_backoff_s
         )

@@ -237,6 +237,7 @@ def test_a_journal_from_before_confirmations_is_read(tmp_path: Path) -> None:
     assert buf.confirm(2, 0, 0) == 1 and len(buf) == 0
 
 
+@pytest.mark.slow
 def test_buffer_on_micropython(tmp_path: Path, mpy_tree: Path) -> None:
     out = run_micropython(SCRIPT, str(tmp_path), mpy_root=mpy_tree, cwd=tmp_path).stdout
     lines = out.strip().splitlines()

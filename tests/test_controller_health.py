@@ -76,6 +76,16 @@ def refused_properly(r: httpx.Response) -> bool:
     return r.status_code == 503 and "retry-after" in r.headers
 
 
+def in_flight(metrics: str) -> float:
+    """Requests holding a turn at the registry, from /metrics (controller/api/admission.py)."""
+    (value,) = (
+        float(line.split()[-1])
+        for line in metrics.splitlines()
+        if line.startswith("streetpole_api_requests_in_flight ")
+    )
+    return value
+
+
 # ---- item 2: load ------------------------------------------------------------------------------
 @contextmanager
 def controller_process(data: Path) -> Iterator[str]:
@@ -90,6 +100,7 @@ def controller_process(data: Path) -> Iterator[str]:
         ctl.stop()
 
 
+@pytest.mark.slow
 def test_200_concurrent_requests_never_500_and_healthz_stays_fast(tmp_path: Path) -> None:
     tokens = accounts(tmp_path)
     with controller_process(tmp_path) as url:
@@ -99,6 +110,7 @@ def test_200_concurrent_requests_never_500_and_healthz_stays_fast(tmp_path: Path
     assert b.healthz_p99_ms < 1000, f"/healthz p99 {b.healthz_p99_ms:.0f} ms"
 
 
+@pytest.mark.slow
 def test_a_full_queue_is_refused_with_503_and_retry_after(tmp_path: Path) -> None:
     tokens = accounts(tmp_path)
     # one turn, no queue: while one request holds the turn, the others are refused
@@ -110,7 +122,11 @@ def test_a_full_queue_is_refused_with_503_and_retry_after(tmp_path: Path) -> Non
                 slow = asyncio.create_task(
                     c.post("/api/owners", json={"slug": "x", "name": "X"}, headers=h)
                 )
-                await asyncio.sleep(0.5)  # the write above now waits for the lock, holding the turn
+                # the write above takes the one turn, then waits for the lock holding it
+                deadline = time.monotonic() + 10
+                while in_flight((await c.get("/metrics")).text) < 1:
+                    assert time.monotonic() < deadline, "the write never took its turn"
+                    await asyncio.sleep(0.02)
                 rest = await asyncio.gather(*(c.get("/api/poles", headers=h) for _ in range(5)))
                 return [*rest, await slow]
 
@@ -121,6 +137,7 @@ def test_a_full_queue_is_refused_with_503_and_retry_after(tmp_path: Path) -> Non
 
 
 # ---- item 3: the lock --------------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_held_registry_lock_answers_503_in_seconds_and_turns_readyz_red(tmp_path: Path) -> None:
     accounts(tmp_path)
     with served(tmp_path) as url, httpx.Client(base_url=url, timeout=60) as c:
@@ -164,19 +181,21 @@ def test_a_write_waiting_for_the_lock_never_stalls_the_event_loop(tmp_path: Path
                 )
             )
             up.start()
-            time.sleep(0.3)  # let the upload reach its write; the probes below are the test
+            # the upload has its turn and waits for the lock; the probes below are the test
+            wait_for(lambda: in_flight(c.get("/metrics").text) == 1, 10, "the upload's turn")
             worst = 0.0
             for _ in range(10):
                 t = time.monotonic()
                 assert c.get("/healthz").status_code == 200
                 worst = max(worst, time.monotonic() - t)
-                time.sleep(0.1)
+                time.sleep(0.1)  # probes spread over a second: the wait is not an instant
         up.join(30)
         assert worst < 1.0, f"/healthz took {worst:.2f} s while a write waited"
         assert result and result[0].status_code in (201, 503), result[0].text
 
 
 # ---- item 4: readiness -------------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_full_disk_refuses_login_with_503_and_readyz_says_why(tmp_path: Path) -> None:
     accounts(tmp_path)
     with running_api(tmp_path, **QUIET) as api:
@@ -260,6 +279,7 @@ def test_failed_logins_back_off_per_account_and_are_audited(tmp_path: Path) -> N
         assert audit[0]["detail"]["reason"] == "unknown account"
 
 
+@pytest.mark.slow
 def test_failed_logins_back_off_per_address(tmp_path: Path) -> None:
     with running_api(tmp_path, login_free_failures_ip=10, **QUIET) as api:
         api.account("vera", "viewer")
@@ -269,6 +289,7 @@ def test_failed_logins_back_off_per_address(tmp_path: Path) -> None:
         assert login(api, "vera", PASSWORD).status_code == 429
 
 
+@pytest.mark.slow
 def test_unknown_accounts_take_as_long_to_refuse_as_known_ones(tmp_path: Path) -> None:
     with running_api(
         tmp_path, login_free_failures_account=100, login_free_failures_ip=100, **QUIET
@@ -288,6 +309,7 @@ def test_unknown_accounts_take_as_long_to_refuse_as_known_ones(tmp_path: Path) -
         assert 0.6 < u / k < 1.6, f"known {k * 1000:.0f} ms, unknown {u * 1000:.0f} ms"
 
 
+@pytest.mark.slow
 def test_the_cli_says_one_line_when_the_registry_is_locked(tmp_path: Path) -> None:
     accounts(tmp_path)
     env = dict(os.environ, STREETPOLE_DATA_DIR=str(tmp_path))
@@ -349,6 +371,7 @@ def test_writers_of_one_process_queue_and_every_exit_gives_the_lock_back(tmp_pat
         reg.close()
 
 
+@pytest.mark.slow
 def test_open_event_streams_hold_no_registry_connection(tmp_path: Path) -> None:
     tokens = accounts(tmp_path)
     app = create_app(Settings(data_dir=tmp_path, _env_file=None, **QUIET))

@@ -36,6 +36,7 @@ def test_the_data_folder_and_its_files_are_private_after_start(tmp_path: Path) -
         assert mode(f) & 0o077 == 0, f"{f.name}: {mode(f):o}"
 
 
+@pytest.mark.slow
 def test_a_served_controller_makes_private_files(tmp_path: Path) -> None:
     """`streetpole serve` runs with umask 077: what it creates later is private too."""
     code = (

@@ -149,6 +149,7 @@ class SseReader:
         self.sock.close()
 
 
+@pytest.mark.slow
 def test_event_stream(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'registry.db'}"
     Registry(url).close()
@@ -199,7 +200,8 @@ def test_event_stream(tmp_path: Path) -> None:
             return check
 
         wait_for(pumped(lambda: all("hello" in r.kinds() for r in readers.values())), 5, "hello")
-        time.sleep(1.5)  # the poller's first look is its baseline
+        hub = app.state.dashboard_hub
+        wait_for(lambda: hub.primed, 10, "the poller's first look (its baseline)")
         # what the ingest does when nodes report: a state and an alarm per pole
         with reg.session() as db:
             for n in db.query(Node).all():
@@ -217,8 +219,16 @@ def test_event_stream(tmp_path: Path) -> None:
                 )
             )
         wait_for(pumped(lambda: len(readers["admin"].events) >= 6), 10, "events")
-        time.sleep(1.2)
-        pumped(lambda: True)()
+        # one more whole poll after those: whatever it adds is counted in hub.sent, and every
+        # event sent reaches its stream
+        polls = hub.polls
+        wait_for(lambda: hub.polls >= polls + 2, 10, "another poll")
+        wait_for(
+            pumped(lambda: sum(len(r.events) - 1 for r in readers.values()) >= hub.sent),
+            10,
+            "every event sent",
+        )
+        assert hub.sent == 7
         seen = {
             who: sorted((k, d.get("pole") or d.get("pole_id")) for k, d in r.events if k != "hello")
             for who, r in readers.items()
@@ -235,6 +245,5 @@ def test_event_stream(tmp_path: Path) -> None:
         assert node["status"] == "online" and node["level"] == 0.4
         for r in readers.values():
             r.close()
-        hub = app.state.dashboard_hub
         wait_for(lambda: not hub.subscribers, 5, "streams closed on disconnect")
     reg.close()

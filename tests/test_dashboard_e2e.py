@@ -140,6 +140,7 @@ def restricted_no2(s: Stack) -> None:
     s.app.state.streetpole.store.write([Batch(s.ids[1], "n1", 1, 10_000, readings)])
 
 
+@pytest.mark.slow
 def test_dashboard_and_portal(stack: Stack) -> None:
     exe = chromium()
     from playwright.sync_api import expect, sync_playwright

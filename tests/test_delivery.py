@@ -16,7 +16,6 @@ import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,20 +33,13 @@ from protocols import codec
 from simulator.layout import grid
 from simulator.street import Street
 from simulator.world import World
+from tests.harness.wait import wait_for
 from tests.ingest_helpers import T0, FailingStore, meas, meas_topic, publish_all
 
 POLES = 20
 SPEED = 20  # the nodes' clocks run 20x: a 10 s report period is a batch per pole every 0.5 s
 PERIOD_S = 10
 KILLS = 3
-
-
-def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 class Ingest:

@@ -23,7 +23,8 @@ from controller.settings import Settings
 from protocols import topics
 from simulator.mpnodes import MicroPythonPole, build_node_rom
 from spnode.buffer import SIZE_FLASH, Buffer
-from tests.test_delivery import Ingest, stored_batches, wait_for
+from tests.harness.wait import wait_for
+from tests.test_delivery import Ingest, stored_batches
 from tests.test_simulator_mp import CONFIG
 
 POLE = "MP-DELIVERY"

@@ -311,10 +311,10 @@ def test_overrides_win_expire_on_time_and_the_last_wins() -> None:
 
 def test_commands_from_the_protocol_vectors() -> None:
     d = dimmer()
-    for line in (VECTORS / "cmd.jsonl").read_text().splitlines():
-        v = json.loads(line)
-        if not v["valid"]:
-            continue
+    vectors = [json.loads(line) for line in (VECTORS / "cmd.jsonl").read_text().splitlines()]
+    valid = [v for v in vectors if v["valid"]]
+    assert valid
+    for v in valid:
         cmd = codec.decode("cmd", json.dumps(v["payload"]).encode())
         assert d.command(cmd) == (cmd["cmd"] in ("override", "revert"))
     assert d.override is None  # the revert came last

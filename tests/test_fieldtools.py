@@ -104,6 +104,7 @@ def env(site: Site, who: str = "tess") -> list[str]:
     return ["--controller", site.url, "--token", site.tokens[who]]
 
 
+@pytest.mark.slow
 def test_deploy_uploads_only_what_differs_and_verifies_on_the_node(vnode: VirtualNode) -> None:
     port = str(vnode.tty)
     code, out = cli("deploy", "--port", port, "--board", "sim")
@@ -138,6 +139,7 @@ def test_wrong_board_is_refused_before_anything_is_written(vnode: VirtualNode) -
     assert after == before
 
 
+@pytest.mark.slow
 def test_commission_end_to_end(site: Site, vnode: VirtualNode, tmp_path: Path) -> None:
     record = tmp_path / "rec.json"
     code, out = cli(
@@ -207,6 +209,7 @@ def test_commission_end_to_end(site: Site, vnode: VirtualNode, tmp_path: Path) -
     assert hashlib.sha256("".join(lines).encode()).hexdigest() == rec["firmware"]["hash"]
 
 
+@pytest.mark.slow
 def test_provision_with_an_operator_token_adds_the_modules(site: Site, vnode: VirtualNode) -> None:
     cli("deploy", "--port", str(vnode.tty), "--board", "sim")
     # this ESP32 on RTD-0001 (as the commissioning test leaves it; again here, so the test
@@ -281,6 +284,7 @@ def _provision_second_pole(site: Site, vnode: VirtualNode) -> None:
     assert code == EXIT["usage"] and "right pole" in out, out
 
 
+@pytest.mark.slow
 def test_selftest_failures_name_the_checks_and_stop_commissioning(
     site: Site, vnode: VirtualNode, tmp_path: Path
 ) -> None:
@@ -400,6 +404,7 @@ def test_records_are_checked_and_scoped(site: Site) -> None:
     assert site.get("tess", "/api/commissioning/999999").status_code == 404
 
 
+@pytest.mark.slow
 def test_provisioning_refuses_a_node_in_service_unless_replace(
     site: Site, vnode: VirtualNode
 ) -> None:

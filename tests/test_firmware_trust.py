@@ -75,6 +75,7 @@ def commands(tap: Tap, n: int) -> list[tuple[str, dict[str, Any]]]:
     return got
 
 
+@pytest.mark.slow
 def test_update_commands_are_signed_for_their_node_and_expire(api: Api, broker: Broker) -> None:
     creds = street(api, 2)
     keys = {c["node"]["pole_id"]: bytes.fromhex(c["update_key"]) for c in creds}
@@ -107,6 +108,7 @@ def test_update_commands_are_signed_for_their_node_and_expire(api: Api, broker: 
         tap.close()
 
 
+@pytest.mark.slow
 def test_rollback_is_explicit_and_signed(api: Api, broker: Broker) -> None:
     creds = street(api, 1)
     key = bytes.fromhex(creds[0]["update_key"])

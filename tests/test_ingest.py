@@ -5,18 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from controller.broker import Broker, BrokerConfig, free_port
-from controller.ingest.worker import IngestWorker
+from controller.ingest.worker import SHARED_GROUP, IngestWorker
 from controller.metrics import Metrics
 from controller.settings import Settings
 from controller.store.ops import OpsStore
@@ -24,6 +24,7 @@ from controller.store.sqlite import SqliteStore
 from protocols import codec, topics
 from tests.harness import procs
 from tests.harness.controller_proc import ControllerProcess
+from tests.harness.wait import until, wait_for
 from tests.ingest_helpers import (
     QUANTITIES,
     T0,
@@ -51,14 +52,6 @@ def count_points(db: Path) -> tuple[int, int]:
         conn.close()
 
 
-async def until(cond: Callable[[], bool], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        await asyncio.sleep(0.05)
-
-
 class Harness:
     """An in-process ingest worker with its own stores."""
 
@@ -69,6 +62,7 @@ class Harness:
         self.worker = IngestWorker(settings, self.store, self.ops, Metrics())
 
 
+@pytest.mark.slow
 def test_one_malformed_among_ten_thousand(broker: Broker, tmp_path: Path) -> None:
     h = Harness(settings_for(broker, tmp_path))
     good = [(meas_topic(f"p{i % 100}"), meas(i)) for i in range(10_000)]
@@ -82,7 +76,7 @@ def test_one_malformed_among_ten_thousand(broker: Broker, tmp_path: Path) -> Non
         task = asyncio.create_task(h.worker.run())
         await asyncio.wait_for(h.worker.connected.wait(), 10)
         await asyncio.to_thread(publish_all, broker, messages)
-        await until(lambda: h.worker.stats.messages >= len(messages))
+        await until(lambda: h.worker.stats.messages >= len(messages), 60)
         task.cancel()
 
     asyncio.run(main())
@@ -92,6 +86,24 @@ def test_one_malformed_among_ten_thousand(broker: Broker, tmp_path: Path) -> Non
     (dead,) = h.ops.dead_letters()
     assert dead["field"] == "readings[0].v" and dead["topic"] == bad[0]
     assert "number" in dead["reason"]
+
+
+def test_an_in_process_worker_leaves_the_gc_alone(broker: Broker, tmp_path: Path) -> None:
+    """Freezing the GC is for the controller's and the ingest child's process (their entry
+    points do it), never for whoever runs a worker: here, the test session."""
+    h = Harness(settings_for(broker, tmp_path))
+    before = gc.get_freeze_count(), gc.get_threshold()
+
+    async def main() -> None:
+        task = asyncio.create_task(h.worker.run())
+        await asyncio.wait_for(h.worker.connected.wait(), 10)
+        await asyncio.to_thread(publish_all, broker, [(meas_topic("p1"), meas(1))])
+        await until(lambda: h.worker.stats.messages >= 1, 30, "the message stored")
+        task.cancel()
+
+    asyncio.run(main())
+    assert count_points(h.settings.database_path) == (len(QUANTITIES), 1)
+    assert (gc.get_freeze_count(), gc.get_threshold()) == before
 
 
 def test_resends_are_stored_once_and_state_events_acks_kept(broker: Broker, tmp_path: Path) -> None:
@@ -138,7 +150,7 @@ def test_resends_are_stored_once_and_state_events_acks_kept(broker: Broker, tmp_
         task = asyncio.create_task(h.worker.run())
         await asyncio.wait_for(h.worker.connected.wait(), 10)
         await asyncio.to_thread(publish_all, broker, msgs)
-        await until(lambda: h.worker.stats.messages >= len(msgs))
+        await until(lambda: h.worker.stats.messages >= len(msgs), 60)
         task.cancel()
 
     asyncio.run(main())
@@ -155,6 +167,7 @@ def test_resends_are_stored_once_and_state_events_acks_kept(broker: Broker, tmp_
     assert h.ops.acks()[0]["status"] == "applied"
 
 
+@pytest.mark.slow
 def test_broker_restart_ingest_resumes(tmp_path: Path) -> None:
     broker = Broker(tmp_path / "b", BrokerConfig(port=free_port(), persistence_dir=tmp_path / "b"))
     broker.start()
@@ -166,7 +179,7 @@ def test_broker_restart_ingest_resumes(tmp_path: Path) -> None:
         await asyncio.to_thread(
             publish_all, broker, [(meas_topic("p1"), meas(i)) for i in range(100)]
         )
-        await until(lambda: h.worker.stats.messages >= 100)
+        await until(lambda: h.worker.stats.messages >= 100, 60)
         await asyncio.to_thread(broker.restart)
         await until(lambda: h.worker.stats.connects >= 2, 30)
         await asyncio.to_thread(
@@ -225,8 +238,8 @@ def test_two_workers_share_the_stream_exactly_once(broker: Broker, tmp_path: Pat
         await asyncio.to_thread(
             publish_all, broker, [(meas_topic(f"p{i % 20}"), meas(i)) for i in range(2000)]
         )
-        await until(lambda: sum(w.worker.stats.messages for w in workers) >= 2000)
-        await asyncio.sleep(0.3)
+        # counted after each batch's commit (IngestWorker._store)
+        await until(lambda: sum(w.worker.stats.messages for w in workers) >= 2000, 60)
         for t in tasks:
             t.cancel()
 
@@ -258,17 +271,13 @@ def test_sigkill_mid_ingest_loses_nothing_and_doubles_nothing(
 
     threading.Thread(target=publish, daemon=True).start()
     db = tmp_path / "ctl" / "streetpole.db"
-    deadline = time.monotonic() + 60
-    while (not db.exists() or count_points(db)[1] < total // 4) and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for(lambda: db.exists() and count_points(db)[1] >= total // 4, 60, "a quarter stored")
     stored_before = count_points(db)[1]
     ctl.kill()
     assert 0 < stored_before < total, "the kill should land mid-ingest"
     assert done.wait(60)
     ctl.start()
-    deadline = time.monotonic() + 60
-    while count_points(db)[1] < total and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_for(lambda: count_points(db)[1] >= total, 60, "everything stored")
     ctl.stop()
     assert count_points(db) == (total * len(QUANTITIES), total)
 
@@ -341,6 +350,7 @@ def test_fast_path_takes_packets_cut_anywhere() -> None:
     assert got == [] and client._sock is None
 
 
+@pytest.mark.slow
 def test_ingest_over_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The fast receive path (controller/ingest/fastmqtt.py) on a TLS socket: records are read
     as they are decrypted and what TLS still holds is drained through ``pending()``."""
@@ -372,7 +382,7 @@ def test_ingest_over_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
             task = asyncio.create_task(h.worker.run())
             await asyncio.wait_for(h.worker.connected.wait(), 15)
             await asyncio.to_thread(publish_all, broker, messages)  # plain listener
-            await until(lambda: h.worker.stats.messages >= len(messages))
+            await until(lambda: h.worker.stats.messages >= len(messages), 60)
             task.cancel()
 
         asyncio.run(main())
@@ -396,23 +406,22 @@ def _gone(pid: int, timeout: float) -> bool:
     return True
 
 
-CHILD_CONNECTED = "as streetpole-controller-1 "  # mosquitto's log line for the ingest child
+# mosquitto's log line when the ingest child subscribes to the measurements' shared stream (the
+# broker below logs subscriptions: "<client id> <qos> <filter>")
+CHILD_SUBSCRIBED = (
+    f"streetpole-controller-1 1 $share/{SHARED_GROUP}/{topics.subscription(topics.MEAS)}"
+)
 
 
-def _child_up(ctl: ControllerProcess, broker: Broker, connects: int, seen: list[int]) -> int:
-    """The controller's one ingest child not in ``seen``, once it has connected."""
+def _child_up(ctl: ControllerProcess, broker: Broker, subscribed: int, seen: list[int]) -> int:
+    """The controller's one ingest child not in ``seen``, once it has subscribed."""
     assert ctl.proc is not None
-    deadline = time.monotonic() + 20
-    while not (kids := [k for k in procs.children(ctl.proc.pid) if k not in seen]):
-        assert time.monotonic() < deadline, "no ingest child started"
-        time.sleep(0.05)
+    pid = ctl.proc.pid
+    kids = wait_for(lambda: [k for k in procs.children(pid) if k not in seen], 20, "a child")
     seen.extend(kids)
     assert len(kids) == 1
-    while broker.log().count(CHILD_CONNECTED) == connects:
-        assert time.monotonic() < deadline, "the ingest child did not connect"
-        time.sleep(0.05)
-    time.sleep(0.5)  # it subscribes right after connecting
-    return kids[0]
+    wait_for(lambda: broker.log().count(CHILD_SUBSCRIBED) > subscribed, 20, "its subscription")
+    return int(kids[0])
 
 
 def _own_share(ctl: ControllerProcess) -> float:
@@ -425,11 +434,14 @@ def _own_share(ctl: ControllerProcess) -> float:
 
 
 @pytest.mark.slow
-def test_ingest_in_two_processes_stores_everything_once(broker: Broker, tmp_path: Path) -> None:
+def test_ingest_in_two_processes_stores_everything_once(tmp_path: Path) -> None:
     """STREETPOLE_INGEST_PROCESSES=2: the controller starts a child that shares the stream and
     the SQLite file; every message is stored once, both take a share, and the child ends with
     the controller, even when that is killed (else it would fight the next one's child); a
     child that dies is started again."""
+    config = BrokerConfig(port=free_port(), extra=["log_type subscribe"])
+    broker = Broker(tmp_path / "broker", config)
+    broker.start()
     env = {"STREETPOLE_MQTT_URL": broker.url, "STREETPOLE_INGEST_PROCESSES": "2"}
     ctl = ControllerProcess(tmp_path / "ctl", env)
     register(f"sqlite:///{tmp_path / 'ctl' / 'registry.db'}", [f"p{i}" for i in range(40)])
@@ -438,20 +450,18 @@ def test_ingest_in_two_processes_stores_everything_once(broker: Broker, tmp_path
     total = 0
     try:
         for round_ in range(2):
-            connects = broker.log().count(CHILD_CONNECTED)
+            subscribed = broker.log().count(CHILD_SUBSCRIBED)
             ctl.start()
-            kid = _child_up(ctl, broker, connects, seen)
+            kid = _child_up(ctl, broker, subscribed, seen)
             if round_ == 1:  # a child that dies is started again
-                connects = broker.log().count(CHILD_CONNECTED)
+                subscribed = broker.log().count(CHILD_SUBSCRIBED)
                 os.kill(kid, signal.SIGKILL)
-                kid = _child_up(ctl, broker, connects, seen)
+                kid = _child_up(ctl, broker, subscribed, seen)
                 assert kid == seen[-1] != seen[-2]
             messages = [(meas_topic(f"p{i % 40}"), meas(i)) for i in range(total, total + 3000)]
             publish_all(broker, messages)
             total += len(messages)
-            deadline = time.monotonic() + 60
-            while count_points(db)[1] < total and time.monotonic() < deadline:
-                time.sleep(0.1)
+            wait_for(lambda n=total: count_points(db)[1] >= n, 60, "everything stored")
             assert count_points(db) == (total * len(QUANTITIES), total)
             assert 0 < _own_share(ctl) < len(messages), "the child takes a share"
             if round_ == 0:
@@ -464,3 +474,5 @@ def test_ingest_in_two_processes_stores_everything_once(broker: Broker, tmp_path
         for pid in seen:  # only if the test failed: do not leave them running
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        broker.stop()
+    assert not broker.dropped_messages_logged(), broker.log()

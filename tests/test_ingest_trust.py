@@ -79,6 +79,7 @@ def persistent_broker(tmp_path: Path) -> Iterator[Broker]:
         b.stop()
 
 
+@pytest.mark.slow
 def test_a_retained_event_does_not_raise_a_cleared_alarm_again(
     tmp_path: Path, persistent_broker: Broker
 ) -> None:
@@ -115,6 +116,7 @@ def test_a_retained_event_does_not_raise_a_cleared_alarm_again(
         assert dead["field"] == "retain"
 
 
+@pytest.mark.slow
 def test_a_clock_ahead_is_refused_counted_raised_and_never_the_latest(
     tmp_path: Path, broker: Broker
 ) -> None:
@@ -147,6 +149,7 @@ def test_a_clock_ahead_is_refused_counted_raised_and_never_the_latest(
         assert "streetpole_ingest_clock_ahead_total 2.0" in metrics
 
 
+@pytest.mark.slow
 def test_a_relabelled_reading_is_refused_and_never_published(
     tmp_path: Path, broker: Broker
 ) -> None:
@@ -184,6 +187,7 @@ def test_a_relabelled_reading_is_refused_and_never_published(
         assert keys == {("air", "pm25"), ("noise", "LAeq")}
 
 
+@pytest.mark.slow
 def test_a_module_registered_after_the_index_was_read_counts_at_once(
     tmp_path: Path, broker: Broker
 ) -> None:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.harness.mpy import KEEP_SOURCE, compile_tree, firmware_sources
 
 
+@pytest.mark.slow
 def test_every_firmware_and_protocol_module_compiles_for_esp32(tmp_path: Path) -> None:
     sizes = compile_tree(tmp_path, march="xtensawin")
     expected = {rel for _, rel in firmware_sources() if rel.name not in KEEP_SOURCE}

@@ -40,6 +40,7 @@ from controller.mqtt_auth import (
     node_username,
     verify_password,
 )
+from tests.harness.wait import wait_for
 
 NOT_AUTHORIZED = 0x87
 POLE = "RTD-0001"
@@ -381,13 +382,15 @@ def test_node_cannot_plant_a_last_will_for_another_node(street: Street) -> None:
     assert ok(ctl.subscribe("streetpole/v1/+/+/state"))
     n1 = street.node("n1", will=(topic("n2", "state"), b"offline"))
     n3 = street.node("n3", will=(topic("n3", "state"), b"offline"))
-    for conn in (n1, n3):
+    for name, conn in (("n1", n1), ("n3", n3)):
         if accepted(conn):
             conn.client.loop_stop()
             sock = conn.client.socket()
             assert sock is not None
             sock.close()  # vanish without DISCONNECT: the will fires
-            time.sleep(0.05)
+            # mosquitto logs the loss, then fires the will, in one go: n1's goes first
+            gone = f"Client {node_username(POLE, name)} closed its connection."
+            wait_for(lambda gone=gone: gone in street.broker.log(), 10, gone)
     ctl.wait_message(topic("n3", "state"))
     assert [t for t, _ in ctl.messages] == [topic("n3", "state")]
 

@@ -4,6 +4,7 @@ mosquitto (last will, restart, first connect failing, QoS 1 acknowledgement)."""
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import sys
 import threading
@@ -18,6 +19,7 @@ from controller.broker import Broker, BrokerConfig, free_port
 from spnode.mqtt_client import MQTTClient, NotConnected
 from tests.harness.micropython import run_micropython
 from tests.harness.paths import ROOT
+from tests.harness.wait import until
 
 PACKET_CHECKS = ROOT / "tests" / "mp" / "check_mqtt_packets.py"
 
@@ -53,13 +55,24 @@ def peer(broker: Broker, *subscriptions: str) -> Iterator[list[tuple[str, bytes,
         client.disconnect()
 
 
-async def wait_for(cond: object, timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not cond():  # type: ignore[operator]
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
+@pytest.fixture
+def sub_broker(tmp_path: Path) -> Iterator[Broker]:
+    """A broker that logs every SUBSCRIBE and UNSUBSCRIBE: mosquitto handles one packet at a
+    time, so once a client's line is in the log, a publish sent after it meets the change."""
+    extra = ["log_type subscribe", "log_type unsubscribe"]
+    b = Broker(tmp_path / "broker", BrokerConfig(port=free_port(), extra=extra))
+    b.start()
+    try:
+        yield b
+    finally:
+        b.stop()
+    assert not b.dropped_messages_logged(), b.log()
+
+
+def logged(broker: Broker, line: str) -> int:
+    """How often mosquitto logged ``line`` ("<client> <qos> <filter>" for a subscription,
+    "<client> <filter>" for an unsubscription), after its timestamp."""
+    return len(re.findall(rf"^\d+: {re.escape(line)}$", broker.log(), re.M))
 
 
 def test_publish_subscribe_birth_and_last_will(broker: Broker, topic_prefix: str) -> None:
@@ -83,21 +96,21 @@ def test_publish_subscribe_birth_and_last_will(broker: Broker, topic_prefix: str
         task = asyncio.create_task(client.run())
         await asyncio.wait_for(client.up.wait(), 5)
         with peer(broker, state) as got:
-            await wait_for(lambda: (state, b"online", True) in got)
+            await until(lambda: (state, b"online", True) in got)
             pub = paho.Client(paho.CallbackAPIVersion.VERSION2)
             pub.connect(broker.host, broker.port)
             pub.loop_start()
             pub.publish(f"{topic_prefix}/cmd", b"reboot", qos=1).wait_for_publish(5)
-            await wait_for(lambda: received)
+            await until(lambda: received)
             assert received == [(f"{topic_prefix}/cmd", b"reboot", False)]
             assert await client.publish(f"{topic_prefix}/meas", b"x", qos=1) is True
             # an abrupt loss (no DISCONNECT) makes the broker publish the last will
             assert client._writer is not None
             client._writer.transport.abort()  # type: ignore[attr-defined]
-            await wait_for(lambda: (state, b"offline", False) in got)
+            await until(lambda: (state, b"offline", False) in got)
             # ... and the client comes back by itself and says it is online again
-            await wait_for(lambda: client.connects == 2)
-            await wait_for(lambda: got[-1][:2] == (state, b"online"))
+            await until(lambda: client.connects == 2)
+            await until(lambda: got[-1][:2] == (state, b"online"))
             pub.loop_stop()
             pub.disconnect()
         await client.stop()
@@ -106,9 +119,12 @@ def test_publish_subscribe_birth_and_last_will(broker: Broker, topic_prefix: str
     asyncio.run(main())
 
 
-def test_subscribe_several_in_one_packet_and_unsubscribe(broker: Broker, topic_prefix: str) -> None:
+def test_subscribe_several_in_one_packet_and_unsubscribe(
+    sub_broker: Broker, topic_prefix: str
+) -> None:
     """Neighbour topics come and go with the config: subscribed in one SUBSCRIBE, and a topic
     unsubscribed is neither delivered now nor subscribed again after a reconnect."""
+    broker = sub_broker
     received: list[str] = []
     a, b = f"{topic_prefix}/a", f"{topic_prefix}/b"
 
@@ -125,23 +141,24 @@ def test_subscribe_several_in_one_packet_and_unsubscribe(broker: Broker, topic_p
             pub.publish(a, b"1", qos=1).wait_for_publish(5)
             pub.publish(b, b"1", qos=1).wait_for_publish(5)
             pub.publish(f"{topic_prefix}/mark", b"1", qos=1).wait_for_publish(5)
-            await wait_for(lambda: received and received[-1].endswith("/mark"))
+            await until(lambda: received and received[-1].endswith("/mark"))
 
         client.subscribe([a, b, f"{topic_prefix}/mark"], 0)
-        await wait_for(lambda: len(client._subs) == 3)
-        await asyncio.sleep(0.2)  # the SUBACK
+        await until(lambda: logged(broker, f"node-u 0 {topic_prefix}/mark"))
+        assert logged(broker, f"node-u 0 {a}") == logged(broker, f"node-u 0 {b}") == 1
         await send_both_and_mark()
         assert received == [a, b, f"{topic_prefix}/mark"]
         received.clear()
         client.unsubscribe([b, f"{topic_prefix}/unknown"])
-        await asyncio.sleep(0.2)  # the UNSUBACK
+        await until(lambda: logged(broker, f"node-u {b}"))
         await send_both_and_mark()
         assert received == [a, f"{topic_prefix}/mark"]
         received.clear()
         assert client._writer is not None
         client._writer.transport.abort()  # type: ignore[attr-defined]
-        await wait_for(lambda: client.connects == 2)
-        await asyncio.sleep(0.2)
+        await until(lambda: logged(broker, f"node-u 0 {topic_prefix}/mark") == 2)
+        assert client.connects == 2
+        assert logged(broker, f"node-u 0 {a}") == 2 and logged(broker, f"node-u 0 {b}") == 1
         await send_both_and_mark()
         assert received == [a, f"{topic_prefix}/mark"]
         pub.loop_stop()
@@ -170,7 +187,7 @@ def test_reconnects_after_broker_restart_and_resubscribes(
         task = asyncio.create_task(client.run())
         await asyncio.wait_for(client.up.wait(), 5)
         await asyncio.to_thread(broker.stop)
-        await wait_for(lambda: not client.connected)
+        await until(lambda: not client.connected)
         with pytest.raises(NotConnected):  # offline: refuses at once, the caller keeps the data
             await client.publish(f"{topic_prefix}/meas", b"x", qos=1)
         await asyncio.to_thread(broker.start)
@@ -180,7 +197,7 @@ def test_reconnects_after_broker_restart_and_resubscribes(
             pub = paho.Client(paho.CallbackAPIVersion.VERSION2)
             pub.connect(broker.host, broker.port)
             pub.loop_start()
-            await wait_for(
+            await until(
                 lambda: (pub.publish(f"{topic_prefix}/cmd", b"after", qos=1), received)[1],
                 timeout=10,
             )
@@ -200,7 +217,7 @@ def test_first_connect_fails_then_succeeds_when_broker_comes_up(tmp_path: Path) 
     async def main() -> None:
         client = MQTTClient("node-c", late.host, late.port, backoff_ms=(100, 400))
         task = asyncio.create_task(client.run())
-        await wait_for(lambda: client.failures >= 2)
+        await until(lambda: client.failures >= 2)
         assert not client.connected
         threading.Thread(target=late.start).start()
         await asyncio.wait_for(client.up.wait(), 10)

@@ -110,6 +110,7 @@ def heard(site: Site, cred: dict[str, Any]) -> Conn:
     return conn
 
 
+@pytest.mark.slow
 def test_provisioning_a_node_heard_lately_is_refused_unless_replace(site: Site) -> None:
     first = provision(site, "RTD-0001")
     assert first.status_code == 201, first.text
@@ -148,6 +149,7 @@ def test_a_node_not_heard_lately_is_provisioned_again_without_replace(site: Site
     assert again.status_code == 201, again.text
 
 
+@pytest.mark.slow
 def test_cli_remove_and_its_credentials_stop_working(site: Site) -> None:
     cred = provision(site, "RTD-0002").json()
     node = heard(site, cred)

@@ -99,6 +99,7 @@ def variations(draw: st.DrawFn) -> tuple[str, Any]:
     return vector["channel"], msg
 
 
+@pytest.mark.slow
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(variations())
 def test_variations_same_verdict(case: tuple[str, Any]) -> None:

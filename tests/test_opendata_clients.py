@@ -35,6 +35,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict
         yield url, made
 
 
+@pytest.mark.slow
 def test_frost_client_lists_expands_and_pages(served: tuple[str, dict[str, Any]]) -> None:
     url, made = served
     service = fsc.SensorThingsService(url + "/sta/v1.1")
@@ -61,6 +62,7 @@ def test_public_openapi_has_only_public_paths(served: tuple[str, dict[str, Any]]
     assert doc["paths"] and all(p.startswith(("/sta/", "/opendata")) for p in doc["paths"])
 
 
+@pytest.mark.slow
 def test_schemathesis_no_500_and_responses_conform(served: tuple[str, dict[str, Any]]) -> None:
     """Every public operation, a few generated cases each, walked with hypothesis directly
     (schemathesis' pytest plugin does not load with this pytest): never a 500, and status,

@@ -30,10 +30,13 @@ def test_headers_read_only_landing_and_precision(tmp_path: Path) -> None:
         assert "CC0-1.0" in html and 'lang="en"' in html and "/sta/v1.1" in html
         meta = c.get("/opendata/v1").json()
         assert meta["license"]["name"] == "CC0-1.0" and meta["motionIntervalSeconds"] == 900
-        for loc in c.get("/sta/v1.1/Locations").json()["value"]:
+        locations = c.get("/sta/v1.1/Locations").json()["value"]
+        features = c.get("/opendata/v1/poles.geojson").json()["features"]
+        assert locations and features
+        for loc in locations:
             lon, lat = loc["location"]["coordinates"]
             assert round(lon, 3) == lon and round(lat, 3) == lat
-        for f in c.get("/opendata/v1/poles.geojson").json()["features"]:
+        for f in features:
             lon, lat = f["geometry"]["coordinates"]
             assert round(lon, 3) == lon and round(lat, 3) == lat
 

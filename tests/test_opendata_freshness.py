@@ -120,6 +120,7 @@ def test_a_token_revoked_or_an_account_disabled_elsewhere_is_refused_on_the_next
     assert r.status_code == 401
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("db", ["sqlite", "postgresql"])
 def test_registry_stamp_moves_with_every_publishing_change(
     request: pytest.FixtureRequest, tmp_path: Path, db: str

@@ -254,6 +254,7 @@ def _check(r: object) -> None:
     database=None,
     suppress_health_check=list(HealthCheck),
 )
+@pytest.mark.slow
 @given(path=PATHS, params=_options())
 def test_fuzz_never_a_server_error(client: TestClient, path: str, params: dict[str, str]) -> None:
     _check(_get(client, f"/sta/v1.1/{path}", params))
@@ -350,6 +351,7 @@ def test_a_slow_catalog_query_stops_at_the_time_budget(tmp_path: Path) -> None:
     key=st.sampled_from(["$filter", "$orderby", "$select", "$expand", "$top", "$skip"]),
     text=st.one_of(_exprs(), st.text(max_size=60)),
 )
+@pytest.mark.slow
 def test_fuzz_parser_and_compiler_raise_only_their_own_errors(key: str, text: str) -> None:
     """The parser and the SQL compiler, without HTTP (many more cases per second): a query
     either parses and compiles, or says why (BadQuery, Unsupported), never anything else."""

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from fastapi.testclient import TestClient
 
 from controller.app import create_app
@@ -148,6 +149,7 @@ def _public_paths() -> list[str]:
     return out
 
 
+@pytest.mark.slow
 def test_every_public_route_is_read_only_and_rate_limited(tmp_path: Path) -> None:
     make_street(tmp_path, poles=1, days=0.05, period_s=600)
     reg = Registry(f"sqlite:///{tmp_path / 'registry.db'}")
@@ -223,6 +225,7 @@ def test_downloads_at_once_are_bounded_and_given_back(tmp_path: Path) -> None:
         assert downloads.running == 0
 
 
+@pytest.mark.slow
 def test_slow_readers_cannot_hold_every_worker(tmp_path: Path) -> None:
     """Served for real: clients that start a daily archive and stop reading keep it streaming
     (and a worker thread busy). Past their places the next download is 503, and the places

@@ -230,6 +230,7 @@ def test_motion_only_as_counts_per_interval(street: tuple[Api, dict[str, Any]]) 
     ds = made["index"][StreamKey("RTD-0003", "n1", "motion", "presenceCount")].id
     obs = get(api, f"/Datastreams({ds})/Observations", **{"$top": "50", "$count": "true"})
     assert obs["@iot.count"] == 24 * 4  # one day of 15-minute windows, from 5-minute readings
+    assert len(obs["value"]) == 50
     for o in obs["value"]:
         _start, end = o["phenomenonTime"].split("/")
         assert end[14:16] in ("00", "15", "30", "45") and end[17:] == "00Z"

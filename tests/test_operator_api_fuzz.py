@@ -56,6 +56,7 @@ def operator_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[schema
         yield schema.include(path_regex=r"^/api/")
 
 
+@pytest.mark.slow
 def test_no_server_errors(operator_schema: schemathesis.BaseSchema) -> None:
     """Every operation, a few generated cases each (schemathesis' pytest plugin does not load
     with this pytest, so the operations are walked here with hypothesis directly)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -66,6 +67,10 @@ class World:
     api: Api
     owner: dict[str, int] = field(default_factory=dict)  # city, airco, telco
     ids: dict[str, Any] = field(default_factory=dict)
+    snapshots: Snapshots = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.snapshots = Snapshots(self.api)
 
     def admin(self, method: str, path: str, **kw: Any) -> Any:
         return self.api.ok("admin", method, path, **kw)
@@ -301,6 +306,25 @@ def snapshot(api: Api) -> dict[tuple[str, str | None], set[str]]:
         audit_n = len(db.scalars(select(AuditEntry.id)).all())
         out[("audit_log", None)] = {str(audit_n)}
     return out
+
+
+class Snapshots:
+    """``snapshot`` taken again only when something was committed since the last one: SQLite's
+    ``data_version``, read on a connection of our own, changes with every commit made through
+    any other connection. Most cases (reads, refusals) commit nothing, so their "before" is the
+    last case's "after" and their "after" is the same again."""
+
+    def __init__(self, api: Api) -> None:
+        self.api = api
+        self.probe = sqlite3.connect(api.registry_url.removeprefix("sqlite:///"))
+        self.version: int | None = None
+        self.last: dict[tuple[str, str | None], set[str]] = {}
+
+    def take(self) -> dict[tuple[str, str | None], set[str]]:
+        version = self.probe.execute("PRAGMA data_version").fetchone()[0]
+        if version != self.version:
+            self.last, self.version = snapshot(self.api), version
+        return self.last
 
 
 def rows_of(snap: dict[tuple[str, str | None], set[str]], owners: set[str | None]) -> Any:
@@ -1074,7 +1098,9 @@ def openapi_routes(api: Api) -> set[tuple[str, str]]:
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tmp: Path = tmp_path_factory.mktemp("policy")
     with running_api(tmp, **QUIET) as api:
-        yield build(api)
+        w = build(api)
+        yield w
+        w.snapshots.probe.close()
 
 
 def test_every_route_is_in_the_matrix(world: World) -> None:
@@ -1149,9 +1175,9 @@ def test_route_x_role_x_owner(world: World, method: str, path: str) -> None:
             want = route.ok if target.scoped is None else target.scoped
         else:
             want = route.ok if target.unscoped is None else target.unscoped
-        before = snapshot(world.api)
+        before = world.snapshots.take()
         got = _call(world, who, method, path, request)
-        after = snapshot(world.api)
+        after = world.snapshots.take()
         if route.after is not None and got.status_code < 300:
             route.after(world, who)
         case = f"{method} {path} [{name}] as {who}: {got.status_code} {got.text[:200]}"

@@ -101,6 +101,7 @@ json_values = st.recursive(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(channel=st.sampled_from(sorted(codec.BUILDERS)), value=json_values)
 def test_decoder_never_fails_other_than_with_a_protocol_error(channel: str, value: object) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
+import pytest
 
 from controller.broker import Broker
 from simulator.layout import DATA, from_geojson, grid
@@ -114,6 +115,7 @@ def street_process(
     out.put(street.totals())
 
 
+@pytest.mark.slow
 def test_a_street_of_virtual_poles(tmp_path: Path, broker: Broker) -> None:
     lay = grid(10, prefix="S-")
     ids = [p.id for p in lay.poles]
@@ -171,6 +173,7 @@ def test_a_street_of_virtual_poles(tmp_path: Path, broker: Broker) -> None:
         assert proc.exitcode == 0
     woken = {p for p, m in tap.messages("state") if m.get("level") == 0.7}
     announced = {p for p, _ in tap.messages("presence")}
+    assert woken
     for p in woken:  # each woken pole has a neighbour (30 m away) that saw someone
         i = ids.index(p)
         assert {ids[j] for j in (i - 1, i + 1) if 0 <= j < len(ids)} & announced

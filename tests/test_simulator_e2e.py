@@ -1,9 +1,9 @@
 """End to end: mosquitto, the controller (its own process, over HTTP) and simulated streets
 (the real firmware on simulated boards, in a thread of the test) together.
 
-- a night of 50 poles at 240x: every measurement the nodes had acknowledged is stored exactly
-  once (resends provoked by a lossy network are deduplicated), and presence dimming saves
-  energy while the service level stays at the scenario's target;
+- two hours of a night of 50 poles at 240x: every measurement the nodes had acknowledged is
+  stored exactly once (resends provoked by a lossy network are deduplicated), and presence
+  dimming saves energy while the service level stays at the scenario's target;
 - a broker outage of 30 simulated seconds (the broker really stops; the nodes' clocks run at
   10x, so 3 real seconds): nothing lost, the backlog stored with its original timestamps;
 - an override from the operator API reaches its poles and their lamps (PWM) follow within 2 s;
@@ -122,10 +122,10 @@ class Running:
 
 
 def night_yesterday() -> float:
-    """21:00 UTC yesterday (22:00 in Rotterdam in winter): four dark hours follow in every
-    season, the quiet part of the night when presence dimming has something to save."""
+    """22:00 UTC yesterday (23:00 in Rotterdam in winter): dark hours follow in every season,
+    the quiet part of the night when presence dimming has something to save."""
     d = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
-    return dt.datetime(d.year, d.month, d.day, 21, tzinfo=dt.UTC).timestamp()
+    return dt.datetime(d.year, d.month, d.day, 22, tzinfo=dt.UTC).timestamp()
 
 
 def sunset_yesterday(lat: float, lon: float) -> float:
@@ -176,7 +176,7 @@ NIGHT = {
         {"at_s": 600, "kind": "net", "pole": 3, "mode": "loss", "value": 0.05, "duration_s": 1800},
         {"at_s": 900, "kind": "net", "pole": 17, "mode": "loss", "value": 0.05, "duration_s": 1800},
         {
-            "at_s": 5400,
+            "at_s": 3600,
             "kind": "net",
             "pole": 40,
             "mode": "loss",
@@ -186,10 +186,13 @@ NIGHT = {
         {"at_s": 1800, "kind": "offline", "pole": 30, "duration_s": 1200},
     ],
 }
-NIGHT_S = 4 * 3600
+# two hours: the faults above and the energy and service figures all fall inside them (four
+# took twice the time and asserted nothing more)
+NIGHT_S = 2 * 3600
 NIGHT_SPEED = 240
 
 
+@pytest.mark.slow
 def test_night_of_50_poles_stored_once_saves_energy(stack: Stack, tmp_path: Path) -> None:
     lay = grid(50, prefix="NT-")
     sc = from_dict(NIGHT)
@@ -241,6 +244,7 @@ def test_night_of_50_poles_stored_once_saves_energy(stack: Stack, tmp_path: Path
     print(f"night: {NIGHT_S / 3600:.0f} h of 50 poles in {ran:.0f} s; store {n} readings")
 
 
+@pytest.mark.slow
 def test_broker_outage_nothing_lost(stack: Stack) -> None:
     """30 s outage in the nodes' time: the street runs at 10x, the broker is down 3 real s."""
     lay = grid(10, prefix="BO-")
@@ -255,7 +259,7 @@ def test_broker_outage_nothing_lost(stack: Stack) -> None:
         stack.broker.stop()
         down_from = street.clock.t
         peak = 0
-        t_end = time.monotonic() + 3.0
+        t_end = time.monotonic() + 3.0  # the outage is time itself: 30 s of the nodes' clocks
         while time.monotonic() < t_end:
             peak = max(peak, sum(len(vp.node.buffer) for vp in street.poles))
             time.sleep(0.1)
@@ -270,7 +274,6 @@ def test_broker_outage_nothing_lost(stack: Stack) -> None:
             30,
             "backlog sent",
         )
-        time.sleep(1)
     finally:
         t = run.stop()
     assert peak >= 20  # each node buffered its reports while the broker was away
@@ -333,6 +336,7 @@ def test_override_reaches_the_poles_within_2s(stack: Stack) -> None:
         run.stop()
 
 
+@pytest.mark.slow
 def test_firmware_campaign_nine_update_one_rolls_back(stack: Stack, tmp_path: Path) -> None:
     lay = grid(10, prefix="FW-")
     with stack.http() as h:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
+import pytest
 
 from controller.broker import Broker
 from fieldtools.unixport import ESP32_HEAP_KIB
@@ -33,6 +34,7 @@ CONFIG = {
 }  # fmt: skip
 
 
+@pytest.mark.slow
 def test_micropython_pole_in_the_street(broker: Broker, topic_prefix: str, tmp_path: Path) -> None:
     pole = topic_prefix
     got: list[tuple[str, dict[str, Any]]] = []
@@ -90,6 +92,7 @@ def test_micropython_pole_in_the_street(broker: Broker, topic_prefix: str, tmp_p
     assert first == list(range(len(first))), seqs
 
 
+@pytest.mark.slow
 def test_street_with_micropython_poles(broker: Broker, tmp_path: Path) -> None:
     """The street runs its last pole as a MicroPython process beside the in-process ones: both
     kinds report to the same broker, and the run report carries the MicroPython pole's heap."""

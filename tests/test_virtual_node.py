@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from fieldtools.virtual_node import VirtualNode
 from tests.harness.paths import venv_tool
 
@@ -20,6 +22,7 @@ def mpremote(node: VirtualNode, *args: str) -> str:
     return proc.stdout
 
 
+@pytest.mark.slow
 def test_mpremote_exec_copy_and_run_on_virtual_node(tmp_path: Path) -> None:
     script = tmp_path / "hello.py"
     script.write_text("import gc\nprint('free', gc.mem_free())\n")

@@ -23,7 +23,8 @@ class Admission:
         self.queue = queue
         self.wait_s = wait_s
         self._free = asyncio.Semaphore(slots)
-        self.waiting = 0
+        self.waiting = 0  # requests waiting for a turn
+        self.in_flight = 0  # requests holding one
         self.refused = 0
 
     def _refuse(self, why: str) -> HTTPException:
@@ -44,6 +45,8 @@ class Admission:
             raise self._refuse(f"no turn within {self.wait_s:g} s") from None
         finally:
             self.waiting -= 1
+        self.in_flight += 1
 
     def leave(self) -> None:
+        self.in_flight -= 1
         self._free.release()

@@ -90,6 +90,7 @@ class Hub:
         self.task: asyncio.Task[None] | None = None
         self.sent = 0
         self.dropped = 0
+        self.polls = 0  # polls fanned out so far: how a test knows the poller has looked again
 
     # ---- tickets -----------------------------------------------------------------------------
     def ticket(self, p: Principal) -> str:
@@ -174,6 +175,7 @@ class Hub:
                 self.dropped = sum(s.dropped for s in self.subscribers)
             except Exception:
                 log.exception("dashboard event poll failed")
+            self.polls += 1
             await asyncio.sleep(self.period_s)
 
     def _scope(self, sub: Subscriber) -> None:

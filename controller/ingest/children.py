@@ -92,6 +92,8 @@ async def ingest_only(settings: Settings) -> None:
 
 def run_child() -> None:
     """The ``ingest-child`` command: settings from standard input, ingest until it closes."""
+    from controller.ingest.worker import freeze_startup_objects
+
     settings = Settings.model_validate_json(sys.stdin.buffer.readline())
 
     async def main() -> None:
@@ -109,4 +111,5 @@ def run_child() -> None:
             await ingest_only(settings)
 
     logging.basicConfig(level=logging.INFO)
+    freeze_startup_objects()
     asyncio.run(main())

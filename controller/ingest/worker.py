@@ -70,9 +70,11 @@ _frozen = False
 GC_YOUNG = 50_000
 
 
-def _freeze_startup_objects() -> None:
-    """Move what exists when ingest starts (the application: FastAPI, SQLAlchemy, pydantic)
-    out of the cyclic GC's view, once per process.
+def freeze_startup_objects() -> None:
+    """Move what exists when ingest starts (the application: FastAPI, SQLAlchemy, pydantic) out
+    of the cyclic GC's view, once per process. Called by the process entry points (``streetpole
+    serve``, the ingest child), never by the worker itself: in a test
+    run it would freeze the test session's objects and change every later test's collections.
 
     Every ingest batch allocates tens of thousands of short-lived containers (decoded messages,
     rows), which trigger full collections; each walked all those long-lived objects again, a
@@ -173,7 +175,6 @@ class IngestWorker:
     async def run(self) -> None:
         """Connect, ingest, and reconnect with backoff and jitter, until cancelled."""
         backoff = 0.2
-        _freeze_startup_objects()
         while True:
             try:
                 async with self._client() as client:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from controller.registry.accounts import create_token, create_user
 from controller.registry.db import Registry
 from controller.registry.models import Node, Owner, Pole
 from controller.settings import Settings
+from tests.harness.wait import wait_for as wait_for  # where most tests import it from
 
 
 class Api:
@@ -100,17 +100,6 @@ def kept_accounts(root: Path) -> KeptAccounts:
         pid_file=pid,
     )
     return KeptAccounts(root / "auth", pid, config)
-
-
-def wait_for(cond: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = cond()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def prefill_nodes(url: str, n: int) -> None:
