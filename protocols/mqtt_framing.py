@@ -16,37 +16,36 @@ Every packet is the tuple ``(type, flags, packet id, topic, payload)``: the fixe
 and flags, the packet id where the packet has one (else 0), the topic of a PUBLISH (else None),
 and the rest (a PUBLISH's message, a SUBACK's return codes, a CONNACK's two bytes; b"" if none).
 A packet larger than ``max_packet`` (whole, header included) is skipped as it arrives, never
-held, and counted in ``oversized``: a node cannot hold what a broker may send. Anything that is
+held, and counted in ``oversized``: a node cannot hold what a broker may send. ``held`` is the
+number of bytes kept of an incomplete packet. Anything that is
 not MQTT 3.1.1 raises MQTTProtocolError, after which the stream is lost: close the connection
-(MQTT says so too) and call ``reset()`` for the next one.
+(MQTT says so too). A new connection takes a new Receiver. A CONNACK's payload is its two bytes:
+the session-present flag and the return code (``CONNACK_CODES`` names codes 0 to 5).
 
 Sending: ``send_connect``, ``send_publish``, ``send_puback``, ``send_subscribe``,
 ``send_unsubscribe`` return the packet's bytes; ``PINGREQ_PACKET`` and ``DISCONNECT_PACKET`` are
 constant.
+
+Written for the node's heap, where every function and name costs RAM: few functions, the packet
+types only the node and the controller look at named.
 """
 
-CONNECT = 1
 CONNACK = 2
 PUBLISH = 3
 PUBACK = 4
-SUBSCRIBE = 8
 SUBACK = 9
-UNSUBSCRIBE = 10
 UNSUBACK = 11
-PINGREQ = 12
 PINGRESP = 13
-DISCONNECT = 14
 
-MAX_REMAINING = 268435455  # four bytes of seven bits: the largest remaining length
-
-CONNACK_CODES = {
-    0: "accepted",
-    1: "unacceptable protocol version",
-    2: "identifier rejected",
-    3: "server unavailable",
-    4: "bad user name or password",
-    5: "not authorised",
-}
+# CONNACK's return codes 0 to 5
+CONNACK_CODES = (
+    "accepted",
+    "unacceptable protocol version",
+    "identifier rejected",
+    "server unavailable",
+    "bad user name or password",
+    "not authorised",
+)
 
 PINGREQ_PACKET = b"\xc0\x00"
 DISCONNECT_PACKET = b"\xe0\x00"
@@ -62,19 +61,9 @@ class Receiver:
     def __init__(self, max_packet=16384):
         self.max_packet = max_packet
         self.oversized = 0  # packets skipped for their size
-        self._part = None  # an incomplete packet: its first bytes, or all its room once known
-        self._have = 0  # bytes of it received
-        self._total = 0  # its whole size once its header is in, else 0
+        self.held = 0  # bytes received of an incomplete packet
+        self._part = None  # that packet: its first bytes (bytes), or all its room (bytearray)
         self._skip = 0  # bytes of an oversized packet still to come and to discard
-
-    def reset(self):
-        """Forget a partial packet: for a new connection."""
-        self._part = None
-        self._have = self._total = self._skip = 0
-
-    def buffered(self):
-        """Bytes held of a packet not complete yet."""
-        return self._have
 
     def receive_data(self, data):
         """Yield the packets that ``data`` completes, in order; keep an incomplete one.
@@ -87,35 +76,32 @@ class Receiver:
         whole = None  # a packet held from earlier reads that data completes
         part = self._part
         if part is not None:
-            if self._total:  # its room is allocated: fill it
-                have = self._have
-                n = min(self._total - have, len(data))
+            if isinstance(part, bytearray):  # its room is allocated: fill it
+                have = self.held
+                n = min(len(part) - have, len(data))
                 part[have : have + n] = memoryview(data)[:n]
-                have += n
-                if have < self._total:
-                    self._have = have
+                self.held = have = have + n
+                if have < len(part):
                     return
-                self.reset()
                 whole = part
                 data = memoryview(data)[n:]
             else:  # a few bytes of a header: join them to what follows
                 data = part + bytes(data)
-                self.reset()
+            self._part = None
+            self.held = 0
         max_packet = self.max_packet
         for buf in (whole, data):
             if buf is None:
                 continue
             n = len(buf)
             pos = 0
+            total = 0  # of an incomplete packet at pos, once its header is in
             while pos < n:
                 # remaining length: up to four bytes, seven bits each, least significant first
                 i = pos + 1
                 length = 0
                 shift = 0
-                while True:
-                    if i >= n:
-                        self._keep(buf, pos, n, 0)
-                        return
+                while i < n:
                     b = buf[i]
                     i += 1
                     length |= (b & 127) << shift
@@ -124,17 +110,20 @@ class Receiver:
                     shift += 7
                     if shift == 28:
                         raise MQTTProtocolError("remaining length longer than four bytes")
+                else:
+                    break  # the header is not complete
                 end = i + length
                 if end - pos > max_packet:
                     self.oversized += 1
                     if end > n:
                         self._skip = end - n
-                        return
-                    pos = end
+                        pos = n
+                    else:
+                        pos = end
                     continue
                 if end > n:
-                    self._keep(buf, pos, n, end - pos)
-                    return
+                    total = end - pos
+                    break
                 first = buf[pos]
                 if first >> 4 == PUBLISH:  # here rather than in a function: ingest's pace
                     qos = first >> 1 & 3
@@ -157,17 +146,13 @@ class Receiver:
                 else:
                     yield _control(buf, i, end, first)
                 pos = end
-
-    def _keep(self, data, pos, n, total):
-        """Keep the incomplete packet at ``data[pos:n]`` whose size is ``total`` (0: unknown)."""
-        self._total = total
-        self._have = n - pos
-        if total:
-            part = bytearray(total)  # its whole room at once, filled as it arrives
-            part[: n - pos] = memoryview(data)[pos:n]
-        else:
-            part = bytes(data[pos:n])
-        self._part = part
+            if pos < n:  # keep the incomplete packet at buf[pos:]
+                self.held = n - pos
+                if total:  # its whole room at once, filled as it arrives
+                    self._part = bytearray(total)
+                    self._part[: n - pos] = memoryview(buf)[pos:]
+                else:
+                    self._part = bytes(buf[pos:])
 
 
 # The fixed-header flags every packet but PUBLISH must carry (MQTT 3.1.1 section 2.2.2).
@@ -186,27 +171,21 @@ def _control(buf, i, end, first):
         if n != 2:
             raise MQTTProtocolError("CONNACK of %d bytes, not 2" % n)
         return CONNACK, 0, 0, None, bytes(buf[i:end])
-    if ptype in (PINGREQ, PINGRESP, DISCONNECT):
+    if ptype >= 12:  # PINGREQ, PINGRESP, DISCONNECT
         if n:
             raise MQTTProtocolError("packet type %d with a body" % ptype)
         return ptype, 0, 0, None, b""
-    if ptype == CONNECT:
-        return CONNECT, 0, 0, None, bytes(buf[i:end])
+    if ptype == 1:  # CONNECT
+        return 1, 0, 0, None, bytes(buf[i:end])
     # every other type starts with a packet id
     if n < 2:
         raise MQTTProtocolError("packet type %d without its packet id" % ptype)
-    pid = buf[i] << 8 | buf[i + 1]
-    if ptype in (SUBACK, SUBSCRIBE, UNSUBSCRIBE):
+    if ptype in (8, 9, 10):  # SUBSCRIBE, SUBACK, UNSUBSCRIBE: topics or return codes follow
         if n < 3:
             raise MQTTProtocolError("packet type %d without a topic or return code" % ptype)
     elif n != 2:  # PUBACK, PUBREC, PUBREL, PUBCOMP, UNSUBACK: the packet id alone
         raise MQTTProtocolError("packet type %d of %d bytes, not 2" % (ptype, n))
-    return ptype, 0, pid, None, bytes(buf[i + 2 : end])
-
-
-def parse_connack(payload):
-    """(session present, return code) of a CONNACK's two bytes; CONNACK_CODES says what."""
-    return bool(payload[0] & 1), payload[1]
+    return ptype, 0, buf[i] << 8 | buf[i + 1], None, bytes(buf[i + 2 : end])
 
 
 # ---- sending ----------------------------------------------------------------------------------
@@ -214,7 +193,7 @@ def parse_connack(payload):
 
 def encode_length(n):
     """A remaining length as MQTT's variable-length integer (1 to 4 bytes)."""
-    if n < 0 or n > MAX_REMAINING:
+    if n < 0 or n > 268435455:  # four bytes of seven bits
         raise MQTTProtocolError("remaining length %d out of range" % n)
     out = bytearray()
     while True:
@@ -235,14 +214,8 @@ def _str(s):
     return len(s).to_bytes(2, "big") + s
 
 
-def _pid(pid):
-    if not 0 < pid < 65536:
-        raise MQTTProtocolError("packet id %d not in 1..65535" % pid)
-    return pid.to_bytes(2, "big")
-
-
-def _packet_bytes(first, body):
-    return bytes((first,)) + encode_length(len(body)) + body
+def _packet(first, head, payload=b""):
+    return bytes((first,)) + encode_length(len(head) + len(payload)) + head + payload
 
 
 def send_connect(client_id, keepalive=60, clean=True, username=None, password=None, will=None):
@@ -259,33 +232,34 @@ def send_connect(client_id, keepalive=60, clean=True, username=None, password=No
         if password is not None:
             flags |= 64
             payload += _str(password)
-    body = b"\x00\x04MQTT\x04" + bytes((flags,)) + keepalive.to_bytes(2, "big") + payload
-    return _packet_bytes(0x10, body)
+    head = b"\x00\x04MQTT\x04" + bytes((flags,)) + keepalive.to_bytes(2, "big")
+    return _packet(0x10, head, payload)
 
 
 def send_publish(topic, payload, qos=0, retain=False, dup=False, pid=0):
-    """PUBLISH; QoS 1 needs a packet id."""
+    """PUBLISH; QoS 1 needs a packet id (1 to 65535)."""
     head = _str(topic)
     if qos:
-        head += _pid(pid)
-    first = 0x30 | (8 if dup else 0) | qos << 1 | (1 if retain else 0)
-    return bytes((first,)) + encode_length(len(head) + len(payload)) + head + bytes(payload)
+        if not 0 < pid < 65536:
+            raise MQTTProtocolError("packet id %d not in 1..65535" % pid)
+        head += pid.to_bytes(2, "big")
+    return _packet(0x30 | (8 if dup else 0) | qos << 1 | (1 if retain else 0), head, payload)
 
 
 def send_puback(pid):
-    return b"\x40\x02" + _pid(pid)
+    return b"\x40\x02" + pid.to_bytes(2, "big")
 
 
 def send_subscribe(pid, filters):
     """SUBSCRIBE for [(topic filter, qos), ...]."""
-    body = _pid(pid)
+    body = pid.to_bytes(2, "big")
     for topic, qos in filters:
         body += _str(topic) + bytes((qos,))
-    return _packet_bytes(0x82, body)
+    return _packet(0x82, body)
 
 
 def send_unsubscribe(pid, topics):
-    body = _pid(pid)
+    body = pid.to_bytes(2, "big")
     for topic in topics:
         body += _str(topic)
-    return _packet_bytes(0xA2, body)
+    return _packet(0xA2, body)
