@@ -72,7 +72,7 @@ class Receiver:
         if self._skip:
             n = min(self._skip, len(data))
             self._skip -= n
-            data = memoryview(data)[n:]
+            data = data[n:]
         whole = None  # a packet held from earlier reads that data completes
         part = self._part
         if part is not None:
@@ -84,7 +84,7 @@ class Receiver:
                 if have < len(part):
                     return
                 whole = part
-                data = memoryview(data)[n:]
+                data = data[n:]  # bytes: quicker to index than a memoryview
             else:  # a few bytes of a header: join them to what follows
                 data = part + bytes(data)
             self._part = None

@@ -173,7 +173,7 @@ def test_a_silent_broker_is_declared_dead_after_one_and_a_half_keepalives() -> N
     async def main() -> float:
         await broker.start()
         session = Session("127.0.0.1", broker.port, "silent", keepalive=1, timeout=5)
-        sub = await Subscriber.connect(session, lambda p: None)
+        sub = await Subscriber.connect(session, lambda ps: None)
         await sub.subscribe([("a/#", 1)])
         started = time.monotonic()
         with pytest.raises(SessionEnded, match=r"nothing from the broker in 1\.5 s"):
@@ -199,7 +199,7 @@ def test_a_refused_subscription_ends_the_connection() -> None:
 
         server = await asyncio.start_server(refuse, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
-        sub = await Subscriber.connect(Session("127.0.0.1", port, "x"), lambda p: None)
+        sub = await Subscriber.connect(Session("127.0.0.1", port, "x"), lambda ps: None)
         with pytest.raises(SessionEnded, match="subscription refused"):
             await sub.subscribe([("$share/g/a/#", 1)])
         server.close()

@@ -5,10 +5,10 @@ must acknowledge a QoS 1 message only after its batch is committed, and at inges
 aiomqtt's delivery path (a message object, a queue and a task wake-up per message, over paho's
 per-packet reads) cost more than decoding and storing together; both were reachable only
 through private names of aiomqtt and paho. This protocol takes every packet out of one read of
-the socket with the shared framing, hands each PUBLISH as it is, the framing's tuple
-``(type, flags, packet id, topic, payload)``, to ``on_publish`` on the event loop's thread,
-and leaves the acknowledgement to the caller: ``ack()`` writes the PUBACKs of a committed batch
-in one write.
+the socket with the shared framing, hands the PUBLISH packets of each read as they are, the
+framing's tuples ``(type, flags, packet id, topic, payload)``, in one list to ``on_publish`` on
+the event loop's thread (one call a read, not a message: ingest's pace), and leaves the
+acknowledgement to the caller: ``ack()`` writes the PUBACKs of a committed batch in one write.
 
 It speaks MQTT 3.1.1 with a persistent session: connect, unsubscribe and subscribe (each waits
 for its acknowledgement), a PINGREQ every half keepalive, and the connection declared dead when
@@ -55,7 +55,7 @@ class Subscriber(asyncio.Protocol):
     """One connection: ``await Subscriber.connect(...)``, then ``subscribe``, ``ack``, and
     ``run`` until it ends."""
 
-    def __init__(self, session: Session, on_publish: Callable[[Packet], None]) -> None:
+    def __init__(self, session: Session, on_publish: Callable[[list[Packet]], None]) -> None:
         loop = asyncio.get_running_loop()
         self.session = session
         self.on_publish = on_publish
@@ -72,7 +72,9 @@ class Subscriber(asyncio.Protocol):
         return self._rx.oversized
 
     @classmethod
-    async def connect(cls, session: Session, on_publish: Callable[[Packet], None]) -> Subscriber:
+    async def connect(
+        cls, session: Session, on_publish: Callable[[list[Packet]], None]
+    ) -> Subscriber:
         """Connect, send CONNECT (persistent session) and wait for the broker's CONNACK."""
         loop = asyncio.get_running_loop()
         sub = cls(session, on_publish)
@@ -106,15 +108,19 @@ class Subscriber(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_rx = asyncio.get_running_loop().time()
-        on_publish = self.on_publish
+        publishes: list[Packet] = []
+        keep = publishes.append
         try:
             for p in self._rx.receive_data(data):
                 if p[0] == mf.PUBLISH and p[1] & 6 != 4:  # QoS 0 or 1, as subscribed
-                    on_publish(p)
+                    keep(p)
                 else:
                     self._answer(p)
         except mf.MQTTProtocolError as e:
             self.close(f"the broker sent what is not MQTT 3.1.1: {e}")
+            return  # not acknowledged: the broker sends them again
+        if publishes:
+            self.on_publish(publishes)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.close(f"connection lost: {exc}" if exc else "connection closed by the broker")

@@ -13,9 +13,10 @@ when this worker reconnects to its persistent session, mosquitto sends the whole
 at once, so the pending list can grow to ``max_queued_messages`` after a long outage of the
 controller.
 
-Receiving: the subscriber appends each PUBLISH, as the framing's tuple, to the pending list on
-the event loop's thread and wakes the flush loop only when a batch is full; the flush loop
-decodes and stores in a worker thread, then writes the batch's confirmations and PUBACKs.
+Receiving: the subscriber hands the PUBLISH packets of each read, as the framing's tuples, to
+the pending list on the event loop's thread, and the flush loop is woken only when a batch is
+full; it decodes and stores in a worker thread, then writes the batch's confirmations and
+PUBACKs.
 
 Decoding and storing a batch run one after the other in one worker thread. Tried and measured
 (issue #5): decoding batch N+1 in a second thread while batch N is written, so that SQLite's C
@@ -167,10 +168,10 @@ class IngestWorker:
             max_packet=BrokerConfig.max_packet_size,
         )
 
-    def _on_publish(self, packet: Packet) -> None:
-        """Called on the event-loop thread for each publish received: keep it, no more."""
+    def _on_publish(self, packets: list[Packet]) -> None:
+        """Called on the event-loop thread with the publishes of each read: keep them, no more."""
         pending = self._pending
-        pending.append(packet)
+        pending.extend(packets)
         if len(pending) >= self.settings.ingest_batch_max:
             self._wakeup.set()
 
