@@ -23,10 +23,12 @@ import asyncio
 import ssl
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from protocols import mqtt_framing as mf
 
 Packet = tuple[int, int, int, str | None, bytes]  # see protocols/mqtt_framing.py
+Publish = tuple[int, int, int, str, bytes]  # a PUBLISH packet: it has its topic
 
 # One PUBACK per packet id: a committed batch's acknowledgements are joined from here.
 _PUBACKS = [b""] + [mf.send_puback(pid) for pid in range(1, 65536)]
@@ -55,7 +57,7 @@ class Subscriber(asyncio.Protocol):
     """One connection: ``await Subscriber.connect(...)``, then ``subscribe``, ``ack``, and
     ``run`` until it ends."""
 
-    def __init__(self, session: Session, on_publish: Callable[[list[Packet]], None]) -> None:
+    def __init__(self, session: Session, on_publish: Callable[[list[Publish]], None]) -> None:
         loop = asyncio.get_running_loop()
         self.session = session
         self.on_publish = on_publish
@@ -73,7 +75,7 @@ class Subscriber(asyncio.Protocol):
 
     @classmethod
     async def connect(
-        cls, session: Session, on_publish: Callable[[list[Packet]], None]
+        cls, session: Session, on_publish: Callable[[list[Publish]], None]
     ) -> Subscriber:
         """Connect, send CONNECT (persistent session) and wait for the broker's CONNACK."""
         loop = asyncio.get_running_loop()
@@ -108,7 +110,7 @@ class Subscriber(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_rx = asyncio.get_running_loop().time()
-        publishes: list[Packet] = []
+        publishes: list[Publish] = []
         keep = publishes.append
         try:
             for p in self._rx.receive_data(data):
@@ -143,8 +145,9 @@ class Subscriber(asyncio.Protocol):
         waiter: asyncio.Future[Packet] = asyncio.get_running_loop().create_future()
         self._waiting[answer] = waiter
         self.write(packet)
+        either: set[asyncio.Future[Any]] = {waiter, self.ended}
         done, _ = await asyncio.wait(
-            {waiter, self.ended}, timeout=self.session.timeout, return_when=asyncio.FIRST_COMPLETED
+            either, timeout=self.session.timeout, return_when=asyncio.FIRST_COMPLETED
         )
         if waiter in done:
             return waiter.result()

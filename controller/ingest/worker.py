@@ -45,7 +45,7 @@ from controller.broker import BrokerConfig
 from controller.ingest.confirm import confirmations
 from controller.ingest.decode import Sorted, sort_messages
 from controller.ingest.modules import ModuleIndex
-from controller.ingest.subscriber import Packet, Session, SessionEnded, Subscriber
+from controller.ingest.subscriber import Publish, Session, SessionEnded, Subscriber
 from controller.metrics import Metrics
 from controller.mqtt_auth import process_identity
 from controller.settings import Settings
@@ -118,7 +118,7 @@ class IngestWorker:
         self.stats = IngestStats()
         self.connected = asyncio.Event()
         # PUBLISH packets (type, flags, packet id, topic, payload), in arrival order
-        self._pending: list[Packet] = []
+        self._pending: list[Publish] = []
         self._wakeup = asyncio.Event()
         self._online: dict[tuple[str, str], bool] = {}
         # Called in the worker thread after each committed batch (the fleet view: alarms,
@@ -168,7 +168,7 @@ class IngestWorker:
             max_packet=BrokerConfig.max_packet_size,
         )
 
-    def _on_publish(self, packets: list[Packet]) -> None:
+    def _on_publish(self, packets: list[Publish]) -> None:
         """Called on the event-loop thread with the publishes of each read: keep them, no more."""
         pending = self._pending
         pending.extend(packets)
