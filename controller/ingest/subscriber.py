@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from controller.broker import BrokerConfig
 from protocols import mqtt_framing as mf
 
 Packet = tuple[int, int, int, str | None, bytes]  # see protocols/mqtt_framing.py
@@ -50,7 +51,7 @@ class Session:
     tls: ssl.SSLContext | None = None
     keepalive: int = 30  # seconds
     timeout: float = 10.0  # for the connection and each acknowledgement awaited
-    max_packet: int = 65536  # larger packets are skipped (the broker's limit: controller/broker.py)
+    max_packet: int = BrokerConfig.max_packet_size  # larger ones are skipped: the broker's limit
 
 
 class Subscriber(asyncio.Protocol):

@@ -41,7 +41,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from controller.broker import BrokerConfig
 from controller.ingest.confirm import confirmations
 from controller.ingest.decode import Sorted, sort_messages
 from controller.ingest.modules import ModuleIndex
@@ -165,7 +164,6 @@ class IngestWorker:
             tls=ssl.create_default_context() if s.mqtt_tls else None,
             keepalive=30,
             timeout=10,
-            max_packet=BrokerConfig.max_packet_size,
         )
 
     def _on_publish(self, packets: list[Publish]) -> None:
