@@ -15,12 +15,12 @@ Receiving::
 Every packet is the tuple ``(type, flags, packet id, topic, payload)``: the fixed header's type
 and flags, the packet id where the packet has one (else 0), the topic of a PUBLISH (else None),
 and the rest (a PUBLISH's message, a SUBACK's return codes, a CONNACK's two bytes; b"" if none).
-A packet larger than ``max_packet`` (whole, header included) is skipped as it arrives, never
-held, and counted in ``oversized``: a node cannot hold what a broker may send. ``held`` is the
-number of bytes kept of an incomplete packet. Anything that is
-not MQTT 3.1.1 raises MQTTProtocolError, after which the stream is lost: close the connection
-(MQTT says so too). A new connection takes a new Receiver. A CONNACK's payload is its two bytes:
-the session-present flag and the return code (``CONNACK_CODES`` names codes 0 to 5).
+A CONNACK's payload is its two bytes: the session-present flag and the return code
+(``CONNACK_CODES`` names codes 0 to 5). A packet larger than ``max_packet`` (whole, header
+included) is skipped as it arrives, never held, and counted in ``oversized``: a node cannot hold
+what a broker may send. ``held`` is the number of bytes kept of an incomplete packet. Anything
+that is not MQTT 3.1.1 raises MQTTProtocolError, after which the stream is lost: close the
+connection (MQTT says so too). A new connection takes a new Receiver.
 
 Sending: ``send_connect``, ``send_publish``, ``send_puback``, ``send_subscribe``,
 ``send_unsubscribe`` return the packet's bytes; ``PINGREQ_PACKET`` and ``DISCONNECT_PACKET`` are
