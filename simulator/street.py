@@ -432,13 +432,14 @@ class VirtualPole:
         vp = self
 
         async def read_packet() -> Any:
-            pkt = await read()
-            if vp.net_delay_ms:
-                await asyncio.sleep(vp.net_delay_ms / 1000)
-            if pkt[0] == 4 and vp.net_loss and vp.rng.random() < vp.net_loss:  # PUBACK lost
-                vp.stats.acks_lost += 1
-                return 0, 0, b""  # what the client does with a packet it skips
-            return pkt
+            while True:
+                pkt = await read()
+                if vp.net_delay_ms:
+                    await asyncio.sleep(vp.net_delay_ms / 1000)
+                if pkt[0] == 4 and vp.net_loss and vp.rng.random() < vp.net_loss:  # PUBACK lost
+                    vp.stats.acks_lost += 1
+                    continue
+                return pkt
 
         async def counted(topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> Any:
             if topic != node.t_meas:

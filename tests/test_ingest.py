@@ -197,7 +197,7 @@ def test_broker_restart_ingest_resumes(tmp_path: Path) -> None:
 
 def test_nothing_is_acknowledged_before_it_is_stored(broker: Broker, tmp_path: Path) -> None:
     """A failed write is not acknowledged: the broker sends the messages again and they are
-    stored. (Checks that aiomqtt still lets us switch paho's manual acknowledgement on.)"""
+    stored."""
     settings = settings_for(broker, tmp_path)
     h = Harness(settings, FailingStore(settings.database_path))
 
@@ -282,78 +282,10 @@ def test_sigkill_mid_ingest_loses_nothing_and_doubles_nothing(
     assert count_points(db) == (total * len(QUANTITIES), total)
 
 
-class _ChunkSocket:
-    """What the fast path reads from: the given chunks one ``recv()`` each, then EAGAIN."""
-
-    def __init__(self, chunks: list[bytes]) -> None:
-        self.chunks = chunks
-
-    def recv(self, _n: int) -> bytes:
-        if not self.chunks:
-            raise BlockingIOError
-        return self.chunks.pop(0)
-
-    def close(self) -> None:
-        pass
-
-
-def _publish_packet(topic: str, payload: bytes, mid: int, qos: int, retain: bool) -> bytes:
-    t = topic.encode()
-    body = len(t).to_bytes(2, "big") + t + (mid.to_bytes(2, "big") if qos else b"") + payload
-    n, length = len(body), bytearray()
-    while True:
-        n, digit = divmod(n, 128)
-        length.append(digit | (128 if n else 0))
-        if not n:
-            return bytes((0x30 | qos << 1 | retain, *length)) + body
-
-
-def test_fast_path_takes_packets_cut_anywhere() -> None:
-    """controller/ingest/fastmqtt.py: publishes (remaining length of one, two and three bytes,
-    QoS 0 and 1, retained or not) and a packet left to paho (PINGRESP), whatever the reads cut
-    them into."""
-    import paho.mqtt.client as paho
-
-    from controller.ingest import fastmqtt
-
-    sent = [
-        (meas_topic("p1"), meas(1), 1, 1, False),
-        (meas_topic("p2"), b"x" * 100, 2, 1, True),
-        ("streetpole/v1/p3/n1/state", b"{}", 0, 0, True),
-        (meas_topic("p4"), b"y" * 20_000, 65535, 1, False),
-        (meas_topic("p5"), b"", 5, 1, False),
-    ]
-    packets = [_publish_packet(*m) for m in sent]
-    stream = b"".join(packets[:2]) + b"\xd0\x00" + b"".join(packets[2:])
-    big = len(stream) - len(packets[4]) - len(packets[3])  # the cut points worth all trying
-    cuts = [[stream]] + [[stream[:i], stream[i:]] for i in range(1, big + 8)]
-    cuts.append([stream[i : i + 1] for i in range(len(stream))])  # one byte at a time
-    for chunks in cuts:
-        client = paho.Client(paho.CallbackAPIVersion.VERSION2)
-        got: list[tuple[str, bytes, int, int, bool]] = []
-        fast = fastmqtt.install(client, lambda *m, got=got: got.append(m))
-        client._ping_t = 1.0
-        client._sock = _ChunkSocket(list(chunks))  # type: ignore[assignment]
-        for _ in chunks:
-            assert client.loop_read() == 0
-        assert got == sent
-        assert client._ping_t == 0  # paho handled the PINGRESP
-        assert not fast._buf
-    fast.ack_many([1, 2, 65535])
-    assert client._out_packet[-1]["packet"] == b"\x40\x02\x00\x01\x40\x02\x00\x02\x40\x02\xff\xff"
-    # a topic longer than its packet: refused as paho refuses it, nothing delivered
-    client = paho.Client(paho.CallbackAPIVersion.VERSION2)
-    got = []
-    fastmqtt.install(client, lambda *m, got=got: got.append(m))
-    client._sock = _ChunkSocket([b"\x32\x05\x00\x09p\x00\x01"])  # type: ignore[assignment]
-    assert client.loop_read() == paho.MQTT_ERR_PROTOCOL
-    assert got == [] and client._sock is None
-
-
 @pytest.mark.slow
 def test_ingest_over_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The fast receive path (controller/ingest/fastmqtt.py) on a TLS socket: records are read
-    as they are decrypted and what TLS still holds is drained through ``pending()``."""
+    """The subscriber (controller/ingest/subscriber.py) over TLS, the broker's certificate checked
+    against the default CAs: every message stored, on one connection."""
     from cryptography.hazmat.primitives.asymmetric import ec
 
     from tests.test_mqtt_auth import _cert, _write_pem

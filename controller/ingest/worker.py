@@ -1,22 +1,25 @@
 """The ingest worker: subscribe with QoS 1, store in batches, acknowledge after commit.
 
-Why after commit: a message acknowledged while it is only in our memory is lost in a crash.
-aiomqtt acknowledges on hand-over, so manual acknowledgement is switched on in the paho client
-under it and a batch's PUBACKs go out only once the batch is committed; a crash before that makes
-the broker send it again (persistent session), and the store's idempotent writes make the second
-copy harmless. A test fails if aiomqtt ever stops honouring it.
+Acknowledging after commit: a PUBACK tells the broker a message is safe, so it goes out only once
+the batch holding the message is committed (controller/ingest/subscriber.py leaves the
+acknowledgement to us), in order, the PUBACKs of a batch in one write. A crash before the
+acknowledgement makes the broker send them again (persistent session: fixed client id, clean
+session off); the store's idempotent writes make the second copy harmless.
 
-Backpressure is MQTT's own: the broker sends at most ``max_inflight_messages`` unacknowledged
-messages (controller/broker.py sizes it), so a slow database slows delivery and loses nothing.
-Not bounded by that window: after a reconnect mosquitto sends its whole queued backlog at once,
-so the pending list can grow to ``max_queued_messages``.
+Backpressure comes from MQTT itself: while we are connected the broker sends at most
+``max_inflight_messages`` unacknowledged QoS 1 messages and queues the rest (controller/broker.py
+sizes both), so a slow database slows delivery and loses nothing. Not bounded by that window:
+when this worker reconnects to its persistent session, mosquitto sends the whole queued backlog
+at once, so the pending list can grow to ``max_queued_messages`` after a long outage of the
+controller.
 
-Messages skip aiomqtt's per-message ``Message``, queue and task, the largest cost at these rates:
-the paho client's ``on_message`` appends a plain tuple and wakes the flush loop when a batch is
-full, and ``fastmqtt`` takes every packet out of one read. aiomqtt still connects, subscribes,
-keeps alive, does TLS and notices the disconnect. Decoding and storing run one after the other
-in one thread: overlapping them did not pay (docs/performance.md, "What was tried and did not
-pay").
+Receiving: the subscriber hands the PUBLISH packets of each read, as the framing's tuples, to
+the pending list on the event loop's thread, and the flush loop is woken only when a batch is
+full; it decodes and stores in a worker thread, then writes the batch's confirmations and
+PUBACKs.
+
+Decoding and storing a batch run one after the other in one worker thread: overlapping
+them in two threads did not pay (docs/performance.md, "What was tried and did not pay").
 """
 
 from __future__ import annotations
@@ -26,22 +29,21 @@ import contextlib
 import gc
 import logging
 import random
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
-import aiomqtt
-
-from controller.ingest import fastmqtt
 from controller.ingest.confirm import confirmations
 from controller.ingest.decode import Sorted, sort_messages
 from controller.ingest.modules import ModuleIndex
+from controller.ingest.subscriber import Publish, Session, SessionEnded, Subscriber
 from controller.metrics import Metrics
 from controller.mqtt_auth import process_identity
 from controller.settings import Settings
 from controller.store.base import TimeSeriesStore
 from controller.store.ops import OpsStore
+from protocols import mqtt_framing as mf
 from protocols import topics
 
 log = logging.getLogger("streetpole.ingest")
@@ -107,8 +109,8 @@ class IngestWorker:
         self.metrics = metrics
         self.stats = IngestStats()
         self.connected = asyncio.Event()
-        # (topic, payload, mid, qos, retain), in arrival order (see the module docstring)
-        self._pending: list[tuple[str, bytes, int, int, bool]] = []
+        # PUBLISH packets (type, flags, packet id, topic, payload), in arrival order
+        self._pending: list[Publish] = []
         self._wakeup = asyncio.Event()
         self._online: dict[tuple[str, str], bool] = {}
         # Called in the worker thread after each committed batch (the fleet view: alarms,
@@ -142,33 +144,25 @@ class IngestWorker:
         prefix = "" if group else f"$share/{SHARED_GROUP}/"
         return [prefix + topics.subscription(ch) for ch in UP_CHANNELS]
 
-    def _client(self) -> aiomqtt.Client:
+    def _session(self) -> Session:
         s = self.settings
         username, client_id = process_identity(s.mqtt_username, s.mqtt_client_id)
-        client = aiomqtt.Client(
+        return Session(
             s.mqtt_host,
             s.mqtt_port,
+            client_id,
             username=username,
             password=s.mqtt_password,
-            identifier=client_id,
-            clean_session=False,
+            # verifies the broker's certificate against the default CAs, and its name
+            tls=ssl.create_default_context() if s.mqtt_tls else None,
             keepalive=30,
             timeout=10,
-            tls_params=aiomqtt.TLSParameters() if s.mqtt_tls else None,
         )
-        client._client.manual_ack_set(True)  # see the module docstring
-        client._client.on_message = self._on_message  # likewise
-        self._fast = fastmqtt.install(client._client, self._on_publish)  # see fastmqtt
-        return client
 
-    def _on_message(self, _client: Any, _userdata: Any, m: Any) -> None:
-        """paho's message callback (publishes the fast path leaves to paho): as below."""
-        self._on_publish(m.topic, m.payload, m.mid, m.qos, m.retain)
-
-    def _on_publish(self, topic: str, payload: bytes, mid: int, qos: int, retain: bool) -> None:
-        """Called on the event-loop thread for each publish received: keep it, no more."""
+    def _on_publish(self, packets: list[Publish]) -> None:
+        """Called on the event-loop thread with the publishes of each read: keep them, no more."""
         pending = self._pending
-        pending.append((topic, payload, mid, qos, retain))
+        pending.extend(packets)
         if len(pending) >= self.settings.ingest_batch_max:
             self._wakeup.set()
 
@@ -177,15 +171,20 @@ class IngestWorker:
         backoff = 0.2
         while True:
             try:
-                async with self._client() as client:
-                    await client.unsubscribe(self.stale_filters())
-                    await client.subscribe([(f, 1) for f in self.filters()])
+                sub = await Subscriber.connect(self._session(), self._on_publish)
+                try:
+                    await sub.unsubscribe(self.stale_filters())
+                    await sub.subscribe([(f, 1) for f in self.filters()])
                     self.stats.connects += 1
                     self.connected.set()
                     self.metrics.broker_connected.set(1)
                     backoff = 0.2
-                    await self._serve(client)
-            except aiomqtt.MqttError as e:
+                    await self._serve(sub)
+                finally:
+                    sub.close()
+                    if sub.oversized:
+                        log.warning("ingest skipped %d packets over the size limit", sub.oversized)
+            except SessionEnded as e:
                 self.stats.last_error = str(e)
                 log.warning("ingest connection lost: %s", e)
             finally:
@@ -195,30 +194,26 @@ class IngestWorker:
             await asyncio.sleep(backoff * (1 + random.random() / 2))
             backoff = min(backoff * 2, 15.0)
 
-    async def _serve(self, client: aiomqtt.Client) -> None:
+    async def _serve(self, sub: Subscriber) -> None:
         """Receive into the pending list while the flush loop stores and acknowledges; a failed
         write ends the connection, so the broker sends the unacknowledged messages again."""
-        reader = asyncio.create_task(self._receive(client))
-        flusher = asyncio.create_task(self._flush_loop(client))
+        keeper = asyncio.create_task(sub.run())
+        flusher = asyncio.create_task(self._flush_loop(sub))
         try:
-            done, _ = await asyncio.wait({reader, flusher}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({keeper, flusher}, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 error = task.exception()
+                if isinstance(error, SessionEnded):
+                    raise error
                 if error is not None:
-                    raise aiomqtt.MqttError(f"ingest stopped: {error!r}") from error
+                    raise SessionEnded(f"ingest stopped: {error!r}") from error
         finally:
-            for task in (reader, flusher):
+            for task in (keeper, flusher):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
 
-    async def _receive(self, client: aiomqtt.Client) -> None:
-        """Messages arrive through ``_on_message``; aiomqtt's iterator stays empty and raises
-        ``MqttError`` when the connection is lost, which is what this task waits for."""
-        async for _ in client.messages:
-            pass
-
-    async def _flush_loop(self, client: aiomqtt.Client) -> None:
+    async def _flush_loop(self, sub: Subscriber) -> None:
         flush = self.settings.ingest_flush_ms / 1000
         batch_max = self.settings.ingest_batch_max
         while True:
@@ -233,11 +228,11 @@ class IngestWorker:
             take = self._pending[:batch_max]
             del self._pending[: len(take)]
             self.metrics.queue_depth.set(len(self._pending) + len(take))
-            retained = {i for i, m in enumerate(take) if m[4]}
-            confirm = await asyncio.to_thread(self._store, [(m[0], m[1]) for m in take], retained)
+            retained = {i for i, m in enumerate(take) if m[1] & 1}
+            confirm = await asyncio.to_thread(self._store, [(m[3], m[4]) for m in take], retained)
             # the confirmations before the PUBACKs, in one write: a controller that dies between
             # the two gets the messages again, and confirms them again
-            self._fast.ack_many([m[2] for m in take if m[3]], confirm)
+            sub.ack([m[2] for m in take if m[2]], confirm)
             self.metrics.queue_depth.set(len(self._pending))
 
     def _store(self, messages: list[tuple[str, bytes]], retained: set[int]) -> bytes:
@@ -264,7 +259,7 @@ class IngestWorker:
         sent = 0
         if self.confirm and (s.batches or s.dead):
             try:
-                packets = [self._fast.publish_packet(t, p) for t, p in confirmations(s)]
+                packets = [mf.send_publish(t, p) for t, p in confirmations(s)]
                 confirm = b"".join(packets)
                 sent = len(packets)
             except Exception:  # the nodes send again after a reconnect; ingest goes on

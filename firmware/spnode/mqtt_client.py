@@ -32,8 +32,11 @@ Design choices:
 import asyncio
 import random
 
-from spnode import mqtt_packets as pk
-from spnode.compat import MICROPYTHON, ticks_diff, ticks_ms
+from protocols import mqtt_framing as mf
+from spnode.compat import MICROPYTHON, const, ticks_diff, ticks_ms
+
+# What one read may take (a transient allocation); a longer packet is put together from several.
+_READ_SIZE = const(256)
 
 
 class NotConnected(Exception):
@@ -78,16 +81,16 @@ class MQTTClient:
         self.on_connect = on_connect
         self.ack_timeout_ms = ack_timeout_ms
         self.resends = resends
-        self.max_packet = max_packet
         self.backoff_ms = backoff_ms
         self.up = asyncio.Event()  # set while connected
         self.connects = 0  # successful connects so far
         self.failures = 0  # failed connection attempts in a row
-        self.oversized = 0  # received packets dropped for size
         self.last_error = None  # why the last connection failed or ended
         self._subs = {}  # topic filter -> qos, restored on every connect
         self._reader = None
         self._writer = None
+        self._rx = mf.Receiver(max_packet)  # oversized: packets skipped for their size
+        self._inbox = []  # packets of the last read not handled yet
         self._lock = asyncio.Lock()
         self._pid = 0
         self._acks = {}  # pid -> [asyncio.Event, acked]
@@ -113,27 +116,27 @@ class MQTTClient:
             self._subs[t] = qos
             filters.append((t, qos))
         if self.connected and filters:
-            self._spawn(self._send_quiet(pk.subscribe(self._next_pid(), filters)))
+            self._spawn(self._send_quiet(mf.send_subscribe(self._next_pid(), filters)))
 
     def unsubscribe(self, topics):
         """Forget topic filters: unsubscribe now if connected, and not again on a reconnect."""
         gone = [t for t in topics if self._subs.pop(t, None) is not None]
         if self.connected and gone:
-            self._spawn(self._send_quiet(pk.unsubscribe(self._next_pid(), gone)))
+            self._spawn(self._send_quiet(mf.send_unsubscribe(self._next_pid(), gone)))
 
     async def publish(self, topic, payload, qos=0, retain=False):
         """Send a message; with QoS 1 return True once the broker acknowledged it."""
         if not self.connected:
             raise NotConnected("offline")
         if not qos:
-            await self._send(pk.publish(topic, payload, 0, retain))
+            await self._send(mf.send_publish(topic, payload, 0, retain))
             return True
         pid = self._next_pid()
         waiter = [asyncio.Event(), False]
         self._acks[pid] = waiter
         try:
             for attempt in range(self.resends + 1):
-                await self._send(pk.publish(topic, payload, 1, retain, attempt > 0, pid))
+                await self._send(mf.send_publish(topic, payload, 1, retain, attempt > 0, pid))
                 try:
                     await asyncio.wait_for(waiter[0].wait(), self.ack_timeout_ms / 1000)
                 except asyncio.TimeoutError:
@@ -181,7 +184,7 @@ class MQTTClient:
         self._stop = True
         if self.connected:
             try:
-                await self._send(pk.DISCONNECT_PACKET)
+                await self._send(mf.DISCONNECT_PACKET)
             except Exception:
                 pass
         await self._close()
@@ -200,7 +203,7 @@ class MQTTClient:
             conn = asyncio.open_connection(self.host, self.port)
         self._reader, writer = await asyncio.wait_for(conn, 10)
         writer.write(
-            pk.connect(
+            mf.send_connect(
                 self.client_id,
                 self.keepalive,
                 self.clean_session,
@@ -210,18 +213,20 @@ class MQTTClient:
             )
         )
         await writer.drain()
-        ptype, _, body = await asyncio.wait_for(self._read_packet(), 10)
-        if ptype != pk.CONNACK:
-            raise pk.MQTTProtocolError("expected CONNACK")
-        _, code = pk.parse_connack(body)
+        pkt = await asyncio.wait_for(self._read_packet(), 10)
+        if pkt[0] != mf.CONNACK:
+            raise mf.MQTTProtocolError("expected CONNACK")
+        code = pkt[4][1]
         if code:
             self._writer = writer
-            raise ConnectRefused(pk.CONNACK_CODES.get(code, "code %d" % code))
+            raise ConnectRefused(
+                mf.CONNACK_CODES[code] if code < len(mf.CONNACK_CODES) else "code %d" % code
+            )
         self._writer = writer
         self._last_rx = self._last_tx = ticks_ms()
         if self._subs:
             filters = [(t, q) for t, q in self._subs.items()]
-            await self._send(pk.subscribe(self._next_pid(), filters))
+            await self._send(mf.send_subscribe(self._next_pid(), filters))
         self.connects += 1
         self.up.set()
         if self.on_connect is not None:
@@ -239,29 +244,29 @@ class MQTTClient:
         pinger = asyncio.create_task(self._keepalive())
         try:
             while self._writer is not None:
-                ptype, flags, body = await self._read_packet()
-                self._last_rx = ticks_ms()
-                if ptype == pk.PUBLISH:
-                    await self._on_publish(flags, body)
-                elif ptype == pk.PUBACK:
-                    waiter = self._acks.get(pk.parse_pid(body))
+                pkt = await self._read_packet()
+                ptype = pkt[0]
+                if ptype == mf.PUBLISH:
+                    await self._on_publish(pkt)
+                elif ptype == mf.PUBACK:
+                    waiter = self._acks.get(pkt[2])
                     if waiter is not None:
                         waiter[1] = True
                         waiter[0].set()
-                elif ptype not in (pk.SUBACK, pk.UNSUBACK, pk.PINGRESP, 0):  # 0: skipped, too big
-                    raise pk.MQTTProtocolError("unexpected packet type %d" % ptype)
+                elif ptype not in (mf.SUBACK, mf.UNSUBACK, mf.PINGRESP):
+                    raise mf.MQTTProtocolError("unexpected packet type %d" % ptype)
         finally:
             pinger.cancel()
 
-    async def _on_publish(self, flags, body):
-        topic, payload, qos, retain, _, pid = pk.parse_publish(flags, body)
+    async def _on_publish(self, pkt):
+        _, flags, pid, topic, payload = pkt
         if self.on_message is not None:
             try:
-                self.on_message(topic, payload, retain)
+                self.on_message(topic, payload, bool(flags & 1))
             except Exception as e:  # a bad handler must not kill the connection
                 self.last_error = repr(e)
-        if qos:
-            await self._send(pk.puback(pid))
+        if pid:  # QoS 1 (a broker sends no QoS 2 to a QoS 1 subscriber)
+            await self._send(mf.send_puback(pid))
 
     async def _keepalive(self):
         period = self.keepalive * 1000
@@ -272,29 +277,18 @@ class MQTTClient:
                 await self._drop_connection("keepalive timeout")
                 return
             if ticks_diff(now, self._last_tx) > period // 2:
-                await self._send_quiet(pk.PINGREQ_PACKET)
+                await self._send_quiet(mf.PINGREQ_PACKET)
 
     async def _read_packet(self):
-        reader = self._reader
-        head = await reader.readexactly(1)
-        length = 0
-        shift = 0
-        for _ in range(4):
-            byte = (await reader.readexactly(1))[0]
-            length |= (byte & 0x7F) << shift
-            if not byte & 0x80:
-                break
-            shift += 7
-        else:
-            raise pk.MQTTProtocolError("malformed remaining length")
-        if length > self.max_packet:
-            self.oversized += 1
-            while length:
-                chunk = await reader.readexactly(min(length, 512))
-                length -= len(chunk)
-            return 0, 0, b""
-        body = await reader.readexactly(length) if length else b""
-        return head[0] >> 4, head[0] & 0x0F, body
+        """The next packet from the broker: from the last read, or from the next one."""
+        inbox = self._inbox
+        while not inbox:
+            data = await self._reader.read(_READ_SIZE)
+            if not data:
+                raise EOFError("connection closed by the broker")
+            self._last_rx = ticks_ms()
+            inbox.extend(self._rx.receive_data(data))
+        return inbox.pop(0)
 
     async def _send(self, data):
         writer = self._writer
@@ -326,6 +320,8 @@ class MQTTClient:
 
     async def _close(self):
         self.up.clear()
+        self._rx = mf.Receiver(self._rx.max_packet)  # what the last connection left is lost
+        self._inbox = []
         writer = self._writer
         self._writer = None
         self._reader = None

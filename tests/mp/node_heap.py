@@ -43,7 +43,7 @@ MODULES = [
     "spnode.buffer",
     "spnode.clock",
     "spnode.health",
-    "spnode.mqtt_packets",
+    "protocols.mqtt_framing",
     "spnode.mqtt_client",
     "spnode.sensing",
     "spnode.app",
