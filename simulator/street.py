@@ -792,7 +792,7 @@ class Street:
         image = await asyncio.to_thread(build_node_rom, work / "build")
         for p in poles:
             local = self._local(p)
-            local["sensors"] = [s for s in local["sensors"] if s in MP_SENSORS]
+            local["sensors"] = list(MP_SENSORS)  # every sensor, whatever the street has
             mp = MicroPythonPole(local, work / p.id, image, self.speed, self.clock.t)
             mp.start()
             self.mp_poles.append(mp)
