@@ -12,5 +12,6 @@ package(
         "sim/audio.py",
         "sim/devices.py",
         "sim/fitted.py",
+        "sim/lamp.py",
     ],
 )

@@ -32,6 +32,9 @@ ESP32_HEAP_KIB = 96
 # What the whole firmware is held to here, besides the image (docs/firmware.md, "Memory"); the
 # tests and the street's MicroPython poles use it.
 NODE_HEAP_KIB = ESP32_HEAP_KIB
+# What the firmware frozen into the 32-bit port is held to: its code is in flash (as a
+# production ESP32 image carries it), so only what it builds takes heap.
+FROZEN_HEAP_KIB = 64
 # A node on an mqtts:// broker also holds its TLS context (mbedTLS's entropy, DRBG, config and CA
 # structures sit inside the Python object: 3.1 KiB on this 64-bit port) and, while connected,
 # its TLS socket (0.6 KiB); mbedTLS's record buffers come from the C heap here, as they come from

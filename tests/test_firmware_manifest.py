@@ -42,7 +42,7 @@ def test_a_virtual_node_gets_the_simulated_board_too(tmp_path: Path) -> None:
     assert app == set(fw.manifest_files(fw.SIM_MANIFEST))
     assert {p for p in app if is_sim(p)} == SIM_ONLY | {
         "spnode/sim/__init__.py", "spnode/sim/audio.py", "spnode/sim/devices.py",
-        "spnode/sim/fitted.py"}  # fmt: skip
+        "spnode/sim/fitted.py", "spnode/sim/lamp.py"}  # fmt: skip
 
 
 def test_every_firmware_module_is_in_a_manifest() -> None:

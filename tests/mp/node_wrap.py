@@ -20,7 +20,8 @@ from spnode.app import Node
 from spnode.board.sim import SimBoard
 from spnode.clock import ScaledClock
 from spnode.compat import TICKS_PERIOD, ticks_diff
-from spnode.sim.devices import LampModel, Pms5003Device
+from spnode.sim.devices import Pms5003Device
+from spnode.sim.lamp import LampModel
 
 board_json, host, port, pole, speed, key, ticks0, run_s = sys.argv[1:9]
 ticks0 = int(ticks0)

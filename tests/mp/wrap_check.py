@@ -9,7 +9,8 @@ from spnode.drivers.lamp import Lamp
 from spnode.drivers.ld2410 import Ld2410
 from spnode.drivers.pir import Pir
 from spnode.drivers.pms5003 import Pms5003
-from spnode.sim.devices import LampModel, Ld2410Device, Pms5003Device
+from spnode.sim.devices import Ld2410Device, Pms5003Device
+from spnode.sim.lamp import LampModel
 
 BDEF = boarddef.load("hardware/boards/sim.json")
 T = TICKS_PERIOD - 1500  # 1.5 s before the wrap

@@ -11,7 +11,7 @@ Usage::
     devices["pm"].fault = "silent"                  # the SPS30 stops answering
 """
 
-from spnode.sim.devices import LampModel
+from spnode.sim.lamp import LampModel
 
 MIC_HZ = 1000  # the microphone hears a 1 kHz tone, 24 samples a period at 24 kHz
 MIC_DB = 62.0
