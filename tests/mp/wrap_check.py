@@ -84,4 +84,10 @@ pin.set(1)
 pin.set(0)
 check("pir: a detection after the wrap counts", pir.take() == 1)
 
+# whose ticks arithmetic ran: the port's own (a 32-bit port, as the ESP32) or compat's shim
+import time  # noqa: E402
+
+from spnode import compat  # noqa: E402
+
+print("TICKS", "port" if compat.ticks_diff is getattr(time, "ticks_diff", None) else "shim")
 print("OK" if not failed else "FAILED %s" % failed)
