@@ -142,7 +142,7 @@ class Dimmer:
         self._plan = ()  # sorted (utc, level, label)
         self._step_label = ""
         self._base = 0.0
-        # set by configure (spnode.dimconf), here so that configuring never grows the object
+        # set by set_program, here so that configuring never grows the object
         self._p_level = self._nb_level = None
         self._hold_ms = self._up_ms = self._down_ms = 0
         self._n_thr = self._n_level = None
@@ -152,7 +152,18 @@ class Dimmer:
     def configure(self, config, location=None):
         """Take a validated remote config (dict). ``location`` ({lat, lon}, from the node's
         own config) is used when the remote config has none. Raises ValueError on a bad tz."""
-        _rare("configure", self, config, location)
+        self.set_program(*_rare("configure", config, location))
+
+    def set_program(self, cfg, presence, noise):
+        """Put a program in force, as spnode.dimconf.configure built it: ``cfg`` (the plan's
+        data), ``presence`` (level, neighbour level, hold, ramp up, ramp down; levels None
+        without presence dimming) and ``noise`` (threshold, level, hold; None: no trigger).
+        Only rebinds attributes, so a MemoryError while building them (a config taken on a
+        fragmented heap) leaves the last program whole."""
+        self._p_level, self._nb_level, self._hold_ms, self._up_ms, self._down_ms = presence
+        self._n_thr, self._n_level, self._n_hold_ms = noise
+        self.cfg = cfg
+        self._day_lo, self._day_hi = 1, 0  # re-plan on the next step
 
     # ---- overrides -----------------------------------------------------------------------
     def set_override(self, level, start=None, expiry=None, ident=None):
