@@ -19,6 +19,7 @@ from controller.fieldtools.client import Controller
 from controller.fieldtools.errors import FieldError
 from controller.fieldtools.progress import Reporter
 from controller.fieldtools.serialnode import MARK, NodeCodeError, NodeLink
+from spnode.sensortypes import MODULE, TYPES
 
 # ---- identify --------------------------------------------------------------------------------
 
@@ -260,17 +261,6 @@ def installed_firmware(link: NodeLink) -> dict[str, Any]:
 
 # ---- provision -------------------------------------------------------------------------------
 
-# Which registry module a sensor type belongs to.
-MODULE_OF = {
-    "sps30": "air",
-    "pms5003": "air",
-    "bme280": "air",
-    "no2_cell": "air",
-    "inmp441": "noise",
-    "ics43434": "noise",
-    "pir": "motion",
-    "ld2410": "motion",
-}
 PURPOSE = {
     "lighting": "street lighting, dimmed on presence",
     "air": "air quality (PM, NO2, temperature, humidity)",
@@ -358,7 +348,7 @@ def provision(
             f"fitted on this board: {', '.join(fitted) or 'none'}",
         )
     types = {s: (bdef or {}).get("sensors", {}).get(s, {}).get("type", "") for s in chosen}
-    wanted = {MODULE_OF[t] for t in types.values() if t in MODULE_OF}
+    wanted = {TYPES[t][MODULE] for t in types.values() if t in TYPES}  # registry modules
     if bdef is None or bdef.get("lamp"):
         wanted.add("lighting")
     have = {m["type"]: m for m in p.get("modules", [])}

@@ -74,7 +74,7 @@ async def main():
     task = asyncio.create_task(scenario(clock, board, pm, lamp, wrap_ms, int(run_s) * 1000, n))
     reason = await n.run()
     task.cancel()
-    out = {"exit": reason, "uptime_s": n.uptime_s(), "seq": n.seq, "pm_fault": n.pm.fault}
+    out = {"exit": reason, "uptime_s": n.uptime_s(), "seq": n.seq, "pm_fault": n.sensors.pm.fault}
     print(json.dumps(out))
 
 

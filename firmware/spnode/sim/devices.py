@@ -14,7 +14,7 @@ from spnode.drivers import bme280 as _bme
 from spnode.drivers.sps30 import crc8
 
 
-def _words_with_crc(data):
+def words_with_crc(data):
     out = bytearray()
     for i in range(0, len(data), 2):
         w = data[i : i + 2]
@@ -82,7 +82,7 @@ class Sps30Device:
         return b""
 
     def read(self, n):
-        out = _words_with_crc(self._payload())
+        out = words_with_crc(self._payload())
         if self.fault == "crc" and out:
             out[-1] ^= 0x5A
         if self.fault == "truncate":
