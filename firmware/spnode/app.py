@@ -73,43 +73,10 @@ class Node:
         # does nothing). ``observer``: told of own presence, a neighbour's and each batch
         # (``presence()``, ``neighbour()``, ``batch(data)``; the simulator's score), or None.
         collect()  # the parts are built in one piece of free heap, not around garbage
-        from spnode import nodeinit  # builds the parts; not kept (spnode.unload)
-
-        try:
-            local = nodeinit.checked(local)
-            self.board = board
-            self.local = lc = _Local(local)
-            self.clock = clock = clock if clock is not None else nodeinit.clock()
-            self.collect = collect
-            self.observer = observer
-            self.data_dir = data_dir
-            self.updater = updater
-            self.safe_mode = boot_mode == "safe"
-            self.ntp_host = ntp_host
-            self.fw = fw_version
-            self.boot = boot if boot is not None else nodeinit.boot_number(data_dir)
-            self.seq = 0  # measurement batches this boot
-            self.event_seq = 0
-            names = nodeinit.topic_names(lc)
-            self.t_state, self.t_meas, self.t_event, self.t_ack = names[:4]
-            self.t_presence, self.t_config, self.t_cmd = names[4:7]
-            self.neighbours = ()  # presence topics of the configured neighbours
-            # parts
-            self.buffer = nodeinit.buffer(data_dir)
-            self.remote = _Remote(data_dir + "/config.json" if data_dir is not None else None)
-            self.dimmer = Dimmer()
-            self.inp = Inputs()
-            self.health = nodeinit.health(board, clock)
-            self.client = nodeinit.client(
-                self, local, host, port, username, password, ssl, keepalive, names
-            )
-            self.lamp = nodeinit.lamp(board)
-            self.sensors = nodeinit.sensors(board, lc, clock, self.safe_mode)
-            names = local = None
-        finally:
-            nodeinit = None
-            unload("spnode.nodeinit", "protocols.topics")  # the node keeps the topic strings
-        # state of the run
+        # The state of the run first: the attribute table grows to its size in steps (a
+        # table of 59 entries is one piece of 944 bytes on the 64-bit port), and does so here
+        # while the heap is still whole, not between the parts below (a boot with a
+        # persisted config and buffer found no such piece there).
         self.period_s = 60
         self.level = 1.0
         self.outbox = []  # (topic, payload, qos), oldest first
@@ -129,13 +96,57 @@ class Node:
         self._detections = 0
         self._lvl_sum = 0.0
         self._lvl_ms = 0
-        self._last_ms = clock.ticks_ms()
+        self._last_ms = 0  # ticks of the last control step (set below, once the clock is)
         self._energy0 = 0.0
         self._dropped_seen = 0
         self._alarms = {}
         self._tasks = []
         self._rep_n = 0  # reporting periods this run (a state message every STATE_EVERY)
-        self._rep_start = self._last_ms  # ticks at which the reporting period began
+        self._rep_start = 0  # ticks at which the reporting period began
+        self.board = board
+        self.collect = collect
+        self.observer = observer
+        self.data_dir = data_dir
+        self.updater = updater
+        self.safe_mode = boot_mode == "safe"
+        self.ntp_host = ntp_host
+        self.fw = fw_version
+        self.seq = 0  # measurement batches this boot
+        self.event_seq = 0
+        self.neighbours = ()  # presence topics of the configured neighbours
+        # the parts, built below (spnode.nodeinit)
+        self.local = self.clock = self.boot = None
+        self.t_state = self.t_meas = self.t_event = self.t_ack = None
+        self.t_presence = self.t_config = self.t_cmd = None
+        self.lamp = self.sensors = self.buffer = self.remote = None
+        self.dimmer = self.inp = self.health = self.client = None
+        from spnode import nodeinit  # builds the parts; not kept (spnode.unload)
+
+        try:
+            local = nodeinit.checked(local)
+            self.local = lc = _Local(local)
+            self.clock = clock = clock if clock is not None else nodeinit.clock()
+            self.boot = boot if boot is not None else nodeinit.boot_number(data_dir)
+            names = nodeinit.topic_names(lc)
+            self.t_state, self.t_meas, self.t_event, self.t_ack = names[:4]
+            self.t_presence, self.t_config, self.t_cmd = names[4:7]
+            # parts: the drivers first, so the sensor table loaded for them is gone again
+            # before the buffer and the client take their share of the heap
+            self.lamp = nodeinit.lamp(board)
+            self.sensors = nodeinit.sensors(board, lc, clock, self.safe_mode)
+            self.buffer = nodeinit.buffer(data_dir)
+            self.remote = _Remote(data_dir + "/config.json" if data_dir is not None else None)
+            self.dimmer = Dimmer()
+            self.inp = Inputs()
+            self.health = nodeinit.health(board, clock)
+            self.client = nodeinit.client(
+                self, local, host, port, username, password, ssl, keepalive, names
+            )
+            names = local = None
+            self._last_ms = self._rep_start = clock.ticks_ms()
+        finally:
+            nodeinit = None
+            unload("spnode.nodeinit", "protocols.topics")  # the node keeps the topic strings
         collect()  # room for checking the persisted config (the codec loads its check)
         from spnode import nodemsg
 

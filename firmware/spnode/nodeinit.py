@@ -135,16 +135,15 @@ def sensors(board, lc, clock, safe_mode):
     bdef = getattr(board, "bdef", None) or {}
     fitted = bdef.get("sensors", {})
     loaded = "spnode.sensortypes" in sys.modules
-    from spnode.sensortypes import OPEN, TYPES, Context
+    from spnode.sensortypes import OPEN, TYPES
 
     try:
-        ctx = Context(clock, lc.calibration, bdef)
         for name in lc.sensors:
             s = fitted.get(name)
             if s is not None:
-                TYPES[s["type"]][OPEN](parts, board, s, name, ctx)
+                TYPES[s["type"]][OPEN](parts, board, s, name, clock, lc.calibration, bdef)
     finally:
-        TYPES = Context = ctx = None
+        TYPES = None
         if not loaded:
             unload("spnode.sensortypes")
     return parts

@@ -17,53 +17,43 @@ drivers of the sensors fitted are ever loaded.
 BUS = 0  # the board definition's section naming the bus ("i2c", "uart", "adc", "pins", "i2s")
 FIELDS = 1  # the sensor's fields naming an entry of that section
 MODULE = 2  # the registry module the sensor belongs to (air, noise, motion)
-OPEN = 3  # fit(parts, board, s, name, ctx): opens the driver into spnode.sensing.Sensors
+OPEN = 3  # fit(parts, board, s, name, clock, cal, bdef): the driver into spnode.sensing.Sensors
 PROBE = 4  # probe(board, s) -> (ok, reason): the technician's self-test
 SIMULATE = 5  # simulate(board, s, bdef) -> the simulated device attached (or None)
 
 
 # ---- drivers (the node at boot) ------------------------------------------------------------
-class Context:
-    """What fitting a sensor needs besides its board entry: the node's clock and
-    calibration, the board definition (e.g. an I2S bus's rate)."""
-
-    def __init__(self, clock, calibration, bdef):
-        self.clock = clock
-        self.calibration = calibration
-        self.bdef = bdef
-
-
-def _fit_pir(parts, board, s, name, ctx):
+def _fit_pir(parts, board, s, name, clock, cal, bdef):
     from spnode.drivers.pir import Pir
 
-    parts.pir = Pir(board.pin(s["pin"]), ctx.clock.ticks_ms, s.get("debounce_ms", 200))
+    parts.pir = Pir(board.pin(s["pin"]), clock.ticks_ms, s.get("debounce_ms", 200))
     parts.pir.start()
     parts.srcs["motion"] = name
 
 
-def _fit_ld2410(parts, board, s, name, ctx):
+def _fit_ld2410(parts, board, s, name, clock, cal, bdef):
     from spnode.drivers.ld2410 import Ld2410
 
     parts.radar = Ld2410(board.uart(s["uart"]))
-    parts.radar.start(ctx.clock.ticks_ms())
+    parts.radar.start(clock.ticks_ms())
     parts.srcs["motion"] = name
 
 
-def _fit_sps30(parts, board, s, name, ctx):
+def _fit_sps30(parts, board, s, name, clock, cal, bdef):
     from spnode.drivers.sps30 import Sps30
     from spnode.sensing.pm import PmSampler
 
     parts.pm = PmSampler(Sps30(board.i2c(s["i2c"]), s.get("addr", 0x69)), name)
 
 
-def _fit_pms5003(parts, board, s, name, ctx):
+def _fit_pms5003(parts, board, s, name, clock, cal, bdef):
     from spnode.drivers.pms5003 import Pms5003
     from spnode.sensing.pm import PmSampler
 
     parts.pm = PmSampler(Pms5003(board.uart(s["uart"])), name)
 
 
-def _fit_bme280(parts, board, s, name, ctx):
+def _fit_bme280(parts, board, s, name, clock, cal, bdef):
     from spnode.drivers.bme280 import Bme280
 
     parts.bme = Bme280(board.i2c(s["i2c"]), s.get("addr", 0x76))
@@ -77,8 +67,7 @@ def _no2_cell(board, s):
     return No2Cell(board.adc(s["we"]), board.adc(s["ae"]), s.get("n", 1.0), s.get("gain", 1.0))
 
 
-def _fit_no2(parts, board, s, name, ctx):
-    cal = ctx.calibration
+def _fit_no2(parts, board, s, name, clock, cal, bdef):
     parts.no2 = _no2_cell(board, s)
     parts.no2.calibrate(
         cal.get("no2_we_zero_mv"), cal.get("no2_ae_zero_mv"), cal.get("no2_sensitivity_mv_ppb")
@@ -86,13 +75,13 @@ def _fit_no2(parts, board, s, name, ctx):
     parts.srcs["no2"] = name
 
 
-def _fit_mic(parts, board, s, name, ctx):
+def _fit_mic(parts, board, s, name, clock, cal, bdef):
     from spnode.noise.meter import NoiseMeter
 
     parts.noise = NoiseMeter(
-        ctx.bdef["i2s"][s["i2s"]]["rate"],
+        bdef["i2s"][s["i2s"]]["rate"],
         s.get("sensitivity_dbfs", -26.0),
-        ctx.calibration.get("noise_offset_db", 0.0),
+        cal.get("noise_offset_db", 0.0),
         s.get("floor_dba"),
     )
     parts.mic = board.i2s(s["i2s"])
