@@ -39,10 +39,11 @@ MP_SENSORS = ("pir",)
 BOARD = Path(__file__).resolve().parents[1] / "hardware" / "boards" / "sim.json"
 
 
-def build_node_rom(work: Path) -> Path:
-    """The firmware compiled for the unix port (x64) into a ROMFS image under ``work``."""
-    tree = work / "x64"
-    build(tree, "sim", arch="x64")
+def build_node_rom(work: Path, arch: str = "x64") -> Path:
+    """The firmware compiled for the unix port (x64; x86 for a 32-bit build) into a ROMFS
+    image under ``work``."""
+    tree = work / arch
+    build(tree, "sim", arch=arch)
     return build_rom(tree, work / "node.romfs")
 
 

@@ -445,20 +445,28 @@ def test_a_message_that_runs_out_of_heap_is_tried_again_not_lost() -> None:
 
         return handle
 
-    async def run(times: int, error: Exception) -> int:
-        """Calls of the handler for one message whose first ``times`` calls raise."""
+    async def run(times: int, error: Exception, calls_due: int, lost_due: int) -> int:
+        """Calls of the handler for one message whose first ``times`` calls raise: waits for
+        the calls and the loss due, then for twice the longest pause on the node's clock (a
+        call too many would come within it)."""
         calls.clear()
         node._handle = failing(times, error)  # type: ignore[method-assign]
         node.inbox.append((node.t_cmd, b"x"))
         node._work.set()
         task = asyncio.create_task(node._commands())
-        await asyncio.sleep(0.2)  # the pauses: 5 s at 10,000 times real time, and more
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while len(calls) < calls_due or node.lost < lost_due:
+            assert loop.time() < deadline, (len(calls), node.lost)
+            await asyncio.sleep(0.005)
+        await node.clock.sleep_ms(2 * RETRY_MS[-1])
         task.cancel()
         return len(calls)
 
-    assert asyncio.run(run(len(RETRY_MS) - 1, MemoryError())) == len(RETRY_MS)
+    tries = len(RETRY_MS)
+    assert asyncio.run(run(tries - 1, MemoryError(), tries, 0)) == tries
     assert node.lost == 0  # the last try got through
-    assert asyncio.run(run(len(RETRY_MS), MemoryError())) == len(RETRY_MS)
+    assert asyncio.run(run(tries, MemoryError(), tries, 1)) == tries
     assert node.lost == 1  # every try ran out: lost
-    assert asyncio.run(run(1, ValueError("bad"))) == 1
+    assert asyncio.run(run(1, ValueError("bad"), 1, 2)) == 1
     assert node.lost == 2  # not a heap shortage: not tried again
