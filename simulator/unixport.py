@@ -18,10 +18,9 @@ from pathlib import Path
 
 from mpremote.romfs import make_romfs
 
+# What the whole firmware is held to here, besides the image (docs/firmware.md, "Memory"): an
+# ESP32's heap without PSRAM; the tests, the virtual node and the street's MicroPython poles use it.
 ESP32_HEAP_KIB = 96
-# What the whole firmware is held to here, besides the image (docs/firmware.md, "Memory"); the
-# tests and the street's MicroPython poles use it.
-NODE_HEAP_KIB = ESP32_HEAP_KIB
 # A node on an mqtts:// broker also holds its TLS context (mbedTLS's entropy, DRBG, config and CA
 # structures sit inside the Python object: 3.1 KiB on this 64-bit port) and, while connected,
 # its TLS socket (0.6 KiB); mbedTLS's record buffers come from the C heap here, as they come from

@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 
 from controller.process import terminate
-from simulator.unixport import micropython_binary
+from simulator.unixport import ESP32_HEAP_KIB, micropython_binary
 
-ESP32_HEAP = "96k"
+ESP32_HEAP = f"{ESP32_HEAP_KIB}k"
 
 
 class VirtualNode:
