@@ -29,6 +29,13 @@ from tests.harness.paths import ROOT
 SCRIPT = ROOT / "tests" / "mp" / "node_cfgpeak.py"
 BOARD = ROOT / "hardware" / "boards" / "sim.json"
 SENSORS = {"lamp+pir": "pir", "every sensor": "pir,radar,pm,climate,no2,noise"}
+# what the node unloads after use (--each: what keeping each one alone costs)
+UNLOADED = (
+    "spnode.boarddef", "spnode.nodeconfig", "spnode.nodeinit", "spnode.sensortypes",
+    "protocols.topics", "spnode.nodemsg", "spnode.remoteconfig", "spnode.nodecmd",
+    "protocols.incoming", "protocols.nodecheck", "protocols.rules", "spnode.dimconf",
+    "spnode.astro", "spnode.tzparse",
+)  # fmt: skip
 
 
 def _run(
@@ -69,6 +76,7 @@ def main() -> None:
     ap.add_argument("--micropython", default=micropython_binary())
     ap.add_argument("--frozen", action="store_true", help="code frozen into the interpreter")
     ap.add_argument("--arch", default="x64", help="mpy-cross -march for the ROMFS image")
+    ap.add_argument("--each", action="store_true", help="keep one module at a time (lamp+pir)")
     opts = ap.parse_args()
     cmd = [opts.micropython]
     with tempfile.TemporaryDirectory() as work:
@@ -78,6 +86,16 @@ def main() -> None:
             rom = build_node_rom(Path(work), arch=opts.arch)
             base = rom.stat().st_size
         rows = []
+        if opts.each:
+            _, shipped = _run(cmd, base + 600 * 1024, rom, "pir", "unload")
+            print(f"{'kept loaded':22} {'boot +B':>8} {'after msgs +B':>14}")
+            for name in UNLOADED:
+                ok, kept = _run(cmd, base + 600 * 1024, rom, "pir", "keep:" + name)
+                assert ok, name
+                boot = kept["boot"] - shipped["boot"]
+                after = kept["after_messages"] - shipped["after_messages"]
+                print(f"{name:22} {boot:8} {after:14}")
+            return
         for label, sensors in SENSORS.items():
             for mode in ("unload", "keep"):
                 ok, figures = _run(cmd, base + 600 * 1024, rom, sensors, mode)

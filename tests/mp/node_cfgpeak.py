@@ -5,7 +5,8 @@
 Prints the heap in use after boot and after each message, then "OK". The smallest heap in which
 it prints "OK" (deterministic, no tasks running) is the "min heap" row of docs/firmware.md.
 SENSORS: comma-separated (default pir). ``keep``: ``unload`` does nothing, so every module
-stays loaded once imported (docs/firmware.md, "Import and unload": what the trick saves).
+stays loaded once imported; ``keep:MOD,...``: those modules (and their submodules) stay
+(docs/firmware.md, "Import and unload": what the trick saves).
 """
 
 import gc
@@ -18,10 +19,16 @@ import json  # noqa: E402
 
 import micropython  # noqa: E402
 
-if len(sys.argv) > 4 and sys.argv[4] == "keep":
+if len(sys.argv) > 4 and sys.argv[4].startswith("keep"):
     import protocols
 
-    protocols.unload = lambda *names: None  # before spnode binds it
+    _KEEP = sys.argv[4][5:].split(",") if sys.argv[4] != "keep" else None
+    _unload = protocols.unload
+
+    def _some(*names):  # unload all but the kept modules (and their submodules)
+        _unload(*[n for n in names if not [k for k in _KEEP if n == k or n.startswith(k + ".")]])
+
+    protocols.unload = (lambda *names: None) if _KEEP is None else _some  # before spnode binds it
     protocols = None
 
 from spnode import boarddef, unload  # noqa: E402
