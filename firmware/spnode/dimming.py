@@ -79,16 +79,10 @@ _SUNSET = 2
 
 def to_dot():
     """The boost layer as Graphviz text (``python -c 'from spnode import dimming; ...'``)."""
-    return _rare("to_dot")
-
-
-def _rare(fn, *args):
-    """Run a rarely needed part of the dimmer (spnode.dimconf: configure, describe, to_dot),
-    loaded for the call and unloaded after it."""
-    from spnode import dimconf
+    from spnode import dimconf  # the dimmer's rarely run parts: loaded for the call
 
     try:
-        return getattr(dimconf, fn)(*args)
+        return dimconf.to_dot()
     finally:
         dimconf = None
         unload("spnode.dimconf")
@@ -152,7 +146,14 @@ class Dimmer:
     def configure(self, config, location=None):
         """Take a validated remote config (dict). ``location`` ({lat, lon}, from the node's
         own config) is used when the remote config has none. Raises ValueError on a bad tz."""
-        self.set_program(*_rare("configure", config, location))
+        from spnode import dimconf  # the dimmer's rarely run parts: loaded for the call
+
+        try:
+            program = dimconf.configure(config, location)
+        finally:
+            dimconf = None
+            unload("spnode.dimconf")
+        self.set_program(*program)
 
     def set_program(self, cfg, presence, noise):
         """Put a program in force, as spnode.dimconf.configure built it: ``cfg`` (the plan's
@@ -409,4 +410,10 @@ class Dimmer:
 
     def describe(self):
         """(state, reason) for the node state and the simulator's report."""
-        return _rare("describe", self)
+        from spnode import dimconf
+
+        try:
+            return dimconf.describe(self)
+        finally:
+            dimconf = None
+            unload("spnode.dimconf")
