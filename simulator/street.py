@@ -45,7 +45,8 @@ from spnode.app import Node
 from spnode.board.sim import SimBoard, SimPin, SimPWM
 from spnode.board.simbus import SimI2C
 from spnode.compat import TICKS_PERIOD
-from spnode.sim.devices import Bme280Device, LampModel, Sps30Device, words_with_crc
+from spnode.sim.devices import Bme280Device, Sps30Device, words_with_crc
+from spnode.sim.lamp import LampModel
 from spnode.update import Updater
 
 BOARD = Path(__file__).resolve().parent.parent / "hardware" / "boards" / "sim.json"
@@ -696,7 +697,7 @@ class Street:
         image = await asyncio.to_thread(build_node_rom, work / "build")
         for p in poles:
             local = self._local(p)
-            local["sensors"] = [s for s in local["sensors"] if s in MP_SENSORS]
+            local["sensors"] = list(MP_SENSORS)  # every sensor, whatever the street has
             mp = MicroPythonPole(local, work / p.id, image, self.speed, self.clock.t)
             mp.start()
             self.mp_poles.append(mp)

@@ -193,7 +193,13 @@ def _probe_mic(board, s):
     return True, "about %.0f dB(A), %s path" % (m.level(m._fast), m.path)
 
 
-# ---- simulated devices (spnode.sim: the simulator, the virtual node) -----------------------
+# ---- simulated devices (spnode.sim: the simulator, the virtual node, spnode.sim.fitted) ----
+# healthy and in range: what the MicroPython poles, the tests and the virtual node carry
+MIC_HZ = 1000  # the microphone hears a 1 kHz tone, 24 samples a period at 24 kHz
+MIC_DB = 62.0
+NO2_MV = (240.0, 230.0)  # working and auxiliary electrode: a few tens of ppb
+
+
 def _sim_sps30(board, s, bdef):
     from spnode.sim.devices import Sps30Device
 
@@ -209,22 +215,18 @@ def _sim_bme280(board, s, bdef):
 def _sim_pms5003(board, s, bdef):
     from spnode.sim.devices import Pms5003Device
 
-    dev = Pms5003Device()
-    board.uart(s["uart"]).attach(dev)
-    return dev
+    return board.uart(s["uart"]).attach(Pms5003Device())
 
 
 def _sim_ld2410(board, s, bdef):
     from spnode.sim.devices import Ld2410Device
 
-    dev = Ld2410Device()
-    board.uart(s["uart"]).attach(dev)
-    return dev
+    return board.uart(s["uart"]).attach(Ld2410Device())
 
 
 def _sim_no2(board, s, bdef):
-    board.adc(s["we"]).set_mv(250.0)
-    board.adc(s["ae"]).set_mv(240.0)
+    board.adc(s["we"]).set_mv(NO2_MV[0])
+    board.adc(s["ae"]).set_mv(NO2_MV[1])
     return None
 
 
@@ -233,12 +235,11 @@ def _sim_pir(board, s, bdef):
 
 
 def _sim_mic(board, s, bdef):
-    from spnode.sim.audio import Tone
+    from spnode.sim.audio import Looped, Tone
 
     rate = bdef["i2s"][s["i2s"]]["rate"]
-    dev = Tone(1000, 60.0, rate, s.get("sensitivity_dbfs", -26.0))
-    board.i2s(s["i2s"]).attach(dev)
-    return dev
+    tone = Tone(MIC_HZ, MIC_DB, rate, s.get("sensitivity_dbfs", -26.0))
+    return board.i2s(s["i2s"]).attach(Looped(tone, rate // MIC_HZ))
 
 
 # type: (bus section, fields naming its entries, registry module, fit, probe, simulate)

@@ -83,7 +83,7 @@ def main() -> None:
         rom = None
         base = 0  # what the image takes of the heap (romboot.py reads it in)
         if not opts.frozen:
-            rom = build_node_rom(Path(work), arch=opts.arch)
+            rom = build_node_rom(Path(work), march=opts.arch)
             base = rom.stat().st_size
         rows = []
         if opts.each:
