@@ -112,6 +112,7 @@ class Bme280Device:
         self.forced = 0
         self._ptr = 0
         self.calib = _bme.parse_calibration(self.regs[0x88:0xA2], self.regs[0xE1:0xE8])
+        self._raw = None  # the ADC values of the environment (set_raw)
         self.set_env(temp_c, p_hpa, rh)
         r = self.regs  # power-on reset values of the data registers: no measurement yet
         r[0xF7], r[0xF8], r[0xF9], r[0xFA], r[0xFB], r[0xFC], r[0xFD], r[0xFE] = (
