@@ -215,34 +215,15 @@ def hardware_id():
 
 
 def attach(board, bdef):
-    from spnode.sim import devices as d
-    from spnode.sim.audio import Tone
+    from spnode.sensortypes import SIMULATE, TYPES
     from spnode.sim.lamp import LampModel
 
     faults = _conf().get("faults", {})
     for name, s in bdef.get("sensors", {}).items():
-        t = s["type"]
         fault = faults.get(name)
         if fault == "absent":
             continue
-        dev = None
-        if t == "sps30":
-            dev = board.i2c(s["i2c"]).attach(s.get("addr", 0x69), d.Sps30Device())
-        elif t == "bme280":
-            dev = board.i2c(s["i2c"]).attach(s.get("addr", 0x76), d.Bme280Device())
-        elif t == "pms5003":
-            dev = d.Pms5003Device()
-            board.uart(s["uart"]).attach(dev)
-        elif t == "ld2410":
-            dev = d.Ld2410Device()
-            board.uart(s["uart"]).attach(dev)
-        elif t == "no2_cell":
-            board.adc(s["we"]).set_mv(250.0)
-            board.adc(s["ae"]).set_mv(240.0)
-        elif t in ("inmp441", "ics43434"):
-            rate = bdef["i2s"][s["i2s"]]["rate"]
-            dev = Tone(1000, 60.0, rate, s.get("sensitivity_dbfs", -26.0))
-            board.i2s(s["i2s"]).attach(dev)
+        dev = TYPES[s["type"]][SIMULATE](board, s, bdef)
         if fault and dev is not None:
             dev.fault = fault
     lamp = bdef.get("lamp")

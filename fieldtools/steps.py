@@ -19,6 +19,7 @@ from fieldtools.client import Controller
 from fieldtools.errors import FieldError
 from fieldtools.progress import Reporter
 from fieldtools.serialnode import MARK, NodeCodeError, NodeLink
+from spnode.sensortypes import MODULE, TYPES
 
 # ---- identify --------------------------------------------------------------------------------
 
@@ -254,17 +255,6 @@ def deploy(
 
 # ---- provision -------------------------------------------------------------------------------
 
-# Which registry module a sensor type belongs to.
-MODULE_OF = {
-    "sps30": "air",
-    "pms5003": "air",
-    "bme280": "air",
-    "no2_cell": "air",
-    "inmp441": "noise",
-    "ics43434": "noise",
-    "pir": "motion",
-    "ld2410": "motion",
-}
 PURPOSE = {
     "lighting": "street lighting, dimmed on presence",
     "air": "air quality (PM, NO2, temperature, humidity)",
@@ -352,7 +342,7 @@ def provision(
             f"fitted on this board: {', '.join(fitted) or 'none'}",
         )
     types = {s: (bdef or {}).get("sensors", {}).get(s, {}).get("type", "") for s in chosen}
-    wanted = {MODULE_OF[t] for t in types.values() if t in MODULE_OF}
+    wanted = {TYPES[t][MODULE] for t in types.values() if t in TYPES}  # registry modules
     if bdef is None or bdef.get("lamp"):
         wanted.add("lighting")
     have = {m["type"]: m for m in p.get("modules", [])}

@@ -28,10 +28,9 @@ from pathlib import Path
 
 from mpremote.romfs import make_romfs
 
+# What the whole firmware is held to here, besides the image (docs/firmware.md, "Memory"): an
+# ESP32's heap without PSRAM; the tests, the virtual node and the street's MicroPython poles use it.
 ESP32_HEAP_KIB = 96
-# What the whole firmware is held to here, besides the image (docs/firmware.md, "Memory"); the
-# tests and the street's MicroPython poles use it.
-NODE_HEAP_KIB = ESP32_HEAP_KIB
 # What the firmware frozen into the 32-bit port is held to: its code is in flash (as a
 # production ESP32 image carries it), so only what it builds takes heap.
 FROZEN_HEAP_KIB = 64

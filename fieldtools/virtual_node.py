@@ -18,10 +18,10 @@ import sys
 import time
 from pathlib import Path
 
-from fieldtools.unixport import micropython_binary
+from fieldtools.unixport import ESP32_HEAP_KIB, micropython_binary
 from hostlib.process import terminate
 
-ESP32_HEAP = "96k"
+ESP32_HEAP = f"{ESP32_HEAP_KIB}k"
 
 
 class VirtualNode:

@@ -53,6 +53,7 @@ package(
         "sensing/__init__.py",
         "sensing/air.py",
         "sensing/pm.py",
+        "sensortypes.py",
         "tlsctx.py",
         "tzparse.py",
         "tzrules.py",

@@ -6,9 +6,8 @@ of the codec, for each config or command, and unloads it after.
 """
 
 import json
-import sys
 
-from protocols import MAX_PAYLOAD
+from protocols import MAX_PAYLOAD, unload
 from protocols.errors import ProtocolError
 
 
@@ -42,21 +41,6 @@ def check_schema(channel, msg):
     finally:
         check = None
         unload(name, "protocols.nodecheck")
-
-
-def unload(*names):
-    """Forget modules loaded for one message (on MicroPython their objects sit in the heap
-    until nothing refers to them). Nothing on CPython, where the simulator's nodes would only
-    import them again for every message."""
-    if sys.implementation.name != "micropython":
-        return
-    for name in names:
-        if sys.modules.pop(name, None) is not None:
-            pkg, attr = name.rsplit(".", 1)
-            try:
-                delattr(sys.modules[pkg], attr)
-            except (KeyError, AttributeError):
-                pass
 
 
 def decode(channel, payload):

@@ -41,10 +41,11 @@ MP_SENSORS = ("pm", "climate", "no2", "noise", "pir", "radar")
 BOARD = Path(__file__).resolve().parents[1] / "hardware" / "boards" / "sim.json"
 
 
-def build_node_rom(work: Path) -> Path:
+def build_node_rom(work: Path, march: str | None = None) -> Path:
     """The node with its simulated board (firmware/manifest_sim.py) compiled for the unix port
-    that runs the poles, into a ROMFS image under ``work``."""
-    march = interpreter_info().march
+    that runs the poles (or for ``march``, another interpreter's), into a ROMFS image under
+    ``work``."""
+    march = march or interpreter_info().march
     tree = work / march
     build(tree, "sim", arch=march, manifest=SIM_MANIFEST)
     return build_rom(tree, work / "node.romfs")

@@ -41,16 +41,11 @@ from simulator.provision import RATED_W, Credentials
 from simulator.scenario import Fault
 from simulator.world import Event, World
 from spnode import VERSION, boarddef
-from spnode import app as _app
-from spnode import health as _health
 from spnode.app import Node
 from spnode.board.sim import SimBoard, SimPin, SimPWM
 from spnode.board.simbus import SimI2C
-from spnode.compat import TICKS_PERIOD, ticks_add
-from spnode.drivers import sps30 as _sps30
-from spnode.mqtt_client import NotConnected
-from spnode.sim import devices as _devices
-from spnode.sim.devices import Bme280Device, Sps30Device
+from spnode.compat import TICKS_PERIOD
+from spnode.sim.devices import Bme280Device, Sps30Device, words_with_crc
 from spnode.sim.lamp import LampModel
 from spnode.update import Updater
 
@@ -79,50 +74,11 @@ def connect_spread_s(poles: int) -> float:
     return min(CONNECT_SPREAD_MAX_S, poles / CONNECT_RATE)
 
 
-class _Gc:
-    """``gc`` as the firmware sees it in the simulator. On the ESP32 a full collection after
+def _no_collect() -> None:
+    """The nodes' heap collection (``Node(collect=...)``). On the ESP32 a full collection after
     each report keeps MicroPython's small heap unfragmented; in one CPython process holding
     thousands of nodes each call walks every node's objects (8 ms at 50 poles, most of the
     run's time), and CPython collects on its own, so here it does nothing."""
-
-    @staticmethod
-    def collect() -> None:
-        return None
-
-
-_app.gc = _Gc
-_health.gc = _Gc
-
-
-def _crc_table() -> list[int]:
-    table = []
-    for x in range(256):
-        crc = x
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x31) & 0xFF if crc & 0x80 else (crc << 1) & 0xFF
-        table.append(crc)
-    return table
-
-
-_CRC = _crc_table()
-
-
-def _crc8(data: Any, start: int = 0, end: int | None = None) -> int:
-    """The SPS30 driver's Sensirion CRC-8, table-driven (same results, ~10x faster): every
-    pole reads its SPS30 every second, and checking 20 words bit by bit was the run's top cost."""
-    t = _CRC
-    if end is None:
-        end = len(data)
-    if end - start == 2:
-        return int(t[t[0xFF ^ data[start]] ^ data[start + 1]])
-    crc = 0xFF
-    for i in range(start, end):
-        crc = t[crc ^ data[i]]
-    return crc
-
-
-_sps30.crc8 = _crc8
-_devices.crc8 = _crc8
 
 
 class FastSps30(Sps30Device):  # type: ignore[misc]
@@ -139,7 +95,7 @@ class FastSps30(Sps30Device):  # type: ignore[misc]
         if out is None:
             if len(self._frames) > 50000:
                 self._frames.clear()
-            out = self._frames[payload] = bytes(_devices._words_with_crc(payload))
+            out = self._frames[payload] = bytes(words_with_crc(payload))
         return out[:n]
 
 
@@ -271,79 +227,6 @@ class PoleStats:
     faults: list[str] = field(default_factory=list)
 
 
-class SimNode(Node):  # type: ignore[misc]  # the firmware is untyped (MicroPython)
-    """The firmware's Node, counting what the report needs; behaviour unchanged except that
-    the street's ticker calls ``control_step`` (the same method the firmware's control task
-    calls every 100 ms) instead of a task per node."""
-
-    def __init__(self, *args: Any, vp: VirtualPole, **kw: Any) -> None:
-        self.vp = vp
-        self.stats = vp.stats
-        super().__init__(*args, **kw)
-
-    async def _control(self) -> None:
-        return None  # driven by Street._step
-
-    # The firmware's other periodic tasks, driven from the street too (one call per node
-    # instead of one asyncio timer and task wake-up per node and period): the firmware's own
-    # ``report_step`` every 500 simulated ms and ``sense_step`` every simulated second (from
-    # the ticker, like ``control_step``), ``health_step`` every real second and ``wifi_step``
-    # every 5 real seconds (the firmware sleeps those with ``asyncio.sleep``), and the street
-    # wakes the sender once a real second when it has something pending (the firmware's
-    # one-second ``wait_for`` on ``_wake``).
-    async def _report(self) -> None:
-        return None
-
-    async def _sensing(self) -> None:
-        return None
-
-    async def _health(self) -> None:
-        return None
-
-    async def _wifi(self) -> None:
-        return None
-
-    def sense_tick(self) -> None:
-        if not self.safe_mode:  # the firmware runs no sensing task in safe mode
-            self.sense_step()
-
-    def sender_tick(self) -> None:
-        if self.outbox or self._state_due or len(self.buffer):
-            self._wake.set()
-
-    async def _sender(self) -> None:
-        c = self.client
-        while True:
-            if not c.connected:
-                await c.up.wait()
-            self._wake.clear()
-            try:
-                while await self._send_one():
-                    pass
-            except NotConnected:
-                continue
-            await self._wake.wait()  # or the street's once-a-second sender_tick
-
-    def _presence(self) -> None:
-        self.stats.presence_events += 1
-        super()._presence()
-
-    def _on_message(self, topic: str, payload: bytes, retained: bool) -> None:
-        if topic in self.neighbours:
-            self.stats.neighbour_wakes += 1
-        super()._on_message(topic, payload, retained)
-
-    def report(self) -> Any:
-        data = super().report()
-        if data is not None:
-            self.stats.batches += 1
-            if self.vp.record is not None:
-                msg = json.loads(data)
-                keys = [(r.get("src", ""), r["q"], r["ts"]) for r in msg["readings"]]
-                self.vp.record.append((msg["boot"], msg["seq"], keys))
-        return data
-
-
 class VirtualPole:
     def __init__(
         self,
@@ -402,11 +285,25 @@ class VirtualPole:
         self.waits: list[float] = []  # reach times of passers-by still waiting for light
         if flash is not None:
             _flash_init(flash)
-        self.node: SimNode = self._boot()  # the first boot always works (a good app)
+        self.node: Node = self._boot()  # the first boot always works (a good app)
         self.up = True
 
+    # ---- what the node tells its observer (Node(observer=...)): the report's score ----------
+    def presence(self) -> None:
+        self.stats.presence_events += 1
+
+    def neighbour(self) -> None:
+        self.stats.neighbour_wakes += 1
+
+    def batch(self, data: bytes) -> None:
+        self.stats.batches += 1
+        if self.record is not None:
+            msg = json.loads(data)
+            keys = [(r.get("src", ""), r["q"], r["ts"]) for r in msg["readings"]]
+            self.record.append((msg["boot"], msg["seq"], keys))
+
     # ---- boots -------------------------------------------------------------------------------
-    def _boot(self) -> SimNode:
+    def _boot(self) -> Node:
         kw: dict[str, Any] = {"boot": self.stats.boots}
         if self.flash is not None:
             root = str(self.flash)
@@ -420,13 +317,19 @@ class VirtualPole:
                 "boot_mode": mode,
                 "fw_version": up.version,
             }
-        node = SimNode(
-            self.board, self.local, clock=self.clock, keepalive=self.keepalive, vp=self, **kw
+        node = Node(
+            self.board,
+            self.local,
+            clock=self.clock,
+            keepalive=self.keepalive,
+            collect=_no_collect,
+            observer=self,
+            **kw,
         )
         self._wire(node)
         return node
 
-    def _wire(self, node: SimNode) -> None:
+    def _wire(self, node: Node) -> None:
         """The simulated network between this node and the broker (faults ``net``)."""
         client = node.client
         read, publish = client._read_packet, client.publish
@@ -461,13 +364,14 @@ class VirtualPole:
             node = self.node
             if self.connect_delay_s and self.stats.boots == 1:
                 _delay_connect(node.client, self.connect_delay_s)
-            node.start()
+            ahead = 0
             if self.report_phase and self.stats.boots == 1:
                 # as if the node had booted report_phase of a period before the street started
                 ahead = int(self.report_phase * node.period_s * 1000)
-                node._rep_start = ticks_add(node._rep_start, -ahead)
+            # the street's ticker runs the node's steps (Street._step, _housekeeping)
+            node.start(driven=True, ahead_ms=ahead)
             self.up = True
-            stopped = asyncio.ensure_future(node._stop.wait())
+            stopped = asyncio.ensure_future(node.stopped.wait())
             cut = asyncio.ensure_future(self.cut.wait())
             await asyncio.wait({stopped, cut}, return_when=asyncio.FIRST_COMPLETED)
             stopped.cancel()

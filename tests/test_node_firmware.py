@@ -24,7 +24,7 @@ from controller.broker import Broker, BrokerConfig, free_port
 from fieldtools.unixport import FROZEN_HEAP_KIB, interpreter_info, pypi_binary
 from protocols import codec, topics
 from simulator.mpnodes import MP_SENSORS
-from spnode.sim.fitted import MIC_DB
+from spnode.sensortypes import MIC_DB
 from spnode.update import pack, sign
 from tests.conftest import Trees
 from tests.harness.micropython import NODE_HEAP_KIB, micropython_env, node_command
@@ -524,24 +524,27 @@ def test_a_message_that_runs_out_of_heap_is_tried_again_not_lost() -> None:
 
         return handle
 
-    async def run(times: int, error: Exception) -> int:
-        """Calls of the handler for one message whose first ``times`` calls raise."""
+    async def run(times: int, error: Exception, calls_due: int, lost_due: int) -> int:
+        """Calls of the handler for one message whose first ``times`` calls raise: waits for
+        the calls and the loss due, then for twice the longest pause on the node's clock (a
+        call too many would come within it)."""
         calls.clear()
         handled.clear()
-        lost = node.lost
         node._handle = failing(times, error)  # type: ignore[method-assign]
         node.inbox.append((node.t_cmd, b"x"))
         node._work.set()
         task = asyncio.create_task(node._commands())
-        # done with the message: handled at last, or counted lost (the pauses between tries
-        # run at 10,000 times real time)
-        await until(lambda: handled or node.lost > lost, 30, "the message handled or lost")
+        # the calls and the loss due, then twice the longest pause on the node's clock (which
+        # runs at 10,000 times real time): a call too many would come within it
+        await until(lambda: len(calls) >= calls_due and node.lost >= lost_due, 30, "the calls due")
+        await node.clock.sleep_ms(2 * RETRY_MS[-1])
         task.cancel()
         return len(calls)
 
-    assert asyncio.run(run(len(RETRY_MS) - 1, MemoryError())) == len(RETRY_MS)
+    tries = len(RETRY_MS)
+    assert asyncio.run(run(tries - 1, MemoryError(), tries, 0)) == tries
     assert node.lost == 0  # the last try got through
-    assert asyncio.run(run(len(RETRY_MS), MemoryError())) == len(RETRY_MS)
+    assert asyncio.run(run(tries, MemoryError(), tries, 1)) == tries
     assert node.lost == 1  # every try ran out: lost
-    assert asyncio.run(run(1, ValueError("bad"))) == 1
+    assert asyncio.run(run(1, ValueError("bad"), 1, 2)) == 1
     assert node.lost == 2  # not a heap shortage: not tried again

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fieldtools.unixport import FROZEN_HEAP_KIB, NODE_HEAP_KIB, interpreter_info
+from fieldtools.unixport import ESP32_HEAP_KIB, FROZEN_HEAP_KIB, interpreter_info
 from simulator.mpnodes import MP_SENSORS
 from tests.conftest import Trees
 from tests.harness.micropython import run_micropython
@@ -33,7 +33,7 @@ def bench(
     when nothing else is in the heap (``bare``); with the simulated devices (a few KiB of the
     bench's own) in an ESP32's 96 KiB."""
     trees: Trees = request.getfixturevalue("mpy_trees")
-    heap = NODE_HEAP_KIB
+    heap = ESP32_HEAP_KIB
     if build == "32-bit":
         binary: str = request.getfixturevalue("unix32")
         rom: Path | None = trees.rom(interpreter_info(binary).march)

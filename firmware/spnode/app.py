@@ -27,9 +27,9 @@ import gc
 from protocols.errors import ProtocolError
 from protocols.outgoing import dump
 from spnode import UPDATE_CMD, VERSION, unload
-from spnode.compat import const, ticks_diff, ticks_ms
+from spnode.compat import const, ticks_add, ticks_diff, ticks_ms
+from spnode.dimming import Dimmer, Inputs
 from spnode.flash import exists
-from spnode.health import heap_free
 from spnode.mqtt_client import NotConnected
 from spnode.sensing import reading
 
@@ -45,17 +45,6 @@ RETRY_MS = (0, 1000, 4000)  # pauses before the tries of work that ran out of he
 # none comes, so a controller that is away does not fill the broker with copies.
 _CONFIRM_MS = const(120000)
 _CONFIRM_MAX_MS = const(3600000)
-
-
-def _call(name, fn, *args):
-    """Run ``fn`` of the module ``spnode.<name>``, imported for the call and unloaded after it
-    (MicroPython keeps a module's code in the heap): boot, config and command handling."""
-    mod = __import__("spnode." + name, None, None, (fn,))
-    try:
-        return getattr(mod, fn)(*args)
-    finally:
-        mod = None
-        unload("spnode." + name)
 
 
 class Node:
@@ -76,15 +65,96 @@ class Node:
         ntp_host=None,
         fw_version=FW_VERSION,
         boot=None,
+        collect=gc.collect,
+        observer=None,
     ):
-        gc.collect()  # the parts are built in one piece of free heap, not around garbage
-        _call(
-            "nodeinit", "init", self, board, local, clock, host, port, username, password, ssl,
-            keepalive, data_dir, updater, boot_mode, ntp_host, fw_version, boot,
-        )  # fmt: skip
-        unload("protocols.topics")  # nodeinit built the topic strings the node keeps
-        gc.collect()  # room for checking the persisted config (the codec loads its check)
-        _call("nodemsg", "load", self)  # the last program keeps running without the controller
+        # ``collect``: the heap collection the node runs after each report and before each
+        # message (the simulator, thousands of nodes in one CPython process, passes one that
+        # does nothing). ``observer``: told of own presence, a neighbour's and each batch
+        # (``presence()``, ``neighbour()``, ``batch(data)``; the simulator's score), or None.
+        collect()  # the parts are built in one piece of free heap, not around garbage
+        # The state of the run first: the attribute table grows to its size in steps (a
+        # table of 59 entries is one piece of 944 bytes on the 64-bit port), and does so here
+        # while the heap is still whole, not between the parts below (a boot with a
+        # persisted config and buffer found no such piece there).
+        self.period_s = 60
+        self.level = 1.0
+        self.outbox = []  # (topic, payload, qos), oldest first
+        self.inbox = []  # (topic, payload)
+        self.lost = 0  # outgoing acks/events or incoming messages dropped (full, or unencodable)
+        self.acks = 0
+        self._wake = asyncio.Event()
+        self._work = asyncio.Event()
+        self.stopped = asyncio.Event()  # set by stop(); run() then shuts the node down
+        self.exit_reason = None
+        self._state_due = True
+        self._state_at = None
+        self._state_level = None
+        self._confirmed = False
+        self._up_ms = 0  # summed by control_step: one ticks difference spans at most 6.2 days
+        self._presence_at = None
+        self._detections = 0
+        self._lvl_sum = 0.0
+        self._lvl_ms = 0
+        self._last_ms = 0  # ticks of the last control step (set below, once the clock is)
+        self._energy0 = 0.0
+        self._dropped_seen = 0
+        self._alarms = {}
+        self._tasks = []
+        self._rep_n = 0  # reporting periods this run (a state message every STATE_EVERY)
+        self._rep_start = 0  # ticks at which the reporting period began
+        self.board = board
+        self.collect = collect
+        self.observer = observer
+        self.data_dir = data_dir
+        self.updater = updater
+        self.safe_mode = boot_mode == "safe"
+        self.ntp_host = ntp_host
+        self.fw = fw_version
+        self.seq = 0  # measurement batches this boot
+        self.event_seq = 0
+        self.neighbours = ()  # presence topics of the configured neighbours
+        # the parts, built below (spnode.nodeinit)
+        self.local = self.clock = self.boot = None
+        self.t_state = self.t_meas = self.t_event = self.t_ack = None
+        self.t_presence = self.t_config = self.t_cmd = None
+        self.lamp = self.sensors = self.buffer = self.remote = None
+        self.dimmer = self.inp = self.health = self.client = None
+        from spnode import nodeinit  # builds the parts; not kept (spnode.unload)
+
+        try:
+            local = nodeinit.checked(local)
+            self.local = lc = _Local(local)
+            self.clock = clock = clock if clock is not None else nodeinit.clock()
+            self.boot = boot if boot is not None else nodeinit.boot_number(data_dir)
+            names = nodeinit.topic_names(lc)
+            self.t_state, self.t_meas, self.t_event, self.t_ack = names[:4]
+            self.t_presence, self.t_config, self.t_cmd = names[4:7]
+            # parts: the drivers first, so the sensor table loaded for them is gone again
+            # before the buffer and the client take their share of the heap
+            self.lamp = nodeinit.lamp(board)
+            self.sensors = nodeinit.sensors(board, lc, clock, self.safe_mode)
+            self.buffer = nodeinit.buffer(data_dir)
+            self.remote = _Remote(data_dir + "/config.json" if data_dir is not None else None)
+            self.dimmer = Dimmer()
+            self.inp = Inputs()
+            self.health = nodeinit.health(board, clock)
+            self.client = nodeinit.client(
+                self, local, host, port, username, password, ssl, keepalive, names
+            )
+            names = local = None
+            self._last_ms = self._rep_start = clock.ticks_ms()
+        finally:
+            nodeinit = None
+            unload("spnode.nodeinit", "protocols.topics")  # the node keeps the topic strings
+        collect()  # room for checking the persisted config (the codec loads its check)
+        from spnode import nodemsg
+
+        try:
+            nodemsg.load(self)  # the last program keeps running without the controller
+        finally:
+            nodemsg = None
+            unload("spnode.nodemsg")
         self.control_step()  # the light is set before anything else happens
 
     # ---- the control loop (no network here) ------------------------------------------------------
@@ -94,18 +164,20 @@ class Node:
         ms = clock.ticks_ms()
         inp = self.inp
         inp.time_valid = clock.valid
+        parts = self.sensors
         seen = 0
-        if self.pir is not None:
-            seen = self.pir.take()
-        if self.radar is not None:
-            self.radar.poll(ms)
-            seen += self.radar.take()
-            inp.presence_fault = self.radar.fault is not None
-        inp.presence = seen > 0 or (self.radar is not None and self.radar.present)
+        if parts.pir is not None:
+            seen = parts.pir.take()
+        radar = parts.radar
+        if radar is not None:
+            radar.poll(ms)
+            seen += radar.take()
+            inp.presence_fault = radar.fault is not None
+        inp.presence = seen > 0 or (radar is not None and radar.present)
         if seen:
             self._detections += seen
-        if self.noise is not None:
-            inp.noise_dba = self.noise.last_second
+        if parts.noise is not None:
+            inp.noise_dba = parts.noise.last_second
         level = self.dimmer.step(clock.now(), ms, inp)
         if self.dimmer.presence_edge and (
             self._presence_at is None or ticks_diff(ms, self._presence_at) >= 2000
@@ -134,10 +206,12 @@ class Node:
         """Own presence began: tell the neighbours (QoS 0) and the controller (an event). Not
         while offline: sent after the outage, they would light the neighbours for no one, and
         they would push alarms out of the bounded outbox; the batches count the detections."""
+        if self.observer is not None:
+            self.observer.presence()
         if not self.clock.valid or not self.client.connected:
             return
         ts = int(self.clock.now())
-        src = self.srcs.get("motion", "motion")
+        src = self.sensors.srcs.get("motion", "motion")
         self._queue(self.t_presence, {"ts": ts, "src": src}, "presence", 0)
         self._event({"kind": "presence", "src": src, "count": 1})
 
@@ -191,7 +265,7 @@ class Node:
             "fw": self.fw,
             "boot": self.boot,
             "uptime_s": self.uptime_s(),
-            "heap_free": heap_free(),
+            "heap_free": self.heap_free(),
             "reset_cause": self.board.reset_cause(),
             "level": round(self.level, 3),
             "config_version": self.remote.version,
@@ -204,6 +278,10 @@ class Node:
         except Exception:
             pass
         return st
+
+    def heap_free(self):
+        self.collect()
+        return gc.mem_free() if hasattr(gc, "mem_free") else 0
 
     def uptime_s(self):
         return self._up_ms // 1000
@@ -276,6 +354,8 @@ class Node:
             buf.wait = 0
             return
         if topic in self.neighbours:
+            if self.observer is not None:
+                self.observer.neighbour()
             self.inp.neighbour = True  # the next control step raises the light
             return
         if len(self.inbox) >= INBOX_MAX:
@@ -285,11 +365,24 @@ class Node:
         self._work.set()
 
     async def _handle(self, topic, payload):
-        """A config (spnode.nodemsg) or a command (spnode.nodecmd), loaded for the message."""
+        """A config (spnode.nodemsg) or a command (spnode.nodecmd), each loaded for the
+        message and unloaded after it (MicroPython keeps a module's code in the heap)."""
         if topic == self.t_config:
-            await _call("nodemsg", "handle", self, topic, payload)
+            from spnode import nodemsg
+
+            try:
+                nodemsg.handle(self, payload)
+            finally:
+                nodemsg = None
+                unload("spnode.nodemsg")
         elif topic == self.t_cmd:
-            await _call("nodecmd", "handle", self, topic, payload)
+            from spnode import nodecmd
+
+            try:
+                await nodecmd.handle(self, payload)
+            finally:
+                nodecmd = None
+                unload("spnode.nodecmd")
 
     async def _flush(self, timeout_ms=5000):
         """Give the sender a moment to get acks out (e.g. before a reboot; right after a boot
@@ -324,8 +417,8 @@ class Node:
     # same steps from one street-wide ticker instead of a timer per node.
     def sense_step(self):
         ms = self.clock.ticks_ms()
-        if self.pm is not None:
-            self.pm.step(int(self.clock.now()), ms)
+        if self.sensors.pm is not None:
+            self.sensors.pm.step(int(self.clock.now()), ms)
         if self.lamp is not None:
             fault = self.lamp.check(ms)
             self._alarm("lampFailure", fault is not None, fault, "lamp")
@@ -334,7 +427,8 @@ class Node:
         return self._every(1000, self.sense_step)
 
     def _microphone(self):
-        return self._every(1000 // 32, self.noise.read, self.mic)
+        parts = self.sensors
+        return self._every(1000 // 32, parts.noise.read, parts.mic)
 
     def report_step(self, ms):
         """Close the period if it has run out (checked every 500 ms, so a new
@@ -359,7 +453,7 @@ class Node:
         if dropped != self._dropped_seen:
             self._dropped_seen = dropped
             self._alarm("bufferOverflow", True, "%d batches dropped" % dropped)
-        gc.collect()
+        self.collect()
 
     def _report_tick(self):
         self.report_step(self.clock.ticks_ms())
@@ -377,13 +471,15 @@ class Node:
             self._reset_period(ms)
             return None
         ts = int(self.clock.now())
+        parts = self.sensors
+        srcs = parts.srcs
         temp = p = rh = None
-        if self.bme is not None:
+        if parts.bme is not None:
             from spnode.sensing.air import climate_readings
 
             cal = self.local.calibration
             rs = climate_readings(
-                self.bme, ts, dur, self.srcs["climate"], cal.get("temperature_offset", 0.0)
+                parts.bme, ts, dur, srcs["climate"], cal.get("temperature_offset", 0.0)
             )
             for r in rs:
                 if r["q"] == "temperature":
@@ -393,18 +489,16 @@ class Node:
                 elif r["q"] == "atmosphericPressure":
                     p = r["v"]
             readings.extend(rs)
-        if self.pm is not None:
-            readings.extend(self.pm.report(ts, dur, rh))
-        if self.no2 is not None:
+        if parts.pm is not None:
+            readings.extend(parts.pm.report(ts, dur, rh))
+        if parts.no2 is not None:
             from spnode.sensing.air import no2_readings
 
-            readings.extend(no2_readings(self.no2, ts, dur, self.srcs["no2"], temp, p))
-        if self.noise is not None:
-            readings.extend(self.noise.report(ts, dur, self.srcs["noise"]))
-        if "motion" in self.srcs:
-            readings.append(
-                reading(ts, "presenceCount", self._detections, dur, self.srcs["motion"])
-            )
+            readings.extend(no2_readings(parts.no2, ts, dur, srcs["no2"], temp, p))
+        if parts.noise is not None:
+            readings.extend(parts.noise.report(ts, dur, srcs["noise"]))
+        if "motion" in srcs:
+            readings.append(reading(ts, "presenceCount", self._detections, dur, srcs["motion"]))
         if self.lamp is not None:
             mean = self._lvl_sum / self._lvl_ms if self._lvl_ms else self.level
             wh = self.lamp.energy_wh(ms)
@@ -433,6 +527,8 @@ class Node:
         self.buffer.push(data, self.boot, self.seq)
         self.seq += 1
         self._wake.set()
+        if self.observer is not None:
+            self.observer.batch(data)
         return data
 
     def _reset_period(self, ms):
@@ -440,7 +536,13 @@ class Node:
         self._lvl_sum = 0.0
         self._lvl_ms = 0
 
-    async def _sender(self):
+    def sender_tick(self):
+        """Wake the sender if anything is pending: for a driver that runs the node's steps
+        itself (``start(driven=True)``), whose sender waits for this instead of a timer."""
+        if self.outbox or self._state_due or len(self.buffer):
+            self._wake.set()
+
+    async def _sender(self, wait_s):
         c = self.client
         while True:
             if not c.connected:
@@ -453,8 +555,11 @@ class Node:
                 continue
             except Exception as e:  # as in _every: the next round tries again
                 print("sender:", repr(e))
+            if wait_s is None:
+                await self._wake.wait()
+                continue
             try:
-                await asyncio.wait_for(self._wake.wait(), 1)
+                await asyncio.wait_for(self._wake.wait(), wait_s)
             except asyncio.TimeoutError:
                 pass
 
@@ -469,7 +574,7 @@ class Node:
                 except Exception as e:  # one bad message never stops the others
                     self.lost += 1
                     print("command:", repr(e))
-                gc.collect()
+                self.collect()
 
     async def _retry(self, fn, *args):
         """``fn(*args)``, awaited if it is a coroutine, into a collected heap; a MemoryError is
@@ -478,7 +583,7 @@ class Node:
         last = len(RETRY_MS) - 1
         for i, pause in enumerate(RETRY_MS):
             await self._sleep(pause)
-            gc.collect()  # the work and its modules into whole free heap, not around garbage
+            self.collect()  # the work and its modules into whole free heap, not around garbage
             try:
                 result = fn(*args)
                 return (await result) if hasattr(result, "send") else result
@@ -521,50 +626,63 @@ class Node:
             await asyncio.sleep(5)
 
     # ---- lifecycle ---------------------------------------------------------------------------
-    def start(self):
-        """Create the tasks (in the running loop). ``stop`` or a reboot command ends them."""
-        spawn = asyncio.create_task
+    def start(self, driven=False, ahead_ms=0):
+        """Create the tasks (in the running loop). ``stop`` or a reboot command ends them.
+
+        ``driven``: the caller runs the periodic steps itself (``control_step`` every 100 ms,
+        ``report_step`` every 500 ms, ``sense_step`` every second, ``health_step``,
+        ``wifi_step``, ``sender_tick``), as the simulator does for a whole street from one
+        ticker; the node then starts only its network tasks. ``ahead_ms``: the reporting
+        period began that long before now (a street's nodes that booted at other moments)."""
         if hasattr(gc, "threshold"):  # collect every few KiB: the garbage the tasks make between
             # collections is what splits the free heap into holes too small for a config check
             gc.threshold(GC_EVERY_BYTES)
         self._rep_n = 0
-        self._rep_start = self.clock.ticks_ms()
-        tasks = [self._control(), self._health(), self._wifi()]
+        self._rep_start = ticks_add(self.clock.ticks_ms(), -ahead_ms)
+        tasks = [] if driven else [self._control(), self._health(), self._wifi()]
         if self.data_dir is not None and exists(self.data_dir + "/" + UPDATE_CMD):
-            tasks.append(self._boot_update())
+            tasks.append(self._boot_update(driven))
         else:
-            tasks += self._running()
+            tasks += self._running(driven)
         if self.ntp_host and hasattr(self.clock, "sync_ntp"):
             tasks.append(self._ntp())
         if self.safe_mode:
             self._alarm("safeMode", True, "repeated failed boots")
-        self._tasks = [spawn(t) for t in tasks]
+        self._tasks = [asyncio.create_task(t) for t in tasks]
 
-    def _running(self):
+    def _running(self, driven):
         """Measuring and the network: after the light's own tasks, and after a boot's update
         download if there is one (spnode.nodecmd.boot_update)."""
-        tasks = [self._report(), self._sender(), self._commands(), self.client.run()]
+        tasks = [self._sender(None if driven else 1), self._commands(), self.client.run()]
+        if not driven:
+            tasks.append(self._report())
         if not self.safe_mode:
-            tasks.append(self._sensing())
-            if self.noise is not None:
+            if not driven:
+                tasks.append(self._sensing())
+            if self.sensors.noise is not None:
                 tasks.append(self._microphone())
         return tasks
 
-    async def _boot_update(self):
+    async def _boot_update(self, driven):
         """The download of an update accepted before this boot, then the other tasks. Only
         the light's control, the watchdog and Wi-Fi run beside it: MQTT's connection, the
         retained messages it brings in, the messages the node sends, and the reports and
         sensing cycles would take the heap the download needs (spnode.nodecmd). Presence
         detections and the light's level still count into the first report's period."""
+        from spnode import nodecmd
+
         try:
-            ident = await _call("nodecmd", "boot_update", self)
+            ident = await nodecmd.boot_update(self)
         except Exception as e:  # whatever went wrong, the node goes on to connect and report
             print("update:", repr(e))
             ident = None
-        if self._stop.is_set():  # rebooting to try the download again with a fresh heap
+        finally:
+            nodecmd = None
+            unload("spnode.nodecmd")
+        if self.stopped.is_set():  # rebooting to try the download again with a fresh heap
             return
-        gc.collect()
-        self._tasks += [asyncio.create_task(t) for t in self._running()]
+        self.collect()
+        self._tasks += [asyncio.create_task(t) for t in self._running(driven)]
         if ident is None:
             return
         # staged: acknowledged after this boot's birth message, since the controller takes a
@@ -579,12 +697,12 @@ class Node:
 
     def stop(self, reason="stop"):
         self.exit_reason = reason
-        self._stop.set()
+        self.stopped.set()
 
     async def run(self):
         """Run until stopped; returns the reason ("reboot" asks the caller to reset)."""
         self.start()
-        await self._stop.wait()
+        await self.stopped.wait()
         await self.shutdown()
         return self.exit_reason
 
@@ -597,7 +715,25 @@ class Node:
 
 
 class _Local:
-    """The values of a checked local config (spnode.nodeconfig.NodeConfig), as attributes."""
+    """The values of a checked local config (spnode.nodeconfig.NodeConfig) the node keeps."""
+
+    def __init__(self, c):
+        self.pole = c.pole
+        self.node = c.node
+        self.wifi_ssid = c.wifi_ssid
+        self.wifi_password = c.wifi_password
+        self.broker = c.broker
+        self.tls = c.tls
+        self.host = c.host
+        self.port = c.port
+        self.username = c.username
+        self.password = c.password
+        self.location = c.location
+        self.board = c.board
+        self.sensors = c.sensors
+        self.calibration = c.calibration
+        self.update_key = c.update_key
+        self.tls_context = c.tls_context
 
 
 class _Remote:

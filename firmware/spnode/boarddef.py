@@ -12,18 +12,10 @@ Usage::
 """
 
 import json
+import sys
 
-SENSOR_TYPES = {
-    # type: (bus kind it needs, field naming the bus)
-    "sps30": ("i2c", "i2c"),
-    "pms5003": ("uart", "uart"),
-    "bme280": ("i2c", "i2c"),
-    "no2_cell": ("adc", "we"),
-    "pir": ("pins", "pin"),
-    "ld2410": ("uart", "uart"),
-    "inmp441": ("i2s", "i2s"),
-    "ics43434": ("i2s", "i2s"),
-}
+from spnode import unload
+
 PLATFORMS = ("esp32", "sim")
 ESP32_GPIO = set(range(0, 40)) - {20, 24, 28, 29, 30, 31}
 ESP32_INPUT_ONLY = (34, 35, 36, 37, 38, 39)
@@ -114,28 +106,7 @@ def validate(data):
                         where + field, "GPIO%d already used by %s" % (pin, used[pin])
                     )
                 used[pin] = section + "." + name
-    sensors = data.get("sensors", {})
-    if not isinstance(sensors, dict):
-        raise BoardDefError("sensors", "must be an object")
-    for name, s in sensors.items():
-        where = "sensors.%s." % name
-        if not isinstance(s, dict):
-            raise BoardDefError(where[:-1], "must be an object")
-        kind = _need(s, "type", str, where)
-        if kind not in SENSOR_TYPES:
-            raise BoardDefError(
-                where + "type", "unknown sensor %r (known: %s)" % (kind, ", ".join(SENSOR_TYPES))
-            )
-        section, field = SENSOR_TYPES[kind]
-        ref = _need(s, field, str, where)
-        if ref not in data.get(section, {}):
-            raise BoardDefError(where + field, "names no entry %r in %s" % (ref, section))
-        if kind == "no2_cell":
-            ae = _need(s, "ae", str, where)
-            if ae not in data.get("adc", {}):
-                raise BoardDefError(where + "ae", "names no entry %r in adc" % ae)
-        if section == "i2c" and "addr" in s:
-            _need(s, "addr", int, where)
+    _check_sensors(data)
     lamp = data.get("lamp")
     if lamp is not None:
         if not isinstance(lamp, dict):
@@ -157,3 +128,36 @@ def validate(data):
         if relay is not None and relay not in data.get("pins", {}):
             raise BoardDefError("lamp.relay", "names no entry %r in pins" % relay)
     return data
+
+
+def _check_sensors(data):
+    """Each sensor's type known and its buses defined (spnode.sensortypes, loaded for the check
+    and unloaded after it unless it was in use)."""
+    loaded = "spnode.sensortypes" in sys.modules
+    from spnode.sensortypes import BUS, FIELDS, TYPES
+
+    try:
+        sensors = data.get("sensors", {})
+        if not isinstance(sensors, dict):
+            raise BoardDefError("sensors", "must be an object")
+        for name, s in sensors.items():
+            where = "sensors.%s." % name
+            if not isinstance(s, dict):
+                raise BoardDefError(where[:-1], "must be an object")
+            kind = _need(s, "type", str, where)
+            row = TYPES.get(kind)
+            if row is None:
+                raise BoardDefError(
+                    where + "type", "unknown sensor %r (known: %s)" % (kind, ", ".join(TYPES))
+                )
+            section = row[BUS]
+            for field in row[FIELDS]:
+                ref = _need(s, field, str, where)
+                if ref not in data.get(section, {}):
+                    raise BoardDefError(where + field, "names no entry %r in %s" % (ref, section))
+            if section == "i2c" and "addr" in s:
+                _need(s, "addr", int, where)
+    finally:
+        TYPES = None
+        if not loaded:
+            unload("spnode.sensortypes")

@@ -29,7 +29,9 @@ def to_dot():
     return "\n".join(lines)
 
 
-def configure(self, config, location):
+def configure(config, location):
+    """The dimmer's program from a validated remote config: (cfg, presence, noise) for
+    spnode.dimming.Dimmer.set_program."""
     dim = config["dimming"]
     loc = config.get("location") or location
     progs = {}
@@ -96,12 +98,7 @@ def configure(self, config, location):
             float(noise["level"]),
             int(float(noise.get("hold_s", 0)) * 1000),
         )
-    # Everything is built: what follows only rebinds attributes the Dimmer already has, so a
-    # MemoryError above (a config taken on a fragmented heap) leaves the last config whole.
-    self._p_level, self._nb_level, self._hold_ms, self._up_ms, self._down_ms = p
-    self._n_thr, self._n_level, self._n_hold_ms = n
-    self.cfg = cfg
-    self._day_lo, self._day_hi = 1, 0  # re-plan on the next step
+    return cfg, p, n
 
 
 def describe(self):

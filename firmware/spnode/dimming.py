@@ -79,16 +79,10 @@ _SUNSET = 2
 
 def to_dot():
     """The boost layer as Graphviz text (``python -c 'from spnode import dimming; ...'``)."""
-    return _rare("to_dot")
-
-
-def _rare(fn, *args):
-    """Run a rarely needed part of the dimmer (spnode.dimconf: configure, describe, to_dot),
-    loaded for the call and unloaded after it."""
-    from spnode import dimconf
+    from spnode import dimconf  # the dimmer's rarely run parts: loaded for the call
 
     try:
-        return getattr(dimconf, fn)(*args)
+        return dimconf.to_dot()
     finally:
         dimconf = None
         unload("spnode.dimconf")
@@ -142,7 +136,7 @@ class Dimmer:
         self._plan = ()  # sorted (utc, level, label)
         self._step_label = ""
         self._base = 0.0
-        # set by configure (spnode.dimconf), here so that configuring never grows the object
+        # set by set_program, here so that configuring never grows the object
         self._p_level = self._nb_level = None
         self._hold_ms = self._up_ms = self._down_ms = 0
         self._n_thr = self._n_level = None
@@ -152,7 +146,25 @@ class Dimmer:
     def configure(self, config, location=None):
         """Take a validated remote config (dict). ``location`` ({lat, lon}, from the node's
         own config) is used when the remote config has none. Raises ValueError on a bad tz."""
-        _rare("configure", self, config, location)
+        from spnode import dimconf  # the dimmer's rarely run parts: loaded for the call
+
+        try:
+            program = dimconf.configure(config, location)
+        finally:
+            dimconf = None
+            unload("spnode.dimconf")
+        self.set_program(*program)
+
+    def set_program(self, cfg, presence, noise):
+        """Put a program in force, as spnode.dimconf.configure built it: ``cfg`` (the plan's
+        data), ``presence`` (level, neighbour level, hold, ramp up, ramp down; levels None
+        without presence dimming) and ``noise`` (threshold, level, hold; None: no trigger).
+        Only rebinds attributes, so a MemoryError while building them (a config taken on a
+        fragmented heap) leaves the last program whole."""
+        self._p_level, self._nb_level, self._hold_ms, self._up_ms, self._down_ms = presence
+        self._n_thr, self._n_level, self._n_hold_ms = noise
+        self.cfg = cfg
+        self._day_lo, self._day_hi = 1, 0  # re-plan on the next step
 
     # ---- overrides -----------------------------------------------------------------------
     def set_override(self, level, start=None, expiry=None, ident=None):
@@ -398,4 +410,10 @@ class Dimmer:
 
     def describe(self):
         """(state, reason) for the node state and the simulator's report."""
-        return _rare("describe", self)
+        from spnode import dimconf
+
+        try:
+            return dimconf.describe(self)
+        finally:
+            dimconf = None
+            unload("spnode.dimconf")

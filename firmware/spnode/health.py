@@ -10,11 +10,8 @@ which a reboot does fix, shows up the same way, just longer. Example::
     health = Health(board.watchdog(timeout_ms=30000), clock)
     health.control_tick()    # from the control loop
     health.mqtt_ok()         # on every PUBACK / PINGRESP
-    asyncio.create_task(health.run())
+    health.feed()            # every second (spnode.app.Node.health_step)
 """
-
-import asyncio
-import gc
 
 from spnode.compat import ticks_diff
 
@@ -54,13 +51,3 @@ class Health:
             self.feeds += 1
         self.starved = reason
         return reason is None
-
-    async def run(self, period_ms=1000):
-        while True:
-            self.feed()
-            await asyncio.sleep(period_ms / 1000)
-
-
-def heap_free():
-    gc.collect()
-    return gc.mem_free() if hasattr(gc, "mem_free") else 0

@@ -13,7 +13,7 @@ from spnode.flash import write_atomic
 _TRANSIENT = ("protocols.incoming", "protocols.topics")
 
 
-async def handle(node, topic, payload):
+async def handle(node, payload):
     try:
         await _cmd(node, payload)
     finally:
@@ -53,7 +53,7 @@ async def _cmd(node, payload):
         from spnode import selftest
 
         try:
-            checks = selftest.run(node.board, node.bdef, out=_Null())
+            checks = selftest.run(node.board, node.board.bdef, out=_Null())
         finally:
             selftest = None
             unload(*new)

@@ -65,10 +65,11 @@ def apply(node, cfg):
     node.client.subscribe(nbs, 0)
     node.neighbours = tuple(nbs)
     cal = cfg.get("calibration", {})
-    if node.noise is not None and "noise_offset_db" in cal:
-        node.noise.set_offset(cal["noise_offset_db"])
-    if node.no2 is not None and "no2_we_zero_mv" in cal:
-        node.no2.calibrate(
+    parts = node.sensors
+    if parts.noise is not None and "noise_offset_db" in cal:
+        parts.noise.set_offset(cal["noise_offset_db"])
+    if parts.no2 is not None and "no2_we_zero_mv" in cal:
+        parts.no2.calibrate(
             cal.get("no2_we_zero_mv"),
             cal.get("no2_ae_zero_mv"),
             cal.get("no2_sensitivity_mv_ppb"),
@@ -76,7 +77,7 @@ def apply(node, cfg):
     node._state_due = True
 
 
-async def handle(node, topic, payload):
+def handle(node, payload):
     """A config (commands are spnode.nodecmd's)."""
     try:
         _config(node, payload)

@@ -15,126 +15,14 @@ From code (any board, e.g. the simulated one)::
 
 import sys
 
-from spnode.drivers.bme280 import Bme280
 from spnode.drivers.lamp import Lamp
-from spnode.drivers.ld2410 import Ld2410
-from spnode.drivers.no2_cell import No2Cell
-from spnode.drivers.pir import Pir
-from spnode.drivers.pms5003 import Pms5003
-from spnode.drivers.sps30 import Sps30
+from spnode.sensortypes import PROBE, TYPES
 
 BOARD_FILES = ("board.json", "hardware/boards/sim.json")
 
 
 def _result(name, ok, reason):
     return {"name": name, "ok": bool(ok), "reason": str(reason)[:200]}
-
-
-def _wait(board, ms, poll, step=100):
-    """Call poll() every `step` ms (board time) until it returns non-None or ms elapse."""
-    waited = 0
-    while True:
-        v = poll()
-        if v is not None or waited >= ms:
-            return v
-        board.sleep_ms(step)
-        waited += step
-
-
-def check_sps30(board, s):
-    dev = Sps30(board.i2c(s["i2c"]), s.get("addr", 0x69))
-    dev.wake()
-    kind = dev.product_type()
-    if kind is None:
-        return False, dev.fault
-    if not kind.startswith("0008"):
-        return False, "product type %r is not an SPS30" % kind
-    if not dev.start():
-        return False, dev.fault
-    v = _wait(board, 3000, lambda: dev.read_pm() if dev.data_ready() else None)
-    if v is None:
-        return False, dev.fault or "no data within 3 s"
-    return True, "pm2.5 %.1f ug/m3 (warm-up not applied)" % v[1]
-
-
-def check_pms5003(board, s):
-    dev = Pms5003(board.uart(s["uart"]))
-    dev.start(now_ms=board.ticks_ms())
-    v = _wait(board, 4000, lambda: dev.read(board.ticks_ms()))
-    if v is None:
-        return False, dev.fault or "no valid frame within 4 s"
-    return True, "pm2.5 %d ug/m3, %d frames, %d bad" % (v[1], dev.frames, dev.errors)
-
-
-def check_bme280(board, s):
-    dev = Bme280(board.i2c(s["i2c"]), s.get("addr", 0x76))
-    if not dev.begin() or not dev.trigger():
-        return False, dev.fault
-    board.sleep_ms(20)
-    v = dev.read()
-    if v is None:
-        return False, dev.fault
-    return True, "%.1f degC %.0f hPa %.0f %%RH" % v  # read() gives (t, p, h)
-
-
-def check_no2(board, s):
-    cell = No2Cell(board.adc(s["we"]), board.adc(s["ae"]), s.get("n", 1.0), s.get("gain", 1.0))
-    r = cell.read()
-    if r is None:
-        return False, cell.fault
-    return True, "WE %.0f mV AE %.0f mV" % (r["we_mv"], r["ae_mv"])
-
-
-def check_pir(board, s):
-    pir = Pir(board.pin(s["pin"]), board.ticks_ms)
-    return True, "pin reads %d (walk past to see the count rise)" % pir.level()
-
-
-def check_ld2410(board, s):
-    dev = Ld2410(board.uart(s["uart"]))
-    dev.start(board.ticks_ms())
-
-    def poll():
-        dev.poll(board.ticks_ms())
-        return dev.state if dev.frames else None
-
-    v = _wait(board, 1500, poll)
-    if v is None:
-        return False, dev.fault or "no valid frame within 1.5 s"
-    return True, "target state %d, %d frames, %d bad" % (v, dev.frames, dev.errors)
-
-
-def check_mic(board, s):
-    from spnode.noise.meter import CLIP, NoiseMeter
-
-    rate = board.bdef["i2s"][s["i2s"]]["rate"]
-    m = NoiseMeter(rate, s.get("sensitivity_dbfs", -26.0))
-    i2s = board.i2s(s["i2s"])
-    lo = hi = None
-    for _ in range(8):
-        i2s.readinto(m.buf)
-        for i in range(0, m.block, 7):
-            v = m.buf[i]
-            lo = v if lo is None or v < lo else lo
-            hi = v if hi is None or v > hi else hi
-        m.process()
-    if hi == lo:
-        return False, "microphone data constant (%d): not connected or dead" % lo
-    if m.out[2] >= CLIP:
-        return False, "microphone clipping"
-    return True, "about %.0f dB(A), %s path" % (m.level(m._fast), m.path)
-
-
-CHECKS = {
-    "sps30": check_sps30,
-    "pms5003": check_pms5003,
-    "bme280": check_bme280,
-    "no2_cell": check_no2,
-    "pir": check_pir,
-    "ld2410": check_ld2410,
-    "inmp441": check_mic,
-    "ics43434": check_mic,
-}
 
 
 def check_lamp(board, bdef):
@@ -188,7 +76,7 @@ def run(board, bdef, broker=None, out=None):
     results = []
     for name, s in bdef.get("sensors", {}).items():
         try:
-            ok, reason = CHECKS[s["type"]](board, s)
+            ok, reason = TYPES[s["type"]][PROBE](board, s)  # the sensor's probe
         except Exception as e:  # a check must never stop the others
             ok, reason = False, "%s: %s" % (type(e).__name__, e)
         results.append(_result(name, ok, reason or "failed"))

@@ -75,30 +75,30 @@ class _Reader:
         return r, t
 
 
-def init(self, spec):
+def parse(spec):
+    """(std_name, std, dst_name, dst, start, end) of a POSIX TZ string, offsets in seconds east
+    of UTC, rules as spnode.tzrules.TZ keeps them; ValueError names what is wrong."""
     if not isinstance(spec, str) or not spec:
         raise ValueError("TZ must be a non-empty string")
     r = _Reader(spec)
-    self.spec = spec
-    self.std_name = r.name()
-    self.std = -r.hms(24)  # seconds east of UTC
-    self.dst_name = None
-    self.dst = self.std
-    self.start = self.end = None
+    std_name = r.name()
+    std = -r.hms(24)  # seconds east of UTC
+    dst_name = None
+    dst = std
+    start = end = None
     if r.peek():
-        self.dst_name = r.name()
-        self.dst = self.std + 3600
+        dst_name = r.name()
+        dst = std + 3600
         if r.peek() not in ",":
-            self.dst = -r.hms(24)
+            dst = -r.hms(24)
         if r.take(","):
-            self.start = r.rule()
+            start = r.rule()
             if not r.take(","):
                 r.fail("',' and an end rule expected")
-            self.end = r.rule()
+            end = r.rule()
         else:
-            self.start = (("M", 3, 2, 0), 7200)
-            self.end = (("M", 11, 1, 0), 7200)
+            start = (("M", 3, 2, 0), 7200)
+            end = (("M", 11, 1, 0), 7200)
     if r.peek():
         r.fail("unexpected %r" % r.peek())
-    self._year = None
-    self._span = (0, 0)
+    return std_name, std, dst_name, dst, start, end

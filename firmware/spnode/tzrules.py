@@ -78,10 +78,14 @@ class TZ:
         from spnode import tzparse  # parsing is done once: not kept loaded
 
         try:
-            tzparse.init(self, spec)
+            zone = tzparse.parse(spec)
         finally:
             tzparse = None
             unload("spnode.tzparse")
+        self.spec = spec
+        self.std_name, self.std, self.dst_name, self.dst, self.start, self.end = zone
+        self._year = None  # the year whose DST span is cached
+        self._span = (0, 0)
 
     def transitions(self, year):
         """(DST start, DST end) of a year in UTC epoch seconds; None for a zone without DST."""

@@ -40,7 +40,7 @@ async def main():
             print(json.dumps({"heap": gc.mem_alloc(), "free": gc.mem_free(), "seq": node.seq}))
 
     watcher = asyncio.create_task(heap())
-    await node._stop.wait()
+    await node.stopped.wait()
     watcher.cancel()
     await node.shutdown()
     print(

@@ -15,16 +15,15 @@ import subprocess
 from pathlib import Path
 
 from fieldtools.unixport import ESP32_HEAP_KIB, interpreter_info, micropython_binary, rom_command
-from fieldtools.unixport import NODE_HEAP_KIB as _NODE_HEAP_KIB
 
 from .paths import FIRMWARE, ROOT
 
 ESP32_HEAP = f"{ESP32_HEAP_KIB}k"
 # The whole node firmware (tests/test_node_firmware.py, make bench-firmware) runs from a ROMFS
 # image, as on the node (fieldtools/unixport.py); this is the heap it is held to besides the image.
-# 96 KiB, an ESP32's (fieldtools/unixport.NODE_HEAP_KIB; 94 KiB fails). docs/firmware.md
-# ("Memory") says where it goes.
-NODE_HEAP_KIB = int(os.environ.get("STREETPOLE_NODE_HEAP_KIB", _NODE_HEAP_KIB))
+# An ESP32's (simulator/unixport.ESP32_HEAP_KIB) unless STREETPOLE_NODE_HEAP_KIB says otherwise;
+# docs/firmware.md ("Memory") says where it goes.
+NODE_HEAP_KIB = int(os.environ.get("STREETPOLE_NODE_HEAP_KIB", ESP32_HEAP_KIB))
 
 
 class MicroPythonError(AssertionError):

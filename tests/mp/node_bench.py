@@ -120,6 +120,7 @@ def sent(node):
 
 n = int(cycles)
 us = 0  # in the control step alone
+parts = node.sensors
 for i in range(n):
     clock.ms += 100
     if i % 200 == 0:
@@ -128,9 +129,9 @@ for i in range(n):
     t0 = time.ticks_us()
     node.control_step()
     us += time.ticks_diff(time.ticks_us(), t0)
-    if node.noise is not None:  # the microphone's 32 blocks a second: 3 a cycle, 1 more twice
+    if parts.noise is not None:  # the microphone's 32 blocks a second: 3 a cycle, 1 more twice
         for _ in range(4 if i % 5 == 0 else 3):
-            node.noise.read(node.mic)
+            parts.noise.read(parts.mic)
     if i % 10 == 9:
         node.sense_step()  # once a second: the PM sampler, the lamp's check
     if i % 600 == 599:

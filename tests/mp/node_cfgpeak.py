@@ -1,9 +1,12 @@
 """The config check peak without the network: boot a Node, check three configs and a command.
 
-    micropython -X heapsize=NNNk node_cfgpeak.py BOARD_JSON DATA_DIR
+    micropython -X heapsize=NNNk node_cfgpeak.py BOARD_JSON DATA_DIR [SENSORS [keep]]
 
 Prints the heap in use after boot and after each message, then "OK". The smallest heap in which
 it prints "OK" (deterministic, no tasks running) is the "min heap" row of docs/firmware.md.
+SENSORS: comma-separated (default pir). ``keep``: ``unload`` does nothing, so every module
+stays loaded once imported; ``keep:MOD,...``: those modules (and their submodules) stay
+(docs/firmware.md, "Import and unload": what the trick saves).
 """
 
 import gc
@@ -15,6 +18,18 @@ import asyncio  # noqa: E402
 import json  # noqa: E402
 
 import micropython  # noqa: E402
+
+if len(sys.argv) > 4 and sys.argv[4].startswith("keep"):
+    import protocols
+
+    _KEEP = sys.argv[4][5:].split(",") if sys.argv[4] != "keep" else None
+    _unload = protocols.unload
+
+    def _some(*names):  # unload all but the kept modules (and their submodules)
+        _unload(*[n for n in names if not [k for k in _KEEP if n == k or n.startswith(k + ".")]])
+
+    protocols.unload = (lambda *names: None) if _KEEP is None else _some  # before spnode binds it
+    protocols = None
 
 from spnode import boarddef, unload  # noqa: E402
 from spnode.app import Node  # noqa: E402
@@ -41,7 +56,7 @@ local = {
     "wifi": {"ssid": "sim"},
     "broker": "mqtt://127.0.0.1:1",
     "location": {"lat": 51.92, "lon": 4.48},
-    "sensors": ["pir"],
+    "sensors": sys.argv[3].split(",") if len(sys.argv) > 3 else ["pir"],
     "update_key": "00112233445566778899aabbccddeeff",
 }
 cfg = {

@@ -40,7 +40,7 @@ async def main():
     n.start()
     gc.collect()
     print(json.dumps({"boot_heap": gc.mem_alloc(), "free": gc.mem_free()}))
-    await n._stop.wait()
+    await n.stopped.wait()
     await n.shutdown()
     gc.collect()
     print(

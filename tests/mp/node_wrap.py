@@ -78,7 +78,7 @@ async def main():
     reason = await n.run()
     task.cancel()
     own = ticks_diff is getattr(time, "ticks_diff", None)
-    out = {"exit": reason, "uptime_s": n.uptime_s(), "seq": n.seq, "pm_fault": n.pm.fault,
+    out = {"exit": reason, "uptime_s": n.uptime_s(), "seq": n.seq, "pm_fault": n.sensors.pm.fault,
            "ticks": "port" if own else "shim"}  # fmt: skip
     print(json.dumps(out))
 

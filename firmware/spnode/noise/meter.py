@@ -69,7 +69,13 @@ class NoiseMeter:
         self._fast = None
         self._sec_e = 0.0
         self._sec_n = 0
-        self.reset()
+        # the reporting period's figures, started again by reset()
+        self._sum_e = 0.0
+        self._seconds = 0
+        self._max = None
+        self._min = None
+        self._over = False
+        self._nblocks = 0
 
     def reset(self):
         """Start a new reporting period (the filter state carries on)."""

@@ -35,3 +35,18 @@ def trimmed_mean(values, trim=0.1):
         k = 1
     s = s[k : n - k]
     return sum(s) / len(s)
+
+
+class Sensors:
+    """The sensors a node has fitted (spnode.sensortypes fits them; None: not fitted), and the
+    source name each kind of reading goes out under (``srcs``, e.g. {"motion": "pir"})."""
+
+    def __init__(self):
+        self.pir = None
+        self.radar = None
+        self.pm = None
+        self.bme = None
+        self.no2 = None
+        self.noise = None
+        self.mic = None  # the microphone's I2S bus, read for ``noise``
+        self.srcs = {}

@@ -14,7 +14,7 @@ from spnode.drivers import bme280 as _bme
 from spnode.drivers.sps30 import crc8
 
 
-def _words_with_crc(data):
+def words_with_crc(data):
     out = bytearray()
     for i in range(0, len(data), 2):
         w = data[i : i + 2]
@@ -82,7 +82,7 @@ class Sps30Device:
         return b""
 
     def read(self, n):
-        out = _words_with_crc(self._payload())
+        out = words_with_crc(self._payload())
         if self.fault == "crc" and out:
             out[-1] ^= 0x5A
         if self.fault == "truncate":
@@ -112,6 +112,7 @@ class Bme280Device:
         self.forced = 0
         self._ptr = 0
         self.calib = _bme.parse_calibration(self.regs[0x88:0xA2], self.regs[0xE1:0xE8])
+        self._raw = None  # the ADC values of the environment (set_raw)
         self.set_env(temp_c, p_hpa, rh)
         r = self.regs  # power-on reset values of the data registers: no measurement yet
         r[0xF7], r[0xF8], r[0xF9], r[0xFA], r[0xFB], r[0xFC], r[0xFD], r[0xFE] = (
