@@ -94,6 +94,10 @@ def build_images() -> dict[str, Path]:
     mpsrc = BUILD / "mpsrc"
     if not mpsrc.exists():
         shutil.copytree(MICROPYTHON_SRC, mpsrc, symlinks=True)
+        for d, _, files in os.walk(mpsrc):  # the source may be read-only; the build writes
+            for name in (".", *files):
+                p = Path(d, name)
+                p.chmod(p.stat().st_mode | 0o200)
     out.mkdir(parents=True, exist_ok=True)
     log = out / "build.log"
     _make(mpsrc / "mpy-cross", log=log)
