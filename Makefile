@@ -8,8 +8,11 @@ PY          := $(BIN)/python
 STAMP       := $(VENV)/.installed
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
+# MicroPython's source for the 32-bit and frozen builds (docs/firmware.md, "Three interpreters").
+MICROPYTHON_SRC ?= $(abspath ../shared/micropython)
+export MICROPYTHON_SRC
 
-.PHONY: help run test lint format clean deps apt venv schemas lock mpy assets screenshots
+.PHONY: help run test lint format clean deps apt venv schemas lock mpy assets screenshots micropython
 
 help:
 	@echo "make run     start broker, controller and a simulated street (20 poles); prints where to look"
@@ -17,6 +20,7 @@ help:
 	@echo "make lint    ruff and mypy"
 	@echo "make schemas regenerate protocols/schemas/*.json from protocols/schema_defs.py"
 	@echo "make mpy     compile firmware/ and protocols/ to .mpy into build/mpy"
+	@echo "make micropython  mpy-cross, the 32-bit unix port and the frozen node from MICROPYTHON_SRC (part of deps)"
 	@echo "make demo-data, make serve   open data without a street (sample data, controller alone)"
 	@echo "make bench   benchmarks: ingest, firmware heap and speed, open-data API"
 	@echo "make node-virtual  a virtual node for technician practice (streetpole node virtual)"
@@ -24,7 +28,7 @@ help:
 	@echo "make screenshots  regenerate docs/screenshots from the end-to-end dashboard test"
 	@echo "make clean   remove build output, caches and the venv"
 
-deps: apt venv assets
+deps: apt venv assets micropython
 
 # Debian packages: installed only when a command they provide is missing.
 apt:
@@ -36,6 +40,7 @@ apt:
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
+	printf 'int main(void){return 0;}\n' | gcc -m32 -x c - -o /dev/null 2>/dev/null || missing="$$missing gcc-multilib"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && \
@@ -71,6 +76,12 @@ format: venv
 
 schemas: venv
 	$(PY) -m protocols.export_schemas
+
+# MicroPython built from MICROPYTHON_SRC (copied to build/micropython/src, never built in place):
+# mpy-cross, the 32-bit unix port and the same with the node frozen in; each rebuilt only when
+# the source or the firmware changed (tests/harness/mpbuild.py). No source: the 32-bit tests skip.
+micropython: venv
+	$(PY) -m tests.harness.mpbuild
 
 mpy: venv
 	$(PY) -m tests.harness.mpy build/mpy

@@ -3,7 +3,8 @@
 The street (simulator/street.py) runs many poles in one CPython process for scale; a few poles
 can instead run as MicroPython unix-port processes, for fidelity: the firmware as the ESP32 runs
 it (from a ROMFS image, `simulator/unixport.py`), in an ESP32's 96 KiB heap, with its own MQTT
-connection and credentials, on the simulated board. A node that asks for a reset (a reboot
+connection and credentials, on the simulated board with every sensor fitted (a simulated device
+behind each, spnode/sim/fitted.py). A node that asks for a reset (a reboot
 command, an accepted update) gets a new process on the same flash, its clock going on from the
 street's time. What they do not get: the street's pedestrians at their PIR (no channel into the
 process; they see the street's traffic only through neighbour wake over MQTT), the street's
@@ -22,27 +23,30 @@ import time
 from pathlib import Path
 from typing import Any
 
-from controller.fieldtools.build import build
+from controller.fieldtools.build import SIM_MANIFEST, build
 from controller.process import terminate
 from simulator.unixport import (
     ESP32_HEAP_KIB,
     TLS_HEAP_KIB,
     build_rom,
+    interpreter_info,
     micropython_binary,
     rom_command,
 )
 
 SCRIPT = Path(__file__).with_name("mp") / "street_node.py"
-# The sensors a MicroPython pole gets: lamp and PIR fit 96 KiB; with the PM (SPS30) and climate
-# (BME280) drivers a node needs ~104 KiB here just to boot (docs/firmware.md, "Memory").
-MP_SENSORS = ("pir",)
+# The sensors a MicroPython pole carries: every one the board has (PM, climate, NO2, noise,
+# PIR and radar; the lamp besides), in an ESP32's 96 KiB (docs/firmware.md, "Memory").
+MP_SENSORS = ("pm", "climate", "no2", "noise", "pir", "radar")
 BOARD = Path(__file__).resolve().parents[1] / "hardware" / "boards" / "sim.json"
 
 
 def build_node_rom(work: Path) -> Path:
-    """The firmware compiled for the unix port (x64) into a ROMFS image under ``work``."""
-    tree = work / "x64"
-    build(tree, "sim", arch="x64")
+    """The node with its simulated board (firmware/manifest_sim.py) compiled for the unix port
+    that runs the poles, into a ROMFS image under ``work``."""
+    march = interpreter_info().march
+    tree = work / march
+    build(tree, "sim", arch=march, manifest=SIM_MANIFEST)
     return build_rom(tree, work / "node.romfs")
 
 

@@ -50,7 +50,8 @@ from spnode.compat import TICKS_PERIOD, ticks_add
 from spnode.drivers import sps30 as _sps30
 from spnode.mqtt_client import NotConnected
 from spnode.sim import devices as _devices
-from spnode.sim.devices import Bme280Device, LampModel, Sps30Device
+from spnode.sim.devices import Bme280Device, Sps30Device
+from spnode.sim.lamp import LampModel
 from spnode.update import Updater
 
 BOARD = Path(__file__).resolve().parent.parent / "hardware" / "boards" / "sim.json"
@@ -792,7 +793,7 @@ class Street:
         image = await asyncio.to_thread(build_node_rom, work / "build")
         for p in poles:
             local = self._local(p)
-            local["sensors"] = [s for s in local["sensors"] if s in MP_SENSORS]
+            local["sensors"] = list(MP_SENSORS)  # every sensor, whatever the street has
             mp = MicroPythonPole(local, work / p.id, image, self.speed, self.clock.t)
             mp.start()
             self.mp_poles.append(mp)

@@ -28,6 +28,7 @@ from protocols import topics
 from spnode.board import simota
 from spnode.imgupdate import BLOCK
 from spnode.update import sign
+from tests.harness import mpbuild
 from tests.harness.abnode import boot_command, build_images, flash_slots
 from tests.harness.paths import ROOT
 from tests.test_node_firmware import Observer
@@ -47,7 +48,7 @@ CONFIG: dict[str, Any] = {"version": 1, "report_period_s": 10, "tz": "UTC0"}
 def images() -> dict[str, bytes]:
     try:
         return {name: path.read_bytes() for name, path in build_images().items()}
-    except FileNotFoundError as e:
+    except mpbuild.Unavailable as e:
         pytest.skip(str(e))
 
 

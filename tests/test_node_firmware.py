@@ -13,6 +13,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +22,19 @@ import pytest
 
 from controller.broker import Broker, BrokerConfig, free_port
 from protocols import codec, topics
+from simulator.mpnodes import MP_SENSORS
+from simulator.unixport import FROZEN_HEAP_KIB, interpreter_info, pypi_binary
+from spnode.sim.fitted import MIC_DB
 from spnode.update import pack, sign
+from tests.conftest import Trees
 from tests.harness.micropython import NODE_HEAP_KIB, micropython_env, node_command
 from tests.harness.paths import ROOT
 
 SCRIPT = ROOT / "tests" / "mp" / "node_run.py"
 BOARD = ROOT / "hardware" / "boards" / "sim.json"
 KEY = bytes(range(16, 48))
-HEAP = f"{NODE_HEAP_KIB}k"  # besides the ROMFS image; docs/firmware.md, "Memory"
 SPEED = 20
+EVERY_SENSOR = ",".join(MP_SENSORS)  # PM, climate, NO2, noise (a tone at the mic), PIR, radar
 
 CONFIG: dict[str, Any] = {
     "version": 1,
@@ -44,6 +49,30 @@ CONFIG: dict[str, Any] = {
                      "neighbour_level": 0.7},
     },
 }  # fmt: skip
+
+
+@dataclass
+class NodeBuild:
+    """An interpreter the node runs on, where its code comes from, and the heap it is held to."""
+
+    interpreter: str
+    rom: Path | None  # a ROMFS image of the code; None: frozen into the interpreter
+    heap_kib: int
+
+    def command(self, *args: str, sensors: str = EVERY_SENSOR) -> list[str]:
+        return node_command(SCRIPT, *args, sensors, heap=f"{self.heap_kib}k", rom=self.rom,
+                            interpreter=self.interpreter)  # fmt: skip
+
+
+@pytest.fixture(params=["32-bit", "frozen"])
+def node_build(request: pytest.FixtureRequest, mpy_trees: Trees) -> NodeBuild:
+    """The node as an ESP32 runs it, every sensor attached: the 32-bit port with the code in a
+    ROMFS image, in an ESP32's 96 KiB besides it; or frozen in, in 64 KiB (docs/firmware.md)."""
+    if request.param == "32-bit":
+        unix32: str = request.getfixturevalue("unix32")
+        return NodeBuild(unix32, mpy_trees.rom(interpreter_info(unix32).march), NODE_HEAP_KIB)
+    frozen32: str = request.getfixturevalue("frozen32")
+    return NodeBuild(frozen32, None, FROZEN_HEAP_KIB)
 
 
 @pytest.fixture
@@ -157,7 +186,9 @@ def update_cmd(
     return cmd
 
 
-def test_whole_firmware_on_micropython(pbroker: Broker, node_rom: Path, tmp_path: Path) -> None:
+def test_whole_firmware_on_micropython(
+    pbroker: Broker, node_build: NodeBuild, tmp_path: Path
+) -> None:
     pole = f"P-{pbroker.port}"
     obs = Observer(pbroker, pole)
     fw = FirmwareServer()
@@ -165,9 +196,9 @@ def test_whole_firmware_on_micropython(pbroker: Broker, node_rom: Path, tmp_path
     flash.mkdir()
     obs.publish(topics.CONFIG, CONFIG, retain=True)
     args = [str(BOARD), pbroker.host, str(pbroker.port), pole, "n1", str(flash), str(SPEED),
-            KEY.hex(), "pir"]  # fmt: skip
-    cmd = node_command(SCRIPT, *args, heap=HEAP, rom=node_rom)
-    env = micropython_env(rom=True)
+            KEY.hex()]  # fmt: skip
+    cmd = node_build.command(*args)
+    env = micropython_env(rom=True)  # nothing on the path: the code is in the image or frozen
 
     def boot() -> subprocess.Popen[str]:
         return subprocess.Popen(
@@ -203,6 +234,15 @@ def test_whole_firmware_on_micropython(pbroker: Broker, node_rom: Path, tmp_path
         qs = {r["q"] for r in batches[0]["readings"]}
         assert {"illuminanceLevel", "powerConsumption", "energyConsumed", "presenceCount"} <= qs
         assert [b["seq"] for b in batches[:3]] == [0, 1, 2]
+        # every sensor reports (the PM after its warm-up): the climate, the NO2 cell, the radar,
+        # and the microphone its 1 kHz tone at the level it is played (A-weighting: 0 dB there)
+        want = {"pm25", "temperature", "no2", "LAeq", "presenceCount", "illuminanceLevel"}
+        full = obs.wait("a batch from every sensor", lambda: [
+            b for b in obs.messages("meas") if want <= {r["q"] for r in b["readings"]}
+        ])[0]  # fmt: skip
+        assert {r["src"] for r in full["readings"]} >= {"pm", "climate", "no2", "noise", "radar"}
+        laeq = next(r["v"] for r in full["readings"] if r["q"] == "LAeq")
+        assert abs(laeq - MIC_DB) < 0.5, full
         # the controller's confirmation (played here): the node frees the first two; seq 2 and
         # the later ones it keeps, and sends again after the broker restart below
         obs.publish(topics.STORED, {"batches": [[1, 0, 1]]})
@@ -359,6 +399,39 @@ def test_whole_firmware_on_micropython(pbroker: Broker, node_rom: Path, tmp_path
             print("the node's last output:", out[-2000:], err[-2000:])
         obs.close()
         fw.close()
+    assert not obs.bad, obs.bad
+
+
+def test_the_node_boots_and_reports_on_the_64bit_port(
+    broker: Broker, mpy_trees: Trees, tmp_path: Path
+) -> None:
+    """A smoke test on the PyPI port (64-bit, twice the heap per object): lamp and PIR boot,
+    report and take a reboot command in 96 KiB besides the image."""
+    pypi = pypi_binary()
+    build = NodeBuild(pypi, mpy_trees.rom(interpreter_info(pypi).march), NODE_HEAP_KIB)
+    pole = f"S-{broker.port}"
+    obs = Observer(broker, pole)
+    obs.publish(topics.CONFIG, CONFIG, retain=True)
+    args = [str(BOARD), broker.host, str(broker.port), pole, "n1", str(tmp_path), str(SPEED),
+            KEY.hex()]  # fmt: skip
+    node = subprocess.Popen(build.command(*args, sensors="pir"), env=micropython_env(rom=True),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        obs.wait("birth", lambda: obs.states(status="online"))
+        assert obs.wait("config ack", lambda: obs.ack("1"))["status"] == "applied"
+        batches = obs.wait(
+            "2 batches", lambda: len(obs.messages("meas")) >= 2 and obs.messages("meas")
+        )
+        assert "presenceCount" in {r["q"] for r in batches[0]["readings"]}
+        obs.publish(topics.CMD, {"id": "rb-1", "ts": int(time.time()), "cmd": "reboot"})
+        out, err = node.communicate(timeout=20)
+    finally:
+        if node.poll() is None:
+            node.kill()
+            out, err = node.communicate()
+        obs.close()
+    assert node.returncode == 0, err
+    assert json.loads(out.splitlines()[-1])["exit"] == "reboot"
     assert not obs.bad, obs.bad
 
 

@@ -11,7 +11,8 @@ from protocols import codec
 from spnode import boarddef, selftest
 from spnode.board.sim import SimBoard
 from spnode.sim.audio import Tone
-from spnode.sim.devices import Bme280Device, LampModel, Ld2410Device, Pms5003Device, Sps30Device
+from spnode.sim.devices import Bme280Device, Ld2410Device, Pms5003Device, Sps30Device
+from spnode.sim.lamp import LampModel
 from tests.harness.micropython import run_micropython_code
 from tests.harness.paths import ROOT
 

@@ -1,8 +1,10 @@
 """The node carries on when its ticks wrap (2**30 ms: 12.4 days on an ESP32). The whole node,
-on MicroPython and on CPython, starts its clock a minute before the wrap and runs across it
-against a real broker (tests/mp/node_wrap.py has the pole's events); the drivers' own checks
-across the wrap; CPython's ticks wrap as the node's; and no raw subtraction of ticks is left in
-the firmware."""
+on the 32-bit MicroPython build (whose own ticks wrap at 2**30, as the ESP32's: the node's
+ticks_diff and asyncio's are the port's, not spnode.compat's shim) and on CPython, starts its
+clock a minute before the wrap and runs across it against a real broker (tests/mp/node_wrap.py
+has the pole's events); the drivers' own checks across the wrap, there and on the 64-bit port
+(through the shim); CPython's ticks wrap as the node's; and no raw subtraction of ticks is left
+in the firmware."""
 
 from __future__ import annotations
 
@@ -19,8 +21,10 @@ import pytest
 
 from controller.broker import Broker
 from protocols import topics
+from simulator.unixport import interpreter_info, pypi_binary
 from spnode import compat
 from spnode.compat import TICKS_PERIOD, ticks_add, ticks_diff
+from tests.conftest import Trees
 from tests.harness.micropython import micropython_env, node_command, run_micropython
 from tests.harness.paths import FIRMWARE, ROOT
 from tests.test_node_firmware import BOARD, CONFIG, KEY, Observer
@@ -40,24 +44,40 @@ WRAP_CONFIG: dict[str, Any] = dict(
 )  # fmt: skip
 
 
-def command(interpreter: str, broker: Broker, pole: str, rom: Path) -> tuple[list[str], Any]:
+def micropython(request: pytest.FixtureRequest, interpreter: str) -> str:
+    """The binary for a parameter: the 32-bit build (skipped without MicroPython's source) or
+    the 64-bit PyPI port."""
+    if interpreter == "32-bit":
+        unix32: str = request.getfixturevalue("unix32")
+        assert interpreter_info(unix32).bits == 32
+        return unix32
+    return pypi_binary()
+
+
+def command(
+    request: pytest.FixtureRequest, interpreter: str, broker: Broker, pole: str
+) -> tuple[list[str], Any]:
     args = [str(BOARD), broker.host, str(broker.port), pole, str(SPEED), KEY.hex(),
             str(TICKS_PERIOD - BEFORE_S * 1000), str(RUN_S)]  # fmt: skip
-    if interpreter == "micropython":
-        return node_command(SCRIPT, *args, heap="128k", rom=rom), micropython_env(rom=True)
+    if interpreter != "cpython":
+        binary = micropython(request, interpreter)
+        trees: Trees = request.getfixturevalue("mpy_trees")
+        rom = trees.rom(interpreter_info(binary).march)
+        cmd = node_command(SCRIPT, *args, heap="128k", rom=rom, interpreter=binary)
+        return cmd, micropython_env(rom=True)
     env = dict(os.environ, PYTHONPATH=f"{FIRMWARE}{os.pathsep}{ROOT}")
     return [sys.executable, str(SCRIPT), *args], env
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("interpreter", ["micropython", "cpython"])
+@pytest.mark.parametrize("interpreter", ["32-bit", "cpython"])
 def test_the_node_carries_on_across_the_ticks_wrap(
-    interpreter: str, broker: Broker, node_rom: Path
+    interpreter: str, broker: Broker, request: pytest.FixtureRequest
 ) -> None:
     pole = f"W-{interpreter[:2]}-{broker.port}"
     obs = Observer(broker, pole)
     obs.publish(topics.CONFIG, WRAP_CONFIG, retain=True)
-    cmd, env = command(interpreter, broker, pole, node_rom)
+    cmd, env = command(request, interpreter, broker, pole)
     node = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         # reports: every period before and after the wrap, none missing
@@ -77,6 +97,7 @@ def test_the_node_carries_on_across_the_ticks_wrap(
     end = [x for x in out.splitlines() if x.startswith("{")][-1]
     final = json.loads(end)
     assert final["exit"] == "done", final
+    assert final["ticks"] == ("port" if interpreter == "32-bit" else "shim"), final
     assert not obs.bad, obs.bad
 
     # reports carried on: one batch per 10 s period, the whole run, none lost
@@ -98,10 +119,14 @@ def test_the_node_carries_on_across_the_ticks_wrap(
     assert final["pm_fault"] and final["pm_fault"].startswith("no valid frame"), final
 
 
-@pytest.mark.parametrize("interpreter", ["micropython", "cpython"])
-def test_driver_checks_across_the_ticks_wrap(interpreter: str, mpy_tree: Path) -> None:
-    if interpreter == "micropython":
-        out = run_micropython(DRIVERS, mpy_root=mpy_tree, cwd=ROOT).stdout
+@pytest.mark.parametrize("interpreter", ["32-bit", "64-bit", "cpython"])
+def test_driver_checks_across_the_ticks_wrap(
+    interpreter: str, mpy_trees: Trees, request: pytest.FixtureRequest
+) -> None:
+    if interpreter != "cpython":
+        binary = micropython(request, interpreter)
+        tree = mpy_trees.tree(interpreter_info(binary).march)
+        out = run_micropython(DRIVERS, mpy_root=tree, cwd=ROOT, interpreter=binary).stdout
     else:
         env = dict(os.environ, PYTHONPATH=f"{FIRMWARE}{os.pathsep}{ROOT}")
         proc = subprocess.run(
@@ -117,6 +142,8 @@ def test_driver_checks_across_the_ticks_wrap(interpreter: str, mpy_tree: Path) -
     lines = out.strip().splitlines()
     assert lines[-1] == "OK", out
     assert not [x for x in lines if x.startswith("FAIL")], out
+    # the 32-bit port's own ticks wrap at 2**30 and the node uses them; elsewhere, the shim
+    assert f"TICKS {'port' if interpreter == '32-bit' else 'shim'}" in lines, out
 
 
 def test_cpython_ticks_wrap_as_the_node_s() -> None:

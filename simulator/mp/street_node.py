@@ -16,26 +16,17 @@ from spnode import boarddef, unload
 from spnode.app import Node
 from spnode.board.sim import SimBoard
 from spnode.clock import ScaledClock
+from spnode.sim.fitted import fit
 
 with open(sys.argv[1]) as f:
     spec = json.loads(f.read())
 f = None
 
 
-def _lamp(board):
-    pwm, relay = board.pwm("lamp"), board.pin("relay")
-
-    def mv():  # a healthy 60 W lamp on 230 V behind a 0.5 A/V current sense
-        level = pwm.duty_u16() / 65535 if relay.value() else 0.0
-        return (level * 60 / 230 + 0.01) / 0.5 * 1000
-
-    board.adc("lamp_current").source = mv
-
-
 async def main():
     board = SimBoard(boarddef.load(spec["board"]))
     unload("spnode.boarddef")
-    _lamp(board)
+    fit(board, spec["local"]["sensors"])  # a simulated device behind each sensor, and the lamp
     clock = ScaledClock(float(spec["speed"]), spec["start"])
     node = Node(board, spec["local"], clock=clock, data_dir=spec["data_dir"])
     node.start()

@@ -8,27 +8,26 @@ bootloader: it picks the slot as ESP-IDF's does (simota.select_boot) and runs th
 A "reset" is the end of that process, for whatever reason: the next ``boot_command`` picks again.
 
 Test images differ in their version and, for the bad ones, in one deliberate fault
-(``VARIANTS``). They are built into ``build/ab/`` from ``MICROPYTHON_SRC`` (default
-``../shared/micropython`` beside the repository, SOURCE.md there) and rebuilt only when the
-firmware changes; the first build takes about a minute, each further variant a few seconds.
+(``VARIANTS``). They are built into ``build/ab/`` from the MicroPython source
+tests/harness/mpbuild.py uses (``MICROPYTHON_SRC``), and rebuilt only when the firmware
+changes; the first build takes about a minute, each further variant a few seconds.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
+from controller.fieldtools.build import SIM_MANIFEST, manifest_files
 from spnode.board import simota
 
-from .paths import FIRMWARE, PROTOCOLS, ROOT
+from . import mpbuild
+from .paths import FIRMWARE, ROOT
 
 PARTITIONS = FIRMWARE / "partitions.csv"
-MICROPYTHON_SRC = Path(os.environ.get("MICROPYTHON_SRC", ROOT.parent / "shared" / "micropython"))
 BUILD = ROOT / "build" / "ab"
-HOST_ONLY = ("export_schemas.py", "checkgen.py")
 # name: (version, [(file in the firmware tree, text, replacement)]); "" as text appends
 VARIANTS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
     "A": ("0.1.0", []),
@@ -69,65 +68,51 @@ def boot_command(ota_dir: Path, script: Path, *args: str, heap_kib: int) -> list
     return [str(slot), "-X", f"heapsize={heap_kib * 1024}", str(script), *args]
 
 
-def _firmware_digest() -> str:
-    h = hashlib.sha256(repr(VARIANTS).encode())
-    for base in (FIRMWARE / "spnode", PROTOCOLS):
-        for p in sorted(base.rglob("*.py")):
-            h.update(str(p.relative_to(ROOT)).encode() + b"\0" + p.read_bytes())
-    return h.hexdigest()[:16]
-
-
-def _make(mpsrc: Path, *args: str, log: Path) -> None:
-    with log.open("a") as out:
-        subprocess.run(["make", "-j2", *args], cwd=mpsrc, stdout=out, stderr=out, check=True)
-
-
 def build_images() -> dict[str, Path]:
-    """{variant: frozen 32-bit binary}, built once per firmware state (FileNotFoundError when
-    there is no MicroPython source to build from)."""
-    out = BUILD / _firmware_digest()
+    """{variant: frozen 32-bit binary}, built once per firmware state with the node's manifest
+    and its simulated board (firmware/manifest_sim.py), in the source tree and with the flags
+    tests/harness/mpbuild.py uses; raises mpbuild.Unavailable without MicroPython's source.
+    The variants share one build folder, so each after the first relinks in a few seconds."""
+    h = hashlib.sha256(repr((VARIANTS, mpbuild.UNIX_FLAGS)).encode())
+    h.update(mpbuild.firmware_hash(SIM_MANIFEST).encode())
+    out = BUILD / h.hexdigest()[:16]
     images = {name: out / f"{name}.bin" for name in VARIANTS}
     if all(p.exists() for p in images.values()):
         return images
-    if not (MICROPYTHON_SRC / "ports" / "unix").is_dir():
-        raise FileNotFoundError(f"no MicroPython source at {MICROPYTHON_SRC} (MICROPYTHON_SRC)")
-    mpsrc = BUILD / "mpsrc"
-    if not mpsrc.exists():
-        shutil.copytree(MICROPYTHON_SRC, mpsrc, symlinks=True)
-        for d, _, files in os.walk(mpsrc):  # the source may be read-only; the build writes
-            for name in (".", *files):
-                p = Path(d, name)
-                p.chmod(p.stat().st_mode | 0o200)
-    out.mkdir(parents=True, exist_ok=True)
-    log = out / "build.log"
-    _make(mpsrc / "mpy-cross", log=log)
-    protocols = sorted(
-        p.relative_to(PROTOCOLS).as_posix()
-        for p in PROTOCOLS.rglob("*.py")
-        if p.name not in HOST_ONLY and "vectors" not in p.parts
-    )
+    mpbuild.ensure_mpy_cross()  # and the source copied to mpbuild.SRC
+    files = manifest_files(SIM_MANIFEST)
     for name, (version, faults) in VARIANTS.items():
-        src = out / f"src-{name}"
-        shutil.rmtree(src, ignore_errors=True)
-        shutil.copytree(FIRMWARE / "spnode", src / "spnode",
-                        ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
-        init = src / "spnode" / "__init__.py"
+        tree = out / f"src-{name}"  # firmware/ and protocols/ as the manifests list them
+        shutil.rmtree(tree, ignore_errors=True)
+        for rel, src in files.items():
+            dest = tree / ("firmware" if rel.startswith("spnode/") else "") / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, dest)
+        for m in FIRMWARE.glob("manifest*.py"):
+            shutil.copy(m, tree / "firmware" / m.name)
+        init = tree / "firmware" / "spnode" / "__init__.py"
         text = init.read_text()
         init.write_text(text.replace('VERSION = "', f'VERSION = "{version}"  # was "', 1))
         for rel, old, new in faults:
-            f = src / rel
+            f = tree / "firmware" / rel
             body = f.read_text()
             assert old == "" or old in body, (rel, old)
             f.write_text(body + new if old == "" else body.replace(old, new))
-        manifest = src / "manifest.py"
-        manifest.write_text(
+        top = tree / "manifest.py"
+        top.write_text(
             'include("$(PORT_DIR)/variants/standard/manifest.py")\n'
-            f'package("spnode", base_path="{src}")\n'
-            f'package("protocols", files={protocols!r}, base_path="{ROOT}")\n'
+            f"include({str(tree / 'firmware' / SIM_MANIFEST.name)!r})\n"
         )
-        _make(mpsrc / "ports" / "unix", "VARIANT=standard", "MICROPY_PY_FFI=0",
-              "MICROPY_PY_BTREE=0", "CFLAGS_EXTRA=-m32", "LDFLAGS_EXTRA=-m32",
-              "BUILD=build-ab32", f"FROZEN_MANIFEST={manifest}", "MPY_CROSS_FLAGS=-march=x86",
-              log=log)  # fmt: skip
-        shutil.copy(mpsrc / "ports" / "unix" / "build-ab32" / "micropython", images[name])
+        build = mpbuild.SRC / "ports" / "unix" / "build-ab32"
+        shutil.rmtree(build / "frozen_mpy", ignore_errors=True)  # freeze afresh (mpbuild)
+        (build / "frozen_content.c").unlink(missing_ok=True)
+        log = out / f"{name}.log"
+        with log.open("w") as out_log:
+            subprocess.run(
+                ["make", "-C", str(mpbuild.SRC / "ports" / "unix"), f"-j{mpbuild.JOBS}",
+                 *mpbuild.UNIX_FLAGS, "BUILD=build-ab32", f"FROZEN_MANIFEST={top}",
+                 f"MPY_CROSS_FLAGS=-march={mpbuild.FROZEN_MARCH}"],
+                stdout=out_log, stderr=subprocess.STDOUT, check=True,
+            )  # fmt: skip
+        shutil.copy(build / "micropython", images[name])
     return images

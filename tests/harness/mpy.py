@@ -1,6 +1,8 @@
-"""Compile firmware/ and protocols/ with mpy-cross for the ESP32 (xtensawin), as deployed.
+"""Compile the node's modules with mpy-cross, as deployed (for the ESP32: xtensawin).
 
-`python -m tests.harness.mpy OUTDIR` writes the .mpy tree; tests call `compile_tree`.
+`python -m tests.harness.mpy OUTDIR` writes the .mpy tree; tests call `compile_tree`. What is
+compiled is a MicroPython manifest: the tests' (tests/mp/manifest.py: the node, its simulated
+board and the codec the test scripts use) unless told otherwise.
 """
 
 from __future__ import annotations
@@ -8,29 +10,27 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from controller.fieldtools.build import APP, HOST_ONLY, KEEP_SOURCE, build
+from controller.fieldtools.build import APP, KEEP_SOURCE, build, manifest_files
 
-from .paths import FIRMWARE, PROTOCOLS
+from .paths import ROOT
 
-__all__ = ["KEEP_SOURCE", "compile_tree", "firmware_sources"]
+__all__ = ["KEEP_SOURCE", "TEST_MANIFEST", "compile_tree", "firmware_sources"]
 
-
-def firmware_sources() -> list[tuple[Path, Path]]:
-    """(source file, path on the node's flash) for every module the node runs."""
-    pairs: list[tuple[Path, Path]] = []
-    for base, prefix in ((FIRMWARE, Path()), (PROTOCOLS, Path("protocols"))):
-        for src in sorted(base.rglob("*.py")):
-            rel = prefix / src.relative_to(base)
-            if "__pycache__" in src.parts or rel.as_posix() in HOST_ONLY:
-                continue
-            pairs.append((src, rel))
-    return pairs
+TEST_MANIFEST = ROOT / "tests" / "mp" / "manifest.py"
 
 
-def compile_tree(outdir: Path, march: str = "xtensawin") -> dict[Path, int]:
-    """Compile every module as `streetpole node deploy` does (controller/fieldtools/build.py) into
-    ``outdir``; return {source path on the node's flash: .mpy size}. Raises on the first error."""
-    b = build(outdir, "sim", arch=march)
+def firmware_sources(manifest: Path = TEST_MANIFEST) -> list[tuple[Path, Path]]:
+    """(source file, path on the node's flash) for every module the manifest lists."""
+    return [(src, Path(rel)) for rel, src in sorted(manifest_files(manifest).items())]
+
+
+def compile_tree(
+    outdir: Path, march: str = "xtensawin", manifest: Path = TEST_MANIFEST
+) -> dict[Path, int]:
+    """Compile the manifest's modules as `streetpole node deploy` does
+    (controller/fieldtools/build.py) into ``outdir``; return {source path on the node's flash:
+    .mpy size}. Raises on the first error."""
+    b = build(outdir, "sim", arch=march, manifest=manifest)
     app = APP + "/"
     return {
         Path(p[len(app) :]).with_suffix(".py"): len(data)

@@ -21,6 +21,7 @@ from spnode import boarddef, unload  # noqa: E402
 from spnode.app import Node  # noqa: E402
 from spnode.board.sim import SimBoard  # noqa: E402
 from spnode.clock import ScaledClock  # noqa: E402
+from spnode.sim.fitted import fit  # noqa: E402
 
 board_json, host, port, pole, node, data_dir, speed, key = sys.argv[1:9]
 sensors = sys.argv[9].split(",") if len(sys.argv) > 9 and sys.argv[9] else []
@@ -39,13 +40,7 @@ local = {
 async def main():
     board = SimBoard(boarddef.load(board_json), ota_dir=ota_dir)
     unload("spnode.boarddef")  # as main.py: the definition's checks are not needed again
-    pwm, relay = board.pwm("lamp"), board.pin("relay")
-
-    def lamp_mv():  # a healthy 60 W lamp on 230 V behind a 0.5 A/V current sense
-        level = pwm.duty_u16() / 65535 if relay.value() else 0.0
-        return (level * 60 / 230 + 0.01) / 0.5 * 1000
-
-    board.adc("lamp_current").source = lamp_mv
+    fit(board, sensors)  # a simulated device behind each sensor, the lamp's current sense
     up, mode = None, "normal"
     if ota_dir is not None:
         from spnode import VERSION

@@ -8,19 +8,22 @@ wrap at 2**30 ms, as an ESP32's do after 12.4 days). What happens on the pole, b
 since the start (the wrap comes at TICKS_PERIOD - TICKS0): someone walks past the PIR at 30 s
 and at WRAP + 15 s; the PM sensor goes silent at WRAP - 1 s (its silence check spans the wrap);
 the lamp breaks at WRAP + 20 s. The run ends after RUN_S node seconds; the last line is JSON with
-what the node holds then (uptime, batches, the PM sampler's fault).
+what the node holds then (uptime, batches, the PM sampler's fault, and whose ticks arithmetic
+ran: the port's own, as on a 32-bit port, or spnode.compat's shim).
 """
 
 import asyncio
 import json
 import sys
+import time
 
 from spnode import boarddef
 from spnode.app import Node
 from spnode.board.sim import SimBoard
 from spnode.clock import ScaledClock
 from spnode.compat import TICKS_PERIOD, ticks_diff
-from spnode.sim.devices import LampModel, Pms5003Device
+from spnode.sim.devices import Pms5003Device
+from spnode.sim.lamp import LampModel
 
 board_json, host, port, pole, speed, key, ticks0, run_s = sys.argv[1:9]
 ticks0 = int(ticks0)
@@ -74,7 +77,9 @@ async def main():
     task = asyncio.create_task(scenario(clock, board, pm, lamp, wrap_ms, int(run_s) * 1000, n))
     reason = await n.run()
     task.cancel()
-    out = {"exit": reason, "uptime_s": n.uptime_s(), "seq": n.seq, "pm_fault": n.pm.fault}
+    own = ticks_diff is getattr(time, "ticks_diff", None)
+    out = {"exit": reason, "uptime_s": n.uptime_s(), "seq": n.seq, "pm_fault": n.pm.fault,
+           "ticks": "port" if own else "shim"}  # fmt: skip
     print(json.dumps(out))
 
 

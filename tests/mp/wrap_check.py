@@ -9,7 +9,8 @@ from spnode.drivers.lamp import Lamp
 from spnode.drivers.ld2410 import Ld2410
 from spnode.drivers.pir import Pir
 from spnode.drivers.pms5003 import Pms5003
-from spnode.sim.devices import LampModel, Ld2410Device, Pms5003Device
+from spnode.sim.devices import Ld2410Device, Pms5003Device
+from spnode.sim.lamp import LampModel
 
 BDEF = boarddef.load("hardware/boards/sim.json")
 T = TICKS_PERIOD - 1500  # 1.5 s before the wrap
@@ -83,4 +84,10 @@ pin.set(1)
 pin.set(0)
 check("pir: a detection after the wrap counts", pir.take() == 1)
 
+# whose ticks arithmetic ran: the port's own (a 32-bit port, as the ESP32) or compat's shim
+import time  # noqa: E402
+
+from spnode import compat  # noqa: E402
+
+print("TICKS", "port" if compat.ticks_diff is getattr(time, "ticks_diff", None) else "shim")
 print("OK" if not failed else "FAILED %s" % failed)
