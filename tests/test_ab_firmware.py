@@ -31,7 +31,7 @@ from spnode.update import sign
 from tests.harness import mpbuild
 from tests.harness.abnode import boot_command, build_images, flash_slots
 from tests.harness.paths import ROOT
-from tests.test_node_firmware import Observer
+from tests.test_node_firmware import EVERY_SENSOR, Observer
 
 pytestmark = pytest.mark.slow
 
@@ -126,7 +126,7 @@ def test_a_to_b_kept_bad_images_rolled_back_reset_mid_download(
     srv = ImageServer()
     obs.publish(topics.CONFIG, CONFIG, retain=True)
     args = [str(BOARD), broker.host, str(broker.port), pole, "n1", str(data), str(SPEED),
-            KEY.hex(), "pir", str(ota), str(TRIAL_S)]  # fmt: skip
+            KEY.hex(), EVERY_SENSOR, str(ota), str(TRIAL_S)]  # fmt: skip
     env = {"MICROPYPATH": ".frozen"}  # the code is the image's: nothing from files
     boots: list[tuple[str, dict[str, Any]]] = []  # (slot, first line it printed)
     node: subprocess.Popen[str] | None = None
