@@ -119,6 +119,7 @@ def upload(  # sync, like every route: its registry work must not run on the eve
 
 
 ESP_IMAGE = 0xE9  # the first byte of an ESP32 app image (ESP-IDF's image header)
+ESP_APP_DESC = bytes.fromhex("3254cdab")  # ESP_APP_DESC_MAGIC_WORD, little-endian, at 0x20
 ELF = b"\x7fELF"  # the unix port's image: the simulator's and the tests' nodes
 
 
@@ -135,9 +136,14 @@ def check_image(data: bytes) -> None:
             raise UpdateError("image: not a whole ELF image")
         return
     # ESP-IDF's image header: magic, segment count, flash mode, size and speed, entry point,
-    # then the extended header (24 bytes in all)
+    # then the extended header (24 bytes in all); the app's description (esp_app_desc_t) opens
+    # the first segment, after its 8-byte header. The whole-flash firmware.bin starts with the
+    # bootloader, which has none: an update carries the app alone (micropython.bin).
     if len(data) < 24 or not 1 <= data[1] <= 16:
         raise UpdateError("image: not a whole ESP32 app image")
+    if data[32:36] != ESP_APP_DESC:
+        raise UpdateError("image: no app description (the app alone, micropython.bin, not the "
+                          "whole-flash firmware.bin)")  # fmt: skip
 
 
 def check_archive(data: bytes) -> int:

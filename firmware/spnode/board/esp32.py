@@ -128,9 +128,10 @@ class Esp32Board:
         machine.reset()
 
     # ---- A/B app slots (spnode.imgupdate) ---------------------------------------------------
-    # The image's own header fields that say which device it is for: the ESP image magic (0xE9)
-    # and the chip id of the extended header; a new image must carry the running one's.
-    image_id = ((0, 1), (12, 14))
+    # The image's own header fields that say which device it is for: the ESP image magic (0xE9),
+    # the chip id of the extended header, and the app description's magic at 0x20 (an app, not
+    # a whole-flash image starting with the bootloader); a new image must carry the running one's.
+    image_id = ((0, 1), (12, 14), (32, 36))
 
     def ota_running(self):
         """The partition this image runs from, or None when the flash has no second app slot
