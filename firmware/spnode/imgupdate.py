@@ -13,8 +13,9 @@ bytes the node's app slot holds. Steps::
     board.reset()                    # the bootloader runs the new image, once, on probation
     up.healthy()                     # it came online: mark_app_valid_cancel_rollback
 
-The image goes to the slot the node does not run from, a 4 KiB flash block at a time (one block
-buffer is all the heap it takes), and boots only once its hash matched. Until ``finish`` the
+The image goes to the slot the node does not run from, each piece straight to flash as it
+arrives (no block buffer: the heap a download needs is its connection's), and boots only once
+its hash matched. Until ``finish`` the
 running image is untouched, so a reset in the middle of a download boots it again; the download
 then resumes after the last blocks recorded in ``image.part`` (data dir), which are read back
 from the slot into the hash. An image that crashes, or resets for any reason, before it marked
@@ -36,20 +37,25 @@ BLOCK = 4096  # the ESP32's flash erase block; esp32.Partition's block size for 
 STATE = "image.json"
 PART = "image.part"
 _SAVE_EVERY = 16  # blocks between progress records: a reset costs at most this much download
+_HEAD = 36  # header bytes that say which device an image is for (board.image_id)
 
 
 class ImageInstall:
-    """A download in progress into ``part``: ``feed`` bytes from ``got`` on, then ``finish``."""
+    """A download in progress into ``part``: ``feed`` bytes from ``got`` on, then ``finish``.
+    Each piece goes to flash as it comes, without a block buffer: the block is erased when the
+    image reaches it, and writes are whole 16-byte units (flash encryption writes no less), the
+    few bytes over carried to the next piece."""
 
     def __init__(self, updater, cmd, part, running):
         self.updater = updater
         self.cmd = cmd
         self.part = part
         self.running = running
-        self.buf = bytearray(BLOCK)
-        self.fill = 0
-        self.block = 0
+        self.carry = bytearray(16)
+        self.nc = 0  # bytes waiting in carry
+        self.at = 0  # where the next write goes in the slot: got - nc
         self.got = 0
+        self.head = bytearray(_HEAD)  # the image's header, until it is checked
         self._h = hashlib.sha256()
         self._resume()
 
@@ -65,58 +71,80 @@ class ImageInstall:
         except (OSError, ValueError, KeyError, TypeError):
             blocks = 0
         blocks = min(blocks, self.cmd["size"] // BLOCK)
-        for b in range(blocks):
-            self.part.readblocks(b, self.buf)
-            self._h.update(self.buf)
-        self.block = blocks
-        self.got = blocks * BLOCK
+        if blocks:
+            buf = bytearray(256)
+            for b in range(blocks):
+                for off in range(0, BLOCK, len(buf)):
+                    self.part.readblocks(b, buf, off)
+                    self._h.update(buf)
+            self.head = None  # checked before block 0 was written
+        self.at = self.got = blocks * BLOCK
 
-    def _record(self):
-        rec = {"sha256": self.cmd["sha256"], "blocks": self.block}
+    def _record(self, blocks):
+        rec = {"sha256": self.cmd["sha256"], "blocks": blocks}
         write_atomic(self._progress_path(), json.dumps(rec).encode())
 
     def feed(self, data):
         n = len(data)
         if self.got + n > self.cmd["size"]:
             raise UpdateError("size: more than %d bytes" % self.cmd["size"])
+        self._h.update(data)
         mv = memoryview(data)
+        if self.head is not None:
+            take = min(_HEAD - self.got, n)
+            self.head[self.got : self.got + take] = mv[:take]
+            if self.got + take == _HEAD:
+                self._check_device()
         pos = 0
-        while pos < n:
-            take = min(BLOCK - self.fill, n - pos)
-            self.buf[self.fill : self.fill + take] = mv[pos : pos + take]
-            self.fill += take
-            pos += take
-            self.got += take
-            if self.fill == BLOCK:
-                self._write()
+        if self.nc:
+            pos = min(16 - self.nc, n)
+            self.carry[self.nc : self.nc + pos] = mv[:pos]
+            self.nc += pos
+            if self.nc == 16:
+                self._put(self.carry)
+                self.nc = 0
+        whole = (n - pos) & ~15
+        if whole:
+            self._put(mv[pos : pos + whole])
+            pos += whole
+        if pos < n:
+            self.carry[: n - pos] = mv[pos:]
+            self.nc = n - pos
+        self.got += n
 
-    def _write(self):
-        if self.block == 0:
-            self._check_device()
-        mv = memoryview(self.buf)
-        self._h.update(mv[: self.fill])
-        for i in range(self.fill, BLOCK):  # the last block: erased flash after the image
-            self.buf[i] = 0xFF
-        self.part.writeblocks(self.block, self.buf)
-        self.block += 1
-        self.fill = 0
-        if self.block % _SAVE_EVERY == 0:
-            self._record()
+    def _put(self, buf):
+        mv = memoryview(buf)
+        i = 0
+        n = len(buf)
+        while i < n:
+            block, off = divmod(self.at, BLOCK)
+            if off == 0:
+                if block and block % _SAVE_EVERY == 0:
+                    self._record(block)  # the blocks before this one are whole
+                self.part.ioctl(6, block)  # erase it
+            take = min(BLOCK - off, n - i)
+            self.part.writeblocks(block, mv[i : i + take], off)
+            self.at += take
+            i += take
 
     def _check_device(self):
         """The image's header names the device the running one names (board.image_id)."""
-        head = bytearray(32)
-        self.running.readblocks(0, head)
+        mine = bytearray(_HEAD)
+        self.running.readblocks(0, mine)
         for a, b in self.updater.board.image_id:
-            if self.buf[a:b] != head[a:b]:
+            if self.head[a:b] != mine[a:b]:
                 raise UpdateError("image: not an image for this device")
+        self.head = None
 
     def finish(self):
         size = self.cmd["size"]
-        if self.got != size:
+        if self.got != size or self.head is not None:
             raise UpdateError("size: got %d of %d bytes" % (self.got, size))
-        if self.fill:
-            self._write()
+        if self.nc:
+            for i in range(self.nc, 16):  # erased flash after the image
+                self.carry[i] = 0xFF
+            self._put(self.carry)
+            self.nc = 0
         self.abort()  # the progress record: nothing left to resume
         digest = hexlify(self._h.digest()).decode()
         if not compare_digest(digest.encode(), self.cmd["sha256"].encode()):
