@@ -19,7 +19,7 @@ help:
 	@echo "make test    install what is missing and run the whole test suite"
 	@echo "make lint    ruff and mypy"
 	@echo "make schemas regenerate protocols/schemas/*.json from protocols/schema_defs.py"
-	@echo "make mpy     compile firmware/ and protocols/ to .mpy into build/mpy"
+	@echo "make mpy     compile the modules tests/mp/manifest.py lists to .mpy into build/mpy"
 	@echo "make micropython  mpy-cross, the 32-bit unix port and the frozen node from MICROPYTHON_SRC (part of deps)"
 	@echo "make demo-data, make serve   open data without a street (sample data, controller alone)"
 	@echo "make bench   benchmarks: ingest, firmware heap and speed, open-data API"

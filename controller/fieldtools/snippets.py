@@ -215,6 +215,7 @@ def hardware_id():
 def attach(board, bdef):
     from spnode.sim import devices as d
     from spnode.sim.audio import Tone
+    from spnode.sim.lamp import LampModel
 
     faults = _conf().get("faults", {})
     for name, s in bdef.get("sensors", {}).items():
@@ -245,8 +246,8 @@ def attach(board, bdef):
     lamp = bdef.get("lamp")
     if lamp and lamp.get("current_adc") and faults.get("lamp") != "absent":
         relay = board.pin(lamp["relay"]) if lamp.get("relay") else None
-        model = d.LampModel(board.pwm(lamp["pwm"]), relay, lamp["rated_w"],
-                            lamp.get("mains_v", 230.0), lamp.get("amps_per_volt", 1.0))
+        model = LampModel(board.pwm(lamp["pwm"]), relay, lamp["rated_w"],
+                          lamp.get("mains_v", 230.0), lamp.get("amps_per_volt", 1.0))
         model.broken = faults.get("lamp") == "broken"
         model.relay_stuck = faults.get("lamp") == "relay_stuck"
         board.adc(lamp["current_adc"]).source = model.mv

@@ -21,13 +21,13 @@ from spnode.sensing.pm import PmSampler
 from spnode.sim.devices import (
     BME_CALIB,
     Bme280Device,
-    LampModel,
     Ld2410Device,
     Pms5003Device,
     Sps30Device,
     ld2410_frame,
     pms5003_frame,
 )
+from spnode.sim.lamp import LampModel
 
 N = [0]
 
