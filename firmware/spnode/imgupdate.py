@@ -153,7 +153,7 @@ class ImageInstall:
         up = self.updater
         up.st = {"state": "staged", "slot": self.part.info()[4], "version": self.cmd["version"],
                  "previous": up.version, "last": "staged %s" % self.cmd["version"]}  # fmt: skip
-        up._save()
+        up.save()
         seen = load_seen(up.data_dir)  # the highest version taken: spnode.update.staged
         seen["v"] = self.cmd["version"]
         save_seen(up.data_dir, seen)
@@ -175,7 +175,6 @@ class ImageUpdater:
         self.version = version
         self.trial_s = trial_s
         self.st = None
-        self.safe_mode = False  # images are not swapped file by file: no safe mode to fall into
 
     def state(self):
         if self.st is None:
@@ -188,7 +187,7 @@ class ImageUpdater:
                 self.st = {"state": "idle"}
         return self.st
 
-    def _save(self):
+    def save(self):
         write_atomic(self.data_dir + "/" + STATE, json.dumps(self.st).encode())
 
     def _running_label(self):
@@ -201,13 +200,13 @@ class ImageUpdater:
             return "normal"
         if self._running_label() == st["slot"] and self.version == st["version"]:
             st["state"] = "trial"
-            self._save()
+            self.save()
             return "trial"
         # the bootloader went back to the other slot: the new image did not mark itself valid
         st["last"] = "rolled back %s to %s: not confirmed before a reset" % (
             st["version"], self.version)  # fmt: skip
         st["state"] = "idle"
-        self._save()
+        self.save()
         return "rolled_back"
 
     def begin(self, cmd, key, target):
@@ -225,7 +224,7 @@ class ImageUpdater:
         if st["state"] == "staged":  # set to boot but not booted yet: about to be overwritten
             running.set_boot()
             st["state"] = "idle"
-            self._save()
+            self.save()
         return ImageInstall(self, cmd, part, running)
 
     def trial_expired(self, uptime_s):
@@ -237,7 +236,7 @@ class ImageUpdater:
         self.board.ota_running().get_next_update().set_boot()
         st["last"] = "rolled back %s to %s: %s" % (self.version, st.get("previous"), why)
         st["state"] = "idle"
-        self._save()
+        self.save()
 
     def healthy(self):
         """This image works (control loop and an MQTT round trip): keep it."""
@@ -246,6 +245,6 @@ class ImageUpdater:
         if st["state"] == "trial":
             st["state"] = "idle"
             st["last"] = "confirmed %s" % self.version
-            self._save()
+            self.save()
 
     confirm = healthy
