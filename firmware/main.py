@@ -1,18 +1,25 @@
-# The node's main program on the ESP32: updater first (swap, probation, safe mode), then the
-# node. Thin by design: everything else is in spnode/ and runs the same in the simulator.
+# The node's main program on the ESP32: updater first (probation, rollback), then the node.
+# Thin by design: everything else is in spnode/ and runs the same in the simulator.
+# A production node runs the firmware frozen into its image and is updated a whole image at a
+# time into its other app slot (spnode.imgupdate); a development node runs the .mpy tree in
+# /app, updated as an archive swapped in at boot (spnode.update), before anything imports it.
 import asyncio
 import gc
 import os
 import sys
 
 from spnode import VERSION
-from spnode.update import Updater
+from spnode.flash import exists
 
-mode = Updater("/", version=VERSION).boot()
-for name in list(sys.modules):  # the swap may have brought new versions: import them afresh
-    if name.startswith("spnode"):
-        del sys.modules[name]
-gc.collect()
+DEV = exists("/app")
+if DEV:
+    from spnode.update import Updater
+
+    mode = Updater("/", version=VERSION).boot()
+    for name in list(sys.modules):  # the swap may have brought new versions: import afresh
+        if name.startswith("spnode"):
+            del sys.modules[name]
+    gc.collect()
 
 from spnode import boarddef, unload  # noqa: E402
 from spnode.board import open_board  # noqa: E402
@@ -20,6 +27,15 @@ from spnode.board import open_board  # noqa: E402
 board = open_board(boarddef.load("/board.json"))
 boarddef = None
 unload("spnode.boarddef")  # checked once; its code would only take heap
+if DEV:
+    updater = Updater("/", version=VERSION)
+elif board.ota_running() is not None:
+    from spnode.imgupdate import ImageUpdater
+
+    updater = ImageUpdater(board, "/data", VERSION)
+    mode = updater.boot()
+else:  # one app slot and no /app: nothing to update into
+    updater, mode = None, "normal"
 
 
 def failsafe(why):
@@ -54,7 +70,7 @@ async def main():
         data_dir="/data",
         boot_mode=mode,
         ntp_host="pool.ntp.org",
-        updater=Updater("/", version=VERSION),
+        updater=updater,
     )
     gc.collect()
     return await node.run()

@@ -37,6 +37,7 @@ package(
         "flash.py",
         "health.py",
         "httpget.py",
+        "imgupdate.py",
         "mqtt_client.py",
         "mqtt_packets.py",
         "nodecmd.py",

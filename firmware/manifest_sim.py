@@ -7,6 +7,7 @@ package(
     "spnode",
     files=[
         "board/sim.py",
+        "board/simota.py",
         "board/simbus.py",
         "sim/__init__.py",
         "sim/audio.py",

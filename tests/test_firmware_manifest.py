@@ -16,7 +16,7 @@ from fieldtools import build as fw
 from tests.harness import mpbuild
 from tests.harness.mpy import TEST_MANIFEST
 
-SIM_ONLY = {"spnode/board/sim.py", "spnode/board/simbus.py"}
+SIM_ONLY = {"spnode/board/sim.py", "spnode/board/simbus.py", "spnode/board/simota.py"}
 
 
 def is_sim(path: str) -> bool:

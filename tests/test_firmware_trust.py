@@ -62,6 +62,34 @@ def test_upload_takes_a_good_archive(api: Api) -> None:
     assert pkg.json()["size"] == len(GOOD)
 
 
+# image header (magic, 4 segments, ...), the first segment's header, the app description's magic
+ESP_IMAGE = bytes([0xE9, 4, 2, 0x20]) + bytes(28) + bytes.fromhex("3254cdab") + b"\xaa" * 4000
+
+
+def test_upload_takes_a_whole_image_and_says_its_kind(api: Api) -> None:
+    pkg = upload(api, "0.3.0", ESP_IMAGE)
+    assert pkg.status_code == 201, pkg.text
+    assert (pkg.json()["kind"], pkg.json()["size"]) == ("image", len(ESP_IMAGE))
+    assert pkg.json()["url"].endswith("/firmware/streetpole-0.3.0.bin")
+    served = api.call("admin", "GET", "/firmware/streetpole-0.3.0.bin")
+    assert served.status_code == 200 and served.content == ESP_IMAGE
+    assert upload(api, "0.2.0", GOOD).json()["kind"] == "tree"
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (bytes([0xE9]) + bytes(30), "image: not a whole ESP32 app image"),  # no segments
+        (bytes([0xE9, 4, 2]), "image: not a whole ESP32 app image"),
+        (b"\x7fELF\x01", "image: not a whole ELF image"),
+        (ESP_IMAGE[:32] + bytes(4) + ESP_IMAGE[36:], "image: no app description (the app alone"),
+    ],
+)
+def test_upload_refuses_a_broken_image(api: Api, data: bytes, reason: str) -> None:
+    r = upload(api, "0.3.0", data)
+    assert r.status_code == 422 and r.json()["detail"].startswith(f"file: {reason}"), r.text
+
+
 def test_reprovisioning_rotates_the_update_key(api: Api) -> None:
     first = street(api, 1)[0]
     again = api.ok("admin", "POST", "/api/nodes", json={"pole": "P000", "node": "n1"})

@@ -390,6 +390,7 @@ class PackageOut(Out):
     sha256: str
     size: int
     url: str
+    kind: str  # "image" (whole firmware, A/B slots) or "tree" (.mpy archive, development)
     notes: str
     uploaded_by: str
     created_at: float

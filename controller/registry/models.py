@@ -235,6 +235,9 @@ class FirmwarePackage(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     size: Mapped[int] = mapped_column(Integer)
     url: Mapped[str] = mapped_column(String(500))
+    # "image": a whole firmware image for A/B app slots (production nodes, spnode.imgupdate);
+    # "tree": an SPA1 archive of the .mpy tree (development nodes, spnode.update)
+    kind: Mapped[str] = mapped_column(String(8), default="tree", server_default="tree")
     notes: Mapped[str] = mapped_column(Text, default="")
     uploaded_by: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[float] = mapped_column(Float, default=now)

@@ -132,7 +132,7 @@ async def boot_update(node):
     while not _online(node) and waited < WIFI_WAIT_MS:
         await node._sleep(500)
         waited += 500
-    new = _new("spnode.update", "spnode.updsig", "spnode.httpget")
+    new = _new("spnode.update", "spnode.updsig", "spnode.httpget", "spnode.imgupdate")
     short = False  # every try ran out of heap
     try:
         # the code, the connection and the image's buffers go into one piece of free heap, not
@@ -182,14 +182,19 @@ def _failed(node, ident, reason):
 
 async def _download(node, cmd):
     """(the command's id, None) once the image is staged, else (None, why it failed)."""
-    from spnode import httpget, update
+    from spnode import httpget
+    from spnode.updsig import UpdateError
 
     up = node.updater
-    if up is None:
-        up = update.Updater(node.data_dir, version=node.fw)  # not kept: not on probation
+    image = getattr(up, "whole_image", False)  # spnode.imgupdate: A/B slots, not a .mpy tree
+    if not image:
+        from spnode import update
+
+        if up is None:
+            up = update.Updater(node.data_dir, version=node.fw)  # not kept: not on probation
     try:
         inst = up.begin(cmd, node.local.update_key, _target(node))
-    except update.UpdateError as e:
+    except UpdateError as e:
         return None, str(e)
     gc.collect()
     try:
@@ -203,15 +208,17 @@ async def _download(node, cmd):
             except OSError as e:
                 if attempt == 2:
                     why = "url: download failed at %d: %s" % (inst.got, e)
-                    raise update.UpdateError(why) from None
+                    raise UpdateError(why) from None
                 await node._sleep(2000 << attempt)
-        inst.finish()
-        update.staged(node.data_dir, cmd["version"])
+        inst.finish()  # an image's records what it staged itself
+        if not image:
+            update.staged(node.data_dir, cmd["version"])
     except Exception as e:
-        inst.abort()
+        if not image or isinstance(e, UpdateError):
+            inst.abort()  # an image download cut short keeps its progress, to resume
         if isinstance(e, MemoryError):
             raise  # tried again (boot_update)
-        return None, str(e) if isinstance(e, update.UpdateError) else "update: %r" % e
+        return None, str(e) if isinstance(e, UpdateError) else "update: %r" % e
     return cmd["id"], None
 
 

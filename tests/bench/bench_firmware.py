@@ -30,6 +30,7 @@ from fieldtools.build import MANIFEST
 from fieldtools.unixport import FROZEN_HEAP_KIB, build_rom, interpreter_info
 from simulator.mpnodes import MP_SENSORS
 from tests.harness import mpbuild
+from tests.harness.abnode import app_slot_bytes
 from tests.harness.micropython import NODE_HEAP_KIB, run_micropython
 from tests.harness.mpy import compile_tree
 from tests.harness.paths import ROOT
@@ -37,23 +38,9 @@ from tests.harness.paths import ROOT
 NODE_BENCH = ROOT / "tests" / "mp" / "node_bench.py"
 NOISE = ROOT / "tests" / "mp" / "noise_check.py"
 BOARD = ROOT / "hardware" / "boards" / "sim.json"
-PARTITIONS = ROOT / "firmware" / "partitions.csv"
-# The app slot until firmware/partitions.csv (the A/B update's table, node-ab) is merged: theirs.
-APP_SLOT_DEFAULT = 0x300000
 LAMP_PIR = "pir"
 EVERY_SENSOR = ",".join(MP_SENSORS)
 CYCLES = 10_000
-
-
-def app_slot_bytes() -> int:
-    """The size of the first app slot (ota_0) in firmware/partitions.csv."""
-    if not PARTITIONS.exists():
-        return APP_SLOT_DEFAULT
-    for line in PARTITIONS.read_text().splitlines():
-        cells = [c.strip() for c in line.split(",")]
-        if not line.startswith("#") and len(cells) >= 5 and cells[0] == "ota_0":
-            return int(cells[4], 0)
-    raise SystemExit(f"{PARTITIONS}: no ota_0 slot")
 
 
 def _json_lines(out: str) -> list[dict[str, object]]:

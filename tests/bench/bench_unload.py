@@ -7,7 +7,7 @@ Runs tests/mp/node_cfgpeak.py (boot with a persisted config, three configs and a
 network, deterministic) for lamp + PIR and for every sensor, in both modes: the heap in use
 after boot and after the messages, and the smallest heap in which it all passes (found by
 bisection, in 1 KiB steps). Code from a ROMFS image of the .mpy tree (compiled for ``--arch``,
-read into the heap by simulator/mp/romboot.py: the heap figures are net of the image), or with
+read into the heap by fieldtools/mp/romboot.py: the heap figures are net of the image), or with
 ``--frozen`` from the interpreter's own frozen modules (a build with the firmware frozen in).
 Prints a table, then one JSON line per case. docs/firmware.md, "Import and unload", has the
 figures.
@@ -22,8 +22,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from fieldtools.unixport import ROMBOOT, micropython_binary
 from simulator.mpnodes import build_node_rom
-from simulator.unixport import ROMBOOT, micropython_binary
 from tests.harness.paths import ROOT
 
 SCRIPT = ROOT / "tests" / "mp" / "node_cfgpeak.py"

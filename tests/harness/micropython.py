@@ -21,7 +21,7 @@ from .paths import FIRMWARE, ROOT
 ESP32_HEAP = f"{ESP32_HEAP_KIB}k"
 # The whole node firmware (tests/test_node_firmware.py, make bench-firmware) runs from a ROMFS
 # image, as on the node (fieldtools/unixport.py); this is the heap it is held to besides the image.
-# An ESP32's (simulator/unixport.ESP32_HEAP_KIB) unless STREETPOLE_NODE_HEAP_KIB says otherwise;
+# An ESP32's (fieldtools/unixport.ESP32_HEAP_KIB) unless STREETPOLE_NODE_HEAP_KIB says otherwise;
 # docs/firmware.md ("Memory") says where it goes.
 NODE_HEAP_KIB = int(os.environ.get("STREETPOLE_NODE_HEAP_KIB", ESP32_HEAP_KIB))
 

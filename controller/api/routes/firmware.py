@@ -1,7 +1,11 @@
 """Firmware packages and paced, self-halting rollout campaigns.
 
-A package is the application archive the node's updater takes (``firmware/spnode/update.py``:
-``SPA1`` format); the controller stores it, hashes it, and serves it under ``/firmware/``. Each
+A package is of one of two kinds, told apart by its first bytes: a whole firmware image
+("image": MicroPython with the node firmware frozen in, for a production node's A/B app slots,
+``firmware/spnode/imgupdate.py``), or an archive of the application's .mpy tree ("tree":
+``SPA1``, ``firmware/spnode/update.py``, for development nodes only). The controller checks it
+as the node would, stores it, hashes it, and serves it under ``/firmware/``. A node refuses a
+package of the other kind (with the reason in its acknowledgement). Each
 update command is signed with the target node's own update key, so nothing but the controller
 can make a node flash. The campaign runner (``controller.fleet.campaign_tick``, every few
 seconds) dispatches at the set pace and halts the campaign by itself when the share of failed or
@@ -86,26 +90,60 @@ def upload(  # sync, like every route: its registry work must not run on the eve
         raise HTTPException(
             status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, f"file: larger than {MAX_PACKAGE} bytes"
         )
+    kind = package_kind(data)
     try:
-        check_archive(data)
+        if kind == "image":
+            check_image(data)
+        else:
+            check_archive(data)
     except UpdateError as e:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"file: {e}") from None
     folder = state.settings.data_dir / "firmware"
     folder.mkdir(parents=True, exist_ok=True)
-    name = f"streetpole-{version}.spa"
+    name = f"streetpole-{version}.{'bin' if kind == 'image' else 'spa'}"
     (folder / name).write_bytes(data)
     pkg = FirmwarePackage(
         version=version,
         sha256=hashlib.sha256(data).hexdigest(),
         size=len(data),
         url=f"{state.settings.public_url}/firmware/{name}",
+        kind=kind,
         notes=notes,
         uploaded_by=p.username,
     )
     db.add(pkg)
     db.flush()
-    audit(db, p, "firmware.upload", "firmware", pkg.version, sha256=pkg.sha256, size=pkg.size)
+    audit(db, p, "firmware.upload", "firmware", pkg.version, sha256=pkg.sha256, size=pkg.size,
+          kind=kind)  # fmt: skip
     return pkg
+
+
+ESP_IMAGE = 0xE9  # the first byte of an ESP32 app image (ESP-IDF's image header)
+ESP_APP_DESC = bytes.fromhex("3254cdab")  # ESP_APP_DESC_MAGIC_WORD, little-endian, at 0x20
+ELF = b"\x7fELF"  # the unix port's image: the simulator's and the tests' nodes
+
+
+def package_kind(data: bytes) -> str:
+    """ "image" for a whole firmware image, else "tree" (an SPA1 archive, or refused as one)."""
+    return "image" if data[:1] == bytes([ESP_IMAGE]) or data[:4] == ELF else "tree"
+
+
+def check_image(data: bytes) -> None:
+    """The header checks a node can make only once it downloaded the start: refused here
+    already. (The node checks that the image is for its device; its bootloader checks the rest.)"""
+    if data[:4] == ELF:
+        if len(data) < 52 or data[4] not in (1, 2):
+            raise UpdateError("image: not a whole ELF image")
+        return
+    # ESP-IDF's image header: magic, segment count, flash mode, size and speed, entry point,
+    # then the extended header (24 bytes in all); the app's description (esp_app_desc_t) opens
+    # the first segment, after its 8-byte header. The whole-flash firmware.bin starts with the
+    # bootloader, which has none: an update carries the app alone (micropython.bin).
+    if len(data) < 24 or not 1 <= data[1] <= 16:
+        raise UpdateError("image: not a whole ESP32 app image")
+    if data[32:36] != ESP_APP_DESC:
+        raise UpdateError("image: no app description (the app alone, micropython.bin, not the "
+                          "whole-flash firmware.bin)")  # fmt: skip
 
 
 def check_archive(data: bytes) -> int:
@@ -162,7 +200,7 @@ def packages(db: DB, p: Viewer) -> list[FirmwarePackage]:
     response_class=FileResponse,
 )
 def download(state: State, name: str) -> FileResponse:
-    if not re.fullmatch(r"streetpole-[0-9A-Za-z.+-]+\.spa", name):
+    if not re.fullmatch(r"streetpole-[0-9A-Za-z.+-]+\.(spa|bin)", name):
         raise not_found("firmware file", name)
     path = state.settings.data_dir / "firmware" / name
     if not path.is_file():

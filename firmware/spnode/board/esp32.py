@@ -127,6 +127,31 @@ class Esp32Board:
     def reset(self):
         machine.reset()
 
+    # ---- A/B app slots (spnode.imgupdate) ---------------------------------------------------
+    # The image's own header fields that say which device it is for: the ESP image magic (0xE9),
+    # the chip id of the extended header, and the app description's magic at 0x20 (an app, not
+    # a whole-flash image starting with the bootloader); a new image must carry the running one's.
+    image_id = ((0, 1), (12, 14), (32, 36))
+
+    def ota_running(self):
+        """The partition this image runs from, or None when the flash has no second app slot
+        (a development node flashed with a single factory app: it takes .mpy trees)."""
+        import esp32
+
+        part = esp32.Partition(esp32.Partition.RUNNING)
+        try:
+            part.get_next_update()
+        except OSError:
+            return None
+        return part
+
+    def ota_mark_valid(self):
+        """Keep the running image: with rollback enabled, the bootloader would otherwise go
+        back to the other slot at the next reset."""
+        import esp32
+
+        esp32.Partition.mark_app_valid_cancel_rollback()
+
     def ticks_ms(self):
         return time.ticks_ms()
 

@@ -122,9 +122,10 @@ class SimWLAN:
 class SimBoard:
     platform = "sim"
 
-    def __init__(self, bdef, now_ms=0):
+    def __init__(self, bdef, now_ms=0, ota_dir=None):
         self.bdef = bdef
         self.now_ms = now_ms
+        self.ota_dir = ota_dir  # A/B slots in files (spnode.board.simota), or None
         self.cause = "power_on"
         self._open = {}
         self._wlan = None
@@ -187,6 +188,22 @@ class SimBoard:
 
     def unique_id(self):
         return b"\x00sim\x00\x01"
+
+    # A/B app slots: on the unix port the image is the interpreter's ELF binary (its magic, its
+    # class and byte order, its machine); spnode.board.simota has the slots
+    image_id = ((0, 6), (18, 20))
+
+    def ota_running(self):
+        if self.ota_dir is None:
+            return None
+        from spnode.board.simota import FilePartition, read_otadata
+
+        return FilePartition(self.ota_dir, read_otadata(self.ota_dir)["running"])
+
+    def ota_mark_valid(self):
+        from spnode.board.simota import mark_app_valid
+
+        mark_app_valid(self.ota_dir)
 
     def ticks_ms(self):
         return self.now_ms & _TICKS_MASK
