@@ -26,7 +26,6 @@ package(
         "compat.py",
         "dimconf.py",
         "dimming.py",
-        "dimstates.py",
         "drivers/__init__.py",
         "drivers/bme280.py",
         "drivers/lamp.py",

