@@ -531,8 +531,10 @@ def campaign_tick(db: Session, campaign: Campaign, now: float) -> int:
         return 0
     members = db.scalars(select(CampaignNode).where(CampaignNode.campaign_id == campaign.id)).all()
     for cn in members:
+        # sent and not finished: a node that never answers (offline, or the command lost) fails
+        # too, or the campaign would wait for it for ever
         if (
-            cn.state in ("downloading", "verified")
+            cn.state in ("pending", "downloading", "verified")
             and cn.dispatched_at is not None
             and now - cn.dispatched_at > campaign.timeout_s
         ):
