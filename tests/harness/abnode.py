@@ -8,16 +8,14 @@ bootloader: it picks the slot as ESP-IDF's does (simota.select_boot) and runs th
 A "reset" is the end of that process, for whatever reason: the next ``boot_command`` picks again.
 
 Test images differ in their version and, for the bad ones, in one deliberate fault
-(``VARIANTS``). They are built into ``build/ab/`` from the MicroPython source
-tests/harness/mpbuild.py uses (``MICROPYTHON_SRC``), and rebuilt only when the firmware
-changes; the first build takes about a minute, each further variant a few seconds.
+(``VARIANTS``). tests/harness/mpbuild.py builds them from ``MICROPYTHON_SRC`` (their firmware
+trees under ``build/ab/``), and again only when the firmware changes; the first build takes
+about a minute, each further variant a few seconds.
 """
 
 from __future__ import annotations
 
-import hashlib
 import shutil
-import subprocess
 from pathlib import Path
 
 from fieldtools.build import SIM_MANIFEST, manifest_files
@@ -69,20 +67,14 @@ def boot_command(ota_dir: Path, script: Path, *args: str, heap_kib: int) -> list
 
 
 def build_images() -> dict[str, Path]:
-    """{variant: frozen 32-bit binary}, built once per firmware state with the node's manifest
-    and its simulated board (firmware/manifest_sim.py), in the source tree and with the flags
-    tests/harness/mpbuild.py uses; raises mpbuild.Unavailable without MicroPython's source.
-    The variants share one build folder, so each after the first relinks in a few seconds."""
-    h = hashlib.sha256(repr((VARIANTS, mpbuild.UNIX_FLAGS)).encode())
-    h.update(mpbuild.firmware_hash(SIM_MANIFEST).encode())
-    out = BUILD / h.hexdigest()[:16]
-    images = {name: out / f"{name}.bin" for name in VARIANTS}
-    if all(p.exists() for p in images.values()):
-        return images
-    mpbuild.ensure_mpy_cross()  # and the source copied to mpbuild.SRC
+    """{variant: frozen 32-bit binary}: each variant's firmware tree (the node's files as
+    firmware/manifest_sim.py lists them, with its version and fault) frozen by mpbuild into
+    build/micropython/ab-<variant>, rebuilt only when the firmware changes; raises
+    mpbuild.Unavailable without MicroPython's source. The variants share one build folder."""
     files = manifest_files(SIM_MANIFEST)
+    images = {}
     for name, (version, faults) in VARIANTS.items():
-        tree = out / f"src-{name}"  # firmware/ and protocols/ as the manifests list them
+        tree = BUILD / f"src-{name}"  # firmware/ and protocols/ as the manifests list them
         shutil.rmtree(tree, ignore_errors=True)
         for rel, src in files.items():
             dest = tree / ("firmware" if rel.startswith("spnode/") else "") / rel
@@ -98,21 +90,7 @@ def build_images() -> dict[str, Path]:
             body = f.read_text()
             assert old == "" or old in body, (rel, old)
             f.write_text(body + new if old == "" else body.replace(old, new))
-        top = tree / "manifest.py"
-        top.write_text(
-            'include("$(PORT_DIR)/variants/standard/manifest.py")\n'
-            f"include({str(tree / 'firmware' / SIM_MANIFEST.name)!r})\n"
+        images[name] = mpbuild.ensure_frozen(
+            tree / "firmware" / SIM_MANIFEST.name, f"ab-{name}", build_dir="build-ab32"
         )
-        build = mpbuild.SRC / "ports" / "unix" / "build-ab32"
-        shutil.rmtree(build / "frozen_mpy", ignore_errors=True)  # freeze afresh (mpbuild)
-        (build / "frozen_content.c").unlink(missing_ok=True)
-        log = out / f"{name}.log"
-        with log.open("w") as out_log:
-            subprocess.run(
-                ["make", "-C", str(mpbuild.SRC / "ports" / "unix"), f"-j{mpbuild.JOBS}",
-                 *mpbuild.UNIX_FLAGS, "BUILD=build-ab32", f"FROZEN_MANIFEST={top}",
-                 f"MPY_CROSS_FLAGS=-march={mpbuild.FROZEN_MARCH}"],
-                stdout=out_log, stderr=subprocess.STDOUT, check=True,
-            )  # fmt: skip
-        shutil.copy(build / "micropython", images[name])
     return images

@@ -157,11 +157,15 @@ def ensure_unix32() -> Path:
         return UNIX32
 
 
-def ensure_frozen(manifest: Path = SIM_MANIFEST, name: str = "frozen32") -> Path:
+def ensure_frozen(
+    manifest: Path = SIM_MANIFEST, name: str = "frozen32", build_dir: str | None = None
+) -> Path:
     """The 32-bit port with ``manifest`` frozen in (after the standard variant's own manifest:
     asyncio, ssl), as build/micropython/<name>/micropython. The default is the node with its
     simulated board (what the tests and the simulator run); another name builds another image
-    beside it (two different firmwares, say), each with its own build folder and stamp."""
+    beside it (two different firmwares, say), each with its own stamp and, unless ``build_dir``
+    names one they share (variants of one firmware: each after the first relinks in seconds),
+    its own build folder."""
     ensure_mpy_cross()
     binary = BUILT / name / "micropython"
     manifest = manifest.resolve()
@@ -175,11 +179,11 @@ def ensure_frozen(manifest: Path = SIM_MANIFEST, name: str = "frozen32") -> Path
                 'include("$(PORT_DIR)/variants/standard/manifest.py")\n'
                 f"include({str(manifest)!r})\n"
             )
-            build = SRC / "ports" / "unix" / f"build-{name}"
+            build = SRC / "ports" / "unix" / (build_dir or f"build-{name}")
             # Freeze afresh: make's own check is by file time, which a branch switch can fool.
             shutil.rmtree(build / "frozen_mpy", ignore_errors=True)
             (build / "frozen_content.c").unlink(missing_ok=True)
-            args = (*UNIX_FLAGS, f"BUILD=build-{name}", f"FROZEN_MANIFEST={top}",
+            args = (*UNIX_FLAGS, f"BUILD={build.name}", f"FROZEN_MANIFEST={top}",
                     f"MPY_CROSS_FLAGS=-march={FROZEN_MARCH}")  # fmt: skip
             _make(SRC / "ports" / "unix", *args, log=BUILT / "logs" / f"{name}.log")
             _install(build / "micropython", binary, stamp)
