@@ -20,7 +20,7 @@ import socket
 import struct
 import time
 
-from spnode.compat import TICKS_PERIOD, ticks_diff, ticks_ms
+from spnode.compat import TICKS_MASK, ticks_diff, ticks_ms
 
 TS_VALID_AFTER = 1577836800  # 2020-01-01: before this the clock was never set
 NTP_DELTA = 2208988800  # seconds from 1900-01-01 (NTP era 0) to 1970-01-01
@@ -119,7 +119,7 @@ class ScaledClock:
 
     def ticks_ms(self):
         # a ticks value made from the run's length, which may pass ticks_add's range
-        return (self.ticks0 + int(self._elapsed_ms())) % TICKS_PERIOD
+        return (self.ticks0 + int(self._elapsed_ms())) & TICKS_MASK
 
     def now(self):
         return self._start + self._elapsed_ms() / 1000

@@ -25,10 +25,12 @@ except ImportError:
 
 MICROPYTHON = sys.implementation.name == "micropython"
 TICKS_PERIOD = const(0x40000000)  # 2**30
-_MASK = const(0x3FFFFFFF)
+# 2**30 is one past a 32-bit port's small ints, so `% TICKS_PERIOD` makes a big int (an
+# allocation, in an interrupt too); `& TICKS_MASK` keeps to small ints.
+TICKS_MASK = const(0x3FFFFFFF)
 _HALF = const(0x20000000)
 
-if MICROPYTHON and time.ticks_add(_MASK, 1) == 0:  # the port's own ticks wrap at 2**30: ESP32
+if MICROPYTHON and time.ticks_add(TICKS_MASK, 1) == 0:  # the port's own ticks wrap at 2**30: ESP32
     ticks_ms = time.ticks_ms
     ticks_diff = time.ticks_diff
     ticks_add = time.ticks_add
@@ -36,7 +38,7 @@ else:
     if MICROPYTHON:  # the 64-bit unix port
 
         def ticks_ms():
-            return time.ticks_ms() & _MASK
+            return time.ticks_ms() & TICKS_MASK
 
     else:
         _offset = 0
@@ -47,14 +49,22 @@ else:
             _offset = ms
 
         def ticks_ms():
-            return (int(time.monotonic() * 1000) + _offset) & _MASK
+            return (int(time.monotonic() * 1000) + _offset) & TICKS_MASK
 
     def ticks_diff(a, b):
         """a - b for ticks, correct across the wrap (as MicroPython's time.ticks_diff)."""
-        return ((a - b + _HALF) & _MASK) - _HALF
+        return ((a - b + _HALF) & TICKS_MASK) - _HALF
 
     def ticks_add(a, b):
-        return (a + b) & _MASK
+        return (a + b) & TICKS_MASK
 
 
-__all__ = ["MICROPYTHON", "TICKS_PERIOD", "const", "ticks_add", "ticks_diff", "ticks_ms"]
+__all__ = [
+    "MICROPYTHON",
+    "TICKS_MASK",
+    "TICKS_PERIOD",
+    "const",
+    "ticks_add",
+    "ticks_diff",
+    "ticks_ms",
+]

@@ -13,11 +13,7 @@ Usage::
     board.advance(1000)                              # one simulated second
 """
 
-from spnode.compat import TICKS_PERIOD, ticks_diff
-
-# 2**30 is one past a 32-bit port's small ints: "% TICKS_PERIOD" would make a big int at every
-# call (an allocation, in a PIR's interrupt too); the mask below it is a small int.
-_TICKS_MASK = TICKS_PERIOD - 1
+from spnode.compat import TICKS_MASK, ticks_diff
 
 
 class SimPin:
@@ -206,7 +202,7 @@ class SimBoard:
         mark_app_valid(self.ota_dir)
 
     def ticks_ms(self):
-        return self.now_ms & _TICKS_MASK
+        return self.now_ms & TICKS_MASK
 
     def sleep_ms(self, ms):
         self.now_ms += ms
