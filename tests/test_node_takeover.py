@@ -73,6 +73,12 @@ def site(tmp_path: Path) -> Iterator[Site]:
     try:
         with serve(create_app(settings)) as base:
             s.url = base
+            # ingest's first connect may come before mosquitto took the controller's accounts;
+            # a node's message before its retry would reach no session and be lost
+            wait_for(
+                lambda: httpx.get(base + "/readyz").json()["checks"]["broker"],
+                what="ingest subscribed",
+            )
             h = {"Authorization": f"Bearer {admin}"}
             city = httpx.post(
                 base + "/api/owners", json={"slug": "city", "name": "City"}, headers=h
