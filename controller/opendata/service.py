@@ -13,6 +13,7 @@ from controller.opendata.access import Tokens
 from controller.opendata.catalog import Access, Catalog, Catalogs, DsInfo
 from controller.opendata.query import BadQuery, parse_time
 from controller.opendata.render import iso
+from controller.opendata.sql import TS, time_between
 from controller.registry.models import Module, Owner, Pole
 from controller.state import AppState
 from controller.store.base import ObservationQuery, Point, Window
@@ -73,7 +74,7 @@ class OpenData:
             if d.counted:
                 page = self.store.observations(
                     ObservationQuery(
-                        (d.id,), (d.id,), w, now, order=("ts DESC",), limit=1, budget_ms=1000
+                        (d.id,), (d.id,), w, now, orderby=((TS, True),), limit=1, budget_ms=1000
                     )
                 )
                 if page.rows:
@@ -168,9 +169,8 @@ class OpenData:
                         tuple(counted & {d.id}),
                         self.settings.opendata_motion_interval_s,
                         now,
-                        where="ts > ? AND ts < ?",
-                        params=(after, end),
-                        order=("ts ASC",),
+                        filter=time_between(after, end),
+                        orderby=((TS, False),),
                         limit=min(20_000, left),
                         budget_ms=self.settings.opendata_query_budget_ms,
                     )
