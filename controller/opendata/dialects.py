@@ -73,6 +73,8 @@ class SqliteDialect:
             return f"({arg(0)} - {arg(0)} % 86400)", "time"
         if fn == "time":
             return f"({arg(0)} % 86400)", "num"
+        if fn == "totaloffsetminutes":  # times are UTC
+            return "0", "num"
         if fn in ("round", "floor"):
             return f"{fn}({arg(0)})", "num"
         if fn == "ceiling":

@@ -386,14 +386,16 @@ ORDER_TAIL = (("stream", "stream ASC"), ("ts", "ts ASC"))
 
 def observation_sql(
     dialect: SqliteDialect, where: Expr | None, orderby: tuple[tuple[Expr, bool], ...]
-) -> tuple[str, list[Any], list[str]]:
-    """An Observation query's condition (empty for none), its parameters and its ORDER BY items
-    in ``dialect``; every order ends with the key (stream, ts), so that pages are stable."""
+) -> tuple[str, list[Any], list[str], list[Any]]:
+    """An Observation query in ``dialect``: its condition (empty for none) and parameters, its
+    ORDER BY items and theirs. Every order ends with the key (stream, ts), so pages are stable."""
     comp = Compiler(TYPES["Observation"], dialect=dialect)
     cond = comp.where(where) if where is not None else ""
+    cond_params, comp.params = comp.params, []
     order = comp.order(list(orderby))
     keys = {o.split()[0] for o in order}
-    return cond, comp.params, [*order, *(o for k, o in ORDER_TAIL if k not in keys)]
+    order += [o for k, o in ORDER_TAIL if k not in keys]
+    return cond, cond_params, order, comp.params
 
 
 TS = Path(("phenomenonTime",))

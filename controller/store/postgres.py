@@ -33,10 +33,13 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from controller.store import pg_observations
 from controller.store.base import (
     WINDOW_SECONDS,
     Aggregate,
     Batch,
+    ObservationPage,
+    ObservationQuery,
     Point,
     StreamInfo,
     StreamKey,
@@ -483,6 +486,10 @@ class PostgresStore(TimeSeriesStore):
         """
         rows = self._reader().execute(query, {"s": sid, "a": lo, "b": end})
         return [Aggregate(b, int(n), s / n, mn, mx) for b, n, s, mn, mx in rows if n]
+
+    def observations(self, q: ObservationQuery) -> ObservationPage:
+        """SensorThings Observations (controller/store/pg_observations.py)."""
+        return pg_observations.observations(self._reader(), q)
 
     def stream_index(self) -> dict[StreamKey, StreamInfo]:
         rows = self._reader().execute(

@@ -529,7 +529,7 @@ class SqliteStore(TimeSeriesStore):
         summed = ",".join(str(int(s)) for s in q.streams if s in counted)
         if not plain and not summed:
             return ObservationPage([], 0 if q.count else None)
-        cond, cond_params, order = observation_sql(SQLITE, q.filter, q.orderby)
+        cond, cond_params, order, order_params = observation_sql(SQLITE, q.filter, q.orderby)
         where = f" AND ({cond})" if cond else ""
         params: tuple[Any, ...] = tuple(cond_params)
         if not summed and all(_PLAIN_ORDER.match(o) for o in order):
@@ -562,7 +562,7 @@ class SqliteStore(TimeSeriesStore):
         try:
             rows = conn.execute(
                 f"{sql} ORDER BY {', '.join(order)} LIMIT ? OFFSET ?",
-                (*params, q.limit, q.offset),
+                (*params, *order_params, q.limit, q.offset),
             ).fetchall()
             total = None
             if q.count:
