@@ -16,14 +16,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from controller.opendata.entities import OBS_ID_BASE
 from controller.opendata.query import BadQuery, Unsupported, parse_filter, parse_orderby
 from controller.opendata.render import iso
 from controller.opendata.sql import bind, bind_order
 from controller.store.base import ObservationPage, ObservationQuery, StreamKey
 from controller.store.postgres import PostgresStore
 from controller.store.sqlite import SqliteStore
+from tests.harness.api import Api
 from tests.harness.postgres import Postgres
-from tests.opendata_helpers import copy_to_postgres, make_street
+from tests.opendata_helpers import copy_to_postgres, make_street, street_api
 
 NOW = 2_000_000_000.0  # now(): fixed, so both stores are asked the same
 WINDOW = 900  # what a counted stream is summed over
@@ -291,7 +293,7 @@ def _conditions() -> st.SearchStrategy[str]:
 
 @pytest.mark.slow
 @settings(
-    max_examples=150,
+    max_examples=80,
     deadline=None,
     derandomize=True,
     database=None,
@@ -306,7 +308,96 @@ def test_generated_filters_give_the_same_rows(stores: Stores, text: str, orderby
 # ---- the API on each store -------------------------------------------------------------------
 
 
-def _copy_dir(src: Path, dst: Path) -> Path:
-    dst.mkdir(parents=True, exist_ok=True)
-    shutil.copy(src / "registry.db", dst / "registry.db")
-    return dst
+@pytest.fixture(scope="module")
+def apis(
+    street_dir: tuple[Path, dict[str, Any]], pg_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Api, Api]]:
+    """The controller on the SQLite store and on the PostgreSQL copy (one registry, copied)."""
+    d, _ = street_dir
+    pd = tmp_path_factory.mktemp("engines-pg")
+    shutil.copy(d / "registry.db", pd / "registry.db")
+    with (
+        street_api(d, opendata_max_top=200) as on_sqlite,
+        street_api(pd, opendata_max_top=200, store="postgresql", store_url=pg_url) as on_pg,
+    ):
+        assert on_pg.state.store.__class__.__name__ == "PostgresStore"
+        yield on_sqlite, on_pg
+
+
+def _requests(made: dict[str, Any]) -> list[tuple[str, dict[str, str]]]:
+    index = made["index"]
+    pm25 = index[StreamKey("RTD-0001", "n1", "air", "pm25")].id
+    laeq = index[StreamKey("RTD-0002", "n1", "noise", "LAeq")].id
+    motion = index[StreamKey("RTD-0003", "n1", "motion", "presenceCount")].id
+    start, end = made["start"], made["end"]
+    mid = iso((start + end) // 2)
+    day = iso(end - 43200)[:10]
+    span = {"start": iso(start), "end": iso(end)}
+    sta = "/sta/v1.1"
+    return [
+        (f"{sta}/Observations", {"$count": "true", "$top": "60"}),
+        (f"{sta}/Observations", {"$orderby": "result desc", "$skip": "7", "$top": "30"}),
+        (
+            f"{sta}/Observations",
+            {
+                "$filter": "Datastream/ObservedProperty/name eq 'pm25' and result gt 12"
+                f" and phenomenonTime ge {mid}",
+                "$orderby": "phenomenonTime desc",
+                "$count": "true",
+            },
+        ),
+        (
+            f"{sta}/Observations",
+            {"$filter": "Datastream/Thing/@iot.id eq 'RTD-0002' or resultQuality ne null"},
+        ),
+        (
+            f"{sta}/Observations",
+            {"$filter": "FeatureOfInterest/name eq 'Pole 3'", "$resultFormat": "dataArray"},
+        ),
+        (f"{sta}/Datastreams({pm25})/Observations", {"$top": "200", "$count": "true"}),
+        (
+            f"{sta}/Datastreams({laeq})/Observations",
+            {"$filter": "hour(phenomenonTime) eq 8 or round(result) eq 60", "$orderby": "result"},
+        ),
+        (
+            f"{sta}/Datastreams({motion})/Observations",
+            {"$orderby": "phenomenonTime desc", "$count": "true", "$filter": "result ge 3"},
+        ),
+        (f"{sta}/Observations({pm25 * OBS_ID_BASE + end})", {}),
+        (
+            f"{sta}/Things('RTD-0003')",
+            {
+                "$expand": "Datastreams($expand=Observations($top=3;"
+                "$orderby=phenomenonTime desc);$count=true)"
+            },
+        ),
+        (f"{sta}/Datastreams", {"$top": "50"}),
+        ("/opendata/v1/latest", {}),
+        ("/opendata/v1/aggregates", {"pole": "RTD-0003", "window": "hour", **span}),
+        ("/opendata/v1/aggregates", {"datastream": str(pm25), "window": "minute", **span}),
+        ("/opendata/v1/aggregates", {"datastream": str(motion), "window": "day", **span}),
+        ("/opendata/v1/csv", {"pole": "RTD-0002", **span}),
+        ("/opendata/v1/csv", {"datastream": str(motion), **span}),
+        ("/opendata/v1/archives", {}),
+        (f"/opendata/v1/archives/{day}.csv", {}),
+        ("/opendata/v1/poles.geojson", {}),
+    ]
+
+
+@pytest.mark.slow
+def test_the_api_answers_the_same_on_both_stores(
+    apis: tuple[Api, Api], street_dir: tuple[Path, dict[str, Any]]
+) -> None:
+    on_sqlite, on_pg = apis
+    for path, params in _requests(street_dir[1]):
+        a = on_sqlite.client.get(path, params=params)
+        b = on_pg.client.get(path, params=params)
+        what = f"{path} {params}"
+        assert a.status_code == 200, f"{what}: {a.status_code} {a.text[:200]}"
+        assert b.status_code == 200, f"{what}: {b.status_code} {b.text[:200]}"
+        assert b.headers["content-type"] == a.headers["content-type"], what
+        assert b.text == a.text, f"{what}: differs\n{a.text[:400]}\n{b.text[:400]}"
+        assert len(a.text) > 150, f"{what}: an answer that tells nothing"
+    # what SQLite coerces, PostgreSQL refuses, with its reason
+    r = on_pg.client.get("/sta/v1.1/Observations", params={"$filter": "result gt 'abc'"})
+    assert r.status_code == 400 and "double precision > text" in r.json()["message"], r.text
