@@ -8,10 +8,12 @@ then the API on each store (SensorThings, latest, aggregates, CSV, archives)."""
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -20,8 +22,8 @@ from controller.opendata.entities import OBS_ID_BASE
 from controller.opendata.query import BadQuery, Unsupported, parse_filter, parse_orderby
 from controller.opendata.render import iso
 from controller.opendata.sql import bind, bind_order
-from controller.store.base import ObservationPage, ObservationQuery, StreamKey
-from controller.store.postgres import PostgresStore
+from controller.store.base import ObservationPage, ObservationQuery, QueryTooExpensive, StreamKey
+from controller.store.postgres import PostgresStore, libpq_url
 from controller.store.sqlite import SqliteStore
 from tests.harness.api import Api
 from tests.harness.postgres import Postgres
@@ -401,3 +403,17 @@ def test_the_api_answers_the_same_on_both_stores(
     # what SQLite coerces, PostgreSQL refuses, with its reason
     r = on_pg.client.get("/sta/v1.1/Observations", params={"$filter": "result gt 'abc'"})
     assert r.status_code == 400 and "double precision > text" in r.json()["message"], r.text
+
+
+def test_the_time_budget_stops_a_postgresql_query(stores: Stores, pg_url: str) -> None:
+    """statement_timeout is the budget: a query held up (here by a lock another session holds
+    on the readings) stops at it and says so (the API answers 503 with Retry-After)."""
+    q = ObservationQuery(stores.all, filter=parse_filter("result gt 1"), count=True, budget_ms=200)
+    assert stores.pg.observations(q).total  # it runs when nothing holds it up
+    with psycopg.connect(libpq_url(pg_url)) as other:
+        other.execute("LOCK TABLE readings IN ACCESS EXCLUSIVE MODE")
+        t = time.monotonic()
+        with pytest.raises(QueryTooExpensive, match="200 ms"):
+            stores.pg.observations(q)
+        assert time.monotonic() - t < 5
+    assert stores.pg.observations(q).total  # and the connection serves the next one
