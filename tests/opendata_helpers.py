@@ -55,17 +55,22 @@ def copy_to_postgres(sqlite_path: Path, pg_url: str) -> PostgresStore:
         PostgresStore(pg_url).close()  # the schema
         with psycopg.connect(libpq_url(pg_url), autocommit=True) as conn:
             keys = sorted(index, key=lambda k: index[k].id)
+            cols = [list(c) for c in zip(*(astuple(k) for k in keys), strict=True)]
             conn.execute(
-                "INSERT INTO streams (id, pole, node, src, q) SELECT * FROM"
-                " unnest(%s::int[], %s::text[], %s::text[], %s::text[], %s::text[])",
-                [
-                    [index[k].id for k in keys],
-                    *(list(c) for c in zip(*(astuple(k) for k in keys), strict=True)),
-                ],
+                "INSERT INTO devices (pole, node) SELECT DISTINCT * FROM"
+                " unnest(%s::text[], %s::text[]) ORDER BY 1, 2",
+                cols[:2],
             )
             conn.execute(
-                "SELECT setval(pg_get_serial_sequence('streams', 'id'), max(id)) FROM streams"
+                "INSERT INTO streams (id, pole, node, src, q, dev) SELECT k.*, d.id FROM"
+                " unnest(%s::int[], %s::text[], %s::text[], %s::text[], %s::text[])"
+                " AS k(id, pole, node, src, q) JOIN devices d USING (pole, node)",
+                [[index[k].id for k in keys], *cols],
             )
+            for table in ("streams", "devices"):
+                conn.execute(
+                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), max(id)) FROM {table}"
+                )
         dst = PostgresStore(pg_url)
         batches = []
         for seq, key in enumerate(keys):

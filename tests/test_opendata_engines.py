@@ -386,6 +386,16 @@ def _requests(made: dict[str, Any]) -> list[tuple[str, dict[str, str]]]:
     ]
 
 
+def _rounded(x: Any) -> Any:
+    if isinstance(x, float):
+        return float(f"{x:.12g}")
+    if isinstance(x, dict):
+        return {k: _rounded(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_rounded(v) for v in x]
+    return x
+
+
 @pytest.mark.slow
 def test_the_api_answers_the_same_on_both_stores(
     apis: tuple[Api, Api], street_dir: tuple[Path, dict[str, Any]]
@@ -398,7 +408,10 @@ def test_the_api_answers_the_same_on_both_stores(
         assert a.status_code == 200, f"{what}: {a.status_code} {a.text[:200]}"
         assert b.status_code == 200, f"{what}: {b.status_code} {b.text[:200]}"
         assert b.headers["content-type"] == a.headers["content-type"], what
-        assert b.text == a.text, f"{what}: differs\n{a.text[:400]}\n{b.text[:400]}"
+        if "aggregates" in path:  # a mean's last digits depend on the order it was summed in
+            assert _rounded(b.json()) == _rounded(a.json()), what
+        else:
+            assert b.text == a.text, f"{what}: differs\n{a.text[:400]}\n{b.text[:400]}"
         assert len(a.text) > 150, f"{what}: an answer that tells nothing"
     # what SQLite coerces, PostgreSQL refuses, with its reason
     r = on_pg.client.get("/sta/v1.1/Observations", params={"$filter": "result gt 'abc'"})

@@ -69,14 +69,20 @@ def _seconds(lit: Lit) -> float | None:
 def _raw(streams: list[int], lo: int | None, hi: int | None) -> str:
     """The raw points of ``streams`` with lo <= ts <= hi, from both tables."""
     ids = ",".join(str(int(s)) for s in streams)
-    cond, pcond = [f"stream IN ({ids})"], [f"p.stream IN ({ids})"]
+    cond = [f"stream IN ({ids})"]
+    rcond = [f"r.dev IN (SELECT dev FROM streams WHERE id IN ({ids}))"]
+    pcond = [f"p.stream IN ({ids})"]
     if lo is not None:
         cond.append(f"ts >= {lo}")
+        rcond.append(f"r.ts >= {lo}")
         pcond.append(f"p.bucket > {lo - HOUR}")
     if hi is not None:
         cond.append(f"ts <= {hi}")
+        rcond.append(f"r.ts <= {hi}")
         pcond.append(f"p.bucket <= {hi}")
-    return RAW_POINTS.format(cond=" AND ".join(cond), pcond=" AND ".join(pcond))
+    return RAW_POINTS.format(
+        cond=" AND ".join(cond), rcond=" AND ".join(rcond), pcond=" AND ".join(pcond)
+    )
 
 
 def observations(conn: psycopg.Connection[Any], q: ObservationQuery) -> ObservationPage:
