@@ -37,7 +37,7 @@ import psycopg
 from controller.broker import Broker, BrokerConfig, free_port
 from controller.store.postgres import PostgresStore
 from controller.store.sqlite import SqliteStore
-from tests.bench import bench_ingest
+from tests.bench import bench_ingest, bench_scale_reads
 from tests.harness.postgres import Postgres
 from tests.ingest_helpers import write_history
 
@@ -184,7 +184,12 @@ def sqlite_bytes(b: Bench) -> dict[str, float]:
 
 
 # Each adds its figures; the two-controller run and the open-data timings append theirs.
-FIGURES: list[Callable[[Bench], dict[str, float]]] = [pg_stored, pg_bytes, sqlite_bytes]
+FIGURES: list[Callable[[Bench], dict[str, float]]] = [
+    pg_stored,
+    pg_bytes,
+    sqlite_bytes,
+    bench_scale_reads.pg_open_data,
+]
 
 
 def main() -> None:
