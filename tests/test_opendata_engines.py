@@ -356,7 +356,26 @@ def _requests(made: dict[str, Any]) -> list[tuple[str, dict[str, str]]]:
             f"{sta}/Observations",
             {"$filter": "FeatureOfInterest/name eq 'Pole 3'", "$resultFormat": "dataArray"},
         ),
+        (
+            f"{sta}/Observations",
+            {
+                "$filter": "st_within(FeatureOfInterest/feature, geography'POLYGON((4.52 51.8798,"
+                " 4.54 51.8798, 4.54 51.8802, 4.52 51.8802, 4.52 51.8798))') and result lt 20",
+                "$orderby": "resultQuality desc,result desc",
+                "$top": "100",
+                "$skip": "50",
+            },
+        ),
+        (
+            f"{sta}/Observations",
+            {
+                "$filter": "geo.distance(FeatureOfInterest/feature, geography'POINT(4.53 51.88)')"
+                " lt 0.001 and not (Datastream/unitOfMeasurement/symbol eq 'dB')",
+                "$count": "true",
+            },
+        ),
         (f"{sta}/Datastreams({pm25})/Observations", {"$top": "200", "$count": "true"}),
+        (f"{sta}/Datastreams({pm25})/Observations", {"$top": "40", "$skip": "100"}),
         (
             f"{sta}/Datastreams({laeq})/Observations",
             {"$filter": "hour(phenomenonTime) eq 8 or round(result) eq 60", "$orderby": "result"},
