@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from controller.opendata.entities import OBS_ID_BASE
 from controller.opendata.query import BadQuery, Unsupported, parse_filter, parse_orderby
 from controller.opendata.render import iso
-from controller.opendata.sql import bind, bind_order
+from controller.opendata.sql import TS, bind, bind_order
 from controller.store.base import ObservationPage, ObservationQuery, QueryTooExpensive, StreamKey
 from controller.store.postgres import PostgresStore, libpq_url
 from controller.store.sqlite import SqliteStore
@@ -432,6 +432,20 @@ def test_the_api_answers_the_same_on_both_stores(
         else:
             assert b.text == a.text, f"{what}: differs\n{a.text[:400]}\n{b.text[:400]}"
         assert len(a.text) > 150, f"{what}: an answer that tells nothing"
+    # a count's latest value is its newest window that has closed, whichever way it is found
+    motion = street_dir[1]["index"][StreamKey("RTD-0003", "n1", "motion", "presenceCount")].id
+    got = next(
+        v
+        for v in on_pg.client.get("/opendata/v1/latest").json()["value"]
+        if v["datastream"] == motion
+    )
+    window = on_pg.state.settings.opendata_motion_interval_s
+    newest = on_pg.state.store.observations(
+        ObservationQuery(
+            (motion,), (motion,), window, int(time.time()), orderby=((TS, True),), limit=1
+        )
+    ).rows[0]
+    assert (got["time"], got["result"]) == (iso(newest[1]), int(newest[2]))
     # what SQLite coerces, PostgreSQL refuses, with its reason
     r = on_pg.client.get("/sta/v1.1/Observations", params={"$filter": "result gt 'abc'"})
     assert r.status_code == 400 and "double precision > text" in r.json()["message"], r.text

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from controller.opendata.access import Tokens
 from controller.opendata.catalog import Access, Catalog, Catalogs, DsInfo
-from controller.opendata.query import BadQuery, parse_time
+from controller.opendata.query import BadQuery, Bin, Lit, parse_time
 from controller.opendata.render import iso
 from controller.opendata.sql import TS, time_between
 from controller.registry.models import Module, Owner, Pole
@@ -72,11 +72,23 @@ class OpenData:
         w = self.settings.opendata_motion_interval_s
         for d in cat.datastreams.values():
             if d.counted:
-                page = self.store.observations(
-                    ObservationQuery(
-                        (d.id,), (d.id,), w, now, orderby=((TS, True),), limit=1, budget_ms=1000
+                # the newest window is looked for among the last two first (a live stream's),
+                # so that the store sums two windows, not the stream's whole history
+                for recent in (Bin("gt", TS, Lit(now - 2 * w, "num")), None):
+                    page = self.store.observations(
+                        ObservationQuery(
+                            (d.id,),
+                            (d.id,),
+                            w,
+                            now,
+                            filter=recent,
+                            orderby=((TS, True),),
+                            limit=1,
+                            budget_ms=1000,
+                        )
                     )
-                )
+                    if page.rows:
+                        break
                 if page.rows:
                     _s, ts, v, dur, _f = page.rows[0]
                     got[d.id] = Point(ts, v, dur)
