@@ -41,8 +41,9 @@ def _p50(samples: list[float]) -> float:
 
 
 def pg_open_data(b: Bench) -> dict[str, float]:
-    url = b.store_url
-    with psycopg.connect(url) as conn:
+    """The figures on PostgreSQL; the same street in SQLite (``sqlite_bytes`` wrote it) is
+    timed too, on the same machine at the same time, for comparison (printed only)."""
+    with psycopg.connect(b.store_url) as conn:
         streams = conn.execute("SELECT pole, node, src FROM streams").fetchall()
         end = conn.execute("SELECT max(ts) FROM latest").fetchone()[0]  # type: ignore[index]
     poles = sorted({(p, n) for p, n, _ in streams})
@@ -58,17 +59,31 @@ def pg_open_data(b: Bench) -> dict[str, float]:
             for src in PUBLISHED:
                 db.add(Module(pole_id=pid, type=src, owner_id=city.id, node=node, src=src))
     reg.close()
-    settings = Settings(
-        data_dir=data,
-        _env_file=None,
-        store="postgresql",
-        store_url=url,
-        ingest_enabled=False,
-        dispatch_enabled=False,
-        opendata_rate_limit=False,
-        retention_raw_days=0,
-        opendata_max_top=10_000,
-    )
+    figures = {}
+    sqlite = b.tmp / "sqlite" / "ts.db"
+    stores = {"pg": {"store": "postgresql", "store_url": b.store_url}}
+    if sqlite.exists():
+        stores["sqlite"] = {"sqlite_path": sqlite}
+    for name, store in stores.items():
+        results = _measure(Settings(data_dir=data, _env_file=None, **store, **QUIET), end, poles)
+        for k, v in results.items():
+            q = statistics.quantiles(v, n=20)
+            print(f"  {name} {k}: p50 {_p50(v):.1f} ms, p95 {q[18] * 1000:.1f} ms")
+        if name == "pg":
+            figures = {f"pg_{k}_p50_ms": _p50(v) for k, v in results.items()}
+    return figures
+
+
+QUIET = {
+    "ingest_enabled": False,
+    "dispatch_enabled": False,
+    "opendata_rate_limit": False,
+    "retention_raw_days": 0,
+    "opendata_max_top": 10_000,
+}
+
+
+def _measure(settings: Settings, end: int, poles: list[tuple[str, str]]) -> dict[str, list[float]]:
     rng = random.Random(2)
     t0s, t1s = iso(end - 86400), iso(end)
     results: dict[str, list[float]] = {"latest_all": [], "day_raw": [], "day_hourly": []}
@@ -111,10 +126,7 @@ def pg_open_data(b: Bench) -> dict[str, float]:
                 for v in results.values():
                     v.clear()  # the first round fills caches
     print(
-        f"open data from PostgreSQL: {n_ds} Datastreams, a day of one holds"
-        f" {points / REQUESTS:.0f} Observations on average"
+        f"open data ({settings.store}): {n_ds} Datastreams, a day of one holds"
+        f" {points / REQUESTS:.0f} Observations on average, over {REQUESTS - 1} requests each"
     )
-    for k, v in results.items():
-        q = statistics.quantiles(v, n=20)
-        print(f"  {k}: p50 {_p50(v):.1f} ms, p95 {q[18] * 1000:.1f} ms over {len(v)} requests")
-    return {f"pg_{k}_p50_ms": _p50(v) for k, v in results.items()}
+    return results
