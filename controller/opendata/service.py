@@ -64,11 +64,8 @@ class OpenData:
 
     def latest(self, cat: Catalog) -> list[dict[str, Any]]:
         now = int(time.time())
-        plain = {d.key: d for d in cat.datastreams.values() if not d.counted}
-        got: dict[int, Point] = {}
-        if plain:
-            for key, p in self.store.latest(plain).items():
-                got[plain[key].id] = p
+        last = self.store.latest_by_id()
+        got = {d.id: last[d.id] for d in cat.datastreams.values() if not d.counted and d.id in last}
         w = self.settings.opendata_motion_interval_s
         for d in cat.datastreams.values():
             if d.counted:

@@ -139,6 +139,13 @@ class TimeSeriesStore(ABC):
             for i, k in enumerate(sorted(self.streams()))
         }
 
+    def latest_by_id(self) -> dict[int, Point]:
+        """The newest point of every stream by its ``stream_index`` id (what the open data's
+        latest values read: backends with real ids answer from their table of latest points,
+        without building a StreamKey per stream)."""
+        last = self.latest()
+        return {info.id: last[k] for k, info in self.stream_index().items() if k in last}
+
     def observations(self, q: ObservationQuery) -> ObservationPage:
         """Filtered, ordered, paged points of several streams (see ObservationQuery)."""
         raise NotImplementedError("this store cannot run SensorThings queries")

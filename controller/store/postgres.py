@@ -587,6 +587,10 @@ class PostgresStore(TimeSeriesStore):
         rows = self._read(query, {"s": sid, "a": lo, "b": end})
         return [Aggregate(b, int(n), s / n, mn, mx) for b, n, s, mn, mx in rows if n]
 
+    def latest_by_id(self) -> dict[int, Point]:
+        rows = self._read("SELECT stream, ts, v, dur, flags FROM latest")
+        return {sid: Point(ts, v, dur, _flags(f)) for sid, ts, v, dur, f in rows}
+
     def observations(self, q: ObservationQuery) -> ObservationPage:
         """SensorThings Observations (controller/store/pg_observations.py)."""
         return pg_observations.observations(self._reader(), q)

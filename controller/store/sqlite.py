@@ -484,6 +484,10 @@ class SqliteStore(TimeSeriesStore):
             out = {k: v for k, v in out.items() if k in wanted}
         return out
 
+    def latest_by_id(self) -> dict[int, Point]:
+        rows = self._reader().execute("SELECT stream, ts, v, dur, flags FROM latest")
+        return {sid: Point(ts, v, dur, _flags(f)) for sid, ts, v, dur, f in rows}
+
     def aggregate(self, stream: StreamKey, start: int, end: int, window: Window) -> list[Aggregate]:
         sid = self._stream_id(stream)
         if sid is None:
