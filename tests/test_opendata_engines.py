@@ -22,7 +22,13 @@ from controller.opendata.entities import OBS_ID_BASE
 from controller.opendata.query import BadQuery, Unsupported, parse_filter, parse_orderby
 from controller.opendata.render import iso
 from controller.opendata.sql import TS, bind, bind_order
-from controller.store.base import ObservationPage, ObservationQuery, QueryTooExpensive, StreamKey
+from controller.store.base import (
+    ObservationPage,
+    ObservationQuery,
+    QueryTooExpensive,
+    StreamKey,
+    TimeSeriesStore,
+)
 from controller.store.postgres import PostgresStore, libpq_url
 from controller.store.sqlite import SqliteStore
 from tests.harness.api import Api
@@ -463,3 +469,10 @@ def test_the_time_budget_stops_a_postgresql_query(stores: Stores, pg_url: str) -
             stores.pg.observations(q)
         assert time.monotonic() - t < 5
     assert stores.pg.observations(q).total  # and the connection serves the next one
+
+
+def test_latest_by_id_is_latest_keyed_by_stream_id(stores: Stores) -> None:
+    for store in (stores.sqlite, stores.pg):
+        by_key = TimeSeriesStore.latest_by_id(store)  # the contract's default, by StreamKey
+        assert store.latest_by_id() == by_key and len(by_key) == len(stores.all)
+    assert stores.sqlite.latest_by_id() == stores.pg.latest_by_id()
