@@ -42,7 +42,9 @@ Where a point lives (exactly one place at a time):
 - ``streams`` (id identity, pole, node, src, q, dev; UNIQUE (pole, node, src, q)): stable ids,
   created with ON CONFLICT DO NOTHING, so two writers get the same id; ``dev`` is the id of
   (pole, node) in ``devices`` (id identity, pole, node; UNIQUE (pole, node)).
-- ``batches`` (pole, node, boot, seq, received): whole-batch dedupe, kept for raw retention.
+- ``batches`` (boot, seq, dev, received): whole-batch dedupe, PRIMARY KEY (dev, boot, seq),
+  kept for raw retention (``dev`` as in ``readings``; integers only: it holds a row per
+  message).
 - ``store_meta`` (k, v): ``schema_version``; ``packed_hours`` (bucket): hours compacted at
   least once (a write looks for a point in packed rows only before the newest of them ends).
 
@@ -106,9 +108,8 @@ CREATE TABLE IF NOT EXISTS rollup_hour (
     PRIMARY KEY (stream, bucket)
 );
 CREATE TABLE IF NOT EXISTS batches (
-    pole text NOT NULL, node text NOT NULL, boot bigint NOT NULL, seq bigint NOT NULL,
-    received bigint NOT NULL,
-    PRIMARY KEY (pole, node, boot, seq)
+    boot bigint NOT NULL, seq bigint NOT NULL, dev integer NOT NULL, received integer NOT NULL,
+    PRIMARY KEY (dev, boot, seq)
 );
 CREATE INDEX IF NOT EXISTS batches_received ON batches USING brin (received);
 CREATE TABLE IF NOT EXISTS packed_hours (bucket bigint PRIMARY KEY);

@@ -81,10 +81,9 @@ ON CONFLICT (stream) DO UPDATE SET ts = excluded.ts, v = excluded.v, dur = exclu
 WHERE excluded.ts > latest.ts
 """
 INSERT_BATCHES = """
-INSERT INTO batches (pole, node, boot, seq, received)
-SELECT pole, node, boot, seq, %s FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[])
-    AS b(pole, node, boot, seq)
-ON CONFLICT DO NOTHING RETURNING pole, node, boot, seq
+INSERT INTO batches (boot, seq, dev, received)
+SELECT boot, seq, dev, %s FROM unnest(%s::int[], %s::bigint[], %s::bigint[]) AS b(dev, boot, seq)
+ON CONFLICT DO NOTHING RETURNING dev, boot, seq
 """
 WRITE_LOCK = (
     "SELECT pg_advisory_xact_lock_shared(%s),"
@@ -267,12 +266,14 @@ class PostgresStore(TimeSeriesStore):
 
     # ---- writes ---------------------------------------------------------------------------
 
-    def _new_streams(self, keys: Iterable[tuple[str, str, str, str]]) -> None:
-        """Ids for streams (and their nodes) not in this process's cache, committed before the
-        write, so that two writers creating one at once both get the id the first committed."""
+    def _new_streams(
+        self, keys: Iterable[tuple[str, str, str, str]], nodes: Iterable[tuple[str, str]] = ()
+    ) -> None:
+        """Ids for streams and nodes not in this process's cache, committed before the write,
+        so that two writers creating one at once both get the id the first committed."""
         keys = sorted(set(keys))
         db = self._writer()
-        nodes = sorted({(p, n) for p, n, _, _ in keys})
+        nodes = sorted({(p, n) for p, n, _, _ in keys} | set(nodes))
         cols = [list(c) for c in zip(*nodes, strict=True)]
         db.execute(
             "INSERT INTO devices (pole, node) SELECT * FROM unnest(%s::text[], %s::text[])"
@@ -287,6 +288,9 @@ class PostgresStore(TimeSeriesStore):
                 cols,
             )
         }
+        self._devs.update(devs)
+        if not keys:
+            return
         cols = [list(c) for c in zip(*keys, strict=True)]
         db.execute(
             "INSERT INTO streams (pole, node, src, q, dev)"
@@ -341,8 +345,9 @@ class PostgresStore(TimeSeriesStore):
             points += n
             per_batch.append(((pole, node, b.boot, b.seq), list(groups.values()), n))
         with self._lock:
-            if unknown:
-                self._new_streams(unknown)
+            nodes = {(k[0], k[1]) for k, _, _ in per_batch if (k[0], k[1]) not in devs}
+            if unknown or nodes:
+                self._new_streams(unknown, nodes)
                 for _, groups_, _ in per_batch:
                     for g in groups_:
                         g.resolve(ids, devs)
@@ -381,9 +386,10 @@ class PostgresStore(TimeSeriesStore):
         with db.transaction(), db.cursor() as cur:
             cur.execute(WRITE_LOCK, (COMPACT_LOCK, HOUR, HOUR))
             packed_until = cur.fetchone()[1]  # type: ignore[index]
-            first: dict[tuple[str, str, int, int], int] = {}  # a batch twice in one write
-            for i, (key, _, _) in enumerate(per_batch):
-                first.setdefault(key, i)
+            first: dict[tuple[int, int, int], int] = {}  # a batch twice in one write
+            devs = self._devs
+            for i, ((pole, node, boot, seq), _, _) in enumerate(per_batch):
+                first.setdefault((devs[(pole, node)], boot, seq), i)
             keys = list(first)
             cur.execute(INSERT_BATCHES, (now, *(list(c) for c in zip(*keys, strict=True))))
             resent = len(per_batch) - cur.rowcount

@@ -163,10 +163,12 @@ def controller_rate(
     env: dict[str, str] | None = None,
     open_store: Callable[[], TimeSeriesStore] | None = None,
     stored: Callable[[], int] | None = None,
+    cpu_of: dict[str, int] | None = None,
 ) -> float:
     """Messages stored per second by a controller draining the street's queued stream; by
     default into SQLite, else into the store ``env`` selects (``open_store`` opens it for the
-    history, ``stored`` counts the batches in it)."""
+    history, ``stored`` counts the batches in it; ``cpu_of``: more processes, by name, whose CPU
+    a message is printed, e.g. the database server's)."""
     env = {
         "STREETPOLE_MQTT_URL": broker.url,
         "STREETPOLE_INGEST_PROCESSES": str(ingest_processes),
@@ -199,7 +201,7 @@ def controller_rate(
             time.sleep(0.005)
         t0 = time.perf_counter()
         assert ctl.proc is not None and broker.pid is not None
-        pids = {"controller": ctl.proc.pid, "broker": broker.pid}
+        pids = {"controller": ctl.proc.pid, "broker": broker.pid, **(cpu_of or {})}
         cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
         while (n := count() - before) < total:
             if time.perf_counter() - t0 > 300:

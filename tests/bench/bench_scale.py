@@ -124,6 +124,7 @@ def pg_stored(b: Bench) -> dict[str, float]:
         },
         open_store=lambda: PostgresStore(url),
         stored=lambda: stored_batches(url),
+        cpu_of={"postgresql": b.pg.pid()},
     )
     print(f"PostgreSQL stored: {rate:,.0f} msgs/s, {rate * 10:,.0f} points/s")
     print("server time by statement (pg_stat_statements):")
