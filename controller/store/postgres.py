@@ -195,6 +195,10 @@ class PostgresStore(TimeSeriesStore):
             self._db = self._connect()
         return self._db
 
+    def writer_backend_pid(self) -> int:
+        """The server process that runs this store's writes (benchmarks measure its CPU)."""
+        return int(self._writer().info.backend_pid)
+
     def _reader(self) -> psycopg.Connection[Any]:
         conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
         if conn is None or conn.closed or conn.broken:

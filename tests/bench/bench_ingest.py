@@ -177,7 +177,7 @@ def controller_rate(
         **(env or {}),
     }
     ctl = ControllerProcess(tmp / "ctl", env)
-    ctl.start()  # registers the persistent sessions and their subscriptions
+    ctl.start(timeout=120)  # registers the persistent sessions (slow on a busy machine)
     time.sleep(2)  # the ingest children's too
     ctl.stop()
     db = tmp / "ctl" / "streetpole.db"
