@@ -93,10 +93,12 @@ CREATE TABLE IF NOT EXISTS readings_packed (
     flags text[],
     PRIMARY KEY (stream, bucket)
 ) PARTITION BY RANGE (bucket);
+-- every write updates a row of latest per stream: room on each page keeps the updates HOT
+-- (no index entry for the new version)
 CREATE TABLE IF NOT EXISTS latest (
     stream integer PRIMARY KEY, ts bigint NOT NULL, v double precision NOT NULL,
     dur integer, flags text
-);
+) WITH (fillfactor = 50);
 CREATE TABLE IF NOT EXISTS rollup_minute (
     stream integer NOT NULL, bucket bigint NOT NULL, n bigint NOT NULL,
     sum double precision NOT NULL, min double precision NOT NULL, max double precision NOT NULL,

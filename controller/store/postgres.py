@@ -414,8 +414,8 @@ class PostgresStore(TimeSeriesStore):
                     else:
                         seen.merge(g)
             late = [g for g in rows.values() if g.ts < packed_until]
-            for g in late:  # points of an hour compacted already: not stored twice
-                g.drop(self._packed_streams(cur, g))
+            if late:  # points of an hour compacted already: not stored twice
+                self._drop_packed(cur, late)
             staged = [g for g in rows.values() if g.sids]
             stored = 0
             if staged:
@@ -434,14 +434,29 @@ class PostgresStore(TimeSeriesStore):
                 cur.execute(UPSERT_LATEST, _newest(staged))
         return resent, stored
 
-    def _packed_streams(self, cur: psycopg.Cursor[Any], g: Group) -> set[int]:
-        h = g.ts - g.ts % HOUR
+    def _drop_packed(self, cur: psycopg.Cursor[Any], late: list[Group]) -> None:
+        """Drop from ``late`` (rows of hours compacted before) the points their packed rows
+        hold already: one statement for them all (a node's backlog may be hours of rows)."""
+        cols: tuple[list[int], list[int], list[int], list[int]] = ([], [], [], [])
+        for i, g in enumerate(late):
+            h = g.ts - g.ts % HOUR
+            for sid in g.sids:
+                cols[0].append(i)
+                cols[1].append(sid)
+                cols[2].append(h)
+                cols[3].append(g.ts - h)
         cur.execute(
-            "SELECT stream FROM readings_packed WHERE stream = ANY(%s) AND bucket = %s"
-            " AND %s = ANY(ts_off)",
-            (g.sids, h, g.ts - h),
+            "SELECT x.i, x.stream FROM unnest(%s::int[], %s::int[], %s::bigint[], %s::int[])"
+            " AS x(i, stream, bucket, off)"
+            " JOIN readings_packed p ON p.stream = x.stream AND p.bucket = x.bucket"
+            " WHERE x.off = ANY (p.ts_off)",
+            cols,
         )
-        return {r[0] for r in cur.fetchall()}
+        found: dict[int, set[int]] = {}
+        for i, sid in cur.fetchall():
+            found.setdefault(i, set()).add(sid)
+        for i, sids in found.items():
+            late[i].drop(sids)
 
     def _merge_row(self, cur: psycopg.Cursor[Any], g: Group) -> int:
         """The points of ``g`` that its (dev, ts)'s stored row lacks, added to it; returns how
