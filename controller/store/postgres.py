@@ -6,10 +6,13 @@ ago is compacted into one row per stream with arrays (``readings_packed``, daily
 and its raw partition dropped; retention rolls whole days up into per-minute and per-hour
 aggregates and drops their partitions.
 
-- Writes: one transaction per ingest batch. The readings are sent with COPY (binary) into a
-  temporary staging table and inserted from there with ON CONFLICT DO NOTHING on (stream, ts),
-  so a resent or partly overlapping batch stores nothing twice; a point of an hour already
-  compacted is also looked for in the packed row first. The write returns after COMMIT (the
+- Writes: one transaction per ingest batch. A batch already stored (pole, node, boot, seq) is
+  skipped whole; the readings of the others are grouped by node and time into rows, sent with
+  COPY (text: one f-string a row is cheaper in Python than psycopg's row formatting) into a
+  temporary staging table and inserted from there with ON CONFLICT DO NOTHING on (dev, ts); a
+  row already there (a partly overlapping batch) is merged point by point, and a point of an
+  hour already compacted is looked for in its packed row first, so nothing is stored twice.
+  The newest point per stream is upserted into ``latest``. The write returns after COMMIT (the
   server's ``synchronous_commit``, on by default, decides durability), and only then does
   ingest acknowledge.
 - Several writers (processes or machines): stream ids come from INSERT ... ON CONFLICT DO
@@ -17,10 +20,9 @@ aggregates and drops their partitions.
   hold an advisory lock shared while compaction and retention hold it exclusively, so a raw
   partition is never dropped under a write. A write that finds its partition gone (another
   controller compacted it) or that deadlocks with another over the same keys is retried.
-- Why compaction: a raw row costs PostgreSQL ~50-80 bytes with its primary-key entry (tuple
-  header, alignment, item pointers); a packed hour costs a fraction (docs/store-postgres.md).
-
-Figures: docs/performance.md ("PostgreSQL store").
+- Why compaction: a raw row per point, or even per message, costs PostgreSQL several times
+  the bytes of a packed hour (tuple headers, alignment, item pointers, index entries):
+  docs/performance.md, "PostgreSQL store".
 """
 
 from __future__ import annotations
