@@ -500,9 +500,12 @@ class PostgresStore(TimeSeriesStore):
         moved = 0
         with self._lock:
             self._load_partitions()
-            for h in sorted(self._hours):
-                if h + HOUR <= before:
-                    moved += self._compact_hour(h)
+            try:
+                for h in sorted(self._hours):
+                    if h + HOUR <= before:
+                        moved += self._compact_hour(h)
+            finally:  # a rolled-back hour leaves the partitions as they were, not as cached
+                self._load_partitions()
         return moved
 
     def _compact_hour(self, h: int) -> int:
