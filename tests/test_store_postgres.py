@@ -198,7 +198,7 @@ def test_ingest_into_postgresql_through_a_real_broker(
 
 
 @settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
     groups=st.lists(readings_st, min_size=1, max_size=4),
