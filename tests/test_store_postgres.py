@@ -151,20 +151,27 @@ def test_two_writers_create_one_stream_once_and_store_each_point_once(url: str) 
         s.close()
 
 
-def test_a_write_is_durable_when_it_returns(postgres: Postgres, url: str) -> None:
+@pytest.mark.slow
+def test_a_write_is_durable_when_it_returns() -> None:
     """The server crashes (immediate stop: no shutdown checkpoint) right after a write returns;
-    after the restart the points are there, and the same store writes again (it reconnects)."""
-    store = PostgresStore(url)
-    assert store.write([batch(1, [(T0 + 60, "pm25", 1.0), (T0 + 60, "pm10", 2.0)])]).stored == 2
-    postgres.restart()
+    after the restart the points are there, and the same store writes again (it reconnects).
+    A server of its own: the session's is shared by tests that may hold connections."""
+    pg = Postgres()
+    pg.start()
     try:
+        url = fresh_schema(pg)
+        store = PostgresStore(url)
+        two = [(T0 + 60, "pm25", 1.0), (T0 + 60, "pm10", 2.0)]
+        assert store.write([batch(1, two)]).stored == 2
+        pg.restart()
         reopened = PostgresStore(url)
         assert [p.v for p in reopened.query(AIR, 0, 2**40)] == [1.0]
         reopened.close()
         assert store.write([batch(2, [(T0 + 120, "pm25", 3.0)])]).stored == 1
         assert [p.v for p in store.query(AIR, 0, 2**40)] == [1.0, 3.0]
-    finally:
         store.close()
+    finally:
+        pg.stop()
 
 
 def test_ingest_into_postgresql_through_a_real_broker(
