@@ -132,6 +132,13 @@ def test_a_partly_overlapping_batch_stores_only_its_new_points(store: TimeSeries
     assert store.latest()[AIR].v == 5.0
 
 
+def test_a_batch_without_readings_is_remembered(store: TimeSeriesStore) -> None:
+    """Ingest may have refused every reading of a batch (no module measures them): the batch of
+    a node never seen before is still stored, and its resend counted."""
+    empty = Batch("p9", "n9", 1, 1, [])
+    assert (store.write([empty]).points, store.write([empty]).batches_resent) == (0, 1)
+
+
 def test_query_range_order_and_paging(store: TimeSeriesStore) -> None:
     store.write([batch(i, [(T0 + 60 * i, "pm25", float(i))]) for i in range(10)])
     pts = store.query(AIR, T0 + 120, T0 + 480)

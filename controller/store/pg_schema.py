@@ -7,8 +7,8 @@ Where a point lives (exactly one place at a time):
   streams[i], value v[i], dur[i], flags[i]; ``flags`` NULL when none has flags). PRIMARY KEY
   (dev, ts) and a BRIN index on ts. Partitioned by RANGE (ts), one partition per UTC hour,
   named ``readings_h<hour start>`` (created ahead and on demand). New points land here. Why a
-  row per message, not per point: a row and a B-tree entry per point cost the server ~8x the
-  CPU of one per message and ~80 bytes a point (docs/store-postgres.md).
+  row per message, not per point: a row and a B-tree entry per point cost the server several
+  times the CPU and the bytes (docs/performance.md, "PostgreSQL store").
 - ``readings_packed`` (stream, bucket, n, vsum, vmin, vmax, ts_off, v, dur, flags): a closed
   hour of one stream compacted into one row, as TimescaleDB's compression does: ``bucket`` is
   the hour's start (epoch s), the arrays are parallel and sorted by time, point i being
@@ -42,7 +42,9 @@ Where a point lives (exactly one place at a time):
 - ``streams`` (id identity, pole, node, src, q, dev; UNIQUE (pole, node, src, q)): stable ids,
   created with ON CONFLICT DO NOTHING, so two writers get the same id; ``dev`` is the id of
   (pole, node) in ``devices`` (id identity, pole, node; UNIQUE (pole, node)).
-- ``batches`` (pole, node, boot, seq, received): whole-batch dedupe, kept for raw retention.
+- ``batches`` (boot, seq, dev, received): whole-batch dedupe, PRIMARY KEY (dev, boot, seq),
+  kept for raw retention (``dev`` as in ``readings``; integers only: it holds a row per
+  message).
 - ``store_meta`` (k, v): ``schema_version``; ``packed_hours`` (bucket): hours compacted at
   least once (a write looks for a point in packed rows only before the newest of them ends).
 
@@ -91,10 +93,12 @@ CREATE TABLE IF NOT EXISTS readings_packed (
     flags text[],
     PRIMARY KEY (stream, bucket)
 ) PARTITION BY RANGE (bucket);
+-- every write updates a row of latest per stream: room on each page keeps the updates HOT
+-- (no index entry for the new version)
 CREATE TABLE IF NOT EXISTS latest (
     stream integer PRIMARY KEY, ts bigint NOT NULL, v double precision NOT NULL,
     dur integer, flags text
-);
+) WITH (fillfactor = 50);
 CREATE TABLE IF NOT EXISTS rollup_minute (
     stream integer NOT NULL, bucket bigint NOT NULL, n bigint NOT NULL,
     sum double precision NOT NULL, min double precision NOT NULL, max double precision NOT NULL,
@@ -106,9 +110,8 @@ CREATE TABLE IF NOT EXISTS rollup_hour (
     PRIMARY KEY (stream, bucket)
 );
 CREATE TABLE IF NOT EXISTS batches (
-    pole text NOT NULL, node text NOT NULL, boot bigint NOT NULL, seq bigint NOT NULL,
-    received bigint NOT NULL,
-    PRIMARY KEY (pole, node, boot, seq)
+    boot bigint NOT NULL, seq bigint NOT NULL, dev integer NOT NULL, received integer NOT NULL,
+    PRIMARY KEY (dev, boot, seq)
 );
 CREATE INDEX IF NOT EXISTS batches_received ON batches USING brin (received);
 CREATE TABLE IF NOT EXISTS packed_hours (bucket bigint PRIMARY KEY);

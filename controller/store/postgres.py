@@ -6,10 +6,13 @@ ago is compacted into one row per stream with arrays (``readings_packed``, daily
 and its raw partition dropped; retention rolls whole days up into per-minute and per-hour
 aggregates and drops their partitions.
 
-- Writes: one transaction per ingest batch. The readings are sent with COPY (binary) into a
-  temporary staging table and inserted from there with ON CONFLICT DO NOTHING on (stream, ts),
-  so a resent or partly overlapping batch stores nothing twice; a point of an hour already
-  compacted is also looked for in the packed row first. The write returns after COMMIT (the
+- Writes: one transaction per ingest batch. A batch already stored (pole, node, boot, seq) is
+  skipped whole; the readings of the others are grouped by node and time into rows, sent with
+  COPY (text: one f-string a row is cheaper in Python than psycopg's row formatting) into a
+  temporary staging table and inserted from there with ON CONFLICT DO NOTHING on (dev, ts); a
+  row already there (a partly overlapping batch) is merged point by point, and a point of an
+  hour already compacted is looked for in its packed row first, so nothing is stored twice.
+  The newest point per stream is upserted into ``latest``. The write returns after COMMIT (the
   server's ``synchronous_commit``, on by default, decides durability), and only then does
   ingest acknowledge.
 - Several writers (processes or machines): stream ids come from INSERT ... ON CONFLICT DO
@@ -17,10 +20,9 @@ aggregates and drops their partitions.
   hold an advisory lock shared while compaction and retention hold it exclusively, so a raw
   partition is never dropped under a write. A write that finds its partition gone (another
   controller compacted it) or that deadlocks with another over the same keys is retried.
-- Why compaction: a raw row costs PostgreSQL ~50-80 bytes with its primary-key entry (tuple
-  header, alignment, item pointers); a packed hour costs a fraction (docs/store-postgres.md).
-
-Figures: docs/performance.md ("PostgreSQL store").
+- Why compaction: a raw row per point, or even per message, costs PostgreSQL several times
+  the bytes of a packed hour (tuple headers, alignment, item pointers, index entries):
+  docs/performance.md, "PostgreSQL store".
 """
 
 from __future__ import annotations
@@ -74,20 +76,20 @@ INSERT INTO readings (dev, ts, streams, v, dur, flags)
 SELECT dev, ts, streams, v, dur, flags FROM staging
 ON CONFLICT DO NOTHING RETURNING dev, ts
 """
+# The newest point of each stream in a write, found in Python while the rows are at hand (the
+# server's DISTINCT ON sort over every point took more of its time than inserting the rows).
 UPSERT_LATEST = """
 INSERT INTO latest (stream, ts, v, dur, flags)
-SELECT DISTINCT ON (u.stream) u.stream, s.ts, u.v, u.dur, u.flags
-FROM staging s, unnest(s.streams, s.v, s.dur, s.flags) AS u(stream, v, dur, flags)
-ORDER BY u.stream, s.ts DESC
+SELECT * FROM unnest(%s::int[], %s::bigint[], %s::float8[], %s::int[], %s::text[])
+ORDER BY 1
 ON CONFLICT (stream) DO UPDATE SET ts = excluded.ts, v = excluded.v, dur = excluded.dur,
     flags = excluded.flags
 WHERE excluded.ts > latest.ts
 """
 INSERT_BATCHES = """
-INSERT INTO batches (pole, node, boot, seq, received)
-SELECT pole, node, boot, seq, %s FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[])
-    AS b(pole, node, boot, seq)
-ON CONFLICT DO NOTHING RETURNING pole, node, boot, seq
+INSERT INTO batches (boot, seq, dev, received)
+SELECT boot, seq, dev, %s FROM unnest(%s::int[], %s::bigint[], %s::bigint[]) AS b(dev, boot, seq)
+ON CONFLICT DO NOTHING RETURNING dev, boot, seq
 """
 WRITE_LOCK = (
     "SELECT pg_advisory_xact_lock_shared(%s),"
@@ -198,6 +200,10 @@ class PostgresStore(TimeSeriesStore):
             self._db = self._connect()
         return self._db
 
+    def writer_backend_pid(self) -> int:
+        """The server process that runs this store's writes (benchmarks measure its CPU)."""
+        return int(self._writer().info.backend_pid)
+
     def _reader(self) -> psycopg.Connection[Any]:
         conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
         if conn is None or conn.closed or conn.broken:
@@ -270,12 +276,14 @@ class PostgresStore(TimeSeriesStore):
 
     # ---- writes ---------------------------------------------------------------------------
 
-    def _new_streams(self, keys: Iterable[tuple[str, str, str, str]]) -> None:
-        """Ids for streams (and their nodes) not in this process's cache, committed before the
-        write, so that two writers creating one at once both get the id the first committed."""
+    def _new_streams(
+        self, keys: Iterable[tuple[str, str, str, str]], nodes: Iterable[tuple[str, str]] = ()
+    ) -> None:
+        """Ids for streams and nodes not in this process's cache, committed before the write,
+        so that two writers creating one at once both get the id the first committed."""
         keys = sorted(set(keys))
         db = self._writer()
-        nodes = sorted({(p, n) for p, n, _, _ in keys})
+        nodes = sorted({(p, n) for p, n, _, _ in keys} | set(nodes))
         cols = [list(c) for c in zip(*nodes, strict=True)]
         db.execute(
             "INSERT INTO devices (pole, node) SELECT * FROM unnest(%s::text[], %s::text[])"
@@ -290,6 +298,9 @@ class PostgresStore(TimeSeriesStore):
                 cols,
             )
         }
+        self._devs.update(devs)
+        if not keys:
+            return
         cols = [list(c) for c in zip(*keys, strict=True)]
         db.execute(
             "INSERT INTO streams (pole, node, src, q, dev)"
@@ -344,8 +355,9 @@ class PostgresStore(TimeSeriesStore):
             points += n
             per_batch.append(((pole, node, b.boot, b.seq), list(groups.values()), n))
         with self._lock:
-            if unknown:
-                self._new_streams(unknown)
+            nodes = {(k[0], k[1]) for k, _, _ in per_batch if (k[0], k[1]) not in devs}
+            if unknown or nodes:
+                self._new_streams(unknown, nodes)
                 for _, groups_, _ in per_batch:
                     for g in groups_:
                         g.resolve(ids, devs)
@@ -384,9 +396,10 @@ class PostgresStore(TimeSeriesStore):
         with db.transaction(), db.cursor() as cur:
             cur.execute(WRITE_LOCK, (COMPACT_LOCK, HOUR, HOUR))
             packed_until = cur.fetchone()[1]  # type: ignore[index]
-            first: dict[tuple[str, str, int, int], int] = {}  # a batch twice in one write
-            for i, (key, _, _) in enumerate(per_batch):
-                first.setdefault(key, i)
+            first: dict[tuple[int, int, int], int] = {}  # a batch twice in one write
+            devs = self._devs
+            for i, ((pole, node, boot, seq), _, _) in enumerate(per_batch):
+                first.setdefault((devs[(pole, node)], boot, seq), i)
             keys = list(first)
             cur.execute(INSERT_BATCHES, (now, *(list(c) for c in zip(*keys, strict=True))))
             resent = len(per_batch) - cur.rowcount
@@ -406,8 +419,8 @@ class PostgresStore(TimeSeriesStore):
                     else:
                         seen.merge(g)
             late = [g for g in rows.values() if g.ts < packed_until]
-            for g in late:  # points of an hour compacted already: not stored twice
-                g.drop(self._packed_streams(cur, g))
+            if late:  # points of an hour compacted already: not stored twice
+                self._drop_packed(cur, late)
             staged = [g for g in rows.values() if g.sids]
             stored = 0
             if staged:
@@ -423,17 +436,32 @@ class PostgresStore(TimeSeriesStore):
                             stored += len(g.sids)
                         else:
                             stored += self._merge_row(cur, g)
-                cur.execute(UPSERT_LATEST)
+                cur.execute(UPSERT_LATEST, _newest(staged))
         return resent, stored
 
-    def _packed_streams(self, cur: psycopg.Cursor[Any], g: Group) -> set[int]:
-        h = g.ts - g.ts % HOUR
+    def _drop_packed(self, cur: psycopg.Cursor[Any], late: list[Group]) -> None:
+        """Drop from ``late`` (rows of hours compacted before) the points their packed rows
+        hold already: one statement for them all (a node's backlog may be hours of rows)."""
+        cols: tuple[list[int], list[int], list[int], list[int]] = ([], [], [], [])
+        for i, g in enumerate(late):
+            h = g.ts - g.ts % HOUR
+            for sid in g.sids:
+                cols[0].append(i)
+                cols[1].append(sid)
+                cols[2].append(h)
+                cols[3].append(g.ts - h)
         cur.execute(
-            "SELECT stream FROM readings_packed WHERE stream = ANY(%s) AND bucket = %s"
-            " AND %s = ANY(ts_off)",
-            (g.sids, h, g.ts - h),
+            "SELECT x.i, x.stream FROM unnest(%s::int[], %s::int[], %s::bigint[], %s::int[])"
+            " AS x(i, stream, bucket, off)"
+            " JOIN readings_packed p ON p.stream = x.stream AND p.bucket = x.bucket"
+            " WHERE x.off = ANY (p.ts_off)",
+            cols,
         )
-        return {r[0] for r in cur.fetchall()}
+        found: dict[int, set[int]] = {}
+        for i, sid in cur.fetchall():
+            found.setdefault(i, set()).add(sid)
+        for i, sids in found.items():
+            late[i].drop(sids)
 
     def _merge_row(self, cur: psycopg.Cursor[Any], g: Group) -> int:
         """The points of ``g`` that its (dev, ts)'s stored row lacks, added to it; returns how
@@ -456,7 +484,14 @@ class PostgresStore(TimeSeriesStore):
             cur.execute(
                 "UPDATE readings SET streams = %s, v = %s, dur = %s, flags = %s"
                 " WHERE dev = %s AND ts = %s",
-                (stored.sids, stored.vs, stored.durs, stored.flags, g.dev, g.ts),
+                (
+                    stored.sids,
+                    [float(v) for v in stored.vs],
+                    stored.durs,
+                    stored.flags,
+                    g.dev,
+                    g.ts,
+                ),
             )
         return len(stored.sids) - before
 
@@ -468,9 +503,12 @@ class PostgresStore(TimeSeriesStore):
         moved = 0
         with self._lock:
             self._load_partitions()
-            for h in sorted(self._hours):
-                if h + HOUR <= before:
-                    moved += self._compact_hour(h)
+            try:
+                for h in sorted(self._hours):
+                    if h + HOUR <= before:
+                        moved += self._compact_hour(h)
+            finally:  # a rolled-back hour leaves the partitions as they were, not as cached
+                self._load_partitions()
         return moved
 
     def _compact_hour(self, h: int) -> int:
@@ -749,6 +787,20 @@ class Group:
             f"{i}\t{self.dev}\t{self.ts}\t{{{','.join(map(str, self.sids))}}}"
             f"\t{{{','.join(map(repr, self.vs))}}}\t{{{durs}}}\t{flags}\n"
         )
+
+
+def _newest(groups: list[Group]) -> list[list[Any]]:
+    """Columns (stream, ts, v, dur, flags) of the newest point of each stream in ``groups``
+    (of two at one time, the first)."""
+    newest: dict[int, tuple[int, float, int | None, str | None]] = {}
+    for g in groups:
+        ts = g.ts
+        flags: Iterable[str | None] = g.flags if g.flags is not None else [None] * len(g.sids)
+        for sid, v, dur, f in zip(g.sids, g.vs, g.durs, flags, strict=True):
+            seen = newest.get(sid)
+            if seen is None or seen[0] < ts:
+                newest[sid] = (ts, float(v), dur, f)  # an int among floats: one array type
+    return [list(newest), *(list(c) for c in zip(*newest.values(), strict=True))]
 
 
 def _quoted(text: str) -> str:

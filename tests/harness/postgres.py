@@ -75,6 +75,10 @@ class Postgres:
                     raise
                 time.sleep(0.2)
 
+    def pid(self) -> int:
+        """The postmaster's process id (its children are the server's other processes)."""
+        return int((self.dir / "data" / "postmaster.pid").read_text().split()[0])
+
     def restart(self) -> None:
         """A crash and a restart: immediate stop (the server processes quit at once, no
         shutdown checkpoint; recovery replays the WAL), then start again on the same port.
