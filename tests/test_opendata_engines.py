@@ -421,7 +421,6 @@ def _rounded(x: Any) -> Any:
     return x
 
 
-@pytest.mark.slow
 def test_the_api_answers_the_same_on_both_stores(
     apis: tuple[Api, Api], street_dir: tuple[Path, dict[str, Any]]
 ) -> None:
