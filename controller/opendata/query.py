@@ -3,8 +3,8 @@ as STA 1.1 uses it), ``$select``, ``$expand`` (nested, with its own options afte
 ``$top``, ``$skip``, ``$count`` and ``$resultFormat``.
 
 Pure: strings in, a small expression tree out, the same for every database; no SQL here (see
-``sql`` and ``dialects``). Errors are
-``BadQuery`` (the client's fault, HTTP 400) or ``Unsupported`` (ours, HTTP 501).
+``sql`` and ``dialects``). Errors are ``BadQuery`` (the client's fault, HTTP 400) or
+``Unsupported`` (ours, HTTP 501).
 """
 
 from __future__ import annotations
