@@ -1,0 +1,75 @@
+// The pole page's pieces: the latest values and the audit trail as people read them, the chart
+// range (From/To checked, a new pole's charts over the time it has data), and the one light
+// figure. Light appears in two meanings and the page names both: the level a node is told to
+// give now (its state, "commanded") and the lamp's measured output, a mean over each report
+// period (the illuminanceLevel readings: it follows a change one period later).
+import { el, fmtTime, parseTime, RANGES, table } from "./util.js";
+import { qName, qText } from "./quantities.js";
+
+export const LIGHT_COMMANDED = "Light (commanded)";
+export const LIGHT_MEASURED = "Light output (measured)";
+
+const quantityName = (q) => (q === "illuminanceLevel" ? LIGHT_MEASURED : qName(q));
+
+/** A module as registered: "air: pm sensor (simulated)". */
+export function moduleName(m) {
+  return m ? `${m.type}${m.purpose ? `: ${m.purpose}` : ""}` : "not registered";
+}
+
+export function latestTable(values, modules) {
+  const byId = new Map(modules.map((m) => [m.id, m]));
+  return table(
+    ["Quantity", "Value", "Module", "Time"],
+    values.map((v) => [
+      quantityName(v.q),
+      el("span", { class: "num" }, qText(v.q, v.v)),
+      moduleName(byId.get(v.module_id)),
+      fmtTime(v.ts),
+    ]),
+    "Latest values",
+    { stack: true },
+  );
+}
+
+/** An audit entry's detail as "field: value" lines (not raw JSON). */
+export function auditDetail(detail) {
+  if (detail === null || detail === undefined || detail === "") return "–";
+  if (typeof detail !== "object") return String(detail);
+  const entries = Object.entries(detail).filter(([, v]) => v !== null && v !== undefined && v !== "");
+  if (!entries.length) return "–";
+  const show = (v) => (typeof v === "object" ? JSON.stringify(v).replace(/[{}"]/g, "").replace(/,/g, ", ").replace(/:/g, ": ") : String(v));
+  return el("ul", { class: "detail" }, entries.map(([k, v]) => el("li", {}, el("span", { class: "muted" }, `${k.replace(/_/g, " ")}: `), show(v))));
+}
+
+/** [start, end] of the chart range, or an error to show when From/To are not a range. */
+export function chartRange(choice, fromText, toText, now = Math.floor(Date.now() / 1000)) {
+  if (choice === "custom") {
+    const start = parseTime(fromText);
+    const end = parseTime(toText);
+    if (start === null) return { error: "From: not a time; write it as YYYY-MM-DD HH:MM." };
+    if (end === null) return { error: "To: not a time; write it as YYYY-MM-DD HH:MM." };
+    if (end <= start) return { error: "From must be before To." };
+    return { start, end };
+  }
+  const span = RANGES.find((x) => x.id === choice).s;
+  const end = now + 300; // a node clock a little ahead still shows
+  return { start: end - span - 300, end };
+}
+
+/** The part of [start, end] a chart spans: from a little before the first reading when the
+ * pole has data only for the last part of it (a new street: not two dots at the right edge),
+ * and up to now (the range reaches a little past it for node clocks running ahead). */
+export function dataSpan(streams, start, end, now = Math.floor(Date.now() / 1000)) {
+  let first = Infinity;
+  let last = -Infinity;
+  for (const s of streams) {
+    if (!s.points.length) continue;
+    first = Math.min(first, s.points[0][0]);
+    last = Math.max(last, s.points[s.points.length - 1][0]);
+  }
+  if (!Number.isFinite(first)) return [start, end];
+  const to = Math.min(end, Math.max(now, last + 60));
+  if (first <= start) return [start, to];
+  const pad = Math.max(60, Math.round((to - first) * 0.05));
+  return [Math.max(start, first - pad), to];
+}
