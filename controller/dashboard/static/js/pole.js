@@ -11,9 +11,11 @@ export const LIGHT_MEASURED = "Light output (measured)";
 
 const quantityName = (q) => (q === "illuminanceLevel" ? LIGHT_MEASURED : qName(q));
 
-/** A module as registered: "air: pm sensor (simulated)". */
-export function moduleName(m) {
-  return m ? `${m.type}${m.purpose ? `: ${m.purpose}` : ""}` : "not registered";
+/** A module as registered: "air: pm sensor (simulated)". A stream without one (stored before
+ * its node's modules were registered, or whose module was removed since) says where it came
+ * from, for whoever registers it. */
+export function moduleName(m, v) {
+  return m ? `${m.type}${m.purpose ? `: ${m.purpose}` : ""}` : `not registered (node ${v.node}, source ${v.src || "–"})`;
 }
 
 export function latestTable(values, modules) {
@@ -23,7 +25,7 @@ export function latestTable(values, modules) {
     values.map((v) => [
       quantityName(v.q),
       el("span", { class: "num" }, qText(v.q, v.v)),
-      moduleName(byId.get(v.module_id)),
+      moduleName(byId.get(v.module_id), v),
       fmtTime(v.ts),
     ]),
     "Latest values",
