@@ -21,7 +21,7 @@ function timeTicks(u, splits, axisIdx, space, incr) {
  * A chart in `box` for series [{label, points: [[ts, v], ...]}]; returns the uPlot or null.
  * A text summary goes with it (screen readers and people who prefer numbers).
  */
-export function timeChart(box, title, unit, series, { scale = 1, bars = false, range = null } = {}) {
+export function timeChart(box, title, unit, series, { scale = 1, bars = false, range = null, yRange = null } = {}) {
   box.replaceChildren();
   const head = el("h4", {}, `${title} (${unit})`);
   box.append(head);
@@ -54,7 +54,11 @@ export function timeChart(box, title, unit, series, { scale = 1, bars = false, r
     // a legend of the series only: no live cursor readout ("Time: --" when the pointer is away)
     legend: { show: true, live: false },
     cursor: { drag: { x: true, y: false } },
-    scales: { x: range ? { time: true, range: () => range } : { time: true } },
+    // bars (counts, energy) stand on zero; a fixed range (light 0-100%) where one is given
+    scales: {
+      x: range ? { time: true, range: () => range } : { time: true },
+      ...(yRange ? { y: { range: () => yRange } } : bars ? { y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } } : {}),
+    },
     axes: [{ stroke: "#1b1f24", values: timeTicks }, { stroke: "#1b1f24", label: unit, size: 55 }],
     series: [
       {},

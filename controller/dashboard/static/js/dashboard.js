@@ -2,7 +2,7 @@
 import { api, auth, get, login, post, put, LiveEvents } from "./api.js";
 import { timeChart } from "./chart.js";
 import { PoleMap } from "./map.js";
-import { $, $$, badge, CHART_GROUPS, el, fmtNum, fmtTime, pct, RANGES, say, table, windowFor, zoneName } from "./util.js";
+import { $, $$, badge, CHART_GROUPS, el, fmtNum, fmtTime, pct, RANGES, isoInput, say, table, windowFor, zoneName } from "./util.js";
 import { auditDetail, chartRange, dataSpan, latestTable, LIGHT_COMMANDED, LIGHT_MEASURED } from "./pole.js";
 import { loadQuantities, qName } from "./quantities.js";
 
@@ -376,7 +376,7 @@ async function renderCharts() {
     const label = (s) => `${s.q === "illuminanceLevel" ? LIGHT_MEASURED : qName(s.q)}${streams.filter((x) => x.q === s.q).length > 1 ? ` (${s.node}/${s.src})` : ""}`;
     // counts and energy are summed per window (series.py), the others averaged
     const title = `${g.id === "light" ? LIGHT_MEASURED : g.title}${per && (g.bars ? per : `, mean${per}`)}`;
-    timeChart(div, title, g.unit, streams.map((s) => ({ label: label(s), points: s.points })), { scale: g.scale || 1, bars: g.bars, range: [from, to] });
+    timeChart(div, title, g.unit, streams.map((s) => ({ label: label(s), points: s.points })), { scale: g.scale || 1, bars: g.bars, range: [from, to], yRange: g.id === "light" ? [0, 100] : null });
   }
   if (!box.children.length) box.append(el("p", { class: "muted" }, "This pole measures none of the charted quantities in this range."));
 }
@@ -617,6 +617,7 @@ function wire() {
   $("#range-start").value = fmtTime(now - 86400);
   $("#range-end").value = fmtTime(now);
   for (const id of ["area", "pole", "group"]) overrideFields($(`[data-override-fields='${id}']`), `${id}o`);
+  for (const f of $$("input[type='datetime-local'], input[type='date']")) isoInput(f, f.type !== "date");
 
   $("#login-form").addEventListener("submit", async (e) => {
     e.preventDefault();

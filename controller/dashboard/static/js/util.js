@@ -35,6 +35,17 @@ export function zoneName() {
   return short && short !== iana ? `${iana}, ${short}` : iana;
 }
 
+/** A date (and time) field in the pages' one format: a text field with its pattern, because a
+ * browser's own pickers show the user's locale (month-first, 12 h in en-US). */
+export function isoInput(input, withTime = true) {
+  input.type = "text";
+  input.pattern = withTime ? "\\d{4}-\\d{2}-\\d{2} \\d{2}:\\d{2}" : "\\d{4}-\\d{2}-\\d{2}";
+  input.placeholder = withTime ? "YYYY-MM-DD HH:MM" : "YYYY-MM-DD";
+  input.inputMode = "numeric";
+  input.autocomplete = "off";
+  input.size = withTime ? 16 : 10;
+}
+
 /** "2026-12-04 14:05" (local) -> epoch seconds, or null when it is not such a time. */
 export function parseTime(text) {
   const m = /^\s*(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2})\s*$/.exec(text || "");
