@@ -1,10 +1,10 @@
 // The operator dashboard: one page, views switched by the URL hash (#/map, #/pole/ID, ...).
 import { api, auth, get, login, post, put, LiveEvents } from "./api.js";
-import { timeChart } from "./chart.js";
+import { isoTicks, timeChart } from "./chart.js";
 import { PoleMap } from "./map.js";
 import { $, $$, badge, CHART_GROUPS, el, fmtNum, fmtTime, pct, RANGES, isoInput, say, table, windowFor, zoneName } from "./util.js";
-import { auditDetail, chartRange, dataSpan, latestTable, LIGHT_COMMANDED, LIGHT_MEASURED } from "./pole.js";
-import { loadQuantities, qName } from "./quantities.js";
+import { auditDetail, chartRange, dataSpan, latestTable, LIGHT_COMMANDED, LIGHT_MEASURED, stacked } from "./pole.js";
+import { loadQuantities, qName } from "./quantity-text.js";
 
 const ROLES = ["viewer", "technician", "operator", "admin"];
 const S = {
@@ -198,7 +198,7 @@ function renderPoles() {
       el("td", {}, st.alarms.length ? badge(`${st.alarms.length} alarm(s)`) : "none"),
     );
   });
-  $("#pole-list").replaceChildren(table(["Pole", "Name", "District", "State", LIGHT_COMMANDED, "Alarms"], rows, "Poles shown on the map", { stack: true }));
+  $("#pole-list").replaceChildren(stacked(table(["Pole", "Name", "District", "State", LIGHT_COMMANDED, "Alarms"], rows, "Poles shown on the map")));
 }
 
 function refreshPole(id) {
@@ -306,12 +306,11 @@ async function renderPole(id) {
       ["Position", `${p.lat.toFixed(5)}, ${p.lon.toFixed(5)}`], ["Groups", groups.join(", ") || "–"]]
       .flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]),
   );
-  $("#pole-modules").replaceChildren(p.modules.length ? table(
+  $("#pole-modules").replaceChildren(p.modules.length ? stacked(table(
     ["Type", "Owner", "Purpose", "Openness", "Personal data", "Node/source"],
     p.modules.map((m) => [m.type, owner(m.owner_id), m.purpose || "–", badge(m.openness), m.personal_data ? "yes" : "no", `${m.node || "–"}/${m.src || "–"}`]),
     "Modules",
-    { stack: true },
-  ) : el("p", { class: "muted" }, "No modules registered."));
+  )) : el("p", { class: "muted" }, "No modules registered."));
   renderPoleNodes(S.poles.get(p.id));
   S.map.update(S.poles.get(p.id));
   const [latest] = await Promise.all([get(`/api/dashboard/poles/${encodeURIComponent(id)}/latest`), renderPoleAlarms(id), renderPoleAudit(id)]);
@@ -321,14 +320,13 @@ async function renderPole(id) {
 
 function renderPoleNodes(p) {
   if (!p || $("#view-pole").hidden) return;
-  $("#pole-nodes").replaceChildren(table(
+  $("#pole-nodes").replaceChildren(stacked(table(
     ["Node", "State", LIGHT_COMMANDED, "Firmware", "Last seen", "Config"],
     (p.nodes || []).map((n) => el("tr", { dataset: { node: n.id } },
       el("td", {}, n.node), el("td", {}, badge(n.status)), el("td", { class: "level" }, pct(n.level)),
       el("td", {}, n.firmware_version || "–"), el("td", {}, fmtTime(n.last_seen)), el("td", {}, `v${n.config_version}`))),
     "Nodes",
-    { stack: true },
-  ));
+  )));
 }
 
 async function renderPoleAlarms(id) {
@@ -342,12 +340,11 @@ async function renderPoleAudit(id) {
     get("/api/audit?target_type=alarm&limit=300"),
   ]);
   const rows = [...own, ...alarms.filter((a) => a.detail?.pole === id)].sort((a, b) => b.ts - a.ts).slice(0, 100);
-  $("#pole-audit").replaceChildren(rows.length ? table(
+  $("#pole-audit").replaceChildren(rows.length ? stacked(table(
     ["When", "Who", "What", "Detail"],
     rows.map((a) => [fmtTime(a.ts), a.actor, `${a.action} ${a.target_type} ${a.target_id}`, auditDetail(a.detail)]),
     "Audit trail",
-    { stack: true },
-  ) : el("p", { class: "muted" }, "Nothing recorded."));
+  )) : el("p", { class: "muted" }, "Nothing recorded."));
 }
 
 async function renderCharts() {
@@ -376,7 +373,7 @@ async function renderCharts() {
     const label = (s) => `${s.q === "illuminanceLevel" ? LIGHT_MEASURED : qName(s.q)}${streams.filter((x) => x.q === s.q).length > 1 ? ` (${s.node}/${s.src})` : ""}`;
     // counts and energy are summed per window (series.py), the others averaged
     const title = `${g.id === "light" ? LIGHT_MEASURED : g.title}${per && (g.bars ? per : `, mean${per}`)}`;
-    timeChart(div, title, g.unit, streams.map((s) => ({ label: label(s), points: s.points })), { scale: g.scale || 1, bars: g.bars, range: [from, to], yRange: g.id === "light" ? [0, 100] : null });
+    timeChart(div, title, g.unit, streams.map((s) => ({ label: label(s), points: s.points })), { scale: g.scale || 1, bars: g.bars, range: [from, to], yRange: g.id === "light" ? [0, 100] : null, ticks: isoTicks, live: false });
   }
   if (!box.children.length) box.append(el("p", { class: "muted" }, "This pole measures none of the charted quantities in this range."));
 }

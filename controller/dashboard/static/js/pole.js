@@ -4,7 +4,18 @@
 // give now (its state, "commanded") and the lamp's measured output, a mean over each report
 // period (the illuminanceLevel readings: it follows a change one period later).
 import { el, fmtTime, parseTime, RANGES, table } from "./util.js";
-import { qName, qText } from "./quantities.js";
+import { qName, qText } from "./quantity-text.js";
+
+/** A table (util.js table()) that turns into one card per row on a phone: each cell carries
+ * its column's name (CSS .table-wrap.stack), so nothing scrolls sideways. */
+export function stacked(wrap) {
+  const names = [...wrap.querySelectorAll("thead th")].map((th) => th.textContent);
+  for (const tr of wrap.querySelectorAll("tbody tr")) {
+    [...tr.children].forEach((td, i) => { if (names[i]) td.dataset.label = names[i]; });
+  }
+  wrap.classList.add("stack");
+  return wrap;
+}
 
 export const LIGHT_COMMANDED = "Light (commanded)";
 export const LIGHT_MEASURED = "Light output (measured)";
@@ -20,7 +31,7 @@ export function moduleName(m, v) {
 
 export function latestTable(values, modules) {
   const byId = new Map(modules.map((m) => [m.id, m]));
-  return table(
+  return stacked(table(
     ["Quantity", "Value", "Module", "Time"],
     values.map((v) => [
       quantityName(v.q),
@@ -29,8 +40,7 @@ export function latestTable(values, modules) {
       fmtTime(v.ts),
     ]),
     "Latest values",
-    { stack: true },
-  );
+  ));
 }
 
 /** An audit entry's detail as "field: value" lines (not raw JSON). */

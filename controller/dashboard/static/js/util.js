@@ -70,20 +70,16 @@ export function badge(text) {
   return el("span", { class: `badge ${String(text).replace(/[^a-z_]/gi, "")}` }, text);
 }
 
-/** A table; with {stack: true} each cell carries its column name and the table turns into
- * one card per row on a phone (no sideways scrolling). */
-export function table(headers, rows, caption, { stack = false } = {}) {
-  const body = rows.map((r) => (r instanceof Node ? r : el("tr", {}, r.map((c) => el("td", {}, c)))));
-  if (stack) for (const tr of body) [...tr.children].forEach((td, i) => { if (headers[i]) td.dataset.label = headers[i]; });
+export function table(headers, rows, caption) {
   return el(
     "div",
-    { class: stack ? "table-wrap stack" : "table-wrap" },
+    { class: "table-wrap" },
     el(
       "table",
       {},
       caption ? el("caption", { class: "visually-hidden" }, caption) : null,
       el("thead", {}, el("tr", {}, headers.map((h) => el("th", { scope: "col" }, h)))),
-      el("tbody", {}, body),
+      el("tbody", {}, rows.map((r) => (r instanceof Node ? r : el("tr", {}, r.map((c) => el("td", {}, c)))))),
     ),
   );
 }

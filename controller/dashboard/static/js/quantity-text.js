@@ -1,6 +1,7 @@
-// Names, units and decimals of each quantity as people read them, from the controller's one
-// table (protocols/quantity_info.py, served at /opendata/quantities.json): the pages never
-// keep a copy of their own, so a page and the APIs cannot disagree.
+// The operator dashboard's words for quantities: names, units and decimals as people read
+// them, from the controller's one table (protocols/quantity_info.py, served at
+// /opendata/quantities.json), so a page and the APIs cannot disagree. (The portal reads the
+// same table in its reader's language.)
 
 let TABLE = {};
 
