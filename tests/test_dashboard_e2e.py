@@ -481,6 +481,11 @@ def check_viewer_phone(page: Any, pole: str) -> None:
         ".filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.parentElement.id)"
     )
     assert not wide, f"tables scroll sideways on a phone: {wide}"
+    page.goto(page.url.split("#")[0] + "#/programs")
+    expect(page.locator("#pg-name")).to_be_disabled()
+    expect(page.locator(".st-level").first).to_be_disabled()
+    expect(page.locator("#pf-calendar")).to_be_disabled()
+    expect(page.locator("#pg-pick")).to_be_enabled()  # choosing what to look at stays
     page.goto(page.url.split("#")[0] + "#/map")
 
 

@@ -615,6 +615,7 @@ function wire() {
   $("#range-end").value = fmtTime(now);
   for (const id of ["area", "pole", "group"]) overrideFields($(`[data-override-fields='${id}']`), `${id}o`);
   for (const f of $$("input[type='datetime-local'], input[type='date']")) isoInput(f, f.type !== "date");
+  for (const id of ["#pg-pick", "#pf-pick"]) $(id).setAttribute("data-look", ""); // they pick what to show
 
   $("#login-form").addEventListener("submit", async (e) => {
     e.preventDefault();
