@@ -342,7 +342,7 @@ async function renderPoleAudit(id) {
   const rows = [...own, ...alarms.filter((a) => a.detail?.pole === id)].sort((a, b) => b.ts - a.ts).slice(0, 100);
   $("#pole-audit").replaceChildren(rows.length ? stacked(table(
     ["When", "Who", "What", "Detail"],
-    rows.map((a) => [fmtTime(a.ts), a.actor, `${a.action} ${a.target_type} ${a.target_id}`, auditDetail(a.detail)]),
+    rows.map((a) => [fmtTime(a.ts), a.actor, `${a.action} ${a.target_type} ${a.target_id}`, auditDetail(a.detail, { owner_id: (v) => S.owners.find((o) => o.id === v)?.name || `owner ${v}` })]),
     "Audit trail",
   )) : el("p", { class: "muted" }, "Nothing recorded."));
 }

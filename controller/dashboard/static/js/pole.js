@@ -43,14 +43,19 @@ export function latestTable(values, modules) {
   ));
 }
 
-/** An audit entry's detail as "field: value" lines (not raw JSON). */
-export function auditDetail(detail) {
+/** An audit entry's detail as "field: value" lines (not raw JSON); `named` turns ids into
+ * names ({owner_id: (id) => "AirCo"}). */
+export function auditDetail(detail, named = {}) {
   if (detail === null || detail === undefined || detail === "") return "–";
   if (typeof detail !== "object") return String(detail);
   const entries = Object.entries(detail).filter(([, v]) => v !== null && v !== undefined && v !== "");
   if (!entries.length) return "–";
   const show = (v) => (typeof v === "object" ? JSON.stringify(v).replace(/[{}"]/g, "").replace(/,/g, ", ").replace(/:/g, ": ") : String(v));
-  return el("ul", { class: "detail" }, entries.map(([k, v]) => el("li", {}, el("span", { class: "muted" }, `${k.replace(/_/g, " ")}: `), show(v))));
+  const line = (k, v) => (named[k] ? [k.replace(/_id$/, ""), named[k](v)] : [k.replace(/_/g, " "), show(v)]);
+  return el("ul", { class: "detail" }, entries.map(([k, v]) => {
+    const [name, text] = line(k, v);
+    return el("li", {}, el("span", { class: "muted" }, `${name}: `), text);
+  }));
 }
 
 /** [start, end] of the chart range, or an error to show when From/To are not a range. */
