@@ -418,6 +418,9 @@ def check_pole_page(page: Any) -> None:
     expect(page.locator("#range-msg")).to_have_text("From must be before To.")
     expect(page.locator("#range-start")).to_have_attribute("aria-invalid", "true")
     expect(page.locator("#charts .chart")).to_have_count(0)
+    page.locator("#range-start").fill("2026-02-31 10:00")  # no such day
+    page.get_by_role("button", name="Show").click()
+    expect(page.locator("#range-msg")).to_contain_text("From: not a time")
     page.locator("#range").select_option("24h")
     expect(page.locator("#chart-light canvas").first).to_be_visible()
     expect(page.locator("#range-msg")).not_to_contain_text("From must")
