@@ -306,7 +306,7 @@ def test_dashboard_and_portal(stack: Stack) -> None:
             expect(page.locator("#user")).to_have_text("vic (viewer)")
             expect(page.get_by_role("button", name="Override area")).to_be_disabled()
             expect(page.get_by_role("button", name="Draw area on map")).to_be_disabled()
-            check_viewer_phone(page, ids[1])
+            check_viewer_phone(page, ids[1], dark)
             width = page.evaluate("document.documentElement.scrollWidth")
             assert width <= 390, f"the page scrolls sideways on a phone ({width}px)"
             if SHOTS:
@@ -465,7 +465,7 @@ def ids_other(page: Any, not_this: str) -> str:
     return got
 
 
-def check_viewer_phone(page: Any, pole: str) -> None:
+def check_viewer_phone(page: Any, pole: str, alarmed: str) -> None:
     """A viewer's action forms are read-only (fields too, not only buttons); looking (filters,
     chart range) stays; the pole page's tables fit a phone (no sideways scrolling in them)."""
     from playwright.sync_api import expect
@@ -479,6 +479,13 @@ def check_viewer_phone(page: Any, pole: str) -> None:
     expect(page.locator("#pole-latest tbody tr").first).to_be_visible()
     expect(page.locator("#poleo-level")).to_be_disabled()
     expect(page.locator("#range-start")).to_be_enabled()
+    wide = page.evaluate(
+        "[...document.querySelectorAll('#view-pole .table-wrap')]"
+        ".filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.parentElement.id)"
+    )
+    assert not wide, f"tables scroll sideways on a phone: {wide}"
+    page.goto(page.url.split("#")[0] + f"#/pole/{alarmed}")  # its alarm table too
+    expect(page.locator("#pole-alarms tbody tr").first).to_be_visible()
     wide = page.evaluate(
         "[...document.querySelectorAll('#view-pole .table-wrap')]"
         ".filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.parentElement.id)"

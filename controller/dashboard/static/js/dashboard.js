@@ -331,7 +331,7 @@ function renderPoleNodes(p) {
 
 async function renderPoleAlarms(id) {
   const list = await get(`/api/alarms?pole=${encodeURIComponent(id)}&limit=50`);
-  $("#pole-alarms").replaceChildren(list.length ? alarmTable(list) : el("p", { class: "muted" }, "No alarms."));
+  $("#pole-alarms").replaceChildren(list.length ? stacked(alarmTable(list)) : el("p", { class: "muted" }, "No alarms."));
 }
 
 async function renderPoleAudit(id) {
