@@ -24,6 +24,7 @@ from controller.opendata.ratelimit import Limits, OpenDataEdge, Overloaded, Rate
 from controller.opendata.service import OpenData
 from controller.settings import Settings
 from controller.store.base import QueryTooExpensive
+from protocols.quantity_info import as_json as quantities_json
 
 TAG_STA = "open data: SensorThings API 1.1"
 TAG_DL = "open data: downloads, map, register"
@@ -58,6 +59,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 sta_router = APIRouter(prefix="/sta/v1.1", tags=[TAG_STA])
 dl_router = APIRouter(prefix="/opendata", tags=[TAG_DL])
+QUANTITIES_BODY = json.dumps(quantities_json(), separators=(",", ":"), ensure_ascii=False)
 
 
 def _error(code: int, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -273,6 +275,20 @@ def metadata(request: Request) -> Response:
                 "openapi": f"{b}/opendata/openapi.json",
             },
         }
+    )
+
+
+@dl_router.get(
+    "/quantities.json",
+    summary="What each quantity is: names (en, nl), UCUM unit and symbol, display, guidelines",
+    responses=JSON_200,
+)
+def quantities() -> Response:
+    # the same for everyone, changing only with a release: caches may keep it an hour
+    return Response(
+        QUANTITIES_BODY,
+        media_type="application/json",
+        headers={"Cache-Control": "public, max-age=3600"},
     )
 
 

@@ -3,11 +3,27 @@ import { el, fmtNum } from "./util.js";
 
 const COLOURS = ["#0b5cad", "#a4161a", "#1d6b2f", "#8a5300"];
 
+const pad2 = (n) => String(n).padStart(2, "0");
+
+/** Tick labels in the pages' one date format: 24 h "14:00", the date ("2026-12-04") under the
+ * first tick and under each midnight, or only the date for ticks a day or more apart. */
+export function isoTicks(u, splits, axisIdx, space, incr) {
+  return splits.map((ts, i) => {
+    const d = new Date(ts * 1000);
+    const day = `${d.getFullYear()}-${pad2(d.getMonth() + 1)}-${pad2(d.getDate())}`;
+    if (incr >= 86400) return day;
+    const hm = `${pad2(d.getHours())}:${pad2(d.getMinutes())}`;
+    return i === 0 || (d.getHours() === 0 && d.getMinutes() === 0) ? `${hm}\n${day}` : hm;
+  });
+}
+
 /**
  * A chart in `box` for series [{label, points: [[ts, v], ...]}]; returns the uPlot or null.
  * A text summary goes with it (screen readers and people who prefer numbers).
  */
-export function timeChart(box, title, unit, series, { scale = 1, bars = false, range = null } = {}) {
+// ticks: x tick labels (uPlot axis `values`); live: false for a legend of names only (no
+// "Time: --" cursor readout); yRange: a fixed y range
+export function timeChart(box, title, unit, series, { scale = 1, bars = false, range = null, yRange = null, ticks = null, live = true } = {}) {
   box.replaceChildren();
   const head = el("h4", {}, `${title} (${unit})`);
   box.append(head);
@@ -37,10 +53,14 @@ export function timeChart(box, title, unit, series, { scale = 1, bars = false, r
   const opts = {
     width,
     height: 200,
-    legend: { show: true },
+    legend: { show: true, live },
     cursor: { drag: { x: true, y: false } },
-    scales: { x: range ? { time: true, range: () => range } : { time: true } },
-    axes: [{ stroke: "#1b1f24" }, { stroke: "#1b1f24", label: unit, size: 55 }],
+    // bars (counts, energy) stand on zero; a fixed range (light 0-100%) where one is given
+    scales: {
+      x: range ? { time: true, range: () => range } : { time: true },
+      ...(yRange ? { y: { range: () => yRange } } : bars ? { y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } } : {}),
+    },
+    axes: [{ stroke: "#1b1f24", ...(ticks ? { values: ticks } : {}) }, { stroke: "#1b1f24", label: unit, size: 55 }],
     series: [
       {},
       ...withData.map((s, i) => ({

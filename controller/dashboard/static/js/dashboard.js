@@ -1,8 +1,10 @@
 // The operator dashboard: one page, views switched by the URL hash (#/map, #/pole/ID, ...).
 import { api, auth, get, login, post, put, LiveEvents } from "./api.js";
-import { timeChart } from "./chart.js";
+import { isoTicks, timeChart } from "./chart.js";
 import { PoleMap } from "./map.js";
-import { $, $$, badge, CHART_GROUPS, el, fmtNum, fmtTime, localInput, pct, RANGES, say, table, windowFor } from "./util.js";
+import { $, $$, badge, CHART_GROUPS, el, fmtNum, fmtTime, pct, RANGES, isoInput, say, table, windowFor, zoneName } from "./util.js";
+import { auditDetail, chartRange, dataSpan, latestTable, LIGHT_COMMANDED, LIGHT_MEASURED, stacked } from "./pole.js";
+import { loadQuantities, qName } from "./quantity-text.js";
 
 const ROLES = ["viewer", "technician", "operator", "admin"];
 const S = {
@@ -15,6 +17,7 @@ const S = {
   map: null,
   live: null,
   pole: null, // pole page id
+  selected: null, // the pole opened last: marked on the map when you come back to it
 };
 
 const can = (role) => S.me && ROLES.indexOf(S.me.role) >= ROLES.indexOf(role);
@@ -36,10 +39,11 @@ function describe(p) {
   const lvl = st.level ?? 0;
   // dim (pale) to bright (amber); dark text on all of them (contrast >= 4.5:1)
   const shade = `hsl(48, 100%, ${Math.round(95 - 40 * lvl)}%)`;
-  const cls = `st-${on ? "online" : st.status}${st.alarms.length ? " alarm" : ""}${S.pole === p.id ? " selected" : ""}`;
+  const cls = `st-${on ? "online" : st.status}${st.alarms.length ? " alarm" : ""}${S.selected === p.id ? " selected" : ""}`;
   const text = on && st.level !== null ? Math.round(lvl * 100) : on ? "" : "×";
-  const label = `Pole ${p.id}${p.name ? ` (${p.name})` : ""}: ${st.status}${on ? `, light ${pct(st.level)}` : ""}${st.alarms.length ? `, ${st.alarms.length} open alarm(s)` : ""}`;
-  return { cls, text, label, style: on ? `--lvl:${shade}` : "" };
+  const label = `Pole ${p.id}${p.name ? ` (${p.name})` : ""}: ${st.status}${on ? `, light ${pct(st.level)}` : ""}${st.alarms.length ? `, ${st.alarms.length} open alarm(s)` : ""}${S.selected === p.id ? ", opened last" : ""}`;
+  const tip = `${p.id}${on && st.level !== null ? ` · ${pct(st.level)}` : ` · ${st.status}`}${st.alarms.length ? ` · ${st.alarms.length} alarm(s)` : ""}`;
+  return { cls, text, label, tip, style: on ? `--lvl:${shade}` : "" };
 }
 
 // ---- views -----------------------------------------------------------------------------------
@@ -106,7 +110,8 @@ async function start() {
   $("#user").textContent = `${S.me.username} (${S.me.role})`;
   $("#nav").hidden = $("#who").hidden = false;
   applyRole();
-  [S.owners, S.groups] = await Promise.all([get("/api/owners"), get("/api/groups")]);
+  [S.owners, S.groups] = await Promise.all([get("/api/owners"), get("/api/groups"), loadQuantities()]);
+  $("#zone").textContent = `Times: ${zoneName()}`;
   fillFilters();
   await Promise.all([loadPoles(), loadAlarms()]);
   S.live = new LiveEvents(
@@ -131,6 +136,16 @@ function applyRole() {
     if (!op) b.title = "Needs the operator role";
   }
   for (const n of $$("[data-role-note]")) if (!op) n.textContent = "You can look; changing needs the operator role.";
+  // the fields of a form that only acts are the action too: a viewer cannot type in them
+  // (a select that only picks what to look at is marked data-look and stays)
+  for (const form of $$("form")) {
+    if (!$("[data-needs='operator']", form)) continue;
+    for (const f of $$("input, select, textarea", form)) {
+      if (f.hasAttribute("data-look")) continue;
+      f.disabled = !op;
+      if (!op) f.title = "Needs the operator role";
+    }
+  }
 }
 
 function fillFilters() {
@@ -160,11 +175,16 @@ async function applyFilters(fit = false) {
   const filtered = [...q.keys()].length > 1 ? await get(`/api/poles?${q}`) : [...S.poles.values()];
   S.shown = filtered.map((p) => S.poles.get(p.id) || p);
   S.map.setPoles(S.shown, { fit });
+  $("#map-empty").hidden = S.shown.length > 0 || !S.poles.size;
   renderPoles();
 }
 
 function renderPoles() {
   $("#pole-count").textContent = `${S.shown.length} of ${S.poles.size} poles shown`;
+  if (!S.shown.length) {
+    $("#pole-list").replaceChildren(el("p", { class: "empty" }, S.poles.size ? "No pole matches these filters. Set a filter back to All to see more." : "No poles registered yet."));
+    return;
+  }
   const rows = S.shown.map((p) => {
     const st = poleState(p);
     return el(
@@ -178,7 +198,7 @@ function renderPoles() {
       el("td", {}, st.alarms.length ? badge(`${st.alarms.length} alarm(s)`) : "none"),
     );
   });
-  $("#pole-list").replaceChildren(table(["Pole", "Name", "District", "State", "Light", "Alarms"], rows, "Poles shown on the map"));
+  $("#pole-list").replaceChildren(stacked(table(["Pole", "Name", "District", "State", LIGHT_COMMANDED, "Alarms"], rows, "Poles shown on the map")));
 }
 
 function refreshPole(id) {
@@ -273,6 +293,9 @@ async function submitOverride(body, msg) {
 // ---- pole page -------------------------------------------------------------------------------
 async function renderPole(id) {
   const p = await get(`/api/poles/${encodeURIComponent(id)}`);
+  const was = S.selected;
+  S.selected = p.id;
+  if (was && was !== p.id && S.poles.has(was)) S.map.update(S.poles.get(was));
   S.poles.set(p.id, { ...(S.poles.get(p.id) || {}), ...p });
   $("#pole-h").textContent = `Pole ${p.id}${p.name ? ` – ${p.name}` : ""}`;
   document.title = `Pole ${p.id} – Streetpole operations`;
@@ -283,36 +306,32 @@ async function renderPole(id) {
       ["Position", `${p.lat.toFixed(5)}, ${p.lon.toFixed(5)}`], ["Groups", groups.join(", ") || "–"]]
       .flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]),
   );
-  $("#pole-modules").replaceChildren(table(
+  $("#pole-modules").replaceChildren(p.modules.length ? stacked(table(
     ["Type", "Owner", "Purpose", "Openness", "Personal data", "Node/source"],
     p.modules.map((m) => [m.type, owner(m.owner_id), m.purpose || "–", badge(m.openness), m.personal_data ? "yes" : "no", `${m.node || "–"}/${m.src || "–"}`]),
     "Modules",
-  ));
+  )) : el("p", { class: "muted" }, "No modules registered."));
   renderPoleNodes(S.poles.get(p.id));
   S.map.update(S.poles.get(p.id));
   const [latest] = await Promise.all([get(`/api/dashboard/poles/${encodeURIComponent(id)}/latest`), renderPoleAlarms(id), renderPoleAudit(id)]);
-  $("#pole-latest").replaceChildren(latest.value.length ? table(
-    ["Quantity", "Value", "Unit", "Module", "Time"],
-    latest.value.map((v) => [v.q, fmtNum(v.v, 3), v.unit, `${v.module_type || "unregistered"} (${v.node}/${v.src || "–"})`, fmtTime(v.ts)]),
-    "Latest values",
-  ) : el("p", { class: "muted" }, "No readings yet."));
+  $("#pole-latest").replaceChildren(latest.value.length ? latestTable(latest.value, p.modules) : el("p", { class: "muted" }, "No readings yet."));
   await renderCharts();
 }
 
 function renderPoleNodes(p) {
   if (!p || $("#view-pole").hidden) return;
-  $("#pole-nodes").replaceChildren(table(
-    ["Node", "State", "Light", "Firmware", "Last seen", "Config"],
+  $("#pole-nodes").replaceChildren(stacked(table(
+    ["Node", "State", LIGHT_COMMANDED, "Firmware", "Last seen", "Config"],
     (p.nodes || []).map((n) => el("tr", { dataset: { node: n.id } },
       el("td", {}, n.node), el("td", {}, badge(n.status)), el("td", { class: "level" }, pct(n.level)),
       el("td", {}, n.firmware_version || "–"), el("td", {}, fmtTime(n.last_seen)), el("td", {}, `v${n.config_version}`))),
     "Nodes",
-  ));
+  )));
 }
 
 async function renderPoleAlarms(id) {
   const list = await get(`/api/alarms?pole=${encodeURIComponent(id)}&limit=50`);
-  $("#pole-alarms").replaceChildren(list.length ? alarmTable(list) : el("p", { class: "muted" }, "No alarms."));
+  $("#pole-alarms").replaceChildren(list.length ? stacked(alarmTable(list)) : el("p", { class: "muted" }, "No alarms."));
 }
 
 async function renderPoleAudit(id) {
@@ -321,38 +340,40 @@ async function renderPoleAudit(id) {
     get("/api/audit?target_type=alarm&limit=300"),
   ]);
   const rows = [...own, ...alarms.filter((a) => a.detail?.pole === id)].sort((a, b) => b.ts - a.ts).slice(0, 100);
-  $("#pole-audit").replaceChildren(rows.length ? table(
+  $("#pole-audit").replaceChildren(rows.length ? stacked(table(
     ["When", "Who", "What", "Detail"],
-    rows.map((a) => [fmtTime(a.ts), a.actor, `${a.action} ${a.target_type} ${a.target_id}`, JSON.stringify(a.detail)]),
+    rows.map((a) => [fmtTime(a.ts), a.actor, `${a.action} ${a.target_type} ${a.target_id}`, auditDetail(a.detail, { owner_id: (v) => S.owners.find((o) => o.id === v)?.name || `owner ${v}` })]),
     "Audit trail",
-  ) : el("p", { class: "muted" }, "Nothing recorded."));
-}
-
-function chartRange() {
-  const r = $("#range").value;
-  if (r === "custom") {
-    const s = Math.floor(new Date($("#range-start").value).getTime() / 1000);
-    const e = Math.floor(new Date($("#range-end").value).getTime() / 1000);
-    return [s, e];
-  }
-  const span = RANGES.find((x) => x.id === r).s;
-  const now = Math.floor(Date.now() / 1000) + 300; // a node clock a little ahead still shows
-  return [now - span - 300, now];
+  )) : el("p", { class: "muted" }, "Nothing recorded."));
 }
 
 async function renderCharts() {
-  const [start, end] = chartRange();
-  if (!(end > start)) return;
+  const r = chartRange($("#range").value, $("#range-start").value, $("#range-end").value);
+  const err = $("#range-msg");
+  for (const f of [$("#range-start"), $("#range-end")]) f.removeAttribute("aria-invalid");
+  if (r.error) {
+    say(err, r.error, "error");
+    $(r.error.startsWith("To") ? "#range-end" : "#range-start").setAttribute("aria-invalid", "true");
+    $("#charts").replaceChildren();
+    return;
+  }
+  const { start, end } = r;
   const win = windowFor(end - start);
   const res = await get(`/api/dashboard/poles/${encodeURIComponent(S.pole)}/series?start=${start}&end=${end}&window=${win}`);
+  const [from, to] = dataSpan(res.value, start, end);
+  const per = { raw: "", minute: " per minute", hour: " per hour", day: " per day" }[win];
+  say(err, from > start ? `This pole has data from ${fmtTime(from)} on: the charts show that part of the range.` : "");
   const box = $("#charts");
   box.replaceChildren();
   for (const g of CHART_GROUPS) {
     const streams = res.value.filter((s) => g.qs.includes(s.q));
     if (!streams.length) continue;
-    const div = el("div", { class: "chart", id: `chart-${g.id}`, dataset: { points: streams.reduce((n, s) => n + s.points.length, 0) } });
+    const div = el("div", { class: "chart", id: `chart-${g.id}`, dataset: { points: streams.reduce((n, s) => n + s.points.length, 0), from, to } });
     box.append(div);
-    timeChart(div, g.title, g.unit, streams.map((s) => ({ label: `${s.q} ${s.node}/${s.src}`, points: s.points })), { scale: g.scale || 1, bars: g.bars, range: [start, end] });
+    const label = (s) => `${s.q === "illuminanceLevel" ? LIGHT_MEASURED : qName(s.q)}${streams.filter((x) => x.q === s.q).length > 1 ? ` (${s.node}/${s.src})` : ""}`;
+    // counts and energy are summed per window (series.py), the others averaged
+    const title = `${g.id === "light" ? LIGHT_MEASURED : g.title}${per && (g.bars ? per : `, mean${per}`)}`;
+    timeChart(div, title, g.unit, streams.map((s) => ({ label: label(s), points: s.points })), { scale: g.scale || 1, bars: g.bars, range: [from, to], yRange: g.id === "light" ? [0, 100] : null, ticks: isoTicks, live: false });
   }
   if (!box.children.length) box.append(el("p", { class: "muted" }, "This pole measures none of the charted quantities in this range."));
 }
@@ -590,9 +611,11 @@ function wire() {
   rs.append(...RANGES.map((r) => el("option", { value: r.id }, r.label)), el("option", { value: "custom" }, "Custom (from / to)"));
   rs.value = "24h";
   const now = Math.floor(Date.now() / 1000);
-  $("#range-start").value = localInput(now - 86400);
-  $("#range-end").value = localInput(now);
+  $("#range-start").value = fmtTime(now - 86400);
+  $("#range-end").value = fmtTime(now);
   for (const id of ["area", "pole", "group"]) overrideFields($(`[data-override-fields='${id}']`), `${id}o`);
+  for (const f of $$("input[type='datetime-local'], input[type='date']")) isoInput(f, f.type !== "date");
+  for (const id of ["#pg-pick", "#pf-pick"]) $(id).setAttribute("data-look", ""); // they pick what to show
 
   $("#login-form").addEventListener("submit", async (e) => {
     e.preventDefault();
@@ -619,6 +642,7 @@ function wire() {
   $("#ov-active").addEventListener("change", renderOverrides);
   $("#range-form").addEventListener("submit", (e) => { e.preventDefault(); renderCharts(); });
   rs.addEventListener("change", () => { if (rs.value !== "custom") renderCharts(); });
+  for (const f of [$("#range-start"), $("#range-end")]) f.addEventListener("input", () => { rs.value = "custom"; });
 
   const bbox = () => ["a-west", "a-south", "a-east", "a-north"].map((id) => Number($(`#${id}`).value));
   const setBbox = (b) => ["a-west", "a-south", "a-east", "a-north"].forEach((id, i) => { $(`#${id}`).value = b[i].toFixed(6); });
