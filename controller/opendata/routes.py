@@ -17,11 +17,13 @@ from starlette.types import Receive, Scope, Send
 
 from controller.opendata import sta
 from controller.opendata.access import InvalidToken
-from controller.opendata.catalog import Access
+from controller.opendata.catalog import PUBLIC, Access
 from controller.opendata.entities import BY_PLURAL
+from controller.opendata.gzipped import accepts_gzip, gzip_chunks
 from controller.opendata.query import BadQuery, Unsupported, parse_options
 from controller.opendata.ratelimit import Limits, OpenDataEdge, Overloaded, RateLimited, Released
-from controller.opendata.service import OpenData
+from controller.opendata.render import iso
+from controller.opendata.service import OpenData, register_summary
 from controller.settings import Settings
 from controller.store.base import QueryTooExpensive
 from protocols.quantity_info import as_json as quantities_json
@@ -59,6 +61,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 sta_router = APIRouter(prefix="/sta/v1.1", tags=[TAG_STA])
 dl_router = APIRouter(prefix="/opendata", tags=[TAG_DL])
+TIME_RANGE = "X-Time-Range"  # the window a download covers, start/end as ISO 8601
 QUANTITIES_BODY = json.dumps(quantities_json(), separators=(",", ":"), ensure_ascii=False)
 
 
@@ -197,6 +200,8 @@ for _plural in BY_PLURAL:
     response_class=Response,
 )
 def sta_resource(request: Request, resource: Annotated[str, Path()]) -> Response:
+    if resource == "":  # the service root as the standard writes it, /sta/v1.1/
+        return sta_landing(request)
     return _sta(request, resource)
 
 
@@ -214,6 +219,32 @@ CSV_200: dict[int | str, dict[str, Any]] = {
 }
 
 
+def privacy_text(summary: dict[str, Any], s: Settings) -> str:
+    """What the landing page says about privacy, from the register's summary: the modules that
+    hold personal data are named, with their purpose, and said never to be published."""
+    text = (
+        "Only streams their owners mark open are published. Motion is published only as counts "
+        f"per {s.opendata_motion_interval_s // 60} minutes, noise only as levels (no audio "
+        "leaves a pole)."
+    )
+    held = [t for t in summary["value"] if t["containsPersonalInfoData"]]
+    if not held:
+        return text + " No module in the sensor register is marked as holding personal data."
+    parts = [
+        f"{t['containsPersonalInfoData']} {t['category']} module(s) "
+        f"({', '.join(t['sensorTypes']) or 'unspecified'}; "
+        f"purpose: {'; '.join(t['observationGoals']) or 'not given'})"
+        for t in held
+    ]
+    return (
+        text
+        + " Some modules on the poles do process personal data: "
+        + ", ".join(parts)
+        + ". Their data is never published here; the sensor register lists every module "
+        "with its owner and purpose."
+    )
+
+
 @dl_router.get("", response_class=HTMLResponse, summary="Landing page (HTML)")
 def landing_html(request: Request) -> HTMLResponse:
     s = _od(request).settings
@@ -225,10 +256,14 @@ def landing_html(request: Request) -> HTMLResponse:
         ("Daily CSV archives", f"{b}/opendata/v1/archives"),
         ("Sensor register (JSON)", f"{b}/opendata/v1/register"),
         ("Sensor register (CSV)", f"{b}/opendata/v1/register.csv"),
+        ("Sensor register per module type (JSON)", f"{b}/opendata/v1/register/summary"),
+        ("Quantities: names, units, WHO guidelines (JSON)", f"{b}/opendata/quantities.json"),
         ("API description (OpenAPI)", f"{b}/opendata/openapi.json"),
         ("Interactive API documentation", f"{b}/docs"),
     ]
     mail = escape(s.opendata_contact)
+    od = _od(request)
+    privacy = escape(privacy_text(register_summary(od.register(od.catalog(PUBLIC), b)), s))
     items = "\n".join(f'<li><a href="{escape(u)}">{escape(t)}</a></li>' for t, u in links)
     html = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -246,9 +281,7 @@ Attribution: {escape(s.opendata_attribution)}.</p>
 <h2>About</h2>
 <dl><dt>Updated</dt><dd>{escape(s.opendata_update_frequency)}</dd>
 <dt>Contact</dt><dd><a href="mailto:{mail}">{mail}</a></dd>
-<dt>Privacy</dt><dd>Only streams their owners mark open are published. Motion is published
-only as counts per {s.opendata_motion_interval_s // 60} minutes, noise only as levels; no audio,
-images or identifiers of people are collected.</dd></dl>
+<dt>Privacy</dt><dd>{privacy}</dd></dl>
 </main></body></html>"""
     return HTMLResponse(html)
 
@@ -272,6 +305,8 @@ def metadata(request: Request) -> Response:
                 "geojson": f"{b}/opendata/v1/poles.geojson",
                 "archives": f"{b}/opendata/v1/archives",
                 "register": f"{b}/opendata/v1/register",
+                "registerSummary": f"{b}/opendata/v1/register/summary",
+                "quantities": f"{b}/opendata/quantities.json",
                 "openapi": f"{b}/opendata/openapi.json",
             },
         }
@@ -323,7 +358,8 @@ def aggregates(
         dss = od.pick(cat, datastream, pole)
         s, e = od.time_range(start, end, 86400)
         skip = datastream is None  # a pole's streams: its counts only in their own windows
-        return _json({"value": od.aggregates(cat, dss, s, e, window, skip_coarse=skip)})
+        value = od.aggregates(cat, dss, s, e, window, skip_coarse=skip)
+        return _json({"start": iso(s), "end": iso(e), "value": value})
 
     return _guard(run)
 
@@ -333,12 +369,14 @@ class _Download(StreamingResponse):
     it with an exception, and the iterator it was reading then lives on in that exception's
     traceback until a garbage collection: the place is given back here instead."""
 
-    def __init__(self, chunks: Iterator[str], filename: str, release: Callable[[], None]) -> None:
-        super().__init__(
-            Released(chunks, release),
-            media_type="text/csv",
-            headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-        )
+    def __init__(
+        self,
+        chunks: Iterator[str] | Iterator[bytes],
+        media_type: str,
+        headers: dict[str, str],
+        release: Callable[[], None],
+    ) -> None:
+        super().__init__(chunks, media_type=media_type, headers=headers)
         self.release = release
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -348,16 +386,31 @@ class _Download(StreamingResponse):
             self.release()
 
 
-def _download(request: Request, make: Callable[[], tuple[Iterator[str], str]]) -> Response:
-    """A CSV download within the limits of downloads at once."""
+def _download(
+    request: Request,
+    make: Callable[[], tuple[Iterator[str], str, dict[str, str]]],
+    gz_file: bool = False,
+) -> Response:
+    """A CSV download within the limits of downloads at once: gzipped as a file
+    (``gz_file``: ``.csv.gz``, application/gzip) or in transit when the client accepts it."""
     limits: Limits = request.app.state.opendata_limits
     release = limits.downloads.enter(request.client.host if request.client else None)
     try:
-        chunks, filename = make()
+        chunks, filename, extra = make()
     except BaseException:
         release()
         raise
-    return _Download(chunks, filename, release)
+    text = Released(chunks, release)
+    if gz_file:
+        disposition = f'attachment; filename="{filename}.gz"'
+        h = {"Content-Disposition": disposition, **extra}
+        return _Download(gzip_chunks(text), "application/gzip", h, release)
+    h = {"Content-Disposition": f'attachment; filename="{filename}"', "Vary": "Accept-Encoding"}
+    h.update(extra)
+    if accepts_gzip(request.headers.get("accept-encoding")):
+        h["Content-Encoding"] = "gzip"
+        return _Download(gzip_chunks(text), "text/csv", h, release)
+    return _Download(text, "text/csv", h, release)
 
 
 @dl_router.get(
@@ -370,7 +423,7 @@ def csv(
     start: TimeParam = None,
     end: TimeParam = None,
 ) -> Response:
-    def make() -> tuple[Iterator[str], str]:
+    def make() -> tuple[Iterator[str], str, dict[str, str]]:
         od = _od(request)
         cat = od.catalog(_access(request, od))
         dss = od.pick(cat, datastream, pole)
@@ -383,7 +436,7 @@ def csv(
             yield first
             yield from rows
 
-        return chunks(), f"{name}.csv"
+        return chunks(), f"{name}.csv", {TIME_RANGE: f"{iso(s)}/{iso(e)}"}
 
     return _guard(lambda: _download(request, make))
 
@@ -413,16 +466,11 @@ def archives(request: Request) -> Response:
     return _guard(run)
 
 
-@dl_router.get(
-    "/v1/archives/{day}.csv",
-    summary="Every published Observation of one UTC day, as CSV",
-    responses=CSV_200,
-)
-def archive(
-    request: Request,
-    day: Annotated[str, Path(pattern=r"^\d{4}-\d{2}-\d{2}$", description="YYYY-MM-DD")],
-) -> Response:
-    def make() -> tuple[Iterator[str], str]:
+DayParam = Annotated[str, Path(pattern=r"^\d{4}-\d{2}-\d{2}$", description="YYYY-MM-DD")]
+
+
+def _archive(request: Request, day: str, gz_file: bool) -> Response:
+    def make() -> tuple[Iterator[str], str, dict[str, str]]:
         od = _od(request)
         cat = od.catalog(_access(request, od))
         try:
@@ -431,9 +479,50 @@ def archive(
             raise BadQuery(f"not a date: {day!r}") from e
         start = int(datetime(d.year, d.month, d.day, tzinfo=UTC).timestamp())
         dss = sorted(cat.datastreams.values(), key=lambda x: x.id)
-        return od.csv_rows(cat, dss, start, start + 86400), f"streetpole-{day}.csv"
+        rows = od.csv_rows(cat, dss, start, start + 86400)
+        head = next(rows)
+        first = next(rows, None)  # a day with nothing published has no archive
+        if first is None:
+            raise LookupError(f"no published observation on {day} (UTC); see /opendata/v1/archives")
 
-    return _guard(lambda: _download(request, make))
+        def chunks() -> Iterator[str]:
+            yield head
+            yield first
+            yield from rows
+
+        return chunks(), f"streetpole-{day}.csv", {}
+
+    return _guard(lambda: _download(request, make, gz_file))
+
+
+ARCHIVE_404: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No published observation on that day", **ERROR}
+}
+
+
+@dl_router.get(
+    "/v1/archives/{day}.csv",
+    summary="Every published Observation of one UTC day, as CSV (gzip on Accept-Encoding)",
+    responses={**CSV_200, **ARCHIVE_404},
+)
+def archive(request: Request, day: DayParam) -> Response:
+    return _archive(request, day, gz_file=False)
+
+
+@dl_router.get(
+    "/v1/archives/{day}.csv.gz",
+    summary="The same archive as a gzip file",
+    responses={
+        200: {
+            "description": "gzip of the CSV",
+            "content": {"application/gzip": {"schema": {"type": "string", "format": "binary"}}},
+        },
+        **ERRORS,
+        **ARCHIVE_404,
+    },
+)
+def archive_gz(request: Request, day: DayParam) -> Response:
+    return _archive(request, day, gz_file=True)
 
 
 @dl_router.get(
@@ -463,12 +552,35 @@ REGISTER_FIELDS = [
 ]
 
 
+def _csv_value(v: Any) -> Any:
+    """A register value in CSV: booleans as ``true``/``false`` (as in the JSON), none empty."""
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return v
+
+
 @dl_router.get("/v1/register", summary="Sensor register (JSON)", responses=JSON_200)
 def register(request: Request) -> Response:
     def run() -> Response:
         od = _od(request)
         cat = od.catalog(_access(request, od))
         return _json({"value": od.register(cat, _base(request))})
+
+    return _guard(run)
+
+
+@dl_router.get(
+    "/v1/register/summary",
+    summary="The register per module type: how many, which hold personal data, which publish",
+    responses=JSON_200,
+)
+def register_summary_route(request: Request) -> Response:
+    def run() -> Response:
+        od = _od(request)
+        cat = od.catalog(_access(request, od))
+        return _json(register_summary(od.register(cat, _base(request))))
 
     return _guard(run)
 
@@ -486,8 +598,8 @@ def register_csv(request: Request) -> Response:
         w.writerow(REGISTER_FIELDS)
         for e in od.register(cat, _base(request)):
             lon, lat = e["location"]["coordinates"]
-            row = {**e, "lon": lon, "lat": lat, "quantities": " ".join(e["quantities"])}
-            w.writerow(["" if row[f] is None else row[f] for f in REGISTER_FIELDS])
+            row = {**e, "lon": lon, "lat": lat, "quantities": ";".join(e["quantities"])}
+            w.writerow([_csv_value(row[f]) for f in REGISTER_FIELDS])
         return Response(
             buf.getvalue(),
             media_type="text/csv",
