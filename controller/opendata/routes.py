@@ -219,29 +219,28 @@ CSV_200: dict[int | str, dict[str, Any]] = {
 }
 
 
-def privacy_text(summary: dict[str, Any], s: Settings) -> str:
-    """What the landing page says about privacy, from the register's summary: the modules that
-    hold personal data are named, with their purpose, and said never to be published."""
+def privacy_html(summary: dict[str, Any], s: Settings) -> str:
+    """What the landing page says about privacy, from the register's summary: the module types
+    that hold personal data are named, with how many and why, and said never to be published."""
     text = (
-        "Only streams their owners mark open are published. Motion is published only as counts "
-        f"per {s.opendata_motion_interval_s // 60} minutes, noise only as levels (no audio "
-        "leaves a pole)."
+        "<p>Only streams their owners mark open are published. Motion is published only as "
+        f"counts per {s.opendata_motion_interval_s // 60} minutes, noise only as levels (no "
+        "audio leaves a pole).</p>"
     )
     held = [t for t in summary["value"] if t["containsPersonalInfoData"]]
     if not held:
-        return text + " No module in the sensor register is marked as holding personal data."
-    parts = [
-        f"{t['containsPersonalInfoData']} {t['category']} module(s) "
-        f"({', '.join(t['sensorTypes']) or 'unspecified'}; "
-        f"purpose: {'; '.join(t['observationGoals']) or 'not given'})"
-        for t in held
-    ]
+        return text + "<p>No module in the sensor register is marked as holding personal data.</p>"
+    items = []
+    for t in held:
+        n = t["containsPersonalInfoData"]
+        kinds = [k for k in t["sensorTypes"] if k != t["category"]]
+        what = t["category"] + (f" ({', '.join(kinds)})" if kinds else "")
+        why = "; ".join(t["observationGoals"]) or "no purpose given"
+        items.append(f"<li>{escape(what)}: {n} module{'s' * (n != 1)}, for {escape(why)}</li>")
     return (
-        text
-        + " Some modules on the poles do process personal data: "
-        + ", ".join(parts)
-        + ". Their data is never published here; the sensor register lists every module "
-        "with its owner and purpose."
+        text + "<p>Some modules on the poles do process personal data; what they collect is "
+        "never published here:</p><ul>" + "".join(items) + "</ul><p>The sensor register lists "
+        "every module with its owner and purpose.</p>"
     )
 
 
@@ -263,7 +262,7 @@ def landing_html(request: Request) -> HTMLResponse:
     ]
     mail = escape(s.opendata_contact)
     od = _od(request)
-    privacy = escape(privacy_text(register_summary(od.register(od.catalog(PUBLIC), b)), s))
+    privacy = privacy_html(register_summary(od.register(od.catalog(PUBLIC), b)), s)
     items = "\n".join(f'<li><a href="{escape(u)}">{escape(t)}</a></li>' for t, u in links)
     html = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
