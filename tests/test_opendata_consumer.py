@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -104,12 +105,19 @@ def test_csv_says_its_default_window(street: tuple[Api, dict[str, Any]]) -> None
     assert parse_time(body["end"]) - parse_time(body["start"]) == 86400
 
 
+def today() -> str:
+    return iso(time.time())[:10]
+
+
 def test_archives_404_gzip_and_coordinates(street: tuple[Api, dict[str, Any]]) -> None:
     api, made = street
     c = api.client
     day = iso(made["end"] - 600)[:10]
-    listed = [d["day"] for d in c.get("/opendata/v1/archives").json()["value"]]
-    assert listed and listed[-1] < iso(made["end"] + 86400)[:10]
+    listed = c.get("/opendata/v1/archives").json()["value"]
+    with_data = {iso(ts)[:10] for ts in range(made["start"] + 600, made["end"] + 1, 600)}
+    assert [d["day"] for d in listed] == sorted(with_data - {today()})  # whole days only
+    for d in listed:  # every day listed has its archive
+        assert c.head(d["url"]).status_code == 200 and d["gzip"] == d["url"] + ".gz"
     # nothing published that day: 404 with a reason, for the CSV and its gzip alike
     for path in ("/opendata/v1/archives/2001-01-01.csv", "/opendata/v1/archives/2001-01-01.csv.gz"):
         r = c.get(path)

@@ -207,9 +207,11 @@ def sta_resource(request: Request, resource: Annotated[str, Path()]) -> Response
 
 # ---- downloads, map, register --------------------------------------------------------------------
 
-TimeParam = Annotated[
-    str | None, Query(description="ISO 8601, e.g. 2026-11-02T00:00:00Z (default: 24 h back)")
+StartParam = Annotated[
+    str | None,
+    Query(description="ISO 8601, e.g. 2026-11-02T00:00:00Z (default: 24 h before end)"),
 ]
+EndParam = Annotated[str | None, Query(description="ISO 8601 (default: now)")]
 DsParam = Annotated[int | None, Query(ge=0, le=2**53, description="Datastream @iot.id")]
 PoleParam = Annotated[str | None, Query(max_length=64, description="pole id")]
 JSON_200: dict[int | str, dict[str, Any]] = {200: {"description": "JSON", **OBJ}, **ERRORS}
@@ -348,8 +350,8 @@ def aggregates(
     datastream: DsParam = None,
     pole: PoleParam = None,
     window: Literal["minute", "hour", "day"] = "hour",
-    start: TimeParam = None,
-    end: TimeParam = None,
+    start: StartParam = None,
+    end: EndParam = None,
 ) -> Response:
     def run() -> Response:
         od = _od(request)
@@ -412,15 +414,30 @@ def _download(
     return _Download(text, "text/csv", h, release)
 
 
+CSV_WINDOW: dict[int | str, dict[str, Any]] = {
+    200: {
+        **CSV_200[200],
+        "headers": {
+            TIME_RANGE: {
+                "description": "the window the CSV covers, start/end (ISO 8601)",
+                "schema": {"type": "string"},
+            }
+        },
+    }
+}
+
+
 @dl_router.get(
-    "/v1/csv", summary="Observations of a Datastream or a pole as CSV", responses=CSV_200
+    "/v1/csv",
+    summary="Observations of a Datastream or a pole as CSV (gzip on Accept-Encoding)",
+    responses={**CSV_200, **CSV_WINDOW},
 )
 def csv(
     request: Request,
     datastream: DsParam = None,
     pole: PoleParam = None,
-    start: TimeParam = None,
-    end: TimeParam = None,
+    start: StartParam = None,
+    end: EndParam = None,
 ) -> Response:
     def make() -> tuple[Iterator[str], str, dict[str, str]]:
         od = _od(request)
@@ -445,20 +462,27 @@ def archives(request: Request) -> Response:
     def run() -> Response:
         od = _od(request)
         cat = od.catalog(_access(request, od))
-        firsts = [
-            r[0] for r in cat.rows("SELECT min(phen_start) FROM datastreams") if r[0] is not None
-        ]
-        today = datetime.now(UTC).date()
+        # whole UTC days from the first published reading to the last, today left out
+        span = cat.rows("SELECT min(phen_start), max(phen_end) FROM datastreams")[0]
         days: list[str] = []
-        if firsts:
-            first = datetime.fromtimestamp(firsts[0], UTC).date()
-            n = min((today - first).days, 366)
-            days = [date.fromordinal(today.toordinal() - i).isoformat() for i in range(n, 0, -1)]
+        if span[0] is not None:
+            first = datetime.fromtimestamp(span[0], UTC).date().toordinal()
+            yesterday = datetime.now(UTC).date().toordinal() - 1
+            last = min(datetime.fromtimestamp(span[1], UTC).date().toordinal(), yesterday)
+            first = max(first, last - 365)
+            days = [date.fromordinal(d).isoformat() for d in range(first, last + 1)]
         b = _base(request)
         return _json(
             {
                 "license": od.settings.opendata_licence_url,
-                "value": [{"day": d, "url": f"{b}/opendata/v1/archives/{d}.csv"} for d in days],
+                "value": [
+                    {
+                        "day": d,
+                        "url": f"{b}/opendata/v1/archives/{d}.csv",
+                        "gzip": f"{b}/opendata/v1/archives/{d}.csv.gz",
+                    }
+                    for d in days
+                ],
             }
         )
 
