@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from controller.app import create_app
@@ -80,6 +81,14 @@ def test_the_doc_has_its_examples() -> None:
     assert any("$expand" in c and "curl -g" in c for _, c in COMMANDS)
     assert all(DOC_BASE in c for _, c in COMMANDS)
     assert "..." not in "".join(c for _, c in COMMANDS)
+
+
+@pytest.mark.slow
+def test_the_docs_datastream_15_is_pm25_at_rtd_0001(demo: tuple[str, Path]) -> None:
+    url, _work = demo
+    assert "Datastream 15 is PM2.5 at pole `RTD-0001`" in DOC.read_text()
+    props = httpx.get(f"{url}/sta/v1.1/Datastreams(15)").json()["properties"]
+    assert (props["quantity"], props["pole"]) == ("pm25", "RTD-0001")
 
 
 def _has_data(body: Any) -> bool:
