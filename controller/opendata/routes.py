@@ -17,7 +17,7 @@ from starlette.types import Receive, Scope, Send
 
 from controller.opendata import sta
 from controller.opendata.access import InvalidToken
-from controller.opendata.catalog import PUBLIC, Access
+from controller.opendata.catalog import Access
 from controller.opendata.entities import BY_PLURAL
 from controller.opendata.gzipped import accepts_gzip, gzip_chunks
 from controller.opendata.query import BadQuery, Unsupported, parse_options
@@ -221,31 +221,6 @@ CSV_200: dict[int | str, dict[str, Any]] = {
 }
 
 
-def privacy_html(summary: dict[str, Any], s: Settings) -> str:
-    """What the landing page says about privacy, from the register's summary: the module types
-    that hold personal data are named, with how many and why, and said never to be published."""
-    text = (
-        "<p>Only streams their owners mark open are published. Motion is published only as "
-        f"counts per {s.opendata_motion_interval_s // 60} minutes, noise only as levels (no "
-        "audio leaves a pole).</p>"
-    )
-    held = [t for t in summary["value"] if t["containsPersonalInfoData"]]
-    if not held:
-        return text + "<p>No module in the sensor register is marked as holding personal data.</p>"
-    items = []
-    for t in held:
-        n = t["containsPersonalInfoData"]
-        kinds = [k for k in t["sensorTypes"] if k != t["category"]]
-        what = t["category"] + (f" ({', '.join(kinds)})" if kinds else "")
-        why = "; ".join(t["observationGoals"]) or "no purpose given"
-        items.append(f"<li>{escape(what)}: {n} module{'s' * (n != 1)}, for {escape(why)}</li>")
-    return (
-        text + "<p>Some modules on the poles do process personal data; what they collect is "
-        "never published here:</p><ul>" + "".join(items) + "</ul><p>The sensor register lists "
-        "every module with its owner and purpose.</p>"
-    )
-
-
 @dl_router.get("", response_class=HTMLResponse, summary="Landing page (HTML)")
 def landing_html(request: Request) -> HTMLResponse:
     s = _od(request).settings
@@ -257,14 +232,10 @@ def landing_html(request: Request) -> HTMLResponse:
         ("Daily CSV archives", f"{b}/opendata/v1/archives"),
         ("Sensor register (JSON)", f"{b}/opendata/v1/register"),
         ("Sensor register (CSV)", f"{b}/opendata/v1/register.csv"),
-        ("Sensor register per module type (JSON)", f"{b}/opendata/v1/register/summary"),
-        ("Quantities: names, units, WHO guidelines (JSON)", f"{b}/opendata/quantities.json"),
         ("API description (OpenAPI)", f"{b}/opendata/openapi.json"),
         ("Interactive API documentation", f"{b}/docs"),
     ]
     mail = escape(s.opendata_contact)
-    od = _od(request)
-    privacy = privacy_html(register_summary(od.register(od.catalog(PUBLIC), b)), s)
     items = "\n".join(f'<li><a href="{escape(u)}">{escape(t)}</a></li>' for t, u in links)
     html = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -282,7 +253,9 @@ Attribution: {escape(s.opendata_attribution)}.</p>
 <h2>About</h2>
 <dl><dt>Updated</dt><dd>{escape(s.opendata_update_frequency)}</dd>
 <dt>Contact</dt><dd><a href="mailto:{mail}">{mail}</a></dd>
-<dt>Privacy</dt><dd>{privacy}</dd></dl>
+<dt>Privacy</dt><dd>Only streams their owners mark open are published. Motion is published
+only as counts per {s.opendata_motion_interval_s // 60} minutes, noise only as levels. Modules
+that process personal data (the sensor register says which, and why) are never published.</dd></dl>
 </main></body></html>"""
     return HTMLResponse(html)
 
