@@ -70,6 +70,11 @@ def test_every_api_gives_the_same_unit(street: tuple[Api, dict[str, Any]]) -> No
         assert uom["definition"] == "https://ucum.org/ucum#" + info.unit.ucum
         assert uom["name"] == info.unit.name
     assert all(x["unit"] != "/" and x["unitSymbol"] != "ug/m3" for x in latest)
+    # the operator dashboard's API too
+    ops = api.ok("admin", "GET", "/api/dashboard/poles/RTD-0000/latest")["value"]
+    assert {"pm25", "illuminanceLevel", "no2"} <= {x["q"] for x in ops}
+    for x in ops:
+        assert (x["unit"], x["unitSymbol"]) == (INFO[x["q"]].unit.ucum, INFO[x["q"]].unit.symbol)
 
 
 def test_aggregates_have_no_float_noise(street: tuple[Api, dict[str, Any]]) -> None:
