@@ -102,6 +102,7 @@ def test_csv_says_its_default_window(street: tuple[Api, dict[str, Any]]) -> None
     r = api.client.get("/opendata/v1/csv?pole=RTD-0001")
     assert r.status_code == 200
     start, end = r.headers["x-time-range"].split("/")
+    assert "X-Time-Range" in r.headers["access-control-expose-headers"]  # readable by a page
     assert len(r.text.splitlines()) > 1
     from controller.opendata.query import parse_time
 
