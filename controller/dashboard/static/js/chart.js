@@ -7,9 +7,9 @@ const COLOURS = ["#0b5cad", "#a4161a", "#1d6b2f", "#8a5300"];
  * A chart in `box` for series [{label, points: [[ts, v], ...]}]; returns the uPlot or null.
  * A text summary goes with it (screen readers and people who prefer numbers).
  */
-export function timeChart(box, title, unit, series, { scale = 1, bars = false, range = null } = {}) {
+export function timeChart(box, title, unit, series, { scale = 1, bars = false, range = null, words = null } = {}) {
   box.replaceChildren();
-  const head = el("h4", {}, `${title} (${unit})`);
+  const head = el("h4", {}, unit ? `${title} (${unit})` : title);
   box.append(head);
   const withData = series.filter((s) => s.points.length);
   if (!withData.length) {
@@ -24,14 +24,17 @@ export function timeChart(box, title, unit, series, { scale = 1, bars = false, r
     for (const [t, v] of s.points) ys[index.get(t)] = v * scale;
     data.push(ys);
   }
+  // words: the portal's texts in its reader's language ({time, summary(label, values), image})
   const summary = withData
     .map((s) => {
       const vs = s.points.map((p) => p[1] * scale);
+      if (words) return words.summary(s.label, vs);
       const last = vs[vs.length - 1];
       return `${s.label}: ${vs.length} points, last ${fmtNum(last)} ${unit}, min ${fmtNum(Math.min(...vs))}, max ${fmtNum(Math.max(...vs))}`;
     })
     .join("; ");
-  const plotBox = el("div", { role: "img", "aria-label": `${title} chart. ${summary}` });
+  const image = words ? words.image(title, summary) : `${title} chart. ${summary}`;
+  const plotBox = el("div", { role: "img", "aria-label": image });
   box.append(plotBox, el("p", { class: "muted visually-hidden" }, summary));
   const width = Math.max(260, box.clientWidth - 20);
   const opts = {
@@ -42,7 +45,7 @@ export function timeChart(box, title, unit, series, { scale = 1, bars = false, r
     scales: { x: range ? { time: true, range: () => range } : { time: true } },
     axes: [{ stroke: "#1b1f24" }, { stroke: "#1b1f24", label: unit, size: 55 }],
     series: [
-      {},
+      words ? { label: words.time } : {},
       ...withData.map((s, i) => ({
         label: s.label,
         stroke: COLOURS[i % COLOURS.length],

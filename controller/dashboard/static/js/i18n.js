@@ -1,0 +1,29 @@
+// Text of the public pages in the reader's language. The server picks the language (see
+// controller/dashboard/i18n.py) and sets <html lang>; scripts take their words from the same
+// catalogue (/ui/i18n/<lang>.json) the server filled the page with, so each text lives once.
+
+export const lang = document.documentElement.lang === "en" ? "en" : "nl";
+export const locale = lang === "en" ? "en-GB" : "nl-NL";
+let words = {};
+
+export async function loadCatalogue() {
+  const r = await fetch(`/ui/i18n/${lang}.json`, { credentials: "omit" });
+  if (!r.ok) throw new Error(`/ui/i18n/${lang}.json: ${r.status}`);
+  words = await r.json();
+}
+
+/** t("pole_title", {id: "RTD-1"}): a catalogue entry with its {placeholders} filled in. */
+export function t(key, vars = {}) {
+  const text = words[key];
+  if (text === undefined) throw new Error(`no text "${key}" in the ${lang} catalogue`);
+  return text.replace(/\{(\w+)\}/g, (m, k) => (k in vars ? String(vars[k]) : m));
+}
+
+export function fmtNumber(v, decimals = 1) {
+  if (v === null || v === undefined || Number.isNaN(v)) return t("no_value");
+  return Number(v).toLocaleString(locale, { maximumFractionDigits: decimals, minimumFractionDigits: 0 });
+}
+
+export function fmtWhen(iso) {
+  return new Date(iso).toLocaleString(locale, { dateStyle: "medium", timeStyle: "short" });
+}
