@@ -1,7 +1,8 @@
 """The operator dashboard (``/dashboard``), the public portal (``/portal``) and the open-data
 landing page (``/opendata``), their static files (``/ui``) and the few API routes only the
-dashboard needs: a pole's measurements and the live event stream. Everything else the pages show comes from the operator API (``/api``) and, on the
-portal, from the public open-data API alone."""
+dashboard needs: a pole's measurements and the live event stream. Everything else the pages
+show comes from the operator API (``/api``) and, on the public pages, from the open-data API
+alone."""
 
 from __future__ import annotations
 

@@ -89,7 +89,11 @@ async function openPole(id) {
   $("#pole-hint").replaceChildren(el("span", { translate: "no" }, [f.district, f.owner].filter(Boolean).join(" · ")));
   $("#pole-latest").replaceChildren(latest.length ? table(
     [t("th_quantity"), t("th_value"), t("th_time")],
-    latest.map((l) => [qname(l.quantity), el("span", { class: "value" }, fmtValue(l.quantity, l.result)), fmtWhen(l.time)]),
+    latest.map((l) => [
+      qname(l.quantity),
+      el("span", { class: "value", translate: "no" }, fmtValue(l.quantity, l.result)),
+      el("time", { datetime: l.time, translate: "no" }, fmtWhen(l.time)),
+    ]),
     t("latest_caption", { id }),
   ) : el("p", { class: "muted" }, t("pole_no_open")));
   const enc = encodeURIComponent(id);
@@ -153,8 +157,9 @@ function renderList() {
     state.features.map((f) => el("tr", {},
       el("td", { class: "pole-id" }, el("button", { type: "button", class: "link", translate: "no", onclick: () => openPole(f.id) }, f.id)),
       el("td", { translate: "no" }, f.district || ""),
-      el("td", {}, [...f.latest].sort((a, b) => order(a) - order(b))
-        .map((l) => `${qname(l.quantity)} ${fmtValue(l.quantity, l.result)}`).join("; ") || t("no_value")),
+      el("td", {}, f.latest.length ? [...f.latest].sort((a, b) => order(a) - order(b)).map((l) =>
+        el("span", { class: "lv" }, qname(l.quantity), " ", el("span", { class: "value", translate: "no" }, fmtValue(l.quantity, l.result))))
+        : t("no_value")),
     )),
     t("list_caption"),
   )));
