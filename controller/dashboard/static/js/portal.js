@@ -57,7 +57,7 @@ function renderLegend() {
     el("ul", { class: "legend", "aria-label": t("legend_heading") },
       s.bands.map((b) => el("li", {}, swatch(`background:${b.colour}`), b.label)),
       el("li", {}, swatch("", "none"), t("legend_none", { hours: RECENT_H }))),
-    g ? el("p", { class: "muted source" }, `${t("legend_source")}: `, el("a", { href: g.url, translate: "no" }, g.source)) : null,
+    ...(g ? [el("p", { class: "muted source" }, t("legend_source"), " ", el("a", { href: g.url, translate: "no" }, g.source))] : []),
   );
 }
 

@@ -45,6 +45,9 @@ export function kinds(entries) {
   return [...out.values()].sort((a, b) => order[a.pub] - order[b.pub] || a.category.localeCompare(b.category));
 }
 
+/** Names as separate text, so each stays a whole catalogue or table entry. */
+const commas = (names) => names.flatMap((n, i) => (i ? [", ", n] : [n]));
+
 function kindName(k) {
   return k.sensor && k.sensor !== k.category ? t("module_kind", { category: category(k.category), sensor: k.sensor }) : category(k.category);
 }
@@ -66,10 +69,11 @@ export function renderPrivacy(box, entries, meta) {
     of("open").length ? t("privacy_open", { list: listOf(of("open")) }) : null,
     t("privacy_numbers", { minutes: Math.round(meta.motionIntervalSeconds / 60) }),
   ].filter(Boolean);
-  const links = t("privacy_register_links", { json: "\u0000", csv: "\u0001" }).split(/(\u0000|\u0001)/).map((part) =>
-    part === "\u0000" ? el("a", { href: meta.links.register }, t("link_register"))
-      : part === "\u0001" ? el("a", { href: "/opendata/v1/register.csv" }, t("link_register_csv"))
-        : part);
+  const links = [
+    t("privacy_register_links"), " ",
+    el("a", { href: meta.links.register }, t("link_register")), ", ",
+    el("a", { href: "/opendata/v1/register.csv" }, t("link_register_csv")), ".",
+  ];
   box.replaceChildren(
     el("p", {}, t("privacy_intro", { modules: entries.length, poles })),
     el("ul", { class: "privacy-points" }, points.map((p) => el("li", {}, p))),
@@ -83,7 +87,8 @@ export function renderPrivacy(box, entries, meta) {
         el("td", { translate: "no" }, [...k.purposes].join("; ")),
         el("td", {}, k.personal ? t("yes") : t("no")),
         el("td", {}, t(`published_${k.pub}`)),
-        el("td", {}, [...k.quantities].sort((a, b) => known().indexOf(a) - known().indexOf(b)).map(qname).join(", ") || t("measures_none")),
+        el("td", {}, k.quantities.size ? commas([...k.quantities].sort((a, b) => known().indexOf(a) - known().indexOf(b)).map(qname))
+          : t("measures_none")),
       )),
       t("privacy_table_caption"),
     )),

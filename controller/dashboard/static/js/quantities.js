@@ -65,7 +65,7 @@ export const RANGE_COLOURS = ["#e0f2fe", "#bae6fd", "#7dd3fc", "#38bdf8"];
  */
 export function scaleFor(q, values) {
   const g = guideline(q);
-  const f = (x) => fmtShown(q, x, 1); // a band edge may be half a guideline: 7.5
+  const f = (x) => fmtShown(q, x, g ? 1 : 0); // a band edge may be half a guideline: 7.5
   if (g) {
     const cuts = [g.value / 2, g.value, g.value * 2];
     const words = { half: f(cuts[0]), guideline: f(cuts[1]), double: f(cuts[2]) };
