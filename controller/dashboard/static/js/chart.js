@@ -24,7 +24,7 @@ export function timeChart(box, title, unit, series, { scale = 1, bars = false, r
     for (const [t, v] of s.points) ys[index.get(t)] = v * scale;
     data.push(ys);
   }
-  // words: the portal's texts in its reader's language ({time, summary(label, values), image})
+  // words: the portal's texts in its reader's language ({time, summary, image, fmtDate})
   const summary = withData
     .map((s) => {
       const vs = s.points.map((p) => p[1] * scale);
@@ -57,6 +57,7 @@ export function timeChart(box, title, unit, series, { scale = 1, bars = false, r
       })),
     ],
   };
+  if (words?.fmtDate) opts.fmtDate = words.fmtDate;
   // eslint-disable-next-line no-undef
   return new uPlot(opts, data, plotBox);
 }

@@ -27,3 +27,24 @@ export function fmtNumber(v, decimals = 1) {
 export function fmtWhen(iso) {
   return new Date(iso).toLocaleString(locale, { dateStyle: "medium", timeStyle: "short" });
 }
+
+/**
+ * uPlot's date templates (axes, legend) in the page's language: its defaults are American
+ * (month first, 12-hour clock, English month names). For uPlot's `fmtDate` option.
+ */
+export function chartDates() {
+  const months = (month) => [...Array(12).keys()].map((m) => new Date(2021, m, 1).toLocaleString(locale, { month }));
+  // 2021-02-07 was a Sunday, uPlot's first weekday
+  const days = (weekday) => [...Array(7).keys()].map((d) => new Date(2021, 1, 7 + d).toLocaleString(locale, { weekday }));
+  const names = { MMMM: months("long"), MMM: months("short"), WWWW: days("long"), WWW: days("short") };
+  const sep = lang === "nl" ? "-" : "/";
+  const ours = (tpl) => tpl
+    .replace("{YYYY}-{MM}-{DD} {h}:{mm}{aa}", "{D} {MMM} {YYYY} {HH}:{mm}")
+    .replace(/\{h\}:\{mm\}\{aa\}|\{h\}\{aa\}/g, "{HH}:{mm}")
+    .replace(/\{aa\}/g, "")
+    .replace(/\{h\}/g, "{HH}")
+    .replace(/\{M\}\/\{D\}\/\{YY\}/g, `{D}${sep}{M}${sep}{YY}`)
+    .replace(/\{M\}\/\{D\}/g, `{D}${sep}{M}`);
+  // eslint-disable-next-line no-undef
+  return (tpl) => uPlot.fmtDate(ours(tpl), names);
+}

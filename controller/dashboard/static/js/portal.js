@@ -2,7 +2,7 @@
 // Words from the catalogue of the page's language (i18n.js), names and units from the one
 // table of quantities (quantities.js), the privacy statement from the register (privacy.js).
 import { timeChart } from "./chart.js";
-import { fmtWhen, lang, loadCatalogue, t } from "./i18n.js";
+import { chartDates, fmtWhen, lang, loadCatalogue, t } from "./i18n.js";
 import { PoleMap } from "./map.js";
 import { renderPrivacy } from "./privacy.js";
 import { compact, displayScale, fmtShown, fmtValue, known, loadQuantities, qname, scaleFor, symbol } from "./quantities.js";
@@ -144,6 +144,7 @@ async function renderCharts() {
           min: fmtShown(q, Math.min(...vs)), max: fmtShown(q, Math.max(...vs)),
         }),
         image: (title, summary) => t("chart_image", { name: title, summary }),
+        fmtDate: chartDates(),
       },
     });
   }
