@@ -22,7 +22,7 @@ from controller.settings import Settings
 from controller.store.sqlite import SqliteStore
 from protocols.quantity_info import INFO
 from tests.harness.server import serve
-from tests.opendata_helpers import QUIET, make_street
+from tests.opendata_helpers import make_street
 from tests.test_dashboard_e2e import CHROMIUM_ARGS, chromium
 
 pytestmark = pytest.mark.slow  # a browser: about half a minute for the module
@@ -38,11 +38,20 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     reg = Registry(f"sqlite:///{d / 'registry.db'}", run_migrations=False)
     store = SqliteStore(d / "streetpole.db")
     try:  # one more pole, silent for six hours: its marker must say so
-        populate(reg, store, poles=POLES + 1, days=0.1, period_s=600, end=int(time.time()) - 6 * 3600)
+        populate(
+            reg, store, poles=POLES + 1, days=0.1, period_s=600, end=int(time.time()) - 6 * 3600
+        )
     finally:
         store.close()
         reg.close()
-    s = Settings(data_dir=d, database_url=f"sqlite:///{d / 'registry.db'}", _env_file=None, **QUIET)
+    s = Settings(
+        data_dir=d,
+        database_url=f"sqlite:///{d / 'registry.db'}",
+        _env_file=None,
+        ingest_enabled=False,
+        dispatch_enabled=False,
+        opendata_rate_limit=False,
+    )
     with serve(create_app(s)) as url:
         yield url
 
@@ -69,9 +78,7 @@ class Page:
         self.page.set_default_timeout(15_000)
         self.errors: list[str] = []
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
-        self.page.on(
-            "console", lambda m: self.errors.append(m.text) if m.type == "error" else None
-        )
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
 
     def open(self, url: str) -> Any:
         from playwright.sync_api import expect
@@ -131,7 +138,7 @@ def test_markers_coloured_by_value(site: str, nl_page: Page) -> None:
     page = nl_page.open(site + "/portal")
     geo = httpx.get(site + "/opendata/v1/poles.geojson", timeout=10).json()
     latest = {
-        f["id"]: {l["quantity"]: l["result"] for l in f["properties"]["latest"]}
+        f["id"]: {x["quantity"]: x["result"] for x in f["properties"]["latest"]}
         for f in geo["features"]
     }
     expect(page.locator("#quantity")).to_have_value("pm25")  # a first visit: PM2.5
@@ -140,9 +147,7 @@ def test_markers_coloured_by_value(site: str, nl_page: Page) -> None:
     colours: dict[int, set[str]] = {}
     for pid, values in latest.items():
         dot = page.locator(f'.leaflet-marker-icon[data-pole="{pid}"] .pole-marker')
-        label = page.locator(f'.leaflet-marker-icon[data-pole="{pid}"]').get_attribute(
-            "aria-label"
-        )
+        label = page.locator(f'.leaflet-marker-icon[data-pole="{pid}"]').get_attribute("aria-label")
         if pid == STALE:
             expect(dot).to_have_class(re.compile(r"\bq-none\b"))
             assert label == f"Paal {pid}: Fijnstof PM2,5, geen recente waarde"
@@ -151,7 +156,9 @@ def test_markers_coloured_by_value(site: str, nl_page: Page) -> None:
         expect(dot).to_have_class(re.compile(rf"\bb{band}\b"))
         assert dot.inner_text() == f"{values['pm25']:.0f}".replace(".", ",")
         assert label and label.startswith(f"Paal {pid}: Fijnstof PM2,5 ")
-        colours.setdefault(band, set()).add(dot.evaluate("e => getComputedStyle(e).backgroundColor"))
+        colours.setdefault(band, set()).add(
+            dot.evaluate("e => getComputedStyle(e).backgroundColor")
+        )
     assert len(colours) >= 2, f"the demo street should span bands: {colours}"
     assert all(len(c) == 1 for c in colours.values()), colours  # one colour per band
     assert len(set().union(*colours.values())) == len(colours)  # a colour per band
@@ -211,7 +218,9 @@ def test_privacy_statement_says_what_the_register_says(site: str, nl_page: Page)
         assert row.locator("td").nth(4).inner_text() == "ja"
         assert row.locator("td").nth(5).inner_text() == "nooit (persoonsgegevens)"
     rows = body.locator("tbody tr")
-    assert sum(int(rows.nth(i).locator("td").nth(1).inner_text()) for i in range(rows.count())) == len(register)
+    assert sum(
+        int(rows.nth(i).locator("td").nth(1).inner_text()) for i in range(rows.count())
+    ) == len(register)
     for e in register:  # every published quantity appears, by its Dutch name
         for q in e["quantities"]:
             assert INFO[q].nl in body.inner_text(), q
@@ -240,7 +249,8 @@ WALK = """() => {
     const s = n.textContent.trim();
     if (s && !skip(n.parentElement)) out.push(s);
   }
-  for (const e of document.querySelectorAll('[aria-label], [title], [placeholder], [alt], [data-label]')) {
+  const labelled = '[aria-label], [title], [placeholder], [alt], [data-label]';
+  for (const e of document.querySelectorAll(labelled)) {
     if (e.closest('[translate="no"]')) continue;
     for (const a of ['aria-label', 'title', 'placeholder', 'alt', 'data-label']) {
       const v = (e.getAttribute(a) || '').trim();
@@ -271,9 +281,7 @@ def test_no_text_outside_the_catalogue(site: str, browser: Any, lang: str) -> No
                 page.locator("#privacy-body table").wait_for()
             texts: list[str] = page.evaluate(WALK)
             assert len(texts) > 50
-            stray = [
-                s for s in texts if not DATA.match(s) and not any(a.match(s) for a in allowed)
-            ]
+            stray = [s for s in texts if not DATA.match(s) and not any(a.match(s) for a in allowed)]
             assert not stray, f"{path} ({lang}): text not from the catalogue: {stray[:10]}"
             leaked = [s for s in texts if s in foreign]
             assert not leaked, f"{path} ({lang}): text of the other language: {leaked[:10]}"
@@ -289,5 +297,3 @@ def test_portal_fits_a_phone(site: str, browser: Any) -> None:
         assert width <= 390, f"the portal scrolls sideways on a phone ({width}px)"
     finally:
         p.close()
-
-

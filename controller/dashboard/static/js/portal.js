@@ -27,6 +27,11 @@ const recent = (l) => l && Date.now() - Date.parse(l.time) < RECENT_H * 3600 * 1
 const latestOf = (f, q) => f.latest.find((l) => l.quantity === q);
 
 function describe(f) {
+  const d = describeValue(f);
+  return f.id === state.pole ? { ...d, cls: `${d.cls} selected` } : d;
+}
+
+function describeValue(f) {
   const q = state.quantity;
   const l = latestOf(f, q);
   if (!q) return { cls: "q-none", text: "", label: t("pole_title", { id: f.id }) };
@@ -87,15 +92,23 @@ async function openPole(id) {
   const latest = [...f.latest].sort((a, b) => known().indexOf(a.quantity) - known().indexOf(b.quantity));
   $("#pole-h").replaceChildren(t("pole_title", { id }));
   $("#pole-hint").replaceChildren(el("span", { translate: "no" }, [f.district, f.owner].filter(Boolean).join(" · ")));
-  $("#pole-latest").replaceChildren(latest.length ? table(
-    [t("th_quantity"), t("th_value"), t("th_time")],
-    latest.map((l) => [
-      qname(l.quantity),
-      el("span", { class: "value", translate: "no" }, fmtValue(l.quantity, l.result)),
-      el("time", { datetime: l.time, translate: "no" }, fmtWhen(l.time)),
-    ]),
-    t("latest_caption", { id }),
-  ) : el("p", { class: "muted" }, t("pole_no_open")));
+  // one time for all when the pole measured them together (the usual case), else per row
+  const times = new Set(latest.map((l) => l.time));
+  const when = (l) => el("time", { datetime: l.time, translate: "no" }, fmtWhen(l.time));
+  const measured = times.size === 1 ? [t("measured_at"), " ", when(latest[0])] : null;
+  $("#pole-latest").replaceChildren(...(latest.length ? [
+    ...(measured ? [el("p", { class: "muted" }, measured)] : []),
+    table(
+      measured ? [t("th_quantity"), t("th_value")] : [t("th_quantity"), t("th_value"), t("th_time")],
+      latest.map((l) => [
+        qname(l.quantity),
+        el("span", { class: "value", translate: "no" }, fmtValue(l.quantity, l.result)),
+        ...(measured ? [] : [when(l)]),
+      ]),
+      t("latest_caption", { id }),
+    ),
+  ] : [el("p", { class: "muted" }, t("pole_no_open"))]));
+  for (const x of state.features) state.map.update(x); // the selected pole's ring
   const enc = encodeURIComponent(id);
   $("#pole-downloads").replaceChildren(
     el("h3", {}, t("download_heading")),
