@@ -187,6 +187,8 @@ function renderLinks(meta) {
     ["link_archives", links.archives],
     ["link_register", links.register],
     ["link_register_csv", "/opendata/v1/register.csv"],
+    ["link_register_summary", links.registerSummary],
+    ["link_quantities", links.quantities],
     ["link_sta", links.sensorthings],
     ["link_openapi", links.openapi],
     ["link_docs", "/docs"],
