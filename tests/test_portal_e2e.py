@@ -195,6 +195,8 @@ def test_marker_opened_with_the_keyboard(site: str, nl_page: Page) -> None:
     text = table.inner_text()
     assert "illuminanceLevel" not in text and "Cel" not in text and " / " not in text
     expect(page.locator("#chart-pm25 canvas").first).to_be_visible()
+    page.keyboard.press("Escape")  # and back to the marker it came from
+    assert page.evaluate("document.activeElement.dataset.pole") == pid
     # pole ids do not wrap in the list
     cell = page.locator("#pole-list td.pole-id").first
     assert cell.evaluate("e => getComputedStyle(e).whiteSpace") == "nowrap"

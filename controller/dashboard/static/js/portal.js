@@ -115,10 +115,18 @@ async function openPole(id) {
     el("ul", {},
       el("li", {}, el("a", { href: `/opendata/v1/csv?pole=${enc}`, download: "" }, t("download_csv", { id }))),
       el("li", {}, el("a", { href: `/sta/v1.1/Things('${enc}')?$expand=Datastreams` }, t("download_sta")))),
+    el("button", { type: "button", class: "secondary", onclick: backToMap }, t("pole_back")),
   );
   $("#charts-section").hidden = !latest.length;
   $("#pole-h").focus();
   if (latest.length) await renderCharts();
+}
+
+/** Keyboard users return to the marker they came from (the button, or Escape in the panel). */
+function backToMap() {
+  const marker = state.map.byId.get(state.pole)?.marker.getElement();
+  marker?.scrollIntoView({ block: "center" });
+  marker?.focus({ preventScroll: true });
 }
 
 async function renderCharts() {
@@ -242,6 +250,9 @@ async function main() {
     choose(e.target.value);
   });
   $("#range").addEventListener("change", renderCharts);
+  $("#pole-panel").addEventListener("keydown", (e) => {
+    if (e.key === "Escape" && state.pole) backToMap();
+  });
   setInterval(refresh, 60000);
 }
 
