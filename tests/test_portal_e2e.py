@@ -204,28 +204,36 @@ def test_marker_opened_with_the_keyboard(site: str, nl_page: Page) -> None:
 
 def test_privacy_statement_says_what_the_register_says(site: str, nl_page: Page) -> None:
     register = httpx.get(site + "/opendata/v1/register", timeout=10).json()["value"]
-    personal = {e["sensorType"] for e in register if e["containsPersonalInfoData"]}
-    assert {"camera", "wifi-counter"} <= personal  # the demo register lists both
+    personal = {e["category"] for e in register if e["containsPersonalInfoData"]}
+    assert personal == {"camera", "other"}  # the demo register: a camera, a Wi-Fi counter
     page = nl_page.open(site + "/portal")
     body = page.locator("#privacy-body")
     intro = body.locator("p").first.inner_text()
-    assert f"{len(register)} modules op {len({e['pole'] for e in register})} palen" in intro
+    assert f"sensorregister ({len(register)} modules)" in intro
     first = body.locator("li").first.inner_text()
     assert first.startswith("Modules die persoonsgegevens verzamelen")
-    for sensor in personal:
-        n = sum(1 for e in register if e["sensorType"] == sensor)
-        assert sensor in first and f"{n} modules" in first, (sensor, first)
-        row = body.locator("tbody tr", has_text=sensor)
-        assert row.locator("td").nth(1).inner_text() == str(n)
-        assert row.locator("td").nth(4).inner_text() == "ja"
-        assert row.locator("td").nth(5).inner_text() == "nooit (persoonsgegevens)"
-    rows = body.locator("tbody tr")
-    assert sum(
-        int(rows.nth(i).locator("td").nth(1).inner_text()) for i in range(rows.count())
-    ) == len(register)
-    for e in register:  # every published quantity appears, by its Dutch name
-        for q in e["quantities"]:
-            assert INFO[q].nl in body.inner_text(), q
+    for sensor in ("camera", "wifi-counter"):
+        assert sensor in first, first
+    for cat in {e["category"] for e in register}:
+        mine = [e for e in register if e["category"] == cat]
+        n, held = len(mine), sum(e["containsPersonalInfoData"] for e in mine)
+        opened = sum(e["isOpenData"] for e in mine)
+        cells = body.locator(f'tbody tr[data-category="{cat}"] td')
+        assert cells.nth(1).inner_text() == str(n), cat
+        assert cells.nth(4).inner_text() == (f"ja ({held} van {n})" if held else "nee"), cat
+        if held == n:
+            assert cells.nth(5).inner_text() == "nooit (persoonsgegevens)", cat
+            assert f"{i18n.catalogue('nl')[f'cat_{cat}']} (" in first or cat == "camera"
+        elif opened == n:
+            assert cells.nth(5).inner_text() == "ja", cat
+        else:  # the demo's air modules: the city's open, a market party's restricted
+            assert cells.nth(5).inner_text() == f"{opened} van {n}", cat
+        published = {q for e in mine for q in e["quantities"]}
+        for q in published:  # by their Dutch names
+            assert INFO[q].nl in cells.nth(6).inner_text(), (cat, q)
+        if not published:
+            assert cells.nth(6).inner_text() == "geen", cat
+    assert body.locator("tbody tr").count() == len({e["category"] for e in register})
 
 
 # Text that is data, not words: numbers, dates and units, punctuation

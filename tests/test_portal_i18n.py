@@ -73,11 +73,9 @@ def test_scripts_use_only_keys_the_catalogues_hold() -> None:
     assert len(used) > 40  # the scan finds the scripts' words at all
     missing = [(f, k) for f, k in used if k not in i18n.catalogue("nl")]
     assert not missing, missing
-    # keys built at run time: one per module type and per way of publishing
+    # keys built at run time: one per module type
     for t in get_args(ModuleType):
         assert f"cat_{t}" in i18n.catalogue("nl"), t
-    for pub in ("open", "restricted", "closed", "personal"):
-        assert f"published_{pub}" in i18n.catalogue("nl")
 
 
 def test_catalogues_are_served_as_the_scripts_load_them(client: TestClient) -> None:

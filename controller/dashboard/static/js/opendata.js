@@ -13,8 +13,8 @@ async function getJson(path) {
 async function main() {
   document.querySelector(`.langs a[data-lang="${lang}"]`)?.setAttribute("aria-current", "true");
   await Promise.all([loadCatalogue(), loadQuantities()]);
-  const [meta, register] = await Promise.all([getJson("/opendata/v1"), getJson("/opendata/v1/register")]);
-  renderPrivacy(document.querySelector("#privacy-body"), register.value, meta);
+  const [meta, summary] = await Promise.all([getJson("/opendata/v1"), getJson("/opendata/v1/register/summary")]);
+  renderPrivacy(document.querySelector("#privacy-body"), summary, meta);
 }
 
 main();

@@ -1,6 +1,6 @@
 // The public portal: only the open-data API, never a token, so only what is open can appear.
 // Words from the catalogue of the page's language (i18n.js), names and units from the one
-// table of quantities (quantities.js), the privacy statement from the register (privacy.js).
+// table of quantities (quantities.js), the privacy statement from the register's summary (privacy.js).
 import { timeChart } from "./chart.js";
 import { chartDates, fmtWhen, lang, loadCatalogue, t } from "./i18n.js";
 import { PoleMap } from "./map.js";
@@ -233,11 +233,11 @@ async function main() {
   state.map = new PoleMap($("#map"), { onOpen: openPole, describe });
   zoomInMyLanguage(state.map.map);
   const [meta, geo, register] = await Promise.all([
-    getJson("/opendata/v1"), getJson("/opendata/v1/poles.geojson"), getJson("/opendata/v1/register"),
+    getJson("/opendata/v1"), getJson("/opendata/v1/poles.geojson"), getJson("/opendata/v1/register/summary"),
   ]);
   state.meta = meta;
   renderLinks(meta);
-  renderPrivacy($("#privacy-body"), register.value, meta);
+  renderPrivacy($("#privacy-body"), register, meta);
   state.features = geo.features.map((f) => ({
     id: f.id, lat: f.geometry.coordinates[1], lon: f.geometry.coordinates[0], ...f.properties,
   }));

@@ -1,18 +1,12 @@
-// The privacy statement, made from the sensor register (/opendata/v1/register) at every visit,
-// so it can never say something the register contradicts: which kinds of module stand on the
-// poles, what each collects, which hold personal data, and what is published ("open data,
-// unless"). The register lists every module, published or not (controller/opendata/service.py).
+// The privacy statement, made at every visit from the sensor register's summary per module type
+// (/opendata/v1/register/summary, computed by the server from the register's entries), so it
+// can never say something the register contradicts: which kinds of module stand on the poles,
+// what each is for, which hold personal data, and what is published ("open data, unless").
+// The summary stays small however many modules a city has; the register itself is linked.
 import { t } from "./i18n.js";
 import { known, qname } from "./quantities.js";
 import { stacked } from "./stack.js";
 import { el, table } from "./util.js";
-
-/** How a register entry is published: open, restricted (owner only), closed or personal. */
-export function publication(e) {
-  if (e.containsPersonalInfoData) return "personal";
-  if (e.isOpenData) return "open";
-  return e.isPublic ? "restricted" : "closed";
-}
 
 const category = (c) => {
   try {
@@ -22,76 +16,62 @@ const category = (c) => {
   }
 };
 
-/** Register entries grouped by kind of module (type, sensor) and how they are published. */
-export function kinds(entries) {
-  const out = new Map();
-  for (const e of entries) {
-    const pub = publication(e);
-    const key = `${e.category}|${e.sensorType || ""}|${pub}`;
-    if (!out.has(key)) {
-      out.set(key, {
-        category: e.category, sensor: e.sensorType || "", pub, n: 0,
-        owners: new Set(), purposes: new Set(), quantities: new Set(), personal: false,
-      });
-    }
-    const k = out.get(key);
-    k.n += 1;
-    if (e.owner) k.owners.add(e.owner);
-    if (e.observationGoal) k.purposes.add(e.observationGoal);
-    for (const q of e.quantities || []) k.quantities.add(q);
-    k.personal ||= Boolean(e.containsPersonalInfoData);
-  }
-  const order = { personal: 0, closed: 1, restricted: 2, open: 3 };
-  return [...out.values()].sort((a, b) => order[a.pub] - order[b.pub] || a.category.localeCompare(b.category));
-}
-
-/** Names as separate text, so each stays a whole catalogue or table entry. */
-const commas = (names) => names.flatMap((n, i) => (i ? [", ", n] : [n]));
-
+/** "air quality (NO2-B43F, SPS30)": the type in words, the sensors as registered. */
+const sensors = (k) => k.sensorTypes.filter((s) => s !== k.category);
 function kindName(k) {
-  return k.sensor && k.sensor !== k.category ? t("module_kind", { category: category(k.category), sensor: k.sensor }) : category(k.category);
+  return sensors(k).length ? `${category(k.category)} (${sensors(k).join(", ")})` : category(k.category);
 }
 
-function listOf(ks) {
-  return ks.map((k) => `${kindName(k)}: ${k.n === 1 ? t("count_module") : t("count_modules", { n: k.n })}`).join("; ");
+const count = (n) => (n === 1 ? t("count_module") : t("count_modules", { n }));
+const listOf = (ks, n) => ks.map((k) => `${kindName(k)}: ${count(n(k))}`).join("; ");
+/** Names as separate text, so each stays a whole catalogue or table entry. */
+const commas = (names) => names.flatMap((x, i) => (i ? [", ", x] : [x]));
+
+/** Whether a kind's modules are published as open data, and if not, why not. */
+function published(k) {
+  if (k.isOpenData === k.modules) return t("yes");
+  if (k.isOpenData > 0) return t("count_of", { k: k.isOpenData, n: k.modules });
+  if (k.containsPersonalInfoData === k.modules) return t("published_personal");
+  return k.isPublic === 0 ? t("published_closed") : t("published_restricted");
 }
 
-/** Fill `box` with the statement for register `entries`; `meta` is /opendata/v1. */
-export function renderPrivacy(box, entries, meta) {
-  const ks = kinds(entries);
-  const poles = new Set(entries.map((e) => e.pole)).size;
-  const of = (pub) => ks.filter((k) => k.pub === pub);
-  const personal = of("personal");
+/** Fill `box` with the statement for the register `summary`; `meta` is /opendata/v1. */
+export function renderPrivacy(box, summary, meta) {
+  const ks = summary.value;
+  const personal = ks.filter((k) => k.containsPersonalInfoData > 0);
+  // modules neither open nor personal: their owner keeps them closed or to itself
+  const kept = (k) => k.modules - k.isOpenData - k.containsPersonalInfoData;
   const points = [
-    personal.length ? t("privacy_personal", { list: listOf(personal) }) : t("privacy_personal_none"),
-    of("closed").length ? t("privacy_closed", { list: listOf(of("closed")) }) : null,
-    of("restricted").length ? t("privacy_restricted", { list: listOf(of("restricted")) }) : null,
-    of("open").length ? t("privacy_open", { list: listOf(of("open")) }) : null,
+    personal.length ? t("privacy_personal", { list: listOf(personal, (k) => k.containsPersonalInfoData) })
+      : t("privacy_personal_none"),
+    ks.some((k) => kept(k) > 0) ? t("privacy_restricted", { list: listOf(ks.filter((k) => kept(k) > 0), kept) }) : null,
+    ks.some((k) => k.isOpenData > 0) ? t("privacy_open", { list: listOf(ks.filter((k) => k.isOpenData > 0), (k) => k.isOpenData) }) : null,
     t("privacy_numbers", { minutes: Math.round(meta.motionIntervalSeconds / 60) }),
   ].filter(Boolean);
-  const links = [
-    t("privacy_register_links"), " ",
-    el("a", { href: meta.links.register }, t("link_register")), ", ",
-    el("a", { href: "/opendata/v1/register.csv" }, t("link_register_csv")), ".",
-  ];
+  const order = (k) => (k.containsPersonalInfoData ? 0 : k.isOpenData === k.modules ? 2 : 1);
+  const rows = [...ks].sort((a, b) => order(a) - order(b) || a.category.localeCompare(b.category));
   box.replaceChildren(
-    el("p", {}, t("privacy_intro", { modules: entries.length, poles })),
+    el("p", {}, t("privacy_intro", { modules: summary.modules })),
     el("ul", { class: "privacy-points" }, points.map((p) => el("li", {}, p))),
     stacked(table(
       [t("privacy_th_module"), t("privacy_th_count"), t("privacy_th_owner"), t("privacy_th_purpose"),
         t("privacy_th_personal"), t("privacy_th_published"), t("privacy_th_measures")],
-      ks.map((k) => el("tr", { class: `pub-${k.pub}` },
-        el("td", {}, kindName(k)),
-        el("td", { class: "num" }, String(k.n)),
-        el("td", { translate: "no" }, [...k.owners].join(", ")),
-        el("td", { translate: "no" }, [...k.purposes].join("; ")),
-        el("td", {}, k.personal ? t("yes") : t("no")),
-        el("td", {}, t(`published_${k.pub}`)),
-        el("td", {}, k.quantities.size ? commas([...k.quantities].sort((a, b) => known().indexOf(a) - known().indexOf(b)).map(qname))
+      rows.map((k) => el("tr", { dataset: { category: k.category } },
+        el("td", {}, category(k.category), ...(sensors(k).length
+          ? [" (", el("span", { translate: "no" }, sensors(k).join(", ")), ")"] : [])),
+        el("td", { class: "num" }, String(k.modules)),
+        el("td", { translate: "no" }, k.owners.join(", ")),
+        el("td", { translate: "no" }, k.observationGoals.join("; ")),
+        el("td", {}, k.containsPersonalInfoData ? t("yes_count", { k: k.containsPersonalInfoData, n: k.modules }) : t("no")),
+        el("td", {}, published(k)),
+        el("td", {}, k.quantities.length
+          ? commas([...k.quantities].sort((a, b) => known().indexOf(a) - known().indexOf(b)).map(qname))
           : t("measures_none")),
       )),
       t("privacy_table_caption"),
     )),
-    el("p", {}, links),
+    el("p", {}, t("privacy_register_links"), " ",
+      el("a", { href: meta.links.register }, t("link_register")), ", ",
+      el("a", { href: "/opendata/v1/register.csv" }, t("link_register_csv")), "."),
   );
 }
