@@ -343,7 +343,9 @@ def test_dashboard_and_portal(stack: Stack) -> None:
             )
             assert "no2" not in text.lower() and "NO2 research" not in text
             assert not page.locator("#chart-no2").count()
-            expect(page.locator("#privacy-body")).to_contain_text("no: for its owner only")
+            expect(page.locator("#privacy-body")).to_contain_text(
+                "Not published, kept closed or for their owner only: air quality"
+            )
             assert bodies and not any("no2" in b for b in bodies), "a restricted stream leaked"
             assert not auth_headers
             ctx.close()
