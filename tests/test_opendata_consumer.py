@@ -70,6 +70,11 @@ def test_every_api_gives_the_same_unit(street: tuple[Api, dict[str, Any]]) -> No
         assert uom["definition"] == "https://ucum.org/ucum#" + info.unit.ucum
         assert uom["name"] == info.unit.name
     assert all(x["unit"] != "/" and x["unitSymbol"] != "ug/m3" for x in latest)
+    # the operator dashboard's API too
+    ops = api.ok("admin", "GET", "/api/dashboard/poles/RTD-0000/latest")["value"]
+    assert {"pm25", "illuminanceLevel", "no2"} <= {x["q"] for x in ops}
+    for x in ops:
+        assert (x["unit"], x["unitSymbol"]) == (INFO[x["q"]].unit.ucum, INFO[x["q"]].unit.symbol)
 
 
 def test_aggregates_have_no_float_noise(street: tuple[Api, dict[str, Any]]) -> None:
@@ -97,6 +102,7 @@ def test_csv_says_its_default_window(street: tuple[Api, dict[str, Any]]) -> None
     r = api.client.get("/opendata/v1/csv?pole=RTD-0001")
     assert r.status_code == 200
     start, end = r.headers["x-time-range"].split("/")
+    assert "X-Time-Range" in r.headers["access-control-expose-headers"]  # readable by a page
     assert len(r.text.splitlines()) > 1
     from controller.opendata.query import parse_time
 
@@ -170,7 +176,7 @@ def test_register_csv_true_false_and_lists(street: tuple[Api, dict[str, Any]]) -
     assert "True" not in text and "False" not in text
 
 
-def test_register_summary_and_the_privacy_text(street: tuple[Api, dict[str, Any]]) -> None:
+def test_register_summary_for_a_privacy_statement(street: tuple[Api, dict[str, Any]]) -> None:
     api, _made = street
     c = api.client
     register = c.get("/opendata/v1/register").json()["value"]
