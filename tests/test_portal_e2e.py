@@ -253,7 +253,8 @@ def _allowed(lang: str) -> list[re.Pattern[str]]:
 
 WALK = """() => {
   const out = [];
-  const skip = (e) => e.closest('[translate="no"], script, style, .leaflet-control-attribution');
+  const data = '[translate="no"], script, style, noscript, .leaflet-control-attribution';
+  const skip = (e) => e.closest(data);
   const w = document.createTreeWalker(document.documentElement, NodeFilter.SHOW_TEXT);
   for (let n = w.nextNode(); n; n = w.nextNode()) {
     const s = n.textContent.trim();
