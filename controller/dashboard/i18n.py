@@ -79,13 +79,19 @@ def catalogue(lang: Lang) -> dict[str, str]:
     return data
 
 
+@cache
+def _template(name: str) -> Template:
+    # read once per process, as the catalogues are: a page and its words always match, even
+    # while an upgrade replaces the files under a running server
+    return Template((TEMPLATES / name).read_text(encoding="utf-8"))
+
+
 def render(name: str, lang: Lang, **values: str) -> str:
     """A template of templates/ in ``lang``; ``values`` (escaped here) add to the catalogue."""
-    text = (TEMPLATES / name).read_text(encoding="utf-8")
     words = {k: escape(v) for k, v in catalogue(lang).items()}
     words.update({k: escape(v) for k, v in values.items()})
     words["lang"] = lang
-    return Template(text).substitute(words)
+    return _template(name).substitute(words)
 
 
 def page(request: Request, name: str, headers: dict[str, str], **values: str) -> HTMLResponse:
