@@ -1,5 +1,5 @@
-"""HTTP routes of the open-data API: SensorThings 1.1 under /sta/v1.1, and under /opendata the
-landing page, latest values, aggregates, CSV, daily archives, GeoJSON and the sensor register.
+"""HTTP routes of the open-data API: SensorThings 1.1 under /sta/v1.1, and under /opendata
+latest values, aggregates, CSV, daily archives, GeoJSON and the sensor register.
 Read-only and public; errors are JSON ``{"code", "type", "message"}`` as FROST-Server sends."""
 
 from __future__ import annotations
@@ -8,11 +8,10 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
-from html import escape
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
-from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from controller.opendata import sta
@@ -219,45 +218,6 @@ CSV_200: dict[int | str, dict[str, Any]] = {
     200: {"description": "CSV", "content": {"text/csv": {"schema": {"type": "string"}}}},
     **ERRORS,
 }
-
-
-@dl_router.get("", response_class=HTMLResponse, summary="Landing page (HTML)")
-def landing_html(request: Request) -> HTMLResponse:
-    s = _od(request).settings
-    b = _base(request)
-    links = [
-        ("SensorThings API 1.1", f"{b}/sta/v1.1"),
-        ("Latest value of every Datastream", f"{b}/opendata/v1/latest"),
-        ("All poles with latest values (GeoJSON)", f"{b}/opendata/v1/poles.geojson"),
-        ("Daily CSV archives", f"{b}/opendata/v1/archives"),
-        ("Sensor register (JSON)", f"{b}/opendata/v1/register"),
-        ("Sensor register (CSV)", f"{b}/opendata/v1/register.csv"),
-        ("API description (OpenAPI)", f"{b}/opendata/openapi.json"),
-        ("Interactive API documentation", f"{b}/docs"),
-    ]
-    mail = escape(s.opendata_contact)
-    items = "\n".join(f'<li><a href="{escape(u)}">{escape(t)}</a></li>' for t, u in links)
-    html = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{escape(s.opendata_title)}</title></head>
-<body><main>
-<h1>{escape(s.opendata_title)}</h1>
-<p>{escape(s.opendata_description)}</p>
-<h2>Use the data</h2><ul>
-{items}
-</ul>
-<h2>Licence</h2>
-<p><a href="{escape(s.opendata_licence_url)}" rel="license">{escape(s.opendata_licence)}</a>.
-Attribution: {escape(s.opendata_attribution)}.</p>
-<h2>About</h2>
-<dl><dt>Updated</dt><dd>{escape(s.opendata_update_frequency)}</dd>
-<dt>Contact</dt><dd><a href="mailto:{mail}">{mail}</a></dd>
-<dt>Privacy</dt><dd>Only streams their owners mark open are published. Motion is published
-only as counts per {s.opendata_motion_interval_s // 60} minutes, noise only as levels. Modules
-that process personal data (the sensor register says which, and why) are never published.</dd></dl>
-</main></body></html>"""
-    return HTMLResponse(html)
 
 
 @dl_router.get("/v1", summary="Dataset description (JSON)", responses=JSON_200)

@@ -23,9 +23,9 @@ export function isoTicks(u, splits, axisIdx, space, incr) {
  */
 // ticks: x tick labels (uPlot axis `values`); live: false for a legend of names only (no
 // "Time: --" cursor readout); yRange: a fixed y range
-export function timeChart(box, title, unit, series, { scale = 1, bars = false, range = null, yRange = null, ticks = null, live = true } = {}) {
+export function timeChart(box, title, unit, series, { scale = 1, bars = false, range = null, yRange = null, ticks = null, live = true, words = null } = {}) {
   box.replaceChildren();
-  const head = el("h4", {}, `${title} (${unit})`);
+  const head = el("h4", {}, unit ? `${title} (${unit})` : title);
   box.append(head);
   const withData = series.filter((s) => s.points.length);
   if (!withData.length) {
@@ -40,14 +40,17 @@ export function timeChart(box, title, unit, series, { scale = 1, bars = false, r
     for (const [t, v] of s.points) ys[index.get(t)] = v * scale;
     data.push(ys);
   }
+  // words: the portal's texts in its reader's language ({time, summary, image, fmtDate})
   const summary = withData
     .map((s) => {
       const vs = s.points.map((p) => p[1] * scale);
+      if (words) return words.summary(s.label, vs);
       const last = vs[vs.length - 1];
       return `${s.label}: ${vs.length} points, last ${fmtNum(last)} ${unit}, min ${fmtNum(Math.min(...vs))}, max ${fmtNum(Math.max(...vs))}`;
     })
     .join("; ");
-  const plotBox = el("div", { role: "img", "aria-label": `${title} chart. ${summary}` });
+  const image = words ? words.image(title, summary) : `${title} chart. ${summary}`;
+  const plotBox = el("div", { role: "img", "aria-label": image });
   box.append(plotBox, el("p", { class: "muted visually-hidden" }, summary));
   const width = Math.max(260, box.clientWidth - 20);
   const opts = {
@@ -62,7 +65,7 @@ export function timeChart(box, title, unit, series, { scale = 1, bars = false, r
     },
     axes: [{ stroke: "#1b1f24", ...(ticks ? { values: ticks } : {}) }, { stroke: "#1b1f24", label: unit, size: 55 }],
     series: [
-      {},
+      words ? { label: words.time } : {},
       ...withData.map((s, i) => ({
         label: s.label,
         stroke: COLOURS[i % COLOURS.length],
@@ -74,6 +77,7 @@ export function timeChart(box, title, unit, series, { scale = 1, bars = false, r
       })),
     ],
   };
+  if (words?.fmtDate) opts.fmtDate = words.fmtDate;
   // eslint-disable-next-line no-undef
   return new uPlot(opts, data, plotBox);
 }
