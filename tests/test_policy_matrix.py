@@ -683,7 +683,7 @@ ROUTES: dict[tuple[str, str], Route] = {
         ),
     ),
     ("DELETE", "/api/nodes/{node_id}"): Route(
-        "technician",
+        "operator",
         204,
         pair(
             fresh(lambda w: {"params": {"node_id": w.node(w.pole("airco"))}}),
