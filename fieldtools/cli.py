@@ -8,15 +8,18 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
 from fieldtools import steps
 from fieldtools.client import Controller
-from fieldtools.errors import FieldError
+from fieldtools.errors import EXIT, FieldError
 from fieldtools.progress import Reporter
 from fieldtools.serialnode import NodeLink, find_port
+
+if TYPE_CHECKING:
+    from fieldtools.virtual_node import VirtualNode
 
 node_app = typer.Typer(
     help="The technician's tools: flash, commission, test a node",
@@ -462,8 +465,12 @@ def virtual(
     flash_dir: Path = FLASH_OPT,
     heap: str = typer.Option("256k", help="MicroPython heap (the self-test needs ~160k on x64)"),
     fault: list[str] = FAULT_OPT,
+    run: bool = typer.Option(
+        False, "--run", help="power it on: run main.py as after EN, until Ctrl-C (no REPL)"
+    ),
 ) -> None:
-    """Start a virtual node for training: MicroPython on a serial device, sensors simulated."""
+    """Start a virtual node for training: MicroPython on a serial device, sensors simulated.
+    With --run, the commissioned node starts as after EN or a power cycle and comes online."""
     from fieldtools.snippets import SIM_RIG, rig_json
     from fieldtools.virtual_node import VirtualNode
 
@@ -471,11 +478,26 @@ def virtual(
     flash_dir.mkdir(parents=True, exist_ok=True)
     (flash_dir / "sim_rig.py").write_text(SIM_RIG)
     faults = dict(f.split("=", 1) for f in fault)
-    (flash_dir / "rig.json").write_bytes(rig_json(faults))
+    rig = flash_dir / "rig.json"
+    if faults or not rig.exists():  # keep the hardware id a provisioned node was given
+        (flash_dir / "rig.json").write_bytes(rig_json(faults))
     vn = VirtualNode(flash_dir, heap=heap)
+    if run:
+        missing = [f for f in ("board.json", "node.json") if not (flash_dir / f).exists()]
+        if missing:
+            typer.echo(
+                f"error: no {' or '.join(missing)} in {flash_dir}: deploy and provision (or "
+                "commission) the virtual node first, then --run",
+                err=True,
+            )
+            raise typer.Exit(EXIT["node"])
+        typer.echo(f"virtual node {flash_dir} powered on (main.py); Ctrl-C stops it")
+        _power(vn)
+        return
     vn.start()
     typer.echo(f"virtual node on {vn.tty} (flash {flash_dir}); Ctrl-C stops it. Try:")
     typer.echo(f"  streetpole node deploy --port {vn.tty} --board sim")
+    typer.echo(f"then, once commissioned: streetpole node virtual --flash {flash_dir} --run")
     try:
         while vn._proc is not None and vn._proc.poll() is None:
             time.sleep(0.5)
@@ -483,6 +505,32 @@ def virtual(
         pass
     finally:
         vn.stop()
+
+
+def _power(vn: VirtualNode) -> None:
+    """Run the node until Ctrl-C or SIGTERM (which end the node too), again after a reset."""
+    import signal
+
+    from fieldtools.virtual_node import RESET_EXIT
+    from hostlib.process import terminate
+
+    def stop(_sig: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    proc = None
+    try:
+        while True:
+            proc = vn.power_on()
+            code = proc.wait()
+            if code != RESET_EXIT:
+                raise typer.Exit(code)
+            typer.echo("(the node reset itself: starting again)")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if proc is not None:
+            terminate(proc)
 
 
 if __name__ == "__main__":  # pragma: no cover

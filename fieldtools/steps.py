@@ -615,6 +615,12 @@ HINTS = (
     ("lamp_failure", "lamp or driver dead, or the current sense not wired"),
     ("relay_stuck", "lamp relay stuck on: replace the relay"),
     ("cannot connect", "the node's network cannot reach the broker: Wi-Fi, firewall, URL"),
+    (
+        "refused: connack",
+        "the broker does not take the node's credentials: provision the node again "
+        "(`streetpole node provision`); an operator may have removed it",
+    ),
+    ("tls to", "the broker's certificate is not the one provisioned: check the Wi-Fi it joined"),
     ("not connected to", "Wi-Fi: check SSID and password in node.json and the signal"),
     ("memoryerror", "not enough heap on the node for this check"),
 )
