@@ -562,53 +562,44 @@ def test_a_failed_provision_leaves_nothing_registered(site: Site, vnode: Virtual
     assert len(site.get("admin", "/api/audit?limit=1000").json()) > audit_before  # audited
 
 
-@pytest.mark.slow
-def test_remove_asks_and_takes_the_node_and_its_modules(site: Site, vnode: VirtualNode) -> None:
-    cli("deploy", "--port", str(vnode.tty), "--board", "sim")
-    rig = vnode.flash / "rig.json"
-    healthy = rig.read_bytes()
-    rig.write_bytes(rig_json(hardware_id="sim-5e11ed"))
-    args = ["--pole", "RTD-0002", "--node", "n8", "--wifi-ssid", "s", "--port", str(vnode.tty)]
-    try:
-        code, out = cli("provision", "--sensors", "pm,noise", *args, *env(site, "otto"))
-    finally:
-        rig.write_bytes(healthy)
-    assert code == 0, out
+def test_remove_asks_and_takes_the_node_and_its_modules(site: Site) -> None:
+    owner = site.get("admin", "/api/poles/RTD-0001").json()["owner_id"]
+    pole = {"id": "RTD-0200", "lat": 51.9, "lon": 4.47, "owner_id": owner}
+    assert site.post("otto", "/api/poles", pole).status_code == 201
+    assert site.post("tess", "/api/nodes", {"pole": "RTD-0200", "node": "n8"}).status_code == 201
+    for kind in ("air", "noise"):
+        body = {"type": kind, "owner_id": owner, "node": "n8", "purpose": kind}
+        assert site.post("otto", "/api/poles/RTD-0200/modules", body).status_code == 201
 
     def n8() -> list[dict[str, object]]:
-        return [n for n in site.get("otto", "/api/nodes?pole=RTD-0002").json() if n["node"] == "n8"]
+        return [n for n in site.get("otto", "/api/nodes?pole=RTD-0200").json() if n["node"] == "n8"]
 
     def n8_modules() -> list[dict[str, object]]:
-        pole = site.get("otto", "/api/poles/RTD-0002").json()
+        pole = site.get("otto", "/api/poles/RTD-0200").json()
         return [m for m in pole["modules"] if m["node"] == "n8"]
 
     assert n8() and n8_modules()
-    code, out = cli("remove", "RTD-0002/n8", *env(site, "tess"), "--yes")
+    code, out = cli("remove", "RTD-0200/n8", *env(site, "tess"), "--yes")
     assert code == EXIT["controller"] and "not allowed" in out, out  # operators only
-    r = CliRunner().invoke(app, ["node", "remove", "RTD-0002/n8", *env(site, "otto")], input="n\n")
+    r = CliRunner().invoke(app, ["node", "remove", "RTD-0200/n8", *env(site, "otto")], input="n\n")
     assert r.exit_code == EXIT["failed"] and "nothing removed" in r.output, r.output
-    assert "remove RTD-0002/n8 (registry id" in r.output and "remove it? [y/N]" in r.output
+    assert "remove RTD-0200/n8 (registry id" in r.output and "remove it? [y/N]" in r.output
     assert n8() and n8_modules()
-    r = CliRunner().invoke(app, ["node", "remove", "RTD-0002/n8", *env(site, "otto")], input="y\n")
-    assert r.exit_code == 0 and "removed RTD-0002/n8" in r.output, r.output
+    r = CliRunner().invoke(app, ["node", "remove", "RTD-0200/n8", *env(site, "otto")], input="y\n")
+    assert r.exit_code == 0 and "removed RTD-0200/n8" in r.output, r.output
     assert not n8() and not n8_modules()
     audit = site.get("admin", "/api/audit?limit=1000").json()
     audit = audit.get("items", audit) if isinstance(audit, dict) else audit
-    assert any(a["action"] == "node.remove" and a["target_id"] == "RTD-0002/n8" for a in audit)
+    assert any(a["action"] == "node.remove" and a["target_id"] == "RTD-0200/n8" for a in audit)
 
 
-@pytest.mark.slow
-def test_send_record_twice_stores_it_once(site: Site, vnode: VirtualNode, tmp_path: Path) -> None:
-    cli("deploy", "--port", str(vnode.tty), "--board", "sim")
-    code, out = cli(
-        "provision", "--pole", "RTD-0001", "--wifi-ssid", "s", "--port", str(vnode.tty), *env(site)
-    )
-    assert code == 0, out
+def test_send_record_twice_stores_it_once(site: Site, tmp_path: Path) -> None:
+    assert site.post("tess", "/api/nodes", {"pole": "RTD-0001", "node": "n3"}).status_code == 201
     rec = {
         "schema": "streetpole-commissioning/1",
         "status": "commissioned",
         "pole": "RTD-0001",
-        "node": "n1",
+        "node": "n3",
         "board": "sim",
         "firmware": {"version": "1", "hash": "a" * 64},
         "sensors": [],
