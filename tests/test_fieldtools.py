@@ -630,34 +630,13 @@ def test_send_record_twice_stores_it_once(site: Site, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_selftest_logs_in_to_the_broker_as_the_node(site: Site, vnode: VirtualNode) -> None:
-    """A real MQTT CONNECT with node.json's credentials, from MicroPython: CONNACK 0 passes, a
-    wrong password fails with the broker's code and a hint."""
-    cli("deploy", "--port", str(vnode.tty), "--board", "sim")
-    code, out = cli(
-        "provision", "--pole", "RTD-0001", "--wifi-ssid", "s", "--port", str(vnode.tty), *env(site)
-    )
-    assert code == 0, out
-    code, out = cli("selftest", "--broker-check", "--port", str(vnode.tty))
-    assert code == 0, out
-    assert "login as RTD-0001/n1 to 127.0.0.1" in out and "CONNACK 0 (accepted)" in out, out
-    node_json = vnode.flash / "node.json"
-    good = node_json.read_bytes()
-    cfg = json.loads(good)
-    node_json.write_text(json.dumps({**cfg, "password": cfg["password"][::-1]}))
-    try:
-        code, out = cli("selftest", "--broker-check", "--port", str(vnode.tty))
-    finally:
-        node_json.write_bytes(good)
-    assert code == EXIT["selftest"], out
-    assert "broker: login as RTD-0001/n1" in out and "refused: CONNACK 5 (not authorised)" in out
-    assert "provision the node again" in out, out
-
-
-@pytest.mark.slow
-def test_virtual_node_runs_main_and_comes_online(site: Site, vnode: VirtualNode) -> None:
-    """`streetpole node virtual --run` on a provisioned virtual node: the controller lists it
-    online, as `GET /api/nodes?pole=` does for a mounted node within a minute."""
+def test_selftest_logs_in_as_the_node_and_virtual_run_comes_online(
+    site: Site, vnode: VirtualNode
+) -> None:
+    """The self-test's broker check is a real MQTT CONNECT with node.json's credentials, from
+    MicroPython: CONNACK 0 passes, a wrong password fails with the broker's code and a hint.
+    Then `streetpole node virtual --run` powers the node on: the controller lists it online, as
+    `GET /api/nodes?pole=` does for a mounted node within a minute."""
     cli("deploy", "--port", str(vnode.tty), "--board", "sim")
     rig = vnode.flash / "rig.json"
     healthy = rig.read_bytes()
@@ -666,6 +645,7 @@ def test_virtual_node_runs_main_and_comes_online(site: Site, vnode: VirtualNode)
     try:
         code, out = cli("provision", *args, *env(site, "otto"))
         assert code == 0, out
+        _broker_login(vnode)
         run = ["node", "virtual", "--run", "--flash", str(vnode.flash)]
         proc = subprocess.Popen(
             [sys.executable, "-m", "streetpole", *run],
@@ -691,3 +671,20 @@ def test_virtual_node_runs_main_and_comes_online(site: Site, vnode: VirtualNode)
     finally:
         rig.write_bytes(healthy)
         cli("remove", "RTD-0002/n5", "--yes", *env(site, "otto"))
+
+
+def _broker_login(vnode: VirtualNode) -> None:
+    code, out = cli("selftest", "--broker-check", "--port", str(vnode.tty))
+    assert code == 0, out
+    assert "login as RTD-0002/n5 to 127.0.0.1" in out and "CONNACK 0 (accepted)" in out, out
+    node_json = vnode.flash / "node.json"
+    good = node_json.read_bytes()
+    cfg = json.loads(good)
+    node_json.write_text(json.dumps({**cfg, "password": cfg["password"][::-1]}))
+    try:
+        code, out = cli("selftest", "--broker-check", "--port", str(vnode.tty))
+    finally:
+        node_json.write_bytes(good)
+    assert code == EXIT["selftest"], out
+    assert "broker: login as RTD-0002/n5" in out and "refused: CONNACK 5 (not authorised)" in out
+    assert "provision the node again" in out, out
