@@ -191,10 +191,14 @@ def provision(
 
 @node_app.command(short_help="Remove a node and its modules from the registry.")
 def remove(
-    target: str = typer.Argument(..., metavar="POLE/NODE", help="e.g. RTD-0001/n1"),
+    target: str = typer.Argument(
+        ..., metavar="POLE/NODE", help="the node as <pole>/<node>, e.g. RTD-0001/n1"
+    ),
     yes: bool = typer.Option(False, "--yes", "-y", help="do not ask for confirmation"),
     controller: str = CONTROLLER,
-    token: str | None = TOKEN,
+    token: str | None = typer.Option(
+        None, "--token", envvar="STREETPOLE_TOKEN", help="API token (operator)"
+    ),
 ) -> None:
     """Remove a node and its modules from the registry (operator): its broker credentials stop
     working at once. No cable needed."""
@@ -204,6 +208,14 @@ def remove(
         pole, node = steps.parse_target(target)
         ctl = Controller(controller, token)
         try:
+            me = ctl.me()
+            if me["role"] not in ("operator", "admin"):
+                raise FieldError(
+                    "controller",
+                    f"removing a node takes an operator's token; {me['username']} is a "
+                    f"{me['role']}",
+                    "ask an operator to run `streetpole node remove`, or for a token",
+                )
             found = steps.find_node(ctl, pole, node)
             typer.echo(f"remove {steps.describe_node(found)}")
             if not yes and not typer.confirm("remove it?", default=False):

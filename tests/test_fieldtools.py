@@ -580,7 +580,8 @@ def test_remove_asks_and_takes_the_node_and_its_modules(site: Site) -> None:
 
     assert n8() and n8_modules()
     code, out = cli("remove", "RTD-0200/n8", *env(site, "tess"), "--yes")
-    assert code == EXIT["controller"] and "not allowed" in out, out  # operators only
+    assert code == EXIT["controller"] and "takes an operator's token" in out, out
+    assert "tess is a technician" in out and "remove it?" not in out, out
     r = CliRunner().invoke(app, ["node", "remove", "RTD-0200/n8", *env(site, "otto")], input="n\n")
     assert r.exit_code == EXIT["failed"] and "nothing removed" in r.output, r.output
     assert "remove RTD-0200/n8 (registry id" in r.output and "remove it? [y/N]" in r.output
