@@ -689,3 +689,38 @@ def _broker_login(vnode: VirtualNode) -> None:
     assert code == EXIT["selftest"], out
     assert "broker: login as RTD-0002/n5" in out and "refused: CONNACK 5 (not authorised)" in out
     assert "provision the node again" in out, out
+
+
+@pytest.mark.parametrize(
+    ("module", "args", "usage"),
+    [
+        ("streetpole", ["node", "provision"], "Usage: streetpole node provision [OPTIONS]"),
+        ("controller", ["create-user"], "Usage: streetpole create-user [OPTIONS]"),
+    ],
+)
+def test_help_names_the_streetpole_command_and_fits_80_columns(
+    module: str, args: list[str], usage: str
+) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", module, *args, "--help"],
+        cwd=ROOT,
+        env=dict(os.environ, COLUMNS="80"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(usage), proc.stdout
+    assert "…" not in proc.stdout and max(map(len, proc.stdout.splitlines())) <= 80
+
+
+def test_every_node_commands_help_shows_whole_defaults() -> None:
+    commands = ["flash", "deploy", "provision", "remove", "selftest", "commission"]
+    for name in [*commands, "send-record", "virtual"]:
+        r = CliRunner().invoke(app, ["node", name, "--help"], prog_name="streetpole")
+        assert r.exit_code == 0, r.output
+        assert r.output.startswith(f"Usage: streetpole node {name} "), r.output
+        assert "…" not in r.output, r.output
+        flat = " ".join(r.output.split())  # defaults may wrap at a space, never be cut
+        if name in ("provision", "remove", "commission"):
+            assert "default: http://127.0.0.1:8000]" in flat, flat
