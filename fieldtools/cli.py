@@ -208,7 +208,7 @@ def remove(
         pole, node = steps.parse_target(target)
         ctl = Controller(controller, token)
         try:
-            me = ctl.me()
+            me = ctl.me()  # the controller decides; asking first spares a question it refuses
             if me["role"] not in ("operator", "admin"):
                 raise FieldError(
                     "controller",
@@ -230,7 +230,9 @@ def remove(
 @node_app.command(short_help="Run the node's self-test: sensors, lamp, broker.")
 def selftest(
     port: str | None = PORT,
-    broker_check: bool = typer.Option(False, help="also join Wi-Fi and reach the broker"),
+    broker_check: bool = typer.Option(
+        False, help="also join Wi-Fi and log in to the broker as the node"
+    ),
     soft_reset: bool | None = RESET,
     as_json: bool = typer.Option(False, "--json", help="print the results as JSON"),
 ) -> None:
@@ -262,7 +264,9 @@ def commission(
     wifi_password: str = typer.Option("", envvar="STREETPOLE_WIFI_PASSWORD"),
     broker: str | None = typer.Option(None, help="broker URL for the node (default: controller's)"),
     image: Path | None = IMAGE_OPT,
-    broker_check: bool = typer.Option(True, help="self-test joins Wi-Fi and reaches the broker"),
+    broker_check: bool = typer.Option(
+        True, help="self-test joins Wi-Fi and logs in to the broker as the node"
+    ),
     technician: str | None = typer.Option(None, help="your name (default: the token's account)"),
     record: Path | None = RECORD_OPT,
     owner: int | None = OWNER,
