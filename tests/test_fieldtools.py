@@ -8,6 +8,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -499,6 +500,10 @@ def test_exit_code_table_in_the_docs_is_the_one_the_tools_use() -> None:
     assert table == exit_table()
     assert doc[start + len(exit_table())].strip() == "", "no rows beyond the tools' codes"
     assert sorted(EXIT.values()) == list(range(1, len(EXIT) + 1)), "one code per kind"
+    # every kind the tools raise is one of the table's (an unknown one would exit 1 unnoticed)
+    source = "".join(p.read_text() for p in (ROOT / "fieldtools").glob("*.py"))
+    raised = set(re.findall(r'FieldError\(\s*"(\w+)"', source))
+    assert raised and raised <= set(EXIT), raised - set(EXIT)
 
 
 def test_wrong_pole_or_position_stops_commissioning_before_the_deploy(
