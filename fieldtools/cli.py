@@ -495,8 +495,11 @@ def virtual(
     (flash_dir / "sim_rig.py").write_text(SIM_RIG)
     faults = dict(f.split("=", 1) for f in fault)
     rig = flash_dir / "rig.json"
-    if faults or not rig.exists():  # keep the hardware id a provisioned node was given
-        (flash_dir / "rig.json").write_bytes(rig_json(faults))
+    try:  # the faults of this start; the hardware id the node was provisioned with stays
+        hardware_id = json.loads(rig.read_text()).get("hardware_id")
+    except (OSError, ValueError):
+        hardware_id = None
+    rig.write_bytes(rig_json(faults, hardware_id))
     vn = VirtualNode(flash_dir, heap=heap)
     if run:
         missing = [f for f in ("board.json", "node.json") if not (flash_dir / f).exists()]

@@ -174,6 +174,10 @@ def esptool_cause(lines: list[str]) -> tuple[str, str]:
     return last, last
 
 
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" + ("" if n == 1 else "s")
+
+
 # ---- deploy ----------------------------------------------------------------------------------
 
 
@@ -236,12 +240,12 @@ def deploy(
             base = sent
 
             def prog(done: int, _n: int, base: int = base) -> None:
-                rep.progress(f"upload {len(changed)} files", base + done, total)
+                rep.progress(f"upload {_count(len(changed), 'file')}", base + done, total)
 
             link.write_file(p, data, prog)
             sent += len(data)
             if not data:
-                rep.progress(f"upload {len(changed)} files", sent, total)
+                rep.progress(f"upload {_count(len(changed), 'file')}", sent, total)
     if stale:
         link.exec(snippets.remove(stale))
     after = remote_hashes(link, roots)
@@ -596,8 +600,9 @@ def remove(ctl: Controller, rep: Reporter, gone: dict[str, Any]) -> None:
     for m in gone["modules"]:
         ctl.request("DELETE", f"/api/modules/{m['id']}")
     ctl.request("DELETE", f"/api/nodes/{gone['id']}")
+    modules = _count(len(gone["modules"]), "module")
     rep.line(
-        f"    removed {gone['pole_id']}/{gone['node']} and {len(gone['modules'])} modules; "
+        f"    removed {gone['pole_id']}/{gone['node']} and {modules}; "
         "its broker credentials no longer work"
     )
 

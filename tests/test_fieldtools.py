@@ -487,7 +487,7 @@ def test_provisioning_refuses_a_node_in_service_unless_replace(
         new = json.loads((vnode.flash / "node.json").read_text())
         assert new["password"] != json.loads(node_json)["password"]
         code, out = cli("remove", "RTD-0002/n7", "--yes", *env(site, "otto"))
-        assert code == 0 and "removed RTD-0002/n7 and 1 modules" in out, out
+        assert code == 0 and "removed RTD-0002/n7 and 1 module" in out, out
         assert all(n["node"] != "n7" for n in site.get("tess", "/api/nodes?pole=RTD-0002").json())
     finally:
         rig.write_bytes(healthy)

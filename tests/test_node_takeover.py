@@ -163,7 +163,7 @@ def test_cli_remove_and_its_credentials_stop_working(site: Site) -> None:
     args = ["--controller", site.url, "--token", site.admin, "--yes"]
     r = CliRunner().invoke(cli_app, ["node", "remove", "RTD-0002/n1", *args])
     assert r.exit_code == 0, r.output
-    assert "removed RTD-0002/n1 and 1 modules" in r.output and "last heard" in r.output, r.output
+    assert "removed RTD-0002/n1 and 1 module" in r.output and "last heard" in r.output, r.output
     assert node.disconnected.wait(10), "the broker drops the removed node"
     node.client.loop_stop()
     assert not accepted(connect(site.broker.port, cred["mqtt_username"], cred["mqtt_password"]))
