@@ -21,7 +21,10 @@ if TYPE_CHECKING:
     from controller.registry.db import Registry
 
 app = typer.Typer(
-    help="Streetpole controller", no_args_is_help=True, pretty_exceptions_enable=False
+    help="Streetpole controller",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: rich's boxes cut defaults at 80 columns
 )
 
 
@@ -153,5 +156,6 @@ def provision_node(
 
 
 def main() -> None:
-    """`python -m controller`: the controller's commands alone."""
-    app()
+    """`python -m controller`: the controller's commands alone (usage lines name them as the
+    `streetpole` command does, which is how people run them)."""
+    app(prog_name="streetpole")
