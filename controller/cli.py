@@ -85,6 +85,31 @@ def migrate() -> None:
     typer.echo("registry schema is up to date")
 
 
+@app.command("create-owner")
+def create_owner(
+    slug: str,
+    name: str | None = typer.Option(None, help="the organisation's name (default: the slug)"),
+    kind: str = typer.Option("market", help="municipality, market, utility, research or other"),
+) -> None:
+    """Add an organisation that owns poles or modules (before its accounts: --owner SLUG)."""
+    from pydantic import ValidationError
+
+    from controller.api.schemas import OwnerIn
+    from controller.registry.accounts import create_owner as make
+
+    try:
+        body = OwnerIn(slug=slug, name=name or slug, kind=kind)
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise typer.BadParameter(f"{err['loc'][0]}: {err['msg']}") from None
+    with _registry() as reg:
+        try:
+            make(reg, body.slug, body.name, body.kind)
+        except ValueError as e:
+            raise typer.BadParameter(str(e)) from None
+    typer.echo(f"owner {body.slug} ({body.kind}) added")
+
+
 @app.command("create-user")
 def create_user(
     username: str,
@@ -92,7 +117,8 @@ def create_user(
     owner: str | None = typer.Option(None, help="owner slug, for an owner-scoped account"),
     password: str | None = typer.Option(None, help="default: a random one, printed"),
 ) -> None:
-    """Create an operator account, or reset its password and role."""
+    """Create an account, or reset its password and role (`create-user admin` resets the admin's
+    password). An owner-scoped account needs its owner first: `create-owner SLUG`."""
     from controller.registry.accounts import create_user as make
 
     pw = password or secrets.token_urlsafe(12)
