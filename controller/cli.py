@@ -113,16 +113,26 @@ def create_owner(
 @app.command("create-user")
 def create_user(
     username: str,
-    role: str = typer.Option("viewer", help="admin, operator, technician or viewer"),
-    owner: str | None = typer.Option(None, help="owner slug, for an owner-scoped account"),
+    role: str | None = typer.Option(
+        None, help="admin, operator, technician or viewer [default: the account's, or viewer]"
+    ),
+    owner: str | None = typer.Option(
+        None, help="owner slug, for an owner-scoped account [default: the account's]"
+    ),
     password: str | None = typer.Option(None, help="default: a random one, printed"),
 ) -> None:
     """Create an account, or reset its password and role (`create-user admin` resets the admin's
     password). An owner-scoped account needs its owner first: `create-owner SLUG`."""
+    from controller.registry.accounts import account_of
     from controller.registry.accounts import create_user as make
 
     pw = password or secrets.token_urlsafe(12)
     with _registry() as reg:
+        # a password reset keeps what the account was: `create-user admin` stays an admin, and
+        # an owner-scoped account is not widened to the whole city by leaving out --owner
+        role_was, owner_was = account_of(reg, username) or ("viewer", None)
+        role = role or role_was
+        owner = owner or owner_was
         try:
             make(reg, username, pw, role, owner)
         except ValueError as e:

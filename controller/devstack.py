@@ -41,6 +41,32 @@ def _secret(path: Path) -> str:
     return path.read_text().strip()
 
 
+def _wait_until_ready(base: str, token: str, poles: int, deadline_s: float = 120) -> str:
+    """Wait for the controller to be ready and the street's nodes to be online, so the summary
+    (and the first login, printed last) is not scrolled away by the provisioning's access log.
+    Returns what to add to the headline when it did not get there in time."""
+    end = time.monotonic() + deadline_s
+    online = 0
+    while time.monotonic() < end:
+        try:
+            if httpx.get(base + "/readyz", timeout=2).status_code == 200:
+                if not poles:
+                    return ""
+                r = httpx.get(
+                    base + "/api/nodes", headers={"Authorization": f"Bearer {token}"}, timeout=5
+                )
+                if r.status_code == 200:
+                    online = sum(1 for n in r.json() if n["status"] == "online")
+                    if online >= poles:
+                        return ""
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    if poles:
+        return f" ({online} of {poles} simulated nodes online so far)"
+    return " (not ready yet: see /readyz)"
+
+
 def main() -> int:
     var = Path(os.environ.get("STREETPOLE_DATA_DIR", "var")).resolve()
     mqtt_port = int(os.environ.get("MQTT_PORT", "1883"))
@@ -90,7 +116,7 @@ def main() -> int:
     if not has_admin(reg):
         pw = secrets.token_urlsafe(12)
         create_user(reg, "admin", pw, "admin")
-        login = f"admin / {pw}"
+        login = pw
     sim_poles = int(os.environ.get("SIM_POLES", "20"))
     sim_token = ""
     if sim_poles > 0:
@@ -158,19 +184,26 @@ def main() -> int:
             street = (
                 f"  simulated street  {sim_poles} poles of simulator/data/rotterdam-zuid.geojson "
                 f"at {speed}x (python -m simulator; report on Ctrl-C, chart in {report})\n"
-                f"  see it            {base}/dashboard (log in as admin), {base}/api/nodes\n"
             )
+        ready = _wait_until_ready(base, sim_token, sim_poles if sim else 0)
+        reset = "`.venv/bin/streetpole create-user admin` sets a new admin password"
+        if login:
+            first = f"admin / {login}\n                    (lost it? {reset})"
+        else:
+            first = f"admin, with the password printed at the first start\n                    (lost it? {reset})"
         print(
             f"""
-Streetpole is running (data in {var}):
+Streetpole is running (data in {var}){ready}:
+  dashboard         {base}/dashboard   (log in as admin)
+  public portal     {base}/portal
+  open data         {base}/opendata    SensorThings {base}/sta/v1.1
+  operator API      {base}/api (reference: {base}/docs)
+  health, metrics   {base}/readyz  {base}/metrics
   MQTT broker       {mqtt_line}
                     (per-node accounts; log: {broker.log_file})
-  operator API      {base}/docs
-  dashboard         {base}/dashboard   public portal {base}/portal
-  open data         {base}/opendata    SensorThings {base}/sta/v1.1
-  first login       {login or "(an admin exists; `.venv/bin/streetpole create-user` adds one)"}
-  health, metrics   {base}/readyz  {base}/metrics
 {street}Ctrl-C stops everything.
+
+  first login       {first}
 """,
             flush=True,
         )

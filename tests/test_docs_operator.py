@@ -70,3 +70,29 @@ def test_an_owner_twice_or_a_bad_slug_is_refused(tmp_path: Path) -> None:
     assert again.exit_code == 2 and "exists already" in again.output
     bad = runner.invoke(app, ["create-owner", "Air Co!"], env=_env(tmp_path))
     assert bad.exit_code == 2 and "slug" in bad.output
+
+
+def test_create_user_again_resets_the_password_and_keeps_role_and_owner(tmp_path: Path) -> None:
+    """`make run` says `streetpole create-user admin` gives the admin a new password: it must
+    not turn the admin into a viewer, nor widen an owner-scoped account to the whole city."""
+    runner = CliRunner()
+    for args in (
+        ["create-user", "admin", "--role", "admin", "--password", "first-password"],
+        ["create-owner", "airco"],
+        ["create-user", "airco", "--role", "operator", "--owner", "airco"],
+        ["create-user", "admin"],
+        ["create-user", "airco"],
+    ):
+        r = runner.invoke(app, args, env=_env(tmp_path))
+        assert r.exit_code == 0, r.output
+    assert r.output.startswith("account airco (operator) password: ")
+    reg = Registry(_env(tmp_path)["STREETPOLE_DATABASE_URL"])
+    try:
+        with reg.session() as db:
+            admin = db.query(User).filter_by(username="admin").one()
+            airco = db.query(User).filter_by(username="airco").one()
+            assert (admin.role, admin.owner_id) == ("admin", None)
+            owner = db.get(Owner, airco.owner_id)
+            assert airco.role == "operator" and owner is not None and owner.slug == "airco"
+    finally:
+        reg.close()

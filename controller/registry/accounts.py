@@ -89,6 +89,17 @@ def create_token(reg: Registry, username: str, name: str, days: int | None = Non
         return token
 
 
+def account_of(reg: Registry, username: str) -> tuple[str, str | None] | None:
+    """An account's role and owner slug, or None when there is no such account."""
+    with reg.session() as db:
+        row = db.execute(
+            select(User.role, Owner.slug)
+            .outerjoin(Owner, Owner.id == User.owner_id)
+            .where(User.username == username)
+        ).first()
+        return None if row is None else (row[0], row[1])
+
+
 def has_admin(reg: Registry) -> bool:
     with reg.session() as db:
         return db.scalar(select(User.id).where(User.role == "admin").limit(1)) is not None
