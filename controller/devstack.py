@@ -24,12 +24,14 @@ import time
 from pathlib import Path
 
 import httpx
+from sqlalchemy import func, select
 
 from controller.broker import Broker, BrokerConfig
 from controller.devpki import Authority, write_server_files
 from controller.mqtt_auth import ROLE_CONTROLLER, MqttAccounts, controller_usernames, hash_password
 from controller.registry.accounts import create_token, create_user, has_admin
 from controller.registry.db import Registry
+from controller.registry.models import Node
 
 
 def _secret(path: Path) -> str:
@@ -41,30 +43,31 @@ def _secret(path: Path) -> str:
     return path.read_text().strip()
 
 
-def _wait_until_ready(base: str, token: str, poles: int, deadline_s: float = 120) -> str:
-    """Wait for the controller to be ready and the street's nodes to be online, so the summary
-    (and the first login, printed last) is not scrolled away by the provisioning's access log.
-    Returns what to add to the headline when it did not get there in time."""
+def _wait_until_ready(base: str, registry_url: str, poles: int, deadline_s: float = 60) -> str:
+    """Wait until the street's nodes are online (read in the registry, so the waiting writes no
+    access log) and the controller is ready, so the summary and the first login, printed last,
+    are not scrolled away by the provisioning's access log. Returns what to add to the
+    headline when it did not get there in time."""
     end = time.monotonic() + deadline_s
     online = 0
-    while time.monotonic() < end:
-        try:
-            if httpx.get(base + "/readyz", timeout=2).status_code == 200:
-                if not poles:
-                    return ""
-                r = httpx.get(
-                    base + "/api/nodes", headers={"Authorization": f"Bearer {token}"}, timeout=5
-                )
-                if r.status_code == 200:
-                    online = sum(1 for n in r.json() if n["status"] == "online")
-                    if online >= poles:
-                        return ""
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    if poles:
-        return f" ({online} of {poles} simulated nodes online so far)"
-    return " (not ready yet: see /readyz)"
+    reg = Registry(registry_url)
+    try:
+        while poles and time.monotonic() < end:
+            with reg.session() as db:
+                online = db.scalar(select(func.count()).where(Node.status == "online")) or 0
+            if online >= poles:
+                break
+            time.sleep(1)
+    finally:
+        reg.close()
+    try:
+        ready = httpx.get(base + "/readyz", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        ready = False
+    notes = [] if ready else ["not ready yet: see /readyz"]
+    if online < poles:
+        notes.append(f"{online} of {poles} simulated nodes online so far, the rest follow")
+    return f" ({'; '.join(notes)})" if notes else ""
 
 
 def main() -> int:
@@ -142,6 +145,7 @@ def main() -> int:
     )
     base = f"http://127.0.0.1:{http_port}"
     sim: subprocess.Popen[bytes] | None = None
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         for _ in range(150):
             try:
@@ -185,15 +189,18 @@ def main() -> int:
                 f"  simulated street  {sim_poles} poles of simulator/data/rotterdam-zuid.geojson "
                 f"at {speed}x (python -m simulator; report on Ctrl-C, chart in {report})\n"
             )
-        ready = _wait_until_ready(base, sim_token, sim_poles if sim else 0)
+        ready = _wait_until_ready(base, registry_url, sim_poles if sim else 0)
         reset = "`.venv/bin/streetpole create-user admin` sets a new admin password"
         if login:
             first = f"admin / {login}\n                    (lost it? {reset})"
         else:
-            first = f"admin, with the password printed at the first start\n                    (lost it? {reset})"
+            first = (
+                f"admin, with the password printed at the first start\n"
+                f"                    (lost it? {reset})"
+            )
         print(
             f"""
-Streetpole is running (data in {var}){ready}:
+Streetpole is running, data in {var}{ready}:
   dashboard         {base}/dashboard   (log in as admin)
   public portal     {base}/portal
   open data         {base}/opendata    SensorThings {base}/sta/v1.1
@@ -207,7 +214,6 @@ Streetpole is running (data in {var}){ready}:
 """,
             flush=True,
         )
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
         ctl.wait()
     except KeyboardInterrupt:
         pass
