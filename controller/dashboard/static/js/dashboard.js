@@ -266,7 +266,7 @@ function overrideBody(prefix) {
 async function submitOverride(body, msg) {
   try {
     const ov = await post("/api/overrides", body);
-    say(msg, `Override ${ov.id} sent to ${ov.nodes} node(s), level ${pct(ov.level)}${ov.mode === "event" ? " (event mode)" : ""}.`, "ok");
+    say(msg, `Override sent to ${ov.nodes} node(s), level ${pct(ov.level)}${ov.mode === "event" ? " (event mode)" : ""}.`, "ok");
     return ov;
   } catch (e) {
     say(msg, `Not sent: ${e.message}`, "error");
@@ -418,19 +418,21 @@ async function renderOverrides() {
   const target = (o) => o.target_kind === "area" ? `area ${o.target.bbox ? o.target.bbox.map((x) => x.toFixed(5)).join(", ") : "polygon"}`
     : o.target_kind === "group" ? `group ${groupName(o.target.group)}` : `${o.target_kind} ${Object.values(o.target)[0]}`;
   $("#ov-list").replaceChildren(list.length ? table(
-    ["Target", "Level", "Mode", "From", "Until", "Nodes", "By", "State", ""],
+    [...OV_HEAD, ""],
     list.map((o) => el("tr", {}, ...[target(o), pct(o.level), o.mode, fmtTime(o.start), fmtTime(o.expiry), o.nodes, o.created_by,
-      o.reverted_at ? "reverted" : o.active ? "active" : "ended"].map((c) => el("td", {}, c)),
-      el("td", {}, o.active ? el("button", { type: "button", class: "danger", disabled: !can("operator"), onclick: () => revert(o) }, "Revert") : ""))),
+      o.reverted_at ? "reverted" : o.active ? "active" : "ended"].map((c, i) => el("td", { "data-label": OV_HEAD[i] }, c)),
+      el("td", {}, o.active ? el("button", { type: "button", class: "danger", disabled: !can("operator"), onclick: () => revert(o, target(o)) }, "Revert") : ""))),
     "Overrides",
   ) : el("p", { class: "muted" }, "No overrides."));
 }
 
-async function revert(o) {
-  if (!window.confirm(`Revert override ${o.id} (${pct(o.level)}, ${o.nodes} node(s))? The lights go back to their program now.`)) return;
+const OV_HEAD = ["Target", "Level", "Mode", "From", "Until", "Nodes", "By", "State"];
+
+async function revert(o, what) {
+  if (!window.confirm(`Revert the override of ${what} (${pct(o.level)}, ${o.nodes} node(s))? The lights go back to their program now.`)) return;
   try {
     await post(`/api/overrides/${o.id}/revert`);
-    say($("#ov-msg"), `Override ${o.id} reverted.`, "ok");
+    say($("#ov-msg"), `Override of ${what} reverted.`, "ok");
     announce($("#ov-msg").textContent);
   } catch (e) {
     say($("#ov-msg"), `Not reverted: ${e.message}`, "error");

@@ -66,7 +66,7 @@ function energyChart(box, days) {
       { stroke: "#1b1f24", label: "kWh", size: 55 },
     ],
     series: [
-      { value: (u, v) => (v === null ? "–" : dayLabel(v)) },
+      { label: "Day", value: (u, v) => (v === null ? "–" : dayLabel(v)) },
       { label: "used", stroke: "#0b5cad", fill: "#0b5cad99", width: 1, paths: bars(-1), points: { show: false } },
       { label: "always-on", stroke: "#8a5300", fill: "#8a530055", width: 1, paths: bars(1), points: { show: false } },
     ],
