@@ -215,7 +215,7 @@ def test_groups_overrides_programs_campaigns_and_energy(site: Site) -> None:
 
             # ---- a campaign started and halted from the page -----------------------------------
             page.get_by_role("link", name="Campaigns").click()
-            page.locator("#cp-package").select_option(label="0.2.0 (tree, 0 KiB, by admin)")
+            page.locator("#cp-package").select_option(label="0.2.0 (tree, 46 B, by admin)")
             page.locator("#cp-group").select_option(label="Evening street (2 poles)")
             page.get_by_label("Batch: nodes per minute").fill("1")
             page.get_by_role("button", name="Start campaign").click()
@@ -229,6 +229,7 @@ def test_groups_overrides_programs_campaigns_and_energy(site: Site) -> None:
             page.get_by_label("Pole ids, separated by commas").fill("OPS-4")
             page.get_by_role("button", name="Start campaign").click()
             expect(page.locator("#cp-msg")).to_have_text("Campaign #2 started for 1 node(s).")
+            expect(page.locator("#campaign-list tr", has_text="#2")).to_contain_text("rollout ")
             if SHOTS:
                 page.screenshot(path=str(SHOTS / "dashboard-campaigns.png"), full_page=True)
 

@@ -11,6 +11,8 @@ export function wireCampaigns(ctx) {
   $("#campaign-form").addEventListener("submit", (e) => { e.preventDefault(); start(ctx); });
 }
 
+const size = (n) => (n < 10240 ? `${n} B` : `${Math.round(n / 1024)} KiB`);
+
 function targetShown() {
   const poles = $("#cp-to-poles").checked;
   $("label[for='cp-group']").hidden = poles;
@@ -23,7 +25,7 @@ export async function renderCampaignForm(ctx) {
   const pkgs = await get("/api/firmware");
   const sel = $("#cp-package");
   const cur = sel.value;
-  sel.replaceChildren(...(pkgs.length ? pkgs.map((p) => el("option", { value: p.id }, `${p.version} (${p.kind}, ${Math.round(p.size / 1024)} KiB, by ${p.uploaded_by})`))
+  sel.replaceChildren(...(pkgs.length ? pkgs.map((p) => el("option", { value: p.id }, `${p.version} (${p.kind}, ${size(p.size)}, by ${p.uploaded_by})`))
     : [el("option", { value: "" }, "No packages uploaded yet")]));
   if (cur) sel.value = cur;
   const gsel = $("#cp-group");
@@ -53,9 +55,9 @@ async function start(ctx) {
       timeout_s: Math.round(Number($("#cp-timeout").value) * 60),
     });
     const n = Object.values(c.nodes).reduce((a, b) => a + b, 0);
+    await ctx.rerender();
     say(msg, `Campaign #${c.id} started for ${n} node(s).`, "ok");
     ctx.announce(msg.textContent);
-    await ctx.rerender();
   } catch (e) {
     say(msg, `Not started: ${e.message}`, "error");
   }

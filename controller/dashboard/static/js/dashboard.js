@@ -661,7 +661,10 @@ function wire() {
   });
   $("#group-override-form").addEventListener("submit", async (e) => {
     e.preventDefault();
-    if (await submitOverride({ group: Number($("#go-group").value), ...overrideBody("groupo") }, $("#group-override-msg"))) await renderOverrides();
+    if (await submitOverride({ group: Number($("#go-group").value), ...overrideBody("groupo") }, $("#group-override-msg"))) {
+      await renderOverrides(); // the list above grows: bring the message back into view
+      $("#group-override-msg").scrollIntoView({ block: "nearest" });
+    }
   });
   $("#pg-pick").addEventListener("change", editProgram);
   $("#program-form").addEventListener("input", () => say($("#pg-msg"), ""));

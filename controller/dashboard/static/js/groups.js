@@ -24,8 +24,11 @@ let PROFILES = [];
 
 const profileName = (id) => PROFILES.find((p) => p.id === id)?.name ?? "–";
 
-export async function renderGroups(ctx) {
+/** reset: load the picked group into the editor (else what the operator typed stays). */
+export async function renderGroups(ctx, { reset = false } = {}) {
   PROFILES = await get("/api/profiles");
+  const first = !$("#gr-poles input");
+  const kept = { name: $("#gr-name").value, profile: $("#gr-profile").value, poles: new Set($$("#gr-poles input").filter((b) => b.checked).map((b) => b.value)) };
   const groups = ctx.groups();
   const poles = [...ctx.poles().values()].sort((a, b) => a.id.localeCompare(b.id));
   $("#group-list").replaceChildren(groups.length ? table(
@@ -47,7 +50,12 @@ export async function renderGroups(ctx) {
   if (curPole) ppPole.value = curPole;
   $("#pp-profile").replaceChildren(...profileOptions("none (the default program)"));
   $("#pp-profile").value = ctx.poles().get(ppPole.value)?.profile_id ?? "";
-  editGroup(ctx);
+  if (first || reset) editGroup(ctx);
+  else {
+    $("#gr-name").value = kept.name;
+    $("#gr-profile").value = kept.profile;
+    for (const box of $$("#gr-poles input")) box.checked = kept.poles.has(box.value);
+  }
   filterPoles();
   ctx.applyRole();
 }
@@ -79,7 +87,7 @@ async function saveGroup(ctx) {
     const g = id ? await patch(`/api/groups/${id}`, body) : await post("/api/groups", { name: $("#gr-name").value.trim(), ...body });
     await ctx.reloadGroups();
     $("#gr-pick").value = String(g.id);
-    await renderGroups(ctx);
+    await renderGroups(ctx, { reset: true });
     say(msg, `Group ${g.name} saved: ${g.poles.length} pole(s)${g.profile_id ? `, profile ${profileName(g.profile_id)}` : ""}.`, "ok");
     ctx.announce(msg.textContent);
   } catch (e) {
@@ -95,7 +103,7 @@ async function deleteGroup(ctx) {
     await api("DELETE", `/api/groups/${g.id}`);
     await ctx.reloadGroups();
     $("#gr-pick").value = "";
-    await renderGroups(ctx);
+    await renderGroups(ctx, { reset: true });
     say(msg, `Group ${g.name} removed.`, "ok");
   } catch (e) {
     say(msg, `Not removed: ${e.message}`, "error");
