@@ -65,9 +65,8 @@ def archive(
 ) -> None:
     """Build the SPA1 archive of the node application (the .mpy tree under app/), as a
     campaign of kind "tree" rolls it out; prints its path and version."""
-    from fieldtools.build import APP, build, firmware_version
+    from fieldtools.build import build, firmware_version, spa_archive
     from fieldtools.errors import FieldError
-    from spnode.update import pack
 
     version = firmware_version()
     target = out or Path("build") / f"streetpole-{version}.spa"
@@ -77,11 +76,10 @@ def archive(
     except FieldError as e:
         typer.echo(f"streetpole: {e.message}" + (f"\n{e.hint}" if e.hint else ""), err=True)
         raise typer.Exit(1) from None
-    prefix = APP + "/"
-    files = [(p[len(prefix) :], b.files[p]) for p in sorted(b.app_files)]
+    data, files = spa_archive(b)
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(pack(files))
-    typer.echo(f"{target}  version {version}, {len(files)} files, {target.stat().st_size} bytes")
+    target.write_bytes(data)
+    typer.echo(f"{target}  version {version}, {files} files, {len(data)} bytes")
 
 
 @firmware_app.command()
