@@ -204,7 +204,7 @@ Streetpole is running, data in {var}{ready}:
   dashboard         {base}/dashboard   (log in as admin)
   public portal     {base}/portal
   open data         {base}/opendata    SensorThings {base}/sta/v1.1
-  operator API      {base}/api (reference: {base}/docs)
+  operator API      {base}/docs  (reference of the API under /api)
   health, metrics   {base}/readyz  {base}/metrics
   MQTT broker       {mqtt_line}
                     (per-node accounts; log: {broker.log_file})
