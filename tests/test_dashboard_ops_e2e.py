@@ -98,15 +98,21 @@ def _login(page: Any, url: str) -> None:
     page.locator("#user").get_by_text("ops (operator)").wait_for()
 
 
+IN_VIEW = """s => { const r = document.querySelector(s).getBoundingClientRect();
+                    return r.top >= 0 && r.bottom <= innerHeight
+                      && r.left >= 0 && r.right <= innerWidth; }"""
+
+
 def _in_view(page: Any, selector: str) -> bool:
-    return bool(
-        page.evaluate(
-            """s => { const r = document.querySelector(s).getBoundingClientRect();
-                      return r.top >= 0 && r.bottom <= innerHeight
-                        && r.left >= 0 && r.right <= innerWidth; }""",
-            selector,
-        )
-    )
+    """Waits (5 s at most) until the element is wholly inside the viewport: the page may still
+    be re-rendering the list above it."""
+    from playwright.sync_api import TimeoutError as WaitedTooLong
+
+    try:
+        page.wait_for_function(IN_VIEW, arg=selector, timeout=5000)
+    except WaitedTooLong:
+        return False
+    return True
 
 
 @pytest.mark.slow
