@@ -3,6 +3,7 @@ import { api, auth, get, login, post, put, LiveEvents } from "./api.js";
 import { timeChart } from "./chart.js";
 import { PoleMap } from "./map.js";
 import { campaignAction, renderCampaignForm, wireCampaigns } from "./campaigns.js";
+import { labelCells } from "./cards.js";
 import { renderEnergy, renderEnergyForm } from "./energy.js";
 import { renderGroups, usedBy, wireGroups } from "./groups.js";
 import { $, $$, badge, CHART_GROUPS, el, fmtNum, fmtTime, localInput, pct, RANGES, say, table, windowFor } from "./util.js";
@@ -458,7 +459,9 @@ function stepRow(step = { at: "sunset", offset_min: 0, level: 1 }) {
 async function renderPrograms() {
   [PROGRAMS, PROFILES] = await Promise.all([get("/api/programs"), get("/api/profiles")]);
   $("#program-list").replaceChildren(table(["Name", "Steps"], PROGRAMS.map((p) => [p.name, p.steps.map((s) => `${s.at}${s.offset_min ? `${s.offset_min > 0 ? "+" : ""}${s.offset_min}m` : ""} → ${pct(s.level)}`).join("; ")]), "Programs"));
-  $("#profile-list").replaceChildren(table(["Name", "Program", "Levels", "Presence", "Report", "Used by"], PROFILES.map((p) => [p.name, p.default_program, `${pct(p.min_level)}–${pct(p.max_level)}`, p.presence ? `${pct(p.presence.level)} for ${p.presence.hold_s} s` : "off", `${p.report_period_s} s`, usedBy(p.id, S.groups, S.poles)]), "Profiles"));
+  const pfHead = ["Name", "Program", "Levels", "Presence", "Report", "Used by"];
+  $("#profile-list").replaceChildren(table(pfHead, PROFILES.map((p) => [p.name, p.default_program, `${pct(p.min_level)}–${pct(p.max_level)}`, p.presence ? `${pct(p.presence.level)} for ${p.presence.hold_s} s` : "off", `${p.report_period_s} s`, usedBy(p.id, S.groups, S.poles)]), "Profiles"));
+  labelCells($("#profile-list"), pfHead);
   await idRule();
   const pick = $("#pg-pick");
   pick.replaceChildren(el("option", { value: "" }, "New program"), ...PROGRAMS.map((p) => el("option", { value: p.id }, p.name)));

@@ -3,7 +3,8 @@
 // The chart is drawn here rather than by chart.js's time chart: daily bars need one tick per
 // day and room for the first and last bar, which a time axis of readings does not give.
 import { get } from "./api.js";
-import { $, $$, el, fmtNum, fmtTime, say, table } from "./util.js";
+import { labelCells } from "./cards.js";
+import { $, el, fmtNum, fmtTime, say, table } from "./util.js";
 
 const DAY = 86400;
 const day = (d) => Date.parse(`${d}T00:00:00Z`) / 1000;
@@ -37,8 +38,7 @@ export async function renderEnergy() {
     $("#en-table").replaceChildren(table(head,
       r.days.map((d) => [d.day, fmtNum(d.energy_wh / 1000, 3), fmtNum(d.baseline_wh / 1000, 3), fmtNum((d.baseline_wh - d.energy_wh) / 1000, 3),
         d.baseline_wh ? fmtNum((100 * (d.baseline_wh - d.energy_wh)) / d.baseline_wh) : "–", fmtNum(d.covered_h, 1), fmtNum(d.dark_h, 1)]), "Energy per day"));
-    // labels for the phone layout, where each day is a card (app.css, .cards-on-phone)
-    for (const tr of $$("#en-table tbody tr")) [...tr.children].forEach((td, i) => { td.dataset.label = head[i]; });
+    labelCells($("#en-table"), head);
   } catch (e) {
     say($("#en-msg"), `Could not load: ${e.message}`, "error");
   }
