@@ -180,6 +180,7 @@ async def _fleet_loop(state: AppState, period_s: float = 2.0) -> None:
             with state.transaction() as db:
                 fleet.write_heard(db, times)
                 fleet.mark_silent_nodes(db, now, state.settings.offline_after_periods, state.heard)
+                fleet.mark_never_heard(db, now, state.settings.never_heard_grace_s)
         except Exception:
             state.heard.give_back(times)  # a failed write must not make nodes look silent
             raise

@@ -13,6 +13,7 @@ import typer
 
 from controller.cli import app as controller_app
 from fieldtools.cli import node_app
+from streetpole.firmware import firmware_app
 
 PROG = "streetpole"  # usage lines name the command, also when run as `python -m streetpole`
 app = typer.Typer(
@@ -23,6 +24,7 @@ app = typer.Typer(
 )
 app.add_typer(controller_app)  # its commands at the top level: streetpole serve, ...
 app.add_typer(node_app, name="node")
+app.add_typer(firmware_app, name="firmware")
 
 
 def main() -> None:

@@ -5,6 +5,10 @@ import { PoleMap } from "./map.js";
 import { $, $$, badge, CHART_GROUPS, el, fmtNum, fmtTime, pct, RANGES, isoInput, say, table, windowFor, zoneName } from "./util.js";
 import { auditDetail, chartRange, dataSpan, latestTable, LIGHT_COMMANDED, LIGHT_MEASURED, stacked } from "./pole.js";
 import { loadQuantities, qName } from "./quantity-text.js";
+import { campaignAction, renderCampaignForm, wireCampaigns } from "./campaigns.js";
+import { labelCells } from "./cards.js";
+import { renderEnergy, renderEnergyForm } from "./energy.js";
+import { renderGroups, usedBy, wireGroups } from "./groups.js";
 
 const ROLES = ["viewer", "technician", "operator", "admin"];
 const S = {
@@ -47,7 +51,7 @@ function describe(p) {
 }
 
 // ---- views -----------------------------------------------------------------------------------
-const VIEWS = ["login", "map", "pole", "alarms", "control", "programs", "campaigns", "energy"];
+const VIEWS = ["login", "map", "pole", "alarms", "control", "programs", "groups", "campaigns", "energy"];
 
 function show(view) {
   for (const v of VIEWS) $(`#view-${v}`).hidden = v !== view;
@@ -81,8 +85,9 @@ async function route() {
     if (name === "alarms") await renderAlarms();
     if (name === "control") await renderOverrides();
     if (name === "programs") await renderPrograms();
-    if (name === "campaigns") await renderCampaigns(arg);
-    if (name === "energy") await renderEnergyForm();
+    if (name === "groups") await renderGroups(CTX);
+    if (name === "campaigns") await Promise.all([renderCampaigns(arg), renderCampaignForm(CTX)]);
+    if (name === "energy") await renderEnergyForm(CTX);
   } catch (e) {
     announce(`Could not load: ${e.message}`);
   }
@@ -255,7 +260,7 @@ function updateAlarmCount() {
 function overrideFields(fs, prefix) {
   fs.replaceChildren(
     el("legend", { class: "visually-hidden" }, "Override settings"),
-    el("label", { for: `${prefix}-level` }, "Level %", el("input", { id: `${prefix}-level`, type: "number", min: 0, max: 100, value: 100, required: true })),
+    el("label", { for: `${prefix}-level` }, "Level % (0–100)", el("input", { id: `${prefix}-level`, type: "number", min: 0, max: 100, required: true, inputmode: "numeric" })),
     el("label", { for: `${prefix}-start` }, "Start (empty: now)", el("input", { id: `${prefix}-start`, type: "datetime-local" })),
     el("label", { for: `${prefix}-minutes` }, "Duration, minutes", el("input", { id: `${prefix}-minutes`, type: "number", min: 1, max: 43200, value: 60, required: true })),
     el("label", { class: "inline", for: `${prefix}-event` }, el("input", { id: `${prefix}-event`, type: "checkbox" }), "Event mode (full light)"),
@@ -282,11 +287,15 @@ function overrideBody(prefix) {
 async function submitOverride(body, msg) {
   try {
     const ov = await post("/api/overrides", body);
-    say(msg, `Override ${ov.id} sent to ${ov.nodes} node(s), level ${pct(ov.level)}${ov.mode === "event" ? " (event mode)" : ""}.`, "ok");
+    say(msg, `Override sent to ${ov.nodes} node(s), level ${pct(ov.level)}${ov.mode === "event" ? " (event mode)" : ""}.`, "ok");
     return ov;
   } catch (e) {
     say(msg, `Not sent: ${e.message}`, "error");
     return null;
+  } finally {
+    // the message is under the button: bring it into view and read it out
+    msg.scrollIntoView({ block: "nearest" });
+    announce(msg.textContent);
   }
 }
 
@@ -422,22 +431,31 @@ async function renderAlarms() {
 // ---- overrides -------------------------------------------------------------------------------
 async function renderOverrides() {
   const gsel = $("#go-group");
-  if (!gsel.options.length) gsel.append(...S.groups.map((g) => el("option", { value: g.id }, g.name)));
+  const cur = gsel.value;
+  gsel.replaceChildren(...(S.groups.length ? S.groups.map((g) => el("option", { value: g.id }, `${g.name} (${g.poles.length} poles)`))
+    : [el("option", { value: "" }, "No groups yet: make one under Groups")]));
+  if (cur) gsel.value = cur;
   const list = await get(`/api/overrides${$("#ov-active").checked ? "?active=true" : ""}`);
-  const target = (o) => o.target_kind === "area" ? `area ${o.target.bbox ? o.target.bbox.map((x) => x.toFixed(5)).join(", ") : "polygon"}` : `${o.target_kind} ${Object.values(o.target)[0]}`;
+  const groupName = (id) => S.groups.find((g) => g.id === id)?.name ?? `group ${id}`;
+  const target = (o) => o.target_kind === "area" ? `area ${o.target.bbox ? o.target.bbox.map((x) => x.toFixed(5)).join(", ") : "polygon"}`
+    : o.target_kind === "group" ? `group ${groupName(o.target.group)}` : `${o.target_kind} ${Object.values(o.target)[0]}`;
   $("#ov-list").replaceChildren(list.length ? table(
-    ["Target", "Level", "Mode", "From", "Until", "Nodes", "By", "State", ""],
+    [...OV_HEAD, ""],
     list.map((o) => el("tr", {}, ...[target(o), pct(o.level), o.mode, fmtTime(o.start), fmtTime(o.expiry), o.nodes, o.created_by,
-      o.reverted_at ? "reverted" : o.active ? "active" : "ended"].map((c) => el("td", {}, c)),
-      el("td", {}, o.active ? el("button", { type: "button", class: "danger", disabled: !can("operator"), onclick: () => revert(o) }, "Revert") : ""))),
+      o.reverted_at ? "reverted" : o.active ? "active" : "ended"].map((c, i) => el("td", { "data-label": OV_HEAD[i] }, c)),
+      el("td", {}, o.active ? el("button", { type: "button", class: "danger", disabled: !can("operator"), onclick: () => revert(o, target(o)) }, "Revert") : ""))),
     "Overrides",
   ) : el("p", { class: "muted" }, "No overrides."));
 }
 
-async function revert(o) {
+const OV_HEAD = ["Target", "Level", "Mode", "From", "Until", "Nodes", "By", "State"];
+
+async function revert(o, what) {
+  if (!window.confirm(`Revert the override of ${what} (${pct(o.level)}, ${o.nodes} node(s))? The lights go back to their program now.`)) return;
   try {
     await post(`/api/overrides/${o.id}/revert`);
-    say($("#ov-msg"), `Override ${o.id} reverted.`, "ok");
+    say($("#ov-msg"), `Override of ${what} reverted.`, "ok");
+    announce($("#ov-msg").textContent);
   } catch (e) {
     say($("#ov-msg"), `Not reverted: ${e.message}`, "error");
   }
@@ -462,7 +480,10 @@ function stepRow(step = { at: "sunset", offset_min: 0, level: 1 }) {
 async function renderPrograms() {
   [PROGRAMS, PROFILES] = await Promise.all([get("/api/programs"), get("/api/profiles")]);
   $("#program-list").replaceChildren(table(["Name", "Steps"], PROGRAMS.map((p) => [p.name, p.steps.map((s) => `${s.at}${s.offset_min ? `${s.offset_min > 0 ? "+" : ""}${s.offset_min}m` : ""} → ${pct(s.level)}`).join("; ")]), "Programs"));
-  $("#profile-list").replaceChildren(table(["Name", "Program", "Levels", "Presence", "Report"], PROFILES.map((p) => [p.name, p.default_program, `${pct(p.min_level)}–${pct(p.max_level)}`, p.presence ? `${pct(p.presence.level)} for ${p.presence.hold_s} s` : "off", `${p.report_period_s} s`]), "Profiles"));
+  const pfHead = ["Name", "Program", "Levels", "Presence", "Report", "Used by"];
+  $("#profile-list").replaceChildren(table(pfHead, PROFILES.map((p) => [p.name, p.default_program, `${pct(p.min_level)}–${pct(p.max_level)}`, p.presence ? `${pct(p.presence.level)} for ${p.presence.hold_s} s` : "off", `${p.report_period_s} s`, usedBy(p.id, S.groups, S.poles)]), "Profiles"));
+  labelCells($("#profile-list"), pfHead);
+  await idRule();
   const pick = $("#pg-pick");
   pick.replaceChildren(el("option", { value: "" }, "New program"), ...PROGRAMS.map((p) => el("option", { value: p.id }, p.name)));
   const fpick = $("#pf-pick");
@@ -473,6 +494,7 @@ async function renderPrograms() {
 }
 
 function editProgram() {
+  say($("#pg-msg"), "");
   const p = PROGRAMS.find((x) => String(x.id) === $("#pg-pick").value);
   $("#pg-name").value = p ? p.name : "";
   $("#pg-name").readOnly = !!p;
@@ -481,8 +503,22 @@ function editProgram() {
   applyRole();
 }
 
+// The server's id rule (pattern and words) from its OpenAPI schema: one rule, not a copy here.
+async function idRule() {
+  if (idRule.done) return;
+  const schema = await get("/openapi.json");
+  const name = schema.components.schemas.ProgramIn.properties.name;
+  for (const id of ["pg-name", "pf-name"]) {
+    $(`#${id}`).pattern = name.pattern;
+    $(`#${id}`).title = name.description;
+    $(`#${id}-rule`).textContent = `Name: ${name.description}.`;
+  }
+  idRule.done = true;
+}
+
 async function saveProgram(e) {
   e.preventDefault();
+  say($("#pg-msg"), "");
   const body = {
     name: $("#pg-name").value.trim(),
     steps: $$("#pg-steps .steps-row").map((r) => ({ at: $(".st-at", r).value.trim(), offset_min: Number($(".st-off", r).value || 0), level: Number($(".st-level", r).value) / 100 })),
@@ -498,6 +534,7 @@ async function saveProgram(e) {
 }
 
 function editProfile() {
+  say($("#pf-msg"), "");
   const p = PROFILES.find((x) => String(x.id) === $("#pf-pick").value);
   $("#pf-name").value = p ? p.name : "";
   $("#pf-name").readOnly = !!p;
@@ -512,6 +549,7 @@ function editProfile() {
 
 async function saveProfile(e) {
   e.preventDefault();
+  say($("#pf-msg"), "");
   const id = $("#pf-pick").value;
   const old = PROFILES.find((x) => String(x.id) === id) || {};
   let calendar;
@@ -558,9 +596,11 @@ async function renderCampaigns(id) {
   const list = await get("/api/campaigns");
   const group = (gid) => S.groups.find((g) => g.id === gid)?.name || `group ${gid}`;
   $("#campaign-list").replaceChildren(list.length ? table(
-    ["Campaign", "Group", "State", "Progress", "Counts", "Created"],
+    ["Campaign", "Group", "State", "Progress", "Counts", "Created", "Actions"],
     list.map((c) => [el("a", { href: `#/campaigns/${c.id}` }, `#${c.id}`), group(c.group_id), badge(c.state), progress(c.nodes),
-      Object.entries(c.nodes).map(([k, v]) => `${k} ${v}`).join(", "), fmtTime(c.created_at)]),
+      Object.entries(c.nodes).map(([k, v]) => `${k} ${v}`).join(", "), fmtTime(c.created_at),
+      c.state === "running" || c.state === "halted" ? el("button", { type: "button", class: c.state === "running" ? "danger" : "secondary", disabled: !can("operator"),
+        onclick: () => campaignAction(c, c.state === "running" ? "halt" : "resume", CTX) }, c.state === "running" ? "Halt" : "Resume") : ""]),
     "Campaigns",
   ) : el("p", { class: "muted" }, "No campaigns."));
   $("#campaign-h").hidden = !id;
@@ -572,38 +612,16 @@ async function renderCampaigns(id) {
     nodes.map((n) => [byId.get(n.node_id) || `node ${n.node_id}`, badge(n.state), n.reason || "", fmtTime(n.updated_at)]), "Campaign nodes"));
 }
 
-// ---- energy ----------------------------------------------------------------------------------
-async function renderEnergyForm() {
-  const g = $("#en-group");
-  if (!g.options.length) {
-    g.append(...S.groups.map((x) => el("option", { value: x.id }, x.name)));
-    const today = new Date().toISOString().slice(0, 10);
-    const week = new Date(Date.now() - 6 * 86400000).toISOString().slice(0, 10);
-    $("#en-start").value = week;
-    $("#en-end").value = today;
-  }
-  if (g.value) await renderEnergy();
-  else say($("#en-msg"), "No groups yet: make a group of poles to see its energy.");
-}
-
-async function renderEnergy() {
-  const gid = $("#en-group").value;
-  try {
-    const r = await get(`/api/energy/groups/${gid}?start=${$("#en-start").value}&end=${$("#en-end").value}`);
-    say($("#en-msg"), "");
-    $("#en-summary").replaceChildren(el("p", {}, `${r.poles} poles: used ${fmtNum(r.energy_wh / 1000, 2)} kWh against ${fmtNum(r.baseline_wh / 1000, 2)} kWh always-on, saving ${fmtNum(r.saving_wh / 1000, 2)} kWh${r.saving_pct === null ? "" : ` (${fmtNum(r.saving_pct)}%)`}.`));
-    const day = (d) => Date.parse(`${d}T00:00:00Z`) / 1000;
-    timeChart($("#en-chart"), "Energy per day", "kWh", [
-      { label: "used", points: r.days.map((d) => [day(d.day), d.energy_wh / 1000]) },
-      { label: "always-on", points: r.days.map((d) => [day(d.day), d.baseline_wh / 1000]) },
-    ], { bars: true });
-    $("#en-table").replaceChildren(table(["Day", "Used kWh", "Always-on kWh", "Saving kWh", "Saving %", "Dark hours"],
-      r.days.map((d) => [d.day, fmtNum(d.energy_wh / 1000, 3), fmtNum(d.baseline_wh / 1000, 3), fmtNum((d.baseline_wh - d.energy_wh) / 1000, 3),
-        d.baseline_wh ? fmtNum((100 * (d.baseline_wh - d.energy_wh)) / d.baseline_wh) : "–", fmtNum(d.burning_h, 2)]), "Energy per day"));
-  } catch (e) {
-    say($("#en-msg"), `Could not load: ${e.message}`, "error");
-  }
-}
+// ---- the views in their own modules get the dashboard's state through this ----------------
+const CTX = {
+  groups: () => S.groups,
+  poles: () => S.poles,
+  applyRole,
+  announce,
+  reloadGroups: async () => { S.groups = await get("/api/groups"); fillFilters(); },
+  reloadPoles: loadPoles,
+  rerender: () => route(),
+};
 
 // ---- wiring ----------------------------------------------------------------------------------
 function wire() {
@@ -670,14 +688,21 @@ function wire() {
   });
   $("#group-override-form").addEventListener("submit", async (e) => {
     e.preventDefault();
-    if (await submitOverride({ group: Number($("#go-group").value), ...overrideBody("groupo") }, $("#group-override-msg"))) await renderOverrides();
+    if (await submitOverride({ group: Number($("#go-group").value), ...overrideBody("groupo") }, $("#group-override-msg"))) {
+      await renderOverrides(); // the list above grows: bring the message back into view
+      $("#group-override-msg").scrollIntoView({ block: "nearest" });
+    }
   });
   $("#pg-pick").addEventListener("change", editProgram);
+  $("#program-form").addEventListener("input", () => say($("#pg-msg"), ""));
+  $("#profile-form").addEventListener("input", () => say($("#pf-msg"), ""));
   $("#pg-add").addEventListener("click", () => stepRow());
   $("#program-form").addEventListener("submit", saveProgram);
   $("#pf-pick").addEventListener("change", editProfile);
   $("#profile-form").addEventListener("submit", saveProfile);
   $("#energy-form").addEventListener("submit", (e) => { e.preventDefault(); renderEnergy(); });
+  wireGroups(CTX);
+  wireCampaigns(CTX);
 
   S.map = new PoleMap($("#map"), { onOpen: (id) => { location.hash = `#/pole/${encodeURIComponent(id)}`; }, describe });
 }
