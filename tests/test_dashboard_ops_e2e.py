@@ -98,9 +98,10 @@ def _login(page: Any, url: str) -> None:
     page.locator("#user").get_by_text("ops (operator)").wait_for()
 
 
+# within a pixel: scrollIntoView aligns to fractional layout positions (844.44 in an 844 px view)
 IN_VIEW = """s => { const r = document.querySelector(s).getBoundingClientRect();
-                    return r.top >= 0 && r.bottom <= innerHeight
-                      && r.left >= 0 && r.right <= innerWidth; }"""
+                    return r.top >= -1 && r.bottom <= innerHeight + 1
+                      && r.left >= -1 && r.right <= innerWidth + 1; }"""
 
 
 def _in_view(page: Any, selector: str) -> bool:
