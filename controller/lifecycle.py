@@ -31,7 +31,7 @@ def opened(settings: Settings) -> Iterator[AppState]:
     ops = OpsStore(settings.data_dir / "ops.db", settings.dead_letter_max)
     reg = Registry(settings.registry_url)
     make_private(settings.data_dir)
-    state = AppState(settings, store, ops, Metrics(), reg, BrokerAccounts(settings))
+    state = AppState(settings, store, ops, Metrics(), reg, BrokerAccounts(settings, reg))
     try:
         yield state
     finally:
