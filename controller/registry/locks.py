@@ -4,6 +4,6 @@ Several controllers share one registry only on PostgreSQL (docs/scaling.md); on 
 one controller and these are not taken.
 """
 
-MIGRATION = 0x5370_0001  # one controller migrates the schema at a time (migrations/env.py)
-LEADER = 0x5370_0002  # the controller that dispatches and runs the fleet's rounds (leadership.py)
-BROKER_FILES = 0x5370_0003  # one writer of the broker's password and ACL files (mqtt_sync.py)
+MIGRATION = 0x5370_1001  # one controller migrates the schema at a time (migrations/env.py)
+LEADER = 0x5370_1002  # the controller that dispatches and runs the fleet's rounds (leadership.py)
+BROKER_FILES = 0x5370_1003  # one writer of the broker's password and ACL files (mqtt_sync.py)
