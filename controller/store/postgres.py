@@ -197,6 +197,17 @@ class PostgresStore(TimeSeriesStore):
             self._local.conn = conn
         return conn
 
+    def _read(self, query: Any, params: Any = None) -> list[Any]:
+        """Rows of a read, asked again once on a new connection when the server had closed
+        this thread's (a restart, a failover)."""
+        conn = self._reader()
+        try:
+            return conn.execute(query, params).fetchall()
+        except psycopg.OperationalError:
+            if not conn.broken:
+                raise
+            return self._reader().execute(query, params).fetchall()
+
     def _load_ids(self) -> None:
         for sid, pole, node, src, q in self._writer().execute(
             "SELECT id, pole, node, src, q FROM streams"
@@ -320,6 +331,11 @@ class PostgresStore(TimeSeriesStore):
                 except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
                     if attempt == RETRIES - 1:
                         raise
+                except psycopg.OperationalError:
+                    # the server closed the connection (a restart): once more on a new one;
+                    # if the COMMIT had gone through, the write is idempotent
+                    if not self._db.broken or attempt == RETRIES - 1:
+                        raise
             else:
                 raise RuntimeError("no partition for the write's points after retries")
         points = len(rows)
@@ -404,20 +420,16 @@ class PostgresStore(TimeSeriesStore):
         tkey = (key.pole, key.node, key.src, key.q)
         sid = self._ids.get(tkey)
         if sid is None:
-            row = (
-                self._reader()
-                .execute(
-                    "SELECT id FROM streams WHERE pole = %s AND node = %s AND src = %s AND q = %s",
-                    tkey,
-                )
-                .fetchone()
+            rows = self._read(
+                "SELECT id FROM streams WHERE pole = %s AND node = %s AND src = %s AND q = %s",
+                tkey,
             )
-            if row is not None:
-                sid = self._ids[tkey] = row[0]
+            if rows:
+                sid = self._ids[tkey] = rows[0][0]
         return sid
 
     def streams(self) -> list[StreamKey]:
-        rows = self._reader().execute("SELECT pole, node, src, q FROM streams ORDER BY id")
+        rows = self._read("SELECT pole, node, src, q FROM streams ORDER BY id")
         return [StreamKey(*r) for r in rows]
 
     def query(
@@ -430,14 +442,14 @@ class PostgresStore(TimeSeriesStore):
             cond="stream = %(s)s AND ts >= %(a)s AND ts < %(b)s",
             pcond=f"p.stream = %(s)s AND p.bucket > %(a)s - {HOUR} AND p.bucket < %(b)s",
         )
-        rows = self._reader().execute(
+        rows = self._read(
             f"SELECT ts, v, dur, flags FROM ({raw}) x ORDER BY ts LIMIT %(n)s OFFSET %(o)s",
             {"s": sid, "a": start, "b": end, "n": limit, "o": offset},
         )
         return [Point(ts, v, dur, _flags(f)) for ts, v, dur, f in rows]
 
     def latest(self, streams: Iterable[StreamKey] | None = None) -> dict[StreamKey, Point]:
-        rows = self._reader().execute(
+        rows = self._read(
             "SELECT s.pole, s.node, s.src, s.q, l.ts, l.v, l.dur, l.flags"
             " FROM latest l JOIN streams s ON s.id = l.stream"
         )
@@ -481,11 +493,11 @@ class PostgresStore(TimeSeriesStore):
                 GROUP BY 1
             ) parts GROUP BY bucket ORDER BY bucket
         """
-        rows = self._reader().execute(query, {"s": sid, "a": lo, "b": end})
+        rows = self._read(query, {"s": sid, "a": lo, "b": end})
         return [Aggregate(b, int(n), s / n, mn, mx) for b, n, s, mn, mx in rows if n]
 
     def stream_index(self) -> dict[StreamKey, StreamInfo]:
-        rows = self._reader().execute(
+        rows = self._read(
             "SELECT s.id, s.pole, s.node, s.src, s.q,"
             " least((SELECT min(ts) FROM readings r WHERE r.stream = s.id),"
             "  (SELECT p.bucket + p.ts_off[1] FROM readings_packed p WHERE p.stream = s.id"
@@ -553,7 +565,7 @@ class PostgresStore(TimeSeriesStore):
         """Bytes on disk (tables, indexes, TOAST) of each table of the store, partitions
         included, and ``points`` (raw rows plus packed points held)."""
         out: dict[str, int] = {}
-        rows = self._reader().execute(
+        rows = self._read(
             "SELECT coalesce(i.inhparent::regclass::text, c.relname::text),"
             " sum(pg_total_relation_size(c.oid))"
             " FROM pg_class c JOIN pg_namespace ns ON ns.oid = c.relnamespace"
@@ -563,15 +575,11 @@ class PostgresStore(TimeSeriesStore):
         )
         for name, size in rows:
             out[str(name)] = int(size)
-        pts = (
-            self._reader()
-            .execute(
-                "SELECT (SELECT count(*) FROM readings)"
-                " + (SELECT coalesce(sum(n), 0) FROM readings_packed)"
-            )
-            .fetchone()
+        ((points,),) = self._read(
+            "SELECT (SELECT count(*) FROM readings)"
+            " + (SELECT coalesce(sum(n), 0) FROM readings_packed)"
         )
-        out["points"] = int(pts[0]) if pts else 0
+        out["points"] = int(points)
         return out
 
     def close(self) -> None:

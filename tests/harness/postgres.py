@@ -45,10 +45,13 @@ class Postgres:
         if os.getuid() == 0:
             shutil.chown(self.dir, "postgres")
         self._run(str(self.bin / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres")
+        self._start()
+
+    def _start(self) -> None:
         self._run(
             str(self.bin / "pg_ctl"),
             "-D",
-            str(data),
+            str(self.dir / "data"),
             "-l",
             str(self.dir / "log"),
             "-w",
@@ -67,6 +70,13 @@ class Postgres:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
+
+    def restart(self) -> None:
+        """A crash and a restart: immediate stop (the server processes quit at once, no
+        shutdown checkpoint; recovery replays the WAL), then start again on the same port.
+        (fsync=off only matters to an operating-system crash.)"""
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-m", "immediate", "stop")
+        self._start()
 
     def create_database(self, name: str) -> str:
         import psycopg
