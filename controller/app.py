@@ -76,7 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.dashboard_hub = Hub(state.registry)
             with state.registry.session() as db:
                 state.accounts.load(db)
-            state.accounts.write_soon()
+            await asyncio.to_thread(state.accounts.write_now)
             tasks = [asyncio.create_task(state.leadership.run(), name="leadership")]
             if settings.dispatch_enabled:
                 state.dispatcher = Dispatcher(settings, state.registry, state.leadership.leading)

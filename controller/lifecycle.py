@@ -62,5 +62,4 @@ def _after_ingest(state: AppState, s: Sorted) -> None:
                 for b in s.batches:
                     heard.last_seen[(b.pole, b.node)] = now
             return
-    with state.registry.session() as db:
-        fleet.apply_ingest(db, s, heard)
+    state.registry.retrying(lambda db: fleet.apply_ingest(db, s, heard))

@@ -99,10 +99,17 @@ class BrokerAccounts:
             db.flush()
         self._read_registry(db)
 
-    def write_soon(self) -> None:
-        """Have the writer thread write the files (after ``load``'s transaction committed)."""
-        if self.files is not None:
-            self._schedule()
+    def write_now(self) -> None:
+        """Write the files (after ``load``'s transaction committed) and wait until the broker has
+        them, at most APPLY_WAIT_S: this controller's own accounts are then in force before its
+        ingest and dispatcher connect (else their first connects are refused and back off)."""
+        if self.files is None:
+            return
+        with self._lock:
+            self._generation += 1
+            generation = self._generation
+        self._schedule()
+        self._wait(generation)
 
     def _read_registry(self, db: Session) -> None:
         assert self.files is not None
