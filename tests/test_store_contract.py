@@ -109,6 +109,36 @@ def test_write_is_idempotent(store: TimeSeriesStore) -> None:
     assert len(store.query(AIR, T0, T0 + 3600)) == 1
 
 
+def test_a_partly_overlapping_batch_stores_only_its_new_points(store: TimeSeriesStore) -> None:
+    """Another batch (a new seq) that repeats some points of a stored one, at the same times,
+    beside new ones: a node that sent its buffer again in other batches. Also two copies of a
+    point inside one write: the first is kept."""
+    store.write([batch(1, [(T0 + 60, "pm25", 1.0), (T0 + 120, "pm25", 2.0)])])
+    again = store.write(
+        [
+            batch(2, [(T0 + 60, "pm25", 9.0), (T0 + 60, "pm10", 3.0), (T0 + 180, "pm25", 4.0)]),
+            batch(3, [(T0 + 60, "pm10", 8.0), (T0 + 240, "pm25", 5.0), (T0 + 240, "pm25", 7.0)]),
+        ]
+    )
+    assert (again.points, again.stored, again.duplicates) == (6, 3, 3)
+    assert [(p.ts, p.v) for p in store.query(AIR, T0, T0 + 3600)] == [
+        (T0 + 60, 1.0),
+        (T0 + 120, 2.0),
+        (T0 + 180, 4.0),
+        (T0 + 240, 5.0),
+    ]
+    pm10 = store.query(StreamKey("p1", "n1", "air", "pm10"), T0, T0 + 3600)
+    assert [(p.ts, p.v) for p in pm10] == [(T0 + 60, 3.0)]
+    assert store.latest()[AIR].v == 5.0
+
+
+def test_a_batch_without_readings_is_remembered(store: TimeSeriesStore) -> None:
+    """Ingest may have refused every reading of a batch (no module measures them): the batch of
+    a node never seen before is still stored, and its resend counted."""
+    empty = Batch("p9", "n9", 1, 1, [])
+    assert (store.write([empty]).points, store.write([empty]).batches_resent) == (0, 1)
+
+
 def test_query_range_order_and_paging(store: TimeSeriesStore) -> None:
     store.write([batch(i, [(T0 + 60 * i, "pm25", float(i))]) for i in range(10)])
     pts = store.query(AIR, T0 + 120, T0 + 480)

@@ -59,41 +59,36 @@ from controller.store.pg_schema import (
 
 STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS staging (
-    i integer, stream integer, ts bigint, v double precision, dur integer, flags text
+    i integer, dev integer, ts bigint, streams integer[], v double precision[], dur integer[],
+    flags text[]
 ) ON COMMIT DELETE ROWS
 """
-COPY_STAGING = "COPY staging (i, stream, ts, v, dur, flags) FROM STDIN (FORMAT BINARY)"
-# Staging rows are read in the order they were copied, so of two copies of a point in one
-# write the first is the one kept (ON CONFLICT DO NOTHING also skips a row this statement
-# inserted). A point at or after ``packed_until`` (the end of the newest hour ever compacted)
-# cannot be in a packed row, so only late points pay for the lookup there.
-INSERT_RAW = f"""
-INSERT INTO readings (stream, ts, v, dur, flags)
-SELECT s.stream, s.ts, s.v, s.dur, s.flags FROM staging s
-WHERE s.ts >= %(packed_until)s OR NOT EXISTS (
-    SELECT 1 FROM readings_packed p
-    WHERE p.stream = s.stream AND p.bucket = s.ts - mod(s.ts, {HOUR})
-      AND (s.ts - p.bucket)::smallint = ANY (p.ts_off))
-ON CONFLICT DO NOTHING
+COPY_STAGING = "COPY staging (i, dev, ts, streams, v, dur, flags) FROM STDIN"
+_NULL = "\\N"  # NULL in COPY's text format
+# The rows a write inserted come back only when some were not (then Python merges those).
+INSERT_RAW = """
+INSERT INTO readings (dev, ts, streams, v, dur, flags)
+SELECT dev, ts, streams, v, dur, flags FROM staging
+ON CONFLICT DO NOTHING RETURNING dev, ts
 """
 UPSERT_LATEST = """
 INSERT INTO latest (stream, ts, v, dur, flags)
-SELECT DISTINCT ON (stream) stream, ts, v, dur, flags FROM staging ORDER BY stream, ts DESC, i
+SELECT DISTINCT ON (u.stream) u.stream, s.ts, u.v, u.dur, u.flags
+FROM staging s, unnest(s.streams, s.v, s.dur, s.flags) AS u(stream, v, dur, flags)
+ORDER BY u.stream, s.ts DESC
 ON CONFLICT (stream) DO UPDATE SET ts = excluded.ts, v = excluded.v, dur = excluded.dur,
     flags = excluded.flags
 WHERE excluded.ts > latest.ts
 """
 INSERT_BATCHES = """
-INSERT INTO batches (pole, node, boot, seq, received)
-SELECT pole, node, boot, seq, %s FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[])
-    AS b(pole, node, boot, seq)
-ON CONFLICT DO NOTHING
+INSERT INTO batches (boot, seq, dev, received)
+SELECT boot, seq, dev, %s FROM unnest(%s::int[], %s::bigint[], %s::bigint[]) AS b(dev, boot, seq)
+ON CONFLICT DO NOTHING RETURNING dev, boot, seq
 """
 WRITE_LOCK = (
     "SELECT pg_advisory_xact_lock_shared(%s),"
     " coalesce((SELECT max(bucket) FROM packed_hours), -%s) + %s"
 )
-PACKED_HOURS = "CREATE TABLE IF NOT EXISTS packed_hours (bucket bigint PRIMARY KEY)"
 # One hour of raw rows into packed rows; when the hour was compacted before (points came
 # late), its packed rows are unpacked and merged in.
 PACK = """
@@ -107,13 +102,20 @@ ON CONFLICT (stream, bucket) DO UPDATE SET n = excluded.n, vsum = excluded.vsum,
     vmin = excluded.vmin, vmax = excluded.vmax, ts_off = excluded.ts_off, v = excluded.v,
     dur = excluded.dur, flags = excluded.flags
 """
-PACK_MERGE_SOURCE = """
-SELECT stream, ts, v, dur, flags FROM {raw}
+RAW_OF_HOUR = """
+SELECT u.stream, r.ts, u.v, u.dur, u.flags
+FROM {raw} r, unnest(r.streams, r.v, r.dur, r.flags) AS u(stream, v, dur, flags)
+"""
+PACK_MERGE_SOURCE = (
+    RAW_OF_HOUR
+    + """
 UNION ALL
 SELECT p.stream, p.bucket + u.ts_off, u.v, u.dur, u.flags
 FROM readings_packed p, unnest(p.ts_off, p.v, p.dur, p.flags) AS u(ts_off, v, dur, flags)
-WHERE p.bucket = {h} AND p.stream IN (SELECT DISTINCT stream FROM {raw})
+WHERE p.bucket = {h}
+  AND p.stream IN (SELECT DISTINCT u.stream FROM {raw} r, unnest(r.streams) AS u(stream))
 """
+)
 ROLLUP_MINUTE = """
 INSERT INTO rollup_minute AS r (stream, bucket, n, sum, min, max)
 SELECT p.stream, p.bucket + u.ts_off - mod(u.ts_off, 60), count(*), sum(u.v), min(u.v), max(u.v)
@@ -128,6 +130,8 @@ SELECT stream, bucket, n, vsum, vmin, vmax FROM {part}
 ON CONFLICT (stream, bucket) DO UPDATE SET n = r.n + excluded.n, sum = r.sum + excluded.sum,
     min = least(r.min, excluded.min), max = greatest(r.max, excluded.max)
 """
+# raw rows of the node of stream %(s)s with %(a)s <= ts < %(b)s
+RCOND = "r.dev = (SELECT dev FROM streams WHERE id = %(s)s) AND r.ts >= %(a)s AND r.ts < %(b)s"
 AHEAD_HOURS = 3  # raw partitions created ahead of the clock
 RETRIES = 5
 
@@ -166,7 +170,6 @@ class PostgresStore(TimeSeriesStore):
         with self._db.transaction():
             self._db.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
             self._db.execute(SCHEMA)
-            self._db.execute(PACKED_HOURS)
             self._db.execute(
                 "INSERT INTO store_meta (k, v) VALUES ('schema_version', %s)"
                 " ON CONFLICT (k) DO NOTHING",
@@ -174,6 +177,7 @@ class PostgresStore(TimeSeriesStore):
             )
         # keyed by plain tuples, as in the SQLite store: cheaper per reading than StreamKey
         self._ids: dict[tuple[str, str, str, str], int] = {}
+        self._devs: dict[tuple[str, str], int] = {}  # (pole, node): devices.id
         self._hours: set[int] = set()  # raw partitions known to exist
         self._days: set[int] = set()  # packed partitions known to exist
         self._load_ids()
@@ -214,10 +218,11 @@ class PostgresStore(TimeSeriesStore):
             return self._reader().execute(query, params).fetchall()
 
     def _load_ids(self) -> None:
-        for sid, pole, node, src, q in self._writer().execute(
-            "SELECT id, pole, node, src, q FROM streams"
+        for sid, dev, pole, node, src, q in self._writer().execute(
+            "SELECT id, dev, pole, node, src, q FROM streams"
         ):
             self._ids[(pole, node, src, q)] = sid
+            self._devs[(pole, node)] = dev
 
     def _load_partitions(self) -> None:
         rows = self._writer().execute(
@@ -266,68 +271,95 @@ class PostgresStore(TimeSeriesStore):
 
     # ---- writes ---------------------------------------------------------------------------
 
-    def _new_streams(self, keys: list[tuple[str, str, str, str]]) -> None:
-        """Ids for streams not in this process's cache, committed before the write, so that
-        two writers creating one stream at once both get the id the first committed."""
+    def _new_streams(
+        self, keys: Iterable[tuple[str, str, str, str]], nodes: Iterable[tuple[str, str]] = ()
+    ) -> None:
+        """Ids for streams and nodes not in this process's cache, committed before the write,
+        so that two writers creating one at once both get the id the first committed."""
         keys = sorted(set(keys))
-        cols = [list(c) for c in zip(*keys, strict=True)]
         db = self._writer()
+        nodes = sorted({(p, n) for p, n, _, _ in keys} | set(nodes))
+        cols = [list(c) for c in zip(*nodes, strict=True)]
         db.execute(
-            "INSERT INTO streams (pole, node, src, q)"
-            " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[])"
+            "INSERT INTO devices (pole, node) SELECT * FROM unnest(%s::text[], %s::text[])"
             " ON CONFLICT DO NOTHING",
             cols,
         )
-        for sid, pole, node, src, q in db.execute(
-            "SELECT s.id, s.pole, s.node, s.src, s.q FROM streams s"
+        devs = {
+            (p, n): d
+            for d, p, n in db.execute(
+                "SELECT d.id, d.pole, d.node FROM devices d"
+                " JOIN unnest(%s::text[], %s::text[]) AS k(pole, node) USING (pole, node)",
+                cols,
+            )
+        }
+        self._devs.update(devs)
+        if not keys:
+            return
+        cols = [list(c) for c in zip(*keys, strict=True)]
+        db.execute(
+            "INSERT INTO streams (pole, node, src, q, dev)"
+            " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::int[])"
+            " ON CONFLICT DO NOTHING",
+            [*cols, [devs[(p, n)] for p, n, _, _ in keys]],
+        )
+        for sid, dev, pole, node, src, q in db.execute(
+            "SELECT s.id, s.dev, s.pole, s.node, s.src, s.q FROM streams s"
             " JOIN unnest(%s::text[], %s::text[], %s::text[], %s::text[]) AS k(pole, node, src, q)"
             " USING (pole, node, src, q)",
             cols,
         ):
             self._ids[(pole, node, src, q)] = sid
+            self._devs[(pole, node)] = dev
 
     def write(self, batches: Iterable[Batch]) -> WriteResult:
+        """The readings of each batch are grouped by time into rows (dev, ts, arrays) here,
+        before the lock; in the transaction, the batches already stored are dropped whole, the
+        rest go by COPY into ``staging`` and on into ``readings``; a row whose (dev, ts) is
+        there already (a partly overlapping batch) is merged point by point, and so are points
+        of an hour already compacted (looked for in its packed rows)."""
         result = WriteResult()
         now = int(time.time())
         # As in the SQLite store: a reading older than raw retention may be a resend of one
         # already rolled up; refused and counted, never rolled up twice.
         oldest = now - self.retention[0] * 86400 if self.retention[0] else 0
-        too_old = 0
-        keys: tuple[list[str], list[str], list[int], list[int]] = ([], [], [], [])
-        raw: list[tuple[tuple[str, str, str, str], int, float, Any, Any]] = []
+        too_old = points = 0
+        ids, devs = self._ids, self._devs
+        per_batch: list[tuple[tuple[str, str, int, int], list[Group], int]] = []
+        unknown: list[tuple[str, str, str, str]] = []
         for b in batches:
             pole, node = b.pole, b.node
-            keys[0].append(pole)
-            keys[1].append(node)
-            keys[2].append(b.boot)
-            keys[3].append(b.seq)
+            groups: dict[int, Group] = {}
+            n = 0
             for r in b.readings:
                 ts = r["ts"]
                 if ts < oldest:
                     too_old += 1
                     continue
                 get = r.get
-                flags = get("flags")
-                raw.append(
-                    (
-                        (pole, node, get("src") or "", r["q"]),
-                        ts,
-                        r["v"],
-                        get("dur"),
-                        ",".join(flags) if flags else None,
-                    )
-                )
+                key = (pole, node, get("src") or "", r["q"])
+                sid = ids.get(key)
+                if sid is None:
+                    unknown.append(key)
+                    sid = key  # type: ignore[assignment]  # an id once the stream exists
+                g = groups.get(ts)
+                if g is None:
+                    g = groups[ts] = Group(devs.get((pole, node), (pole, node)), ts)
+                g.add(sid, r["v"], get("dur"), get("flags"))
+                n += 1
+            points += n
+            per_batch.append(((pole, node, b.boot, b.seq), list(groups.values()), n))
         with self._lock:
-            ids = self._ids
-            unknown = [k for k, *_ in raw if k not in ids]
-            if unknown:
-                self._new_streams(unknown)
-            rows = [(i, ids[k], ts, v, dur, flags) for i, (k, ts, v, dur, flags) in enumerate(raw)]
-            hours = {_hour(ts) for _, ts, *_ in raw}
+            nodes = {(k[0], k[1]) for k, _, _ in per_batch if (k[0], k[1]) not in devs}
+            if unknown or nodes:
+                self._new_streams(unknown, nodes)
+                for _, groups_, _ in per_batch:
+                    for g in groups_:
+                        g.resolve(ids, devs)
             for attempt in range(RETRIES):
-                self._ensure_hours(hours)
+                self._ensure_hours({g.ts - g.ts % HOUR for _, gs, _ in per_batch for g in gs})
                 try:
-                    resent, stored = self._write_rows(rows, keys, now)
+                    resent, stored = self._write_groups(per_batch, now)
                     break
                 except psycopg.errors.CheckViolation:
                     # "no partition of relation found": another controller compacted (and
@@ -343,7 +375,6 @@ class PostgresStore(TimeSeriesStore):
                         raise
             else:
                 raise RuntimeError("no partition for the write's points after retries")
-        points = len(rows)
         result.points = points + too_old
         result.stored = stored
         result.duplicates = points - stored
@@ -352,31 +383,90 @@ class PostgresStore(TimeSeriesStore):
             result.extra["too_old"] = too_old
         return result
 
-    def _write_rows(
-        self,
-        rows: list[tuple[int, int, int, float, Any, Any]],
-        keys: tuple[list[str], list[str], list[int], list[int]],
-        now: int,
+    def _write_groups(
+        self, per_batch: list[tuple[tuple[str, str, int, int], list[Group], int]], now: int
     ) -> tuple[int, int]:
-        """One transaction: batches, points, latest. Returns (batches resent, points stored)."""
+        """One transaction: batches, rows, latest. Returns (batches resent, points stored)."""
         db = self._writer()
         with db.transaction(), db.cursor() as cur:
             cur.execute(WRITE_LOCK, (COMPACT_LOCK, HOUR, HOUR))
             packed_until = cur.fetchone()[1]  # type: ignore[index]
-            resent = len(keys[0])
-            if keys[0]:
-                cur.execute(INSERT_BATCHES, (now, *keys))
-                resent -= cur.rowcount
+            first: dict[tuple[int, int, int], int] = {}  # a batch twice in one write
+            devs = self._devs
+            for i, ((pole, node, boot, seq), _, _) in enumerate(per_batch):
+                first.setdefault((devs[(pole, node)], boot, seq), i)
+            keys = list(first)
+            cur.execute(INSERT_BATCHES, (now, *(list(c) for c in zip(*keys, strict=True))))
+            resent = len(per_batch) - cur.rowcount
+            new = set(first.values())
+            if cur.rowcount < len(keys):  # some stored before: only the returned ones are new
+                returned = {tuple(k) for k in cur.fetchall()}
+                new = {i for k, i in first.items() if k in returned}
+            # rows of this write by (dev, ts): two batches of one node and time are merged
+            rows: dict[tuple[int, int], Group] = {}
+            for i, (_, groups, _) in enumerate(per_batch):
+                if i not in new:
+                    continue
+                for g in groups:
+                    seen = rows.get((g.dev, g.ts))
+                    if seen is None:
+                        rows[(g.dev, g.ts)] = g
+                    else:
+                        seen.merge(g)
+            late = [g for g in rows.values() if g.ts < packed_until]
+            for g in late:  # points of an hour compacted already: not stored twice
+                g.drop(self._packed_streams(cur, g))
+            staged = [g for g in rows.values() if g.sids]
             stored = 0
-            if rows:
+            if staged:
                 with cur.copy(COPY_STAGING) as copy:
-                    copy.set_types(["int4", "int4", "int8", "float8", "int4", "text"])
-                    for row in rows:
-                        copy.write_row(row)
-                cur.execute(INSERT_RAW, {"packed_until": packed_until})
-                stored = cur.rowcount
+                    copy.write("".join(g.line(i) for i, g in enumerate(staged)))
+                cur.execute(INSERT_RAW)
+                if cur.rowcount == len(staged):
+                    stored = sum(len(g.sids) for g in staged)
+                else:
+                    inserted = {tuple(k) for k in cur.fetchall()}
+                    for g in staged:
+                        if (g.dev, g.ts) in inserted:
+                            stored += len(g.sids)
+                        else:
+                            stored += self._merge_row(cur, g)
                 cur.execute(UPSERT_LATEST)
         return resent, stored
+
+    def _packed_streams(self, cur: psycopg.Cursor[Any], g: Group) -> set[int]:
+        h = g.ts - g.ts % HOUR
+        cur.execute(
+            "SELECT stream FROM readings_packed WHERE stream = ANY(%s) AND bucket = %s"
+            " AND %s = ANY(ts_off)",
+            (g.sids, h, g.ts - h),
+        )
+        return {r[0] for r in cur.fetchall()}
+
+    def _merge_row(self, cur: psycopg.Cursor[Any], g: Group) -> int:
+        """The points of ``g`` that its (dev, ts)'s stored row lacks, added to it; returns how
+        many. Rare (a batch that partly overlaps a stored one), so done row by row."""
+        cur.execute(
+            "SELECT streams, v, dur, flags FROM readings WHERE dev = %s AND ts = %s FOR UPDATE",
+            (g.dev, g.ts),
+        )
+        row = cur.fetchone()
+        if row is None:  # deleted meanwhile (cannot happen under COMPACT_LOCK)
+            raise RuntimeError(f"row ({g.dev}, {g.ts}) vanished during a write")
+        stored = Group(g.dev, g.ts)
+        for sid, v, dur, flags in zip(
+            row[0], row[1], row[2], row[3] or [None] * len(row[0]), strict=True
+        ):
+            stored.add(sid, v, dur, flags.split(",") if flags else None)
+        before = len(stored.sids)
+        stored.merge(g)
+        if len(stored.sids) > before:
+            cur.execute(
+                "UPDATE readings SET streams = %s, v = %s, dur = %s, flags = %s"
+                " WHERE dev = %s AND ts = %s",
+                (stored.sids, stored.vs, stored.durs, stored.flags, g.dev, g.ts),
+            )
+        return len(stored.sids) - before
 
     # ---- compaction ---------------------------------------------------------------------
 
@@ -409,10 +499,12 @@ class PostgresStore(TimeSeriesStore):
         again = db.execute(
             "SELECT EXISTS (SELECT 1 FROM packed_hours WHERE bucket = %s)", (h,)
         ).fetchone()
-        source: sql.Composable = sql.SQL("SELECT stream, ts, v, dur, flags FROM {}").format(part)
+        source: sql.Composable = sql.SQL(RAW_OF_HOUR).format(raw=part)
         if again and again[0]:
             source = sql.SQL(PACK_MERGE_SOURCE).format(raw=part, h=h)
-        n = db.execute(sql.SQL("SELECT count(*) FROM {}").format(part)).fetchone()
+        n = db.execute(
+            sql.SQL("SELECT coalesce(sum(cardinality(streams)), 0) FROM {}").format(part)
+        ).fetchone()
         db.execute(sql.SQL(PACK).format(h=h, source=source))
         db.execute("INSERT INTO packed_hours VALUES (%s) ON CONFLICT DO NOTHING", (h,))
         db.execute(sql.SQL("DROP TABLE {}").format(part))
@@ -445,6 +537,7 @@ class PostgresStore(TimeSeriesStore):
             return []
         raw = RAW_POINTS.format(
             cond="stream = %(s)s AND ts >= %(a)s AND ts < %(b)s",
+            rcond=RCOND,
             pcond=f"p.stream = %(s)s AND p.bucket > %(a)s - {HOUR} AND p.bucket < %(b)s",
         )
         rows = self._read(
@@ -480,6 +573,7 @@ class PostgresStore(TimeSeriesStore):
         whole = f"p.bucket >= %(a)s AND p.bucket + {HOUR} <= %(b)s" if width >= HOUR else "false"
         raw = RAW_POINTS.format(
             cond="stream = %(s)s AND ts >= %(a)s AND ts < %(b)s",
+            rcond=RCOND,
             pcond=f"p.stream = %(s)s AND p.bucket > %(a)s - {HOUR} AND p.bucket < %(b)s"
             f" AND NOT ({whole})",
         )
@@ -504,7 +598,8 @@ class PostgresStore(TimeSeriesStore):
     def stream_index(self) -> dict[StreamKey, StreamInfo]:
         rows = self._read(
             "SELECT s.id, s.pole, s.node, s.src, s.q,"
-            " least((SELECT min(ts) FROM readings r WHERE r.stream = s.id),"
+            " least((SELECT min(r.ts) FROM readings r WHERE r.dev = s.dev"
+            "   AND s.id = ANY (r.streams)),"
             "  (SELECT p.bucket + p.ts_off[1] FROM readings_packed p WHERE p.stream = s.id"
             "   ORDER BY p.bucket LIMIT 1),"
             "  (SELECT min(bucket) FROM rollup_minute m WHERE m.stream = s.id),"
@@ -581,7 +676,7 @@ class PostgresStore(TimeSeriesStore):
         for name, size in rows:
             out[str(name)] = int(size)
         ((points,),) = self._read(
-            "SELECT (SELECT count(*) FROM readings)"
+            "SELECT (SELECT coalesce(sum(cardinality(streams)), 0) FROM readings)"
             " + (SELECT coalesce(sum(n), 0) FROM readings_packed)"
         )
         out["points"] = int(points)
@@ -592,6 +687,78 @@ class PostgresStore(TimeSeriesStore):
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()
+
+
+class Group:
+    """The points of one node at one time (a row of ``readings``), as a write builds it; the
+    first copy of a stream's point is the one kept. Until its stream and node have ids (made
+    under the write lock), ``sids`` and ``dev`` hold their keys (``resolve``)."""
+
+    __slots__ = ("dev", "durs", "flags", "sids", "ts", "vs")
+
+    def __init__(self, dev: Any, ts: int) -> None:
+        self.dev = dev
+        self.ts = ts
+        self.sids: list[Any] = []
+        self.vs: list[float] = []
+        self.durs: list[int | None] = []
+        self.flags: list[str | None] | None = None  # None while no point has flags
+
+    def add(self, sid: Any, v: float, dur: int | None, flags: Iterable[str] | None) -> None:
+        if sid in self.sids:  # at most a few entries: a list is cheaper than a set
+            return
+        if flags:
+            if self.flags is None:
+                self.flags = [None] * len(self.sids)
+            self.flags.append(",".join(flags))
+        elif self.flags is not None:
+            self.flags.append(None)
+        self.sids.append(sid)
+        self.vs.append(v)
+        self.durs.append(dur)
+
+    def merge(self, other: Group) -> None:
+        flags = other.flags or [None] * len(other.sids)
+        for sid, v, dur, f in zip(other.sids, other.vs, other.durs, flags, strict=True):
+            self.add(sid, v, dur, f.split(",") if f else None)
+
+    def drop(self, sids: set[int]) -> None:
+        if not sids:
+            return
+        keep = [i for i, sid in enumerate(self.sids) if sid not in sids]
+        self.sids = [self.sids[i] for i in keep]
+        self.vs = [self.vs[i] for i in keep]
+        self.durs = [self.durs[i] for i in keep]
+        if self.flags is not None:
+            self.flags = [self.flags[i] for i in keep]
+
+    def resolve(self, ids: dict[tuple[str, str, str, str], int], devs: dict[Any, int]) -> None:
+        if isinstance(self.dev, tuple):
+            self.dev = devs[self.dev]
+        self.sids = [ids[s] if isinstance(s, tuple) else s for s in self.sids]
+
+    def line(self, i: int) -> str:
+        """This row as a line of COPY's text format (arrays as PostgreSQL array literals)."""
+        durs = ",".join("NULL" if d is None else str(d) for d in self.durs)
+        flags = _NULL
+        if self.flags is not None:
+            flags = _copy_text(
+                "{" + ",".join("NULL" if f is None else _quoted(f) for f in self.flags) + "}"
+            )
+        return (
+            f"{i}\t{self.dev}\t{self.ts}\t{{{','.join(map(str, self.sids))}}}"
+            f"\t{{{','.join(map(repr, self.vs))}}}\t{{{durs}}}\t{flags}\n"
+        )
+
+
+def _quoted(text: str) -> str:
+    """An element of a PostgreSQL array literal."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _copy_text(text: str) -> str:
+    """``text`` escaped for COPY's text format."""
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
 def _flags(text: str | None) -> tuple[str, ...]:

@@ -24,7 +24,8 @@ def bindir() -> Path | None:
 
 
 class Postgres:
-    def __init__(self) -> None:
+    def __init__(self, settings: dict[str, str] | None = None) -> None:
+        """``settings``: server settings (``-c name=value``) over the tests' defaults."""
         bd = bindir()
         if bd is None:
             raise FileNotFoundError("PostgreSQL not installed: run `make deps`")
@@ -32,6 +33,8 @@ class Postgres:
         self.dir = Path(tempfile.mkdtemp(prefix="streetpole-pg-"))
         self.port = free_port()
         self._as = [] if os.getuid() != 0 else ["runuser", "-u", "postgres", "--"]
+        # fsync off: the tests' server survives its own crash (restart), not the machine's
+        self.settings = {"listen_addresses": "127.0.0.1", "fsync": "off", **(settings or {})}
 
     @property
     def url(self) -> str:
@@ -56,7 +59,8 @@ class Postgres:
             str(self.dir / "log"),
             "-w",
             "-o",
-            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off",
+            f"-p {self.port} -k {self.dir} "
+            + " ".join(f"-c {k}={v}" for k, v in self.settings.items()),
             "start",
         )
         deadline = time.monotonic() + 30
@@ -70,6 +74,10 @@ class Postgres:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
+
+    def pid(self) -> int:
+        """The postmaster's process id (its children are the server's other processes)."""
+        return int((self.dir / "data" / "postmaster.pid").read_text().split()[0])
 
     def restart(self) -> None:
         """A crash and a restart: immediate stop (the server processes quit at once, no
