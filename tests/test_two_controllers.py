@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -37,16 +36,6 @@ pytestmark = pytest.mark.slow
 POLES = [f"K{i:03d}" for i in range(20)]
 ROUNDS = 150  # messages per node
 NODE_PASSWORD = generate_secret()
-
-
-@pytest.fixture
-def pg() -> Iterator[Postgres]:
-    server = Postgres()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def stored(store: PostgresStore) -> int:
@@ -105,10 +94,10 @@ class Street:
 
 
 def test_a_controller_killed_mid_stream_loses_and_doubles_nothing(
-    tmp_path: Path, pg: Postgres
+    tmp_path: Path, postgres: Postgres
 ) -> None:
-    registry_url = pg.create_database("registry")
-    store_url = pg.create_database("series")
+    registry_url = postgres.create_database("killed_registry")
+    store_url = postgres.create_database("killed_series")
     register(registry_url, POLES)
     reg = Registry(registry_url)
     pw_hash = hash_password(NODE_PASSWORD)
