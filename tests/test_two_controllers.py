@@ -34,7 +34,7 @@ from tests.ingest_helpers import QUANTITIES, meas, meas_topic, register, src_of
 pytestmark = pytest.mark.slow
 
 POLES = [f"K{i:03d}" for i in range(20)]
-ROUNDS = 150  # messages per node
+ROUNDS = 60  # messages per node
 NODE_PASSWORD = generate_secret()
 
 
