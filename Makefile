@@ -102,11 +102,15 @@ clean:
 	find . -name __pycache__ -prune -exec rm -rf {} +
 	rm -rf $(VENV)
 
-.PHONY: bench bench-ingest bench-store bench-firmware bench-api bench-sim bench-soak demo-data serve node-virtual sim
+.PHONY: bench bench-ingest bench-scale bench-store bench-firmware bench-api bench-sim bench-soak demo-data serve node-virtual sim
 bench: bench-ingest bench-store bench-firmware bench-api bench-sim bench-soak
 
 bench-ingest: deps
 	$(PY) -m tests.bench.bench_ingest
+
+# PostgreSQL time-series store (issue #23): throughput and bytes per reading on the ingest street
+bench-scale: deps
+	$(PY) -m tests.bench.bench_scale
 
 bench-store: deps
 	$(PY) -m tests.bench.bench_store

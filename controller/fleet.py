@@ -372,7 +372,8 @@ def apply_ingest(db: Session, s: Sorted, heard: Heard) -> None:
     with heard.lock:
         for key in seen:
             heard.last_seen[key] = now
-        fresh = [key for key in seen if heard.needs_lookup(key, now)]
+        # in key order: controllers sharing the registry then lock nodes' rows in one order
+        fresh = sorted(key for key in seen if heard.needs_lookup(key, now))
     for pole, name, ack in s.acks:
         node = _node(db, pole, name)
         if node is not None:
@@ -426,7 +427,7 @@ def write_heard(db: Session, times: dict[tuple[str, str], float]) -> int:
             update(nodes)
             .where(nodes.c.pole_id == bindparam("p"), nodes.c.node == bindparam("n"))
             .values(last_seen=bindparam("t")),
-            [{"p": p, "n": n, "t": t} for (p, n), t in times.items()],
+            [{"p": p, "n": n, "t": t} for (p, n), t in sorted(times.items())],
         )
     return len(times)
 
