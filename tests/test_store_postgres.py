@@ -12,6 +12,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from controller.broker import Broker
 from controller.ingest.worker import IngestWorker
@@ -24,7 +26,7 @@ from controller.store.postgres import PostgresStore
 from tests.harness.postgres import Postgres, fresh_schema
 from tests.harness.wait import until
 from tests.ingest_helpers import meas, meas_topic, publish_all
-from tests.test_store_contract import AIR, T0, batch
+from tests.test_store_contract import AIR, T0, batch, readings_st
 
 
 @pytest.fixture
@@ -149,20 +151,27 @@ def test_two_writers_create_one_stream_once_and_store_each_point_once(url: str) 
         s.close()
 
 
-def test_a_write_is_durable_when_it_returns(postgres: Postgres, url: str) -> None:
+@pytest.mark.slow
+def test_a_write_is_durable_when_it_returns() -> None:
     """The server crashes (immediate stop: no shutdown checkpoint) right after a write returns;
-    after the restart the points are there, and the same store writes again (it reconnects)."""
-    store = PostgresStore(url)
-    assert store.write([batch(1, [(T0 + 60, "pm25", 1.0), (T0 + 60, "pm10", 2.0)])]).stored == 2
-    postgres.restart()
+    after the restart the points are there, and the same store writes again (it reconnects).
+    A server of its own: the session's is shared by tests that may hold connections."""
+    pg = Postgres()
+    pg.start()
     try:
+        url = fresh_schema(pg)
+        store = PostgresStore(url)
+        two = [(T0 + 60, "pm25", 1.0), (T0 + 60, "pm10", 2.0)]
+        assert store.write([batch(1, two)]).stored == 2
+        pg.restart()
         reopened = PostgresStore(url)
         assert [p.v for p in reopened.query(AIR, 0, 2**40)] == [1.0]
         reopened.close()
         assert store.write([batch(2, [(T0 + 120, "pm25", 3.0)])]).stored == 1
         assert [p.v for p in store.query(AIR, 0, 2**40)] == [1.0, 3.0]
-    finally:
         store.close()
+    finally:
+        pg.stop()
 
 
 def test_ingest_into_postgresql_through_a_real_broker(
@@ -193,3 +202,40 @@ def test_ingest_into_postgresql_through_a_real_broker(
     assert (points, batches) == (1500, 150)
     assert worker.stats.duplicate_points == 300
     assert len(store.streams()) == 30
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    groups=st.lists(readings_st, min_size=1, max_size=4),
+    cuts=st.lists(st.none() | st.integers(T0, T0 + 7800), min_size=4, max_size=4),
+)
+@pytest.mark.slow
+def test_never_loses_or_doubles_a_point_across_compactions(
+    postgres: Postgres,
+    groups: list[list[tuple[int, str, float]]],
+    cuts: list[int | None],
+) -> None:
+    """Batches of random points (several at one time, in several batches), with compaction of
+    the hours before a random time between writes: every point once, the first copy kept, and
+    everything written again stores nothing."""
+    store = PostgresStore(fresh_schema(postgres))
+    expected: dict[tuple[str, int], float] = {}
+    batches = []
+    for seq, group in enumerate(groups):
+        unique: dict[tuple[str, int], tuple[int, str, float]] = {}
+        for ts, q, v in group:
+            unique.setdefault((q, ts), (ts, q, v))
+        for (q, ts), (_, _, v) in unique.items():
+            expected.setdefault((q, ts), v)
+        batches.append(batch(seq, list(unique.values())))
+    for b, cut in zip(batches, cuts, strict=False):
+        store.write([b])
+        if cut is not None:
+            store.compact(cut)
+    again = [Batch(b.pole, b.node, 2, b.seq, b.readings) for b in batches]  # new batch keys
+    result = store.write(again)
+    assert result.stored == 0 and result.duplicates == result.points
+    assert every_point(store) == expected
+    store.close()

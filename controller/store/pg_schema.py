@@ -7,8 +7,8 @@ Where a point lives (exactly one place at a time):
   streams[i], value v[i], dur[i], flags[i]; ``flags`` NULL when none has flags). PRIMARY KEY
   (dev, ts) and a BRIN index on ts. Partitioned by RANGE (ts), one partition per UTC hour,
   named ``readings_h<hour start>`` (created ahead and on demand). New points land here. Why a
-  row per message, not per point: a row and a B-tree entry per point cost the server ~8x the
-  CPU of one per message and ~80 bytes a point (docs/store-postgres.md).
+  row per message, not per point: a row and a B-tree entry per point cost the server several
+  times the CPU and the bytes (docs/performance.md, "PostgreSQL store").
 - ``readings_packed`` (stream, bucket, n, vsum, vmin, vmax, ts_off, v, dur, flags): a closed
   hour of one stream compacted into one row, as TimescaleDB's compression does: ``bucket`` is
   the hour's start (epoch s), the arrays are parallel and sorted by time, point i being
@@ -93,10 +93,12 @@ CREATE TABLE IF NOT EXISTS readings_packed (
     flags text[],
     PRIMARY KEY (stream, bucket)
 ) PARTITION BY RANGE (bucket);
+-- every write updates a row of latest per stream: room on each page keeps the updates HOT
+-- (no index entry for the new version)
 CREATE TABLE IF NOT EXISTS latest (
     stream integer PRIMARY KEY, ts bigint NOT NULL, v double precision NOT NULL,
     dur integer, flags text
-);
+) WITH (fillfactor = 50);
 CREATE TABLE IF NOT EXISTS rollup_minute (
     stream integer NOT NULL, bucket bigint NOT NULL, n bigint NOT NULL,
     sum double precision NOT NULL, min double precision NOT NULL, max double precision NOT NULL,

@@ -6,10 +6,13 @@ ago is compacted into one row per stream with arrays (``readings_packed``, daily
 and its raw partition dropped; retention rolls whole days up into per-minute and per-hour
 aggregates and drops their partitions.
 
-- Writes: one transaction per ingest batch. The readings are sent with COPY (binary) into a
-  temporary staging table and inserted from there with ON CONFLICT DO NOTHING on (stream, ts),
-  so a resent or partly overlapping batch stores nothing twice; a point of an hour already
-  compacted is also looked for in the packed row first. The write returns after COMMIT (the
+- Writes: one transaction per ingest batch. A batch already stored (pole, node, boot, seq) is
+  skipped whole; the readings of the others are grouped by node and time into rows, sent with
+  COPY (text: one f-string a row is cheaper in Python than psycopg's row formatting) into a
+  temporary staging table and inserted from there with ON CONFLICT DO NOTHING on (dev, ts); a
+  row already there (a partly overlapping batch) is merged point by point, and a point of an
+  hour already compacted is looked for in its packed row first, so nothing is stored twice.
+  The newest point per stream is upserted into ``latest``. The write returns after COMMIT (the
   server's ``synchronous_commit``, on by default, decides durability), and only then does
   ingest acknowledge.
 - Several writers (processes or machines): stream ids come from INSERT ... ON CONFLICT DO
@@ -17,10 +20,9 @@ aggregates and drops their partitions.
   hold an advisory lock shared while compaction and retention hold it exclusively, so a raw
   partition is never dropped under a write. A write that finds its partition gone (another
   controller compacted it) or that deadlocks with another over the same keys is retried.
-- Why compaction: a raw row costs PostgreSQL ~50-80 bytes with its primary-key entry (tuple
-  header, alignment, item pointers); a packed hour costs a fraction (docs/store-postgres.md).
-
-Figures: docs/performance.md ("PostgreSQL store").
+- Why compaction: a raw row per point, or even per message, costs PostgreSQL several times
+  the bytes of a packed hour (tuple headers, alignment, item pointers, index entries):
+  docs/performance.md, "PostgreSQL store".
 """
 
 from __future__ import annotations
@@ -71,11 +73,12 @@ INSERT INTO readings (dev, ts, streams, v, dur, flags)
 SELECT dev, ts, streams, v, dur, flags FROM staging
 ON CONFLICT DO NOTHING RETURNING dev, ts
 """
+# The newest point of each stream in a write, found in Python while the rows are at hand (the
+# server's DISTINCT ON sort over every point took more of its time than inserting the rows).
 UPSERT_LATEST = """
 INSERT INTO latest (stream, ts, v, dur, flags)
-SELECT DISTINCT ON (u.stream) u.stream, s.ts, u.v, u.dur, u.flags
-FROM staging s, unnest(s.streams, s.v, s.dur, s.flags) AS u(stream, v, dur, flags)
-ORDER BY u.stream, s.ts DESC
+SELECT * FROM unnest(%s::int[], %s::bigint[], %s::float8[], %s::int[], %s::text[])
+ORDER BY 1
 ON CONFLICT (stream) DO UPDATE SET ts = excluded.ts, v = excluded.v, dur = excluded.dur,
     flags = excluded.flags
 WHERE excluded.ts > latest.ts
@@ -193,6 +196,10 @@ class PostgresStore(TimeSeriesStore):
         if self._db.closed or self._db.broken:
             self._db = self._connect()
         return self._db
+
+    def writer_backend_pid(self) -> int:
+        """The server process that runs this store's writes (benchmarks measure its CPU)."""
+        return int(self._writer().info.backend_pid)
 
     def _reader(self) -> psycopg.Connection[Any]:
         conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
@@ -414,8 +421,8 @@ class PostgresStore(TimeSeriesStore):
                     else:
                         seen.merge(g)
             late = [g for g in rows.values() if g.ts < packed_until]
-            for g in late:  # points of an hour compacted already: not stored twice
-                g.drop(self._packed_streams(cur, g))
+            if late:  # points of an hour compacted already: not stored twice
+                self._drop_packed(cur, late)
             staged = [g for g in rows.values() if g.sids]
             stored = 0
             if staged:
@@ -431,17 +438,32 @@ class PostgresStore(TimeSeriesStore):
                             stored += len(g.sids)
                         else:
                             stored += self._merge_row(cur, g)
-                cur.execute(UPSERT_LATEST)
+                cur.execute(UPSERT_LATEST, _newest(staged))
         return resent, stored
 
-    def _packed_streams(self, cur: psycopg.Cursor[Any], g: Group) -> set[int]:
-        h = g.ts - g.ts % HOUR
+    def _drop_packed(self, cur: psycopg.Cursor[Any], late: list[Group]) -> None:
+        """Drop from ``late`` (rows of hours compacted before) the points their packed rows
+        hold already: one statement for them all (a node's backlog may be hours of rows)."""
+        cols: tuple[list[int], list[int], list[int], list[int]] = ([], [], [], [])
+        for i, g in enumerate(late):
+            h = g.ts - g.ts % HOUR
+            for sid in g.sids:
+                cols[0].append(i)
+                cols[1].append(sid)
+                cols[2].append(h)
+                cols[3].append(g.ts - h)
         cur.execute(
-            "SELECT stream FROM readings_packed WHERE stream = ANY(%s) AND bucket = %s"
-            " AND %s = ANY(ts_off)",
-            (g.sids, h, g.ts - h),
+            "SELECT x.i, x.stream FROM unnest(%s::int[], %s::int[], %s::bigint[], %s::int[])"
+            " AS x(i, stream, bucket, off)"
+            " JOIN readings_packed p ON p.stream = x.stream AND p.bucket = x.bucket"
+            " WHERE x.off = ANY (p.ts_off)",
+            cols,
         )
-        return {r[0] for r in cur.fetchall()}
+        found: dict[int, set[int]] = {}
+        for i, sid in cur.fetchall():
+            found.setdefault(i, set()).add(sid)
+        for i, sids in found.items():
+            late[i].drop(sids)
 
     def _merge_row(self, cur: psycopg.Cursor[Any], g: Group) -> int:
         """The points of ``g`` that its (dev, ts)'s stored row lacks, added to it; returns how
@@ -464,7 +486,14 @@ class PostgresStore(TimeSeriesStore):
             cur.execute(
                 "UPDATE readings SET streams = %s, v = %s, dur = %s, flags = %s"
                 " WHERE dev = %s AND ts = %s",
-                (stored.sids, stored.vs, stored.durs, stored.flags, g.dev, g.ts),
+                (
+                    stored.sids,
+                    [float(v) for v in stored.vs],
+                    stored.durs,
+                    stored.flags,
+                    g.dev,
+                    g.ts,
+                ),
             )
         return len(stored.sids) - before
 
@@ -476,9 +505,12 @@ class PostgresStore(TimeSeriesStore):
         moved = 0
         with self._lock:
             self._load_partitions()
-            for h in sorted(self._hours):
-                if h + HOUR <= before:
-                    moved += self._compact_hour(h)
+            try:
+                for h in sorted(self._hours):
+                    if h + HOUR <= before:
+                        moved += self._compact_hour(h)
+            finally:  # a rolled-back hour leaves the partitions as they were, not as cached
+                self._load_partitions()
         return moved
 
     def _compact_hour(self, h: int) -> int:
@@ -749,6 +781,20 @@ class Group:
             f"{i}\t{self.dev}\t{self.ts}\t{{{','.join(map(str, self.sids))}}}"
             f"\t{{{','.join(map(repr, self.vs))}}}\t{{{durs}}}\t{flags}\n"
         )
+
+
+def _newest(groups: list[Group]) -> list[list[Any]]:
+    """Columns (stream, ts, v, dur, flags) of the newest point of each stream in ``groups``
+    (of two at one time, the first)."""
+    newest: dict[int, tuple[int, float, int | None, str | None]] = {}
+    for g in groups:
+        ts = g.ts
+        flags: Iterable[str | None] = g.flags if g.flags is not None else [None] * len(g.sids)
+        for sid, v, dur, f in zip(g.sids, g.vs, g.durs, flags, strict=True):
+            seen = newest.get(sid)
+            if seen is None or seen[0] < ts:
+                newest[sid] = (ts, float(v), dur, f)  # an int among floats: one array type
+    return [list(newest), *(list(c) for c in zip(*newest.values(), strict=True))]
 
 
 def _quoted(text: str) -> str:

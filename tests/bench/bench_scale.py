@@ -23,6 +23,7 @@ that the two-controller run and the open-data timings join the same line):
 from __future__ import annotations
 
 import argparse
+import gc
 import shutil
 import sqlite3
 import sys
@@ -35,12 +36,13 @@ from pathlib import Path
 import psycopg
 
 from controller.broker import Broker, BrokerConfig, free_port
+from controller.store.base import Batch
 from controller.store.postgres import PostgresStore
 from controller.store.sqlite import SqliteStore
 from tests.bench import bench_ingest
 from tests.harness.controller_proc import ControllerProcess
 from tests.harness.postgres import Postgres
-from tests.ingest_helpers import register, write_history
+from tests.ingest_helpers import QUANTITIES, register, src_of, write_history
 
 # A benchmark server: durable commits as in production (fsync, synchronous_commit on), memory
 # and checkpoint spacing for a write-heavy run, statement statistics for the profile.
@@ -126,6 +128,8 @@ def pg_stored(b: Bench) -> dict[str, float]:
         open_store=lambda: PostgresStore(url),
         stored=lambda: stored_batches(url),
         cpu_of={"postgresql": b.pg.pid()},
+        # count(*) of batches every 20 ms took a fifth of the server's time in a run
+        poll_s=0.5,
     )
     print(f"PostgreSQL stored: {rate:,.0f} msgs/s, {rate * 10:,.0f} points/s")
     print("server time by statement (pg_stat_statements):")
@@ -228,19 +232,63 @@ def pg_two_controllers(b: Bench) -> dict[str, float]:
     for c in ctls:
         c.start(wait_ready=False)
     try:
+        # counted every half second: polling count(*) faster took a share of the server's time
         while (first := stored_batches(url) - before) == 0:
-            time.sleep(0.005)
+            time.sleep(0.05)
         t0 = time.perf_counter()
         while (n := stored_batches(url) - before) < total:
             if time.perf_counter() - t0 > 300:
                 raise TimeoutError(f"only {n} of {total} stored")
-            time.sleep(0.02)
+            time.sleep(0.5)
         rate = (total - first) / (time.perf_counter() - t0)
     finally:
         for c in ctls:
             c.stop()
     print(f"two controllers stored: {rate:,.0f} msgs/s, {rate * 10:,.0f} points/s")
     return {"pg_two_controllers_msgs_per_s": rate}
+
+
+def store_cpu(b: Bench) -> dict[str, float]:
+    """The store alone, in this process (``--store-only``): the street's messages written with
+    ``PostgresStore.write``, ``--write-messages`` a write, and the CPU a message of this
+    process and of its server backend: steadier than rates on a shared machine, and it splits
+    the cost between Python and the server."""
+    a = b.args
+    url = b.pg.create_database("storecpu").replace("postgresql+psycopg://", "postgresql://")
+    store = PostgresStore(url)
+    backend = store.writer_backend_pid()
+    names = [f"p{i}" for i in range(a.poles)]
+    per = max(1, a.write_messages // len(names))  # minutes a write
+    minutes = a.messages // len(names)
+
+    def street(first: int) -> list[Batch]:
+        return [
+            Batch(pole, "n1", 1, m, _readings(bench_ingest.NOW0 + 60 * m, m))
+            for m in range(first, first + per)
+            for pole in names
+        ]
+
+    store.write(street(0))  # streams and nodes made
+    writes = [street(m) for m in range(per, minutes, per)]
+    n = sum(len(w) for w in writes)
+    gc.freeze()  # as ingest does (worker.py): the messages built here are not the store's cost
+    c0, s0 = time.process_time(), bench_ingest.cpu_seconds(backend)
+    for w in writes:
+        store.write(w)
+    client = (time.process_time() - c0) / n * 1e6
+    server = (bench_ingest.cpu_seconds(backend) - s0) / n * 1e6
+    store.close()
+    print(
+        f"store alone: {n:,} messages, {per * len(names):,} a write: write() CPU {client:.1f}"
+        f" us/msg, server backend CPU {server:.1f} us/msg"
+    )
+    return {}
+
+
+def _readings(ts: int, seq: int) -> list[dict[str, object]]:
+    return [
+        {"ts": ts, "q": q, "v": 0.1 * (seq % 7), "dur": 60, "src": src_of(q)} for q in QUANTITIES
+    ]
 
 
 # Each adds its figures; the open-data timings append theirs.
@@ -260,6 +308,10 @@ def main() -> None:
     parser.add_argument("--poles", type=int, default=600, help="nodes in the street")
     parser.add_argument("--history", type=int, default=120, help="readings per stream before")
     parser.add_argument("--ingest-processes", type=int, default=2)
+    parser.add_argument(
+        "--store-only", action="store_true", help="only the store's CPU a message, in process"
+    )
+    parser.add_argument("--write-messages", type=int, default=12_000, help="for --store-only")
     args = parser.parse_args()
     args.messages -= args.messages % args.procs
     assert shutil.which("mosquitto_sub"), "mosquitto_sub missing: make deps"
@@ -273,7 +325,7 @@ def main() -> None:
         try:
             print("PostgreSQL settings: " + " ".join(f"{k}={v}" for k, v in BENCH_SETTINGS.items()))
             bench = Bench(args, tmp, broker, pg)
-            for figure in FIGURES:
+            for figure in [store_cpu] if args.store_only else FIGURES:
                 figures.update(figure(bench))
             if broker.dropped_messages_logged():
                 print("WARNING: the broker logged dropped messages", file=sys.stderr)
