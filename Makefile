@@ -159,4 +159,4 @@ $(VENDOR): controller/dashboard/package.json controller/dashboard/package-lock.j
 	@touch $@
 
 screenshots: deps
-	STREETPOLE_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q tests/test_dashboard_e2e.py
+	STREETPOLE_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q tests/test_dashboard_e2e.py tests/test_dashboard_ops_e2e.py

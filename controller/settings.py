@@ -92,6 +92,8 @@ class Settings(BaseSettings):
     dispatch_enabled: bool = True
     # A node silent for this many report periods is raised as offline.
     offline_after_periods: int = Field(3, ge=1)
+    # A node provisioned this long ago and never heard since raises nodeNeverHeard.
+    never_heard_grace_s: int = Field(3600, ge=1)
     # Provisioning a node heard within this many seconds is refused unless asked to replace it:
     # new credentials would take a working node off the broker (a typo in the pole id, say).
     reprovision_guard_s: int = Field(600, ge=0)

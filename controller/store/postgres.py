@@ -217,6 +217,11 @@ class PostgresStore(TimeSeriesStore):
         conn = self._reader()
         try:
             return conn.execute(query, params).fetchall()
+        except psycopg.errors.DeadlockDetected:
+            # a read that met compaction dropping a partition (another controller's, or this
+            # one's retention): the server chose the read to give way; once more finds the
+            # packed rows
+            return conn.execute(query, params).fetchall()
         except psycopg.OperationalError:
             if not conn.broken:
                 raise

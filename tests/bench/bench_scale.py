@@ -40,8 +40,9 @@ from controller.store.base import Batch
 from controller.store.postgres import PostgresStore
 from controller.store.sqlite import SqliteStore
 from tests.bench import bench_ingest, bench_scale_reads
+from tests.harness.controller_proc import ControllerProcess
 from tests.harness.postgres import Postgres
-from tests.ingest_helpers import QUANTITIES, src_of, write_history
+from tests.ingest_helpers import QUANTITIES, register, src_of, write_history
 
 # A benchmark server: durable commits as in production (fsync, synchronous_commit on), memory
 # and checkpoint spacing for a write-heavy run, statement statistics for the profile.
@@ -188,6 +189,65 @@ def sqlite_bytes(b: Bench) -> dict[str, float]:
     return {"sqlite_bytes_per_reading": size / points}
 
 
+def pg_two_controllers(b: Bench) -> dict[str, float]:
+    """The same street and stream drained by two controllers: separate processes, each with its
+    own session in ingest's shared subscription and one ingest process (the one-controller run
+    has two), sharing a PostgreSQL registry and store, as issue #23's several controllers do."""
+    a = b.args
+    registry = b.pg.create_database("registry2")
+    url = b.pg.create_database("scale2").replace("postgresql+psycopg://", "postgresql://")
+    env = {
+        "STREETPOLE_MQTT_URL": b.broker.url,
+        "STREETPOLE_DATABASE_URL": registry,
+        "STREETPOLE_STORE": "postgresql",
+        "STREETPOLE_STORE_URL": url,
+        "STREETPOLE_STORE_COMPACT_AFTER_S": str(7 * 86400),  # as in pg_stored
+        "STREETPOLE_INGEST_PROCESSES": "1",
+    }
+    ctls = [
+        ControllerProcess(b.tmp / f"two-{i}", {**env, "STREETPOLE_MQTT_CLIENT_ID": f"ctl-{i}"})
+        for i in (1, 2)
+    ]
+    for c in ctls:  # registers the persistent sessions and their subscriptions
+        c.start()
+    for c in ctls:
+        c.stop()
+    per = max(1, a.poles // a.procs // a.connections)
+    names = [
+        bench_ingest.pole_name(w, c, p)
+        for w in range(a.procs)
+        for c in range(a.connections)
+        for p in range(per)
+    ]
+    register(registry, names)
+    if a.history:
+        store = PostgresStore(url)
+        try:
+            write_history(store, names, bench_ingest.NOW0, a.history)
+        finally:
+            store.close()
+    total = a.messages
+    bench_ingest.run_publishers(b.broker.port, total, a.procs, a.connections, a.poles)
+    before = stored_batches(url)
+    for c in ctls:
+        c.start(wait_ready=False)
+    try:
+        # counted every half second: polling count(*) faster took a share of the server's time
+        while (first := stored_batches(url) - before) == 0:
+            time.sleep(0.05)
+        t0 = time.perf_counter()
+        while (n := stored_batches(url) - before) < total:
+            if time.perf_counter() - t0 > 300:
+                raise TimeoutError(f"only {n} of {total} stored")
+            time.sleep(0.5)
+        rate = (total - first) / (time.perf_counter() - t0)
+    finally:
+        for c in ctls:
+            c.stop()
+    print(f"two controllers stored: {rate:,.0f} msgs/s, {rate * 10:,.0f} points/s")
+    return {"pg_two_controllers_msgs_per_s": rate}
+
+
 def store_cpu(b: Bench) -> dict[str, float]:
     """The store alone, in this process (``--store-only``): the street's messages written with
     ``PostgresStore.write``, ``--write-messages`` a write, and the CPU a message of this
@@ -231,9 +291,10 @@ def _readings(ts: int, seq: int) -> list[dict[str, object]]:
     ]
 
 
-# Each adds its figures; the two-controller run and the open-data timings append theirs.
+# Each adds its figures (the open-data timings read what pg_stored and sqlite_bytes left).
 FIGURES: list[Callable[[Bench], dict[str, float]]] = [
     pg_stored,
+    pg_two_controllers,
     pg_bytes,
     sqlite_bytes,
     bench_scale_reads.pg_open_data,
