@@ -79,3 +79,19 @@ def test_points_written_with_influxdb_client_come_back(victoria: str) -> None:
     assert labels == {("__name__", "node", "pole", "q", "src")}  # low-cardinality tags only
     p7 = next(s for s in series if s["metric"]["pole"] == "p7" and s["metric"]["q"] == "pm25")
     assert 8.0 in p7["values"] and now + 7 in [t // 1000 for t in p7["timestamps"]]
+
+
+def test_open_data_on_influxdb_says_what_to_use_instead() -> None:
+    """InfluxDB is an export: asked for Observations (CSV, archives) the store refuses (the API
+    answers 501 with this text), naming the stores and settings that serve them."""
+    from controller.opendata.query import parse_filter
+    from controller.store.base import ObservationQuery
+
+    store = InfluxStore(f"http://127.0.0.1:{free_port()}", "token", "org", "bucket")
+    try:
+        with pytest.raises(NotImplementedError) as refused:
+            store.observations(ObservationQuery((1,), filter=parse_filter("result gt 1")))
+    finally:
+        store.close()
+    for hint in ("STREETPOLE_STORE=sqlite", "STREETPOLE_STORE=postgresql", "STREETPOLE_STORE_URL"):
+        assert hint in str(refused.value)

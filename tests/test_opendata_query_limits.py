@@ -355,14 +355,20 @@ def test_a_slow_catalog_query_stops_at_the_time_budget(tmp_path: Path) -> None:
 def test_fuzz_parser_and_compiler_raise_only_their_own_errors(key: str, text: str) -> None:
     """The parser and the SQL compiler, without HTTP (many more cases per second): a query
     either parses and compiles, or says why (BadQuery, Unsupported), never anything else."""
+    from controller.opendata.dialects import POSTGRES, SQLITE
     from controller.opendata.entities import TYPES
     from controller.opendata.query import BadQuery, Unsupported, parse_options
-    from controller.opendata.sql import Compiler
+    from controller.opendata.sql import Compiler, bind, bind_order, observation_sql
 
     try:
         opts = parse_options({key: text})
         for t in TYPES.values():
-            comp = Compiler(t, "a0", 0.0, lambda _n, _s, _p: [1])
+            if t.name == "Observation":
+                where = bind(opts.filter, 0.0, lambda _n, _s, _p: [1]) if opts.filter else None
+                for dialect in (SQLITE, POSTGRES):
+                    observation_sql(dialect, where, bind_order(opts.orderby, 0.0))
+                continue
+            comp = Compiler(t, "a0", 0.0)
             if opts.filter is not None:
                 comp.where(opts.filter)
             comp.order(opts.orderby)

@@ -284,8 +284,12 @@ def test_sqlite_recent_points_move_into_readings_and_reads_see_both(tmp_path: Pa
     """The default store: points of the open buckets go to ``recent``, late ones straight to
     ``readings``; once the clock passes their bucket they move, and every read gives the same
     answers before and after, with no point twice."""
+    from controller.opendata.query import Neg, Path
+    from controller.opendata.sql import TS
     from controller.store.base import ObservationQuery
     from controller.store.sqlite import BUCKET
+
+    RESULT = Path(("result",))
 
     store = SqliteStore(tmp_path / "ts.db", retention_raw_days=30)
     now = int(time.time())
@@ -310,9 +314,9 @@ def test_sqlite_recent_points_move_into_readings_and_reads_see_both(tmp_path: Pa
             store.query(AIR, 0, 2**40),
             store.aggregate(AIR, T0, now + 1, "hour"),
             store.stream_index()[AIR],
-            store.observations(ObservationQuery((sid,), order=("ts DESC",), limit=3)).rows,
+            store.observations(ObservationQuery((sid,), orderby=((TS, True),), limit=3)).rows,
             store.observations(
-                ObservationQuery((sid,), order=("(v * -1) ASC",), limit=3, count=True)
+                ObservationQuery((sid,), orderby=((Neg(RESULT), False),), limit=3, count=True)
             ),
             store.observations(ObservationQuery((sid,), counted=(sid,), count_window=86400)),
         )

@@ -35,6 +35,8 @@ class EntityType:
     geo: dict[str, tuple[str, str]] = field(default_factory=dict)  # property -> (lon, lat) SQL
     json_props: frozenset[str] = frozenset()  # JSON text columns (properties/...)
     string_id: bool = True
+    # what other properties hold, where a database needs to know (num, or text: a text column)
+    kinds: dict[str, str] = field(default_factory=dict)
 
 
 def _p(*names: str, **extra: str) -> dict[str, str]:
@@ -155,6 +157,7 @@ TYPES: dict[str, EntityType] = {
             },
             times=frozenset({"phenomenonTime", "resultTime", "validTime"}),
             string_id=False,
+            kinds={"result": "num", "resultQuality": "text"},
         ),
     )
 }

@@ -2,8 +2,9 @@
 as STA 1.1 uses it), ``$select``, ``$expand`` (nested, with its own options after ``;``),
 ``$top``, ``$skip``, ``$count`` and ``$resultFormat``.
 
-Pure: strings in, a small expression tree out; no SQL here (see ``sql``). Errors are
-``BadQuery`` (the client's fault, HTTP 400) or ``Unsupported`` (ours, HTTP 501).
+Pure: strings in, a small expression tree out, the same for every database; no SQL here (see
+``sql`` and ``dialects``). Errors are ``BadQuery`` (the client's fault, HTTP 400) or
+``Unsupported`` (ours, HTTP 501).
 """
 
 from __future__ import annotations
@@ -65,7 +66,15 @@ class Neg:
     expr: Expr
 
 
-Expr = Lit | Path | Call | Bin | Not | Neg
+@dataclass(frozen=True)
+class StreamIn:
+    """An Observation's condition on its Datastream or FeatureOfInterest, already evaluated in
+    the catalog: the streams that meet it (never made by the parser; see ``sql.bind``)."""
+
+    ids: tuple[int, ...]
+
+
+Expr = Lit | Path | Call | Bin | Not | Neg | StreamIn
 
 COMPARISONS = ("eq", "ne", "gt", "ge", "lt", "le")
 ARITHMETIC = ("add", "sub", "mul", "div", "mod")

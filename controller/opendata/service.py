@@ -11,8 +11,9 @@ from sqlalchemy import select
 
 from controller.opendata.access import Tokens
 from controller.opendata.catalog import Access, Catalog, Catalogs, DsInfo
-from controller.opendata.query import BadQuery, parse_time
+from controller.opendata.query import BadQuery, Bin, Lit, parse_time
 from controller.opendata.render import iso
+from controller.opendata.sql import TS, time_between
 from controller.registry.models import Module, Owner, Pole
 from controller.state import AppState
 from controller.store.base import ObservationQuery, Point, Window
@@ -80,19 +81,28 @@ class OpenData:
 
     def latest(self, cat: Catalog) -> list[dict[str, Any]]:
         now = int(time.time())
-        plain = {d.key: d for d in cat.datastreams.values() if not d.counted}
-        got: dict[int, Point] = {}
-        if plain:
-            for key, p in self.store.latest(plain).items():
-                got[plain[key].id] = p
+        last = self.store.latest_by_id()
+        got = {d.id: last[d.id] for d in cat.datastreams.values() if not d.counted and d.id in last}
         w = self.settings.opendata_motion_interval_s
         for d in cat.datastreams.values():
             if d.counted:
-                page = self.store.observations(
-                    ObservationQuery(
-                        (d.id,), (d.id,), w, now, order=("ts DESC",), limit=1, budget_ms=1000
+                # the newest window is looked for among the last two first (a live stream's),
+                # so that the store sums two windows, not the stream's whole history
+                for recent in (Bin("gt", TS, Lit(now - 2 * w, "num")), None):
+                    page = self.store.observations(
+                        ObservationQuery(
+                            (d.id,),
+                            (d.id,),
+                            w,
+                            now,
+                            filter=recent,
+                            orderby=((TS, True),),
+                            limit=1,
+                            budget_ms=1000,
+                        )
                     )
-                )
+                    if page.rows:
+                        break
                 if page.rows:
                     _s, ts, v, dur, _f = page.rows[0]
                     got[d.id] = Point(ts, v, dur)
@@ -190,9 +200,8 @@ class OpenData:
                         tuple(counted & {d.id}),
                         self.settings.opendata_motion_interval_s,
                         now,
-                        where="ts > ? AND ts < ?",
-                        params=(after, end),
-                        order=("ts ASC",),
+                        filter=time_between(after, end),
+                        orderby=((TS, False),),
                         limit=min(20_000, left),
                         budget_ms=self.settings.opendata_query_budget_ms,
                     )

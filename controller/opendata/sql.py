@@ -1,11 +1,13 @@
-"""``$filter`` and ``$orderby`` trees to SQLite SQL, so queries run in the database.
+"""``$filter`` and ``$orderby`` trees to SQL, so queries run in the database.
 
-One compiler serves both databases: the catalog (Things, Datastreams, ...; navigation becomes
-``EXISTS`` over joined tables) and the time-series store (Observations: columns ``stream``,
-``ts``, ``v``, ``dur``, ``flags``). A condition on an Observation's Datastream or
-FeatureOfInterest lives in the other database: it is evaluated in the catalog first (through
-``foreign``) and becomes ``stream IN (...)``, which also keeps it inside what may be published.
-Every value goes in as a parameter; identifiers come only from the entity tables.
+One compiler serves the catalog (Things, Datastreams, ...; always SQLite; navigation becomes
+``EXISTS`` over joined tables) and the time-series stores (Observations: columns ``stream``,
+``ts``, ``v``, ``dur``, ``flags``), each in its own dialect (``dialects``). An Observation
+query stays a neutral tree until its store renders it (``observation_sql``): ``bind`` first
+evaluates a condition on the Observation's Datastream or FeatureOfInterest in the catalog, the
+other database, into the streams that meet it (``StreamIn``), which also keeps it inside what
+may be published, and fixes ``now()``. Every value goes in as a parameter; identifiers come only
+from the entity tables.
 """
 
 from __future__ import annotations
@@ -16,11 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from controller.opendata.dialects import SQLITE, SqliteDialect, Typed
 from controller.opendata.entities import TYPES, EntityType
 from controller.opendata.query import (
     ARITHMETIC,
     COMPARISONS,
-    DATE_FUNCTIONS,
     BadQuery,
     Bin,
     Call,
@@ -30,6 +32,7 @@ from controller.opendata.query import (
     Neg,
     Not,
     Path,
+    StreamIn,
     Unsupported,
     distance,
     parse_time,
@@ -37,14 +40,9 @@ from controller.opendata.query import (
     point_in,
 )
 
-SQL_OPS = {"eq": "=", "ne": "!=", "gt": ">", "ge": ">=", "lt": "<", "le": "<="}
-ARITH = {"add": "+", "sub": "-", "mul": "*", "mod": "%"}
-DATE_PARTS = dict(zip(DATE_FUNCTIONS, ("%Y", "%m", "%d", "%H", "%M", "%S"), strict=True))
 GEO_BOOL: tuple[str, ...] = ("geo.intersects", "st_within", "st_intersects", "st_contains")
 GEO_BOOL += ("st_equals", "st_disjoint")
 
-# (sql, kind): kind is num | str | time | bool | null | geo | any
-Typed = tuple[str, str]
 Foreign = Callable[[str, str, list[Any]], list[int]]
 
 
@@ -104,14 +102,75 @@ def _strip(e: Expr) -> Expr:
     return e
 
 
+def bind(e: Expr, now: float, foreign: Foreign) -> Expr:
+    """An Observation ``$filter`` ready for any store: each condition on the Datastream or
+    FeatureOfInterest evaluated in the catalog by ``foreign`` (SQL, params -> stream ids) into a
+    ``StreamIn``, and ``now()`` fixed to ``now``."""
+    if isinstance(e, Bin) and e.op in ("and", "or"):
+        return Bin(e.op, bind(e.left, now, foreign), bind(e.right, now, foreign))
+    if isinstance(e, Not):
+        return Not(bind(e.expr, now, foreign))
+    ids = _foreign(e, now, foreign)
+    return _fix_now(e, now) if ids is None else StreamIn(tuple(ids))
+
+
+def bind_order(items: list[tuple[Expr, bool]], now: float) -> tuple[tuple[Expr, bool], ...]:
+    return tuple((_fix_now(e, now), desc) for e, desc in items)
+
+
+def _fix_now(e: Expr, now: float) -> Expr:
+    if isinstance(e, Call):
+        if e.name == "now":
+            return Lit(now, "time")
+        return Call(e.name, tuple(_fix_now(a, now) for a in e.args))
+    if isinstance(e, Bin):
+        return Bin(e.op, _fix_now(e.left, now), _fix_now(e.right, now))
+    if isinstance(e, Not):
+        return Not(_fix_now(e.expr, now))
+    if isinstance(e, Neg):
+        return Neg(_fix_now(e.expr, now))
+    return e
+
+
+def _foreign(e: Expr, now: float, foreign: Foreign) -> list[int] | None:
+    """The streams whose Datastream (or FeatureOfInterest) meets ``e``; None when ``e`` is on
+    the Observation's own properties."""
+    obs = TYPES["Observation"]
+    paths = _paths(e)
+    heads = {p.segments[0] for p in paths}
+    navs = heads & set(obs.navs)
+    if not navs:
+        return None
+    if len(heads) > 1:
+        raise Unsupported(
+            "a condition may not mix an Observation's own properties with its "
+            "Datastream's or FeatureOfInterest's, nor both of those"
+        )
+    nav = navs.pop()
+    if any(len(p.segments) < 2 for p in paths):
+        raise BadQuery(f"{nav} is an entity; compare one of its properties")
+    target = TYPES[obs.navs[nav].target]
+    sub = Compiler(target, "f0", now)
+    cond = sub.where(_strip(e))
+    if target.name == "Datastream":
+        sql = f"SELECT f0.id FROM datastreams f0 WHERE {cond}"
+    else:
+        sql = (
+            "SELECT d.id FROM datastreams d WHERE d.foi_id IN "
+            f"(SELECT f0.id FROM features f0 WHERE {cond})"
+        )
+    return foreign(nav, sql, sub.params)
+
+
 @dataclass
 class Compiler:
-    """Compiles expressions rooted at ``root`` (table alias ``alias``) into SQL + params."""
+    """Compiles expressions rooted at ``root`` (table alias ``alias``) into SQL + params, in
+    ``dialect``'s SQL. Observation trees come through ``bind`` (no navigation left)."""
 
     root: EntityType
     alias: str = "a0"
     now: float = field(default_factory=time.time)
-    foreign: Foreign | None = None  # for Observations: runs catalog SQL, returns stream ids
+    dialect: SqliteDialect = SQLITE
     params: list[Any] = field(default_factory=list)
     _n: int = 0
     _joins: list[tuple[str, str, str]] = field(default_factory=list)  # table, alias, link
@@ -133,10 +192,14 @@ class Compiler:
         if isinstance(e, Not):
             inner, _ = self._pred(e.expr)
             return f"(NOT {inner})", "bool"
-        if self.root.name == "Observation":
-            foreign = self._foreign(e)
-            if foreign is not None:
-                return foreign, "bool"
+        if isinstance(e, StreamIn):
+            if not e.ids:
+                return self.dialect.false, "bool"
+            return f"stream IN ({','.join(str(int(i)) for i in e.ids)})", "bool"
+        if self.root.name == "Observation" and {p.segments[0] for p in _paths(e)} & set(
+            self.root.navs
+        ):
+            raise Unsupported("navigation in $filter is not available here")
         mark = len(self._joins)
         sql, _kind = self._value(e)
         joins = self._joins[mark:]
@@ -147,40 +210,10 @@ class Compiler:
             sql = f"EXISTS (SELECT 1 FROM {tables} WHERE {links} AND {sql})"
         return sql, "bool"
 
-    def _foreign(self, e: Expr) -> str | None:
-        paths = _paths(e)
-        heads = {p.segments[0] for p in paths}
-        navs = heads & set(self.root.navs)
-        if not navs:
-            return None
-        if len(heads) > 1:
-            raise Unsupported(
-                "a condition may not mix an Observation's own properties with its "
-                "Datastream's or FeatureOfInterest's, nor both of those"
-            )
-        if self.foreign is None:
-            raise Unsupported("navigation in $filter is not available here")
-        nav = navs.pop()
-        if any(len(p.segments) < 2 for p in paths):
-            raise BadQuery(f"{nav} is an entity; compare one of its properties")
-        target = TYPES[self.root.navs[nav].target]
-        sub = Compiler(target, "f0", self.now)
-        cond = sub.where(_strip(e))
-        if target.name == "Datastream":
-            sql = f"SELECT f0.id FROM datastreams f0 WHERE {cond}"
-        else:
-            sql = (
-                "SELECT d.id FROM datastreams d WHERE d.foi_id IN "
-                f"(SELECT f0.id FROM features f0 WHERE {cond})"
-            )
-        ids = self.foreign(nav, sql, sub.params)
-        return f"stream IN ({','.join(str(int(i)) for i in ids)})" if ids else "0"
-
     # ---- values -----------------------------------------------------------------------
 
     def _param(self, v: Any) -> str:
-        self.params.append(v)
-        return "?"
+        return self.dialect.param(self.params, v)
 
     def _value(self, e: Expr) -> Typed:
         if isinstance(e, Lit):
@@ -205,16 +238,16 @@ class Compiler:
                     if k in ("geo", "str", "bool"):
                         raise BadQuery(f"{e.op} needs numbers or times, not {k}")
                 if e.op == "div":
-                    return f"({ls} * 1.0 / {rs})", "num"
+                    return self.dialect.arith("div", ls, rs), "num"
                 kind = "time" if "time" in (lk, rk) and e.op in ("add", "sub") else "num"
-                return f"({ls} {ARITH[e.op]} {rs})", kind
+                return self.dialect.arith(e.op, ls, rs), kind
         raise BadQuery(f"cannot use {e!r} here")
 
     def _lit(self, e: Lit) -> Typed:
         if e.kind == "null":
             return "NULL", "null"
         if e.kind == "bool":
-            return ("1" if e.value else "0"), "bool"
+            return (self.dialect.true if e.value else self.dialect.false), "bool"
         if e.kind == "geo":
             return self._param(_wkt(e.value)), "geo"
         return self._param(e.value), e.kind
@@ -234,7 +267,7 @@ class Compiler:
         if "null" in (lk2, rk2) and e.op in ("eq", "ne"):
             other = rs if lk2 == "null" else ls
             return f"({other} IS {'NOT ' if e.op == 'ne' else ''}NULL)", "bool"
-        return f"({ls} {SQL_OPS[e.op]} {rs})", "bool"
+        return self.dialect.compare(e.op, (ls, lk2), (rs, rk2)), "bool"
 
     def _kind_hint(self, e: Expr) -> str:
         if isinstance(e, Path):
@@ -245,6 +278,8 @@ class Compiler:
                 segs = segs[1:]
             return "time" if segs and segs[0] in t.times else "any"
         if isinstance(e, Call) and e.name in ("now", "mindatetime", "maxdatetime", "date"):
+            return "time"
+        if isinstance(e, Lit) and e.kind == "time":  # now(), fixed by bind
             return "time"
         return "any"
 
@@ -269,13 +304,14 @@ class Compiler:
             return f"(SELECT {inner} FROM {target.table} {a} WHERE {link})", kind
         joined = "/".join(segs)
         if joined in t.props:
-            kind = "time" if joined in t.times else "any"
+            kind = "time" if joined in t.times else t.kinds.get(joined, "any")
             if joined in ("@iot.id", "id"):
                 kind = "str" if t.string_id else "num"
             return t.props[joined].format(a=alias), kind
         if head in t.json_props and len(segs) > 1:
             key = "$" + "".join(f'."{s}"' for s in segs[1:])
-            return f"json_extract({t.props[head].format(a=alias)}, {self._param(key)})", "any"
+            column = t.props[head].format(a=alias)
+            return self.dialect.json_path(column, self._param(key)), "any"
         if head in t.geo and len(segs) == 1:
             lon, lat = t.geo[head]
             return f"{lon.format(a=alias)}\x00{lat.format(a=alias)}", "geo"
@@ -293,49 +329,19 @@ class Compiler:
             return self._geo(e)
         if fn.startswith("st_") or fn == "geo.length":
             raise Unsupported(f"{fn} is not supported (see the open-data docs for what is)")
-        if fn == "endswith":  # the suffix is used three times: compile it (and its params) thrice
-            s = self._value(e.args[0])[0]
-            b1, b2, b3 = (self._value(e.args[1])[0] for _ in range(3))
-            return f"(substr({s}, -length({b1})) = {b2} OR length({b3}) = 0)", "bool"
-        args = [self._value(a) for a in e.args]
-        a = [s for s, _ in args]
-        if fn in DATE_PARTS:
-            return f"CAST(strftime('{DATE_PARTS[fn]}', {a[0]}, 'unixepoch') AS INTEGER)", "num"
-        if fn == "fractionalseconds":
-            return f"({a[0]} - CAST({a[0]} AS INTEGER))", "num"
-        if fn == "date":
-            return f"({a[0]} - {a[0]} % 86400)", "time"
-        if fn == "time":
-            return f"({a[0]} % 86400)", "num"
-        if fn == "totaloffsetminutes":
-            return "0", "num"
-        if fn in ("round", "floor"):
-            return f"{fn}({a[0]})", "num"
-        if fn == "ceiling":
-            return f"ceil({a[0]})", "num"
-        if fn == "substringof":
-            return f"(instr({a[1]}, {a[0]}) > 0)", "bool"
-        if fn == "contains":
-            return f"(instr({a[0]}, {a[1]}) > 0)", "bool"
-        if fn == "startswith":
-            return f"(instr({a[0]}, {a[1]}) = 1)", "bool"
-        if fn == "length":
-            return f"length({a[0]})", "num"
-        if fn == "indexof":
-            return f"(instr({a[0]}, {a[1]}) - 1)", "num"
-        if fn == "substring":
-            if len(a) == 3:
-                return f"substr({a[0]}, {a[1]} + 1, {a[2]})", "str"
-            return f"substr({a[0]}, {a[1]} + 1)", "str"
-        if fn == "tolower":
-            return f"lower({a[0]})", "str"
-        if fn == "toupper":
-            return f"upper({a[0]})", "str"
-        if fn == "trim":
-            return f"trim({a[0]})", "str"
-        if fn == "concat":
-            return f"({a[0]} || {a[1]})", "str"
-        raise Unsupported(f"function {fn} is not supported")
+        compiled: dict[int, tuple[str, int]] = {}
+
+        def arg(i: int) -> str:
+            """The i-th argument where the dialect writes it; written again, the same text
+            unless it holds parameters (a navigation stays one join)."""
+            if i in compiled and compiled[i][1] == 0:
+                return compiled[i][0]
+            mark = len(self.params)
+            sql = self._value(e.args[i])[0]
+            compiled.setdefault(i, (sql, len(self.params) - mark))
+            return sql
+
+        return self.dialect.call(fn, arg, len(e.args))
 
     def _geo(self, e: Call) -> Typed:
         if not self.root.table:
@@ -371,5 +377,30 @@ class Compiler:
                 sql, kind = self._value(e)
                 if len(self._joins) != mark:
                     raise Unsupported("$orderby expressions cannot navigate")
-            out.append(f"{sql} {'DESC' if desc else 'ASC'}")
+            out.append(self.dialect.order(sql, kind, desc))
         return out
+
+
+ORDER_TAIL = (("stream", "stream ASC"), ("ts", "ts ASC"))
+
+
+def observation_sql(
+    dialect: SqliteDialect, where: Expr | None, orderby: tuple[tuple[Expr, bool], ...]
+) -> tuple[str, list[Any], list[str], list[Any]]:
+    """An Observation query in ``dialect``: its condition (empty for none) and parameters, its
+    ORDER BY items and theirs. Every order ends with the key (stream, ts), so pages are stable."""
+    comp = Compiler(TYPES["Observation"], dialect=dialect)
+    cond = comp.where(where) if where is not None else ""
+    cond_params, comp.params = comp.params, []
+    order = comp.order(list(orderby))
+    keys = {o.split()[0] for o in order}
+    order += [o for k, o in ORDER_TAIL if k not in keys]
+    return cond, cond_params, order, comp.params
+
+
+TS = Path(("phenomenonTime",))
+
+
+def time_between(after: int, before: int) -> Expr:
+    """Observations with after < time < before."""
+    return Bin("and", Bin("gt", TS, Lit(after, "num")), Bin("lt", TS, Lit(before, "num")))

@@ -20,8 +20,8 @@ from typing import Any
 from controller.opendata import render
 from controller.opendata.catalog import Catalog
 from controller.opendata.entities import BY_PLURAL, OBS_ID_BASE, RENDERED, TYPES, EntityType
-from controller.opendata.query import MAX_INT, BadQuery, Options, Unsupported
-from controller.opendata.sql import Compiler
+from controller.opendata.query import MAX_INT, BadQuery, Bin, Expr, Lit, Options, Unsupported
+from controller.opendata.sql import TS, Compiler, bind, bind_order
 from controller.settings import Settings
 from controller.store.base import ObservationQuery, QueryTooExpensive, TimeSeriesStore
 
@@ -138,7 +138,8 @@ def _fetch_one(ctx: Ctx, coll: Collection, ident: Any) -> One:
         streams = coll.streams if coll.streams is not None else list(ctx.cat.datastreams)
         if stream not in ctx.cat.datastreams or stream not in streams:
             raise NotFound(f"no Observation {ident}")
-        page = ctx.store.observations(_obs_query(ctx, [stream], "ts = ?", [ts], limit=1))
+        at = Bin("eq", TS, Lit(ts, "num"))
+        page = ctx.store.observations(_obs_query(ctx, [stream], at, limit=1))
         if not page.rows:
             raise NotFound(f"no Observation {ident}")
         return One(t, ident, page.rows[0])
@@ -284,9 +285,8 @@ def one(ctx: Ctx, cur: One, opts: Options) -> dict[str, Any]:
 def _obs_query(
     ctx: Ctx,
     streams: list[int],
-    where: str,
-    params: list[Any],
-    order: tuple[str, ...] = ("stream ASC", "ts ASC"),
+    where: Expr | None,
+    order: tuple[tuple[Expr, bool], ...] = (),
     limit: int = 100,
     offset: int = 0,
     count: bool = False,
@@ -298,9 +298,8 @@ def _obs_query(
         counted=tuple(i for i in streams if i in counted),
         count_window=s.opendata_motion_interval_s,
         until=int(ctx.now),
-        where=where,
-        params=tuple(params),
-        order=order,
+        filter=where,
+        orderby=order,
         limit=limit,
         offset=offset,
         count=count,
@@ -315,18 +314,13 @@ def collection(ctx: Ctx, coll: Collection, opts: Options, nested: bool = False) 
     render.check_select(t, opts.select)
     top = ctx.top(opts)
     if t.name == "Observation":
-        comp = Compiler(t, ALIAS, ctx.now, ctx.foreign)
-        where = comp.where(opts.filter) if opts.filter is not None else ""
-        order = comp.order(opts.orderby)
+        where = bind(opts.filter, ctx.now, ctx.foreign) if opts.filter is not None else None
+        order = bind_order(opts.orderby, ctx.now)
         published = set(ctx.cat.datastreams)
         streams = [s for s in (coll.streams or []) if s in published]
         if coll.streams is None:
             streams = sorted(published)
-        keys = {o.split()[0] for o in order}
-        tail = [o for o in ("stream ASC", "ts ASC") if o.split()[0] not in keys]
-        q = _obs_query(
-            ctx, streams, where, comp.params, (*order, *tail), top + 1, opts.skip, opts.count
-        )
+        q = _obs_query(ctx, streams, where, order, top + 1, opts.skip, opts.count)
         page = ctx.store.observations(q)
         rows: list[Any] = page.rows
         total = page.total
@@ -347,11 +341,11 @@ def collection(ctx: Ctx, coll: Collection, opts: Options, nested: bool = False) 
             cond += " AND " + comp.where(opts.filter)
         where_params = [*coll.params, *comp.params]
         ocomp = Compiler(t, ALIAS, ctx.now, _n=500)
-        order = [*ocomp.order(opts.orderby), f"{ALIAS}.id ASC"]
+        by = [*ocomp.order(opts.orderby), f"{ALIAS}.id ASC"]
         sql = f"FROM {t.table} {ALIAS} WHERE {cond}"
         try:
             rows = ctx.rows(
-                f"SELECT {ALIAS}.* {sql} ORDER BY {', '.join(order)} LIMIT ? OFFSET ?",
+                f"SELECT {ALIAS}.* {sql} ORDER BY {', '.join(by)} LIMIT ? OFFSET ?",
                 [*where_params, *ocomp.params, top + 1, opts.skip],
             )
             total = ctx.rows(f"SELECT count(*) {sql}", where_params)[0][0] if opts.count else None

@@ -1,4 +1,4 @@
-"""The time-series store interface, the same for every backend (SQLite, InfluxDB).
+"""The time-series store interface, the same for every backend (SQLite, PostgreSQL, InfluxDB).
 
 A stream is what one module of one node measures of one quantity: (pole, node, src, q). A
 reading is stored once per (stream, ts): a resent batch changes nothing. Backends are synchronous
@@ -10,7 +10,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from controller.opendata.query import Expr
 
 Window = Literal["minute", "hour", "day"]
 WINDOW_SECONDS: dict[str, int] = {"minute": 60, "hour": 3600, "day": 86400}
@@ -78,20 +81,21 @@ class StreamInfo:
 class ObservationQuery:
     """A page of points of several streams, for the open-data API (SensorThings Observations).
 
-    ``where`` and ``order`` are SQLite-dialect SQL over the columns (stream, ts, v, dur, flags)
-    with ``?`` parameters (``controller.opendata.sql`` writes them); a backend that cannot run
-    them raises NotImplementedError. Streams in ``counted`` are published only as sums per
-    ``count_window`` seconds (a window is one row: ts = its end, dur = its width), and only
-    windows ending at or before ``until``.
+    ``filter`` and ``orderby`` are the neutral trees of ``$filter`` and ``$orderby`` over an
+    Observation's own properties (``controller.opendata.sql.bind`` has resolved its navigation
+    and ``now()``); each store renders them in its SQL (``controller.opendata.sql
+    .observation_sql`` with its dialect), and every order ends with (stream, ts). A backend that
+    cannot run them raises NotImplementedError. Streams in ``counted`` are published only as
+    sums per ``count_window`` seconds (a window is one row: ts = its end, dur = its width), and
+    only windows ending at or before ``until``.
     """
 
     streams: tuple[int, ...]
     counted: tuple[int, ...] = ()
     count_window: int = 900
     until: int = 2**31
-    where: str = ""
-    params: tuple[Any, ...] = ()
-    order: tuple[str, ...] = ("stream ASC", "ts ASC")
+    filter: Expr | None = None
+    orderby: tuple[tuple[Expr, bool], ...] = ()  # (expression, descending)
     limit: int = 100
     offset: int = 0
     count: bool = False
@@ -134,6 +138,13 @@ class TimeSeriesStore(ABC):
             k: StreamInfo(i + 1, None, last[k].ts if k in last else None)
             for i, k in enumerate(sorted(self.streams()))
         }
+
+    def latest_by_id(self) -> dict[int, Point]:
+        """The newest point of every stream by its ``stream_index`` id (what the open data's
+        latest values read: backends with real ids answer from their table of latest points,
+        without building a StreamKey per stream)."""
+        last = self.latest()
+        return {info.id: last[k] for k, info in self.stream_index().items() if k in last}
 
     def observations(self, q: ObservationQuery) -> ObservationPage:
         """Filtered, ordered, paged points of several streams (see ObservationQuery)."""

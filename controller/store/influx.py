@@ -1,4 +1,8 @@
-"""InfluxDB backend, through influxdb-client (InfluxDB 2.x API), for stores past one machine.
+"""InfluxDB backend, through influxdb-client (InfluxDB 2.x API): an export for Grafana users.
+
+It stores what ingest hands it (line protocol), and answers latest values and aggregates, but
+not the open-data API's Observations, CSV and archives (501, saying what to use instead): a
+city past one SQLite file keeps its time series in PostgreSQL (controller/store/postgres.py).
 
 Points: measurement ``reading``, tags ``pole``, ``node``, ``src``, ``q`` (low cardinality: one
 series per stream), fields ``v`` and, when present, ``dur`` and ``flags``; second precision.
@@ -26,6 +30,8 @@ from controller.store.base import (
     WINDOW_SECONDS,
     Aggregate,
     Batch,
+    ObservationPage,
+    ObservationQuery,
     Point,
     StreamKey,
     TimeSeriesStore,
@@ -34,6 +40,12 @@ from controller.store.base import (
 )
 
 MEASUREMENT = "reading"
+NO_OPEN_DATA = (
+    "SensorThings Observations, CSV and archives are not served from InfluxDB, which this"
+    " controller writes to as an export (for Grafana): keep the time series in SQLite"
+    " (STREETPOLE_STORE=sqlite, the default) or, past one machine, in PostgreSQL"
+    " (STREETPOLE_STORE=postgresql and STREETPOLE_STORE_URL)"
+)
 
 
 def _escape(s: str) -> str:
@@ -143,6 +155,9 @@ class InfluxStore(TimeSeriesStore):
             for b, v in sorted(out.items())
             if v.get("count")
         ]
+
+    def observations(self, q: ObservationQuery) -> ObservationPage:
+        raise NotImplementedError(NO_OPEN_DATA)
 
     def close(self) -> None:
         self._client.close()

@@ -35,10 +35,13 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from controller.store import pg_observations
 from controller.store.base import (
     WINDOW_SECONDS,
     Aggregate,
     Batch,
+    ObservationPage,
+    ObservationQuery,
     Point,
     StreamInfo,
     StreamKey,
@@ -626,6 +629,14 @@ class PostgresStore(TimeSeriesStore):
         """
         rows = self._read(query, {"s": sid, "a": lo, "b": end})
         return [Aggregate(b, int(n), s / n, mn, mx) for b, n, s, mn, mx in rows if n]
+
+    def latest_by_id(self) -> dict[int, Point]:
+        rows = self._read("SELECT stream, ts, v, dur, flags FROM latest")
+        return {sid: Point(ts, v, dur, _flags(f)) for sid, ts, v, dur, f in rows}
+
+    def observations(self, q: ObservationQuery) -> ObservationPage:
+        """SensorThings Observations (controller/store/pg_observations.py)."""
+        return pg_observations.observations(self._reader(), q)
 
     def stream_index(self) -> dict[StreamKey, StreamInfo]:
         rows = self._read(

@@ -41,6 +41,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from controller.opendata.dialects import SQLITE
+from controller.opendata.sql import observation_sql
 from controller.store.base import (
     WINDOW_SECONDS,
     Aggregate,
@@ -482,6 +484,10 @@ class SqliteStore(TimeSeriesStore):
             out = {k: v for k, v in out.items() if k in wanted}
         return out
 
+    def latest_by_id(self) -> dict[int, Point]:
+        rows = self._reader().execute("SELECT stream, ts, v, dur, flags FROM latest")
+        return {sid: Point(ts, v, dur, _flags(f)) for sid, ts, v, dur, f in rows}
+
     def aggregate(self, stream: StreamKey, start: int, end: int, window: Window) -> list[Aggregate]:
         sid = self._stream_id(stream)
         if sid is None:
@@ -527,13 +533,14 @@ class SqliteStore(TimeSeriesStore):
         summed = ",".join(str(int(s)) for s in q.streams if s in counted)
         if not plain and not summed:
             return ObservationPage([], 0 if q.count else None)
-        where = f" AND ({q.where})" if q.where else ""
-        params: tuple[Any, ...] = q.params
-        if not summed and all(_PLAIN_ORDER.match(o) for o in q.order):
+        cond, cond_params, order, order_params = observation_sql(SQLITE, q.filter, q.orderby)
+        where = f" AND ({cond})" if cond else ""
+        params: tuple[Any, ...] = tuple(cond_params)
+        if not summed and all(_PLAIN_ORDER.match(o) for o in order):
             # each table filtered and ordered on its own, then merged: a page of the newest
             # points of a stream reads that page, not the stream
             sql = RAW.format(cond=f"stream IN ({plain}){where}")
-            params = (*q.params, *q.params)
+            params = (*params, *params)
         else:
             w = int(q.count_window)
             parts = []
@@ -547,7 +554,7 @@ class SqliteStore(TimeSeriesStore):
             if plain:
                 parts.append(RAW.format(cond=f"stream IN ({plain})"))
             source = "(" + " UNION ALL ".join(parts) + ")"
-            sql = f"SELECT stream, ts, v, dur, flags FROM {source} WHERE {q.where or '1'}"
+            sql = f"SELECT stream, ts, v, dur, flags FROM {source} WHERE {cond or '1'}"
         sql = f"WITH RECURSIVE {RECENT_BUCKETS} {sql}"
         conn = self._reader()
         deadline = time.monotonic() + q.budget_ms / 1000
@@ -558,8 +565,8 @@ class SqliteStore(TimeSeriesStore):
         conn.set_progress_handler(too_long, 20_000)
         try:
             rows = conn.execute(
-                f"{sql} ORDER BY {', '.join(q.order)} LIMIT ? OFFSET ?",
-                (*params, q.limit, q.offset),
+                f"{sql} ORDER BY {', '.join(order)} LIMIT ? OFFSET ?",
+                (*params, *order_params, q.limit, q.offset),
             ).fetchall()
             total = None
             if q.count:
