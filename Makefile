@@ -151,7 +151,7 @@ assets: $(VENDOR)
 $(VENDOR): controller/dashboard/package.json controller/dashboard/package-lock.json | venv
 	@command -v npm >/dev/null 2>&1 || { echo "npm missing: install Node.js 20 (Debian: nodejs npm)"; exit 1; }
 	npm ci --prefix controller/dashboard --ignore-scripts --no-audit --no-fund
-	$(PY) -m controller.dashboard.assets
+	$(PY) -m controller.dashboard.copy_assets
 	@touch $@
 
 screenshots: deps
