@@ -28,10 +28,15 @@ CSP = (
 )
 
 
-def _local_only(page: HTMLResponse) -> HTMLResponse:
-    page.headers["Content-Security-Policy"] = CSP
-    page.headers["X-Content-Type-Options"] = "nosniff"
-    return page
+def _local_only(page: HTMLResponse, stylesheet: str | None = None) -> HTMLResponse:
+    """FastAPI's page with our headers, a language (screen readers need it) and, for Swagger
+    UI, our contrast fixes after its stylesheet (FastAPI's helper takes only one)."""
+    html = bytes(page.body).decode()
+    html = html.replace("<html>", '<html lang="en">', 1)
+    if stylesheet:
+        html = html.replace("</head>", f'<link rel="stylesheet" href="{stylesheet}">\n</head>', 1)
+    headers = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff"}
+    return HTMLResponse(html, headers=headers)
 
 
 def install(app: FastAPI) -> None:
@@ -51,7 +56,8 @@ def install(app: FastAPI) -> None:
                 oauth2_redirect_url=OAUTH2_REDIRECT,
                 # the badge would send the spec's URL to validator.swagger.io
                 swagger_ui_parameters={"validatorUrl": None},
-            )
+            ),
+            "/ui/css/apidocs.css",
         )
 
     @app.get(OAUTH2_REDIRECT, include_in_schema=False)

@@ -60,4 +60,3 @@ def copy(node_modules: Path = NODE_MODULES, vendor: Path = VENDOR) -> list[Path]
         shutil.copyfile(node_modules / src, dst)
         out.append(dst)
     return out
-

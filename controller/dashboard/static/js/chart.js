@@ -7,9 +7,10 @@ const COLOURS = ["#0b5cad", "#a4161a", "#1d6b2f", "#8a5300"];
  * A chart in `box` for series [{label, points: [[ts, v], ...]}]; returns the uPlot or null.
  * A text summary goes with it (screen readers and people who prefer numbers).
  */
-export function timeChart(box, title, unit, series, { scale = 1, bars = false, range = null } = {}) {
+// heading: the chart title's level under the page's headings (h4 under an h3, h3 under an h2)
+export function timeChart(box, title, unit, series, { scale = 1, bars = false, range = null, heading = "h4" } = {}) {
   box.replaceChildren();
-  const head = el("h4", {}, `${title} (${unit})`);
+  const head = el(heading, {}, `${title} (${unit})`);
   box.append(head);
   const withData = series.filter((s) => s.points.length);
   if (!withData.length) {

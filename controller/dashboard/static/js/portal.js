@@ -64,7 +64,7 @@ async function renderCharts() {
     timeChart(div, g.title, g.unit, mine.map((s) => ({
       label: s.quantity,
       points: s.value.map((v) => [Date.parse(v.time) / 1000, v.sum ?? v.mean]),
-    })), { scale: g.scale || 1, bars: g.bars, range: [start, end] });
+    })), { scale: g.scale || 1, bars: g.bars, range: [start, end], heading: "h3" });
   }
   if (!box.children.length) box.append(el("p", { class: "muted" }, "No open readings in this range."));
 }
