@@ -14,7 +14,6 @@ axe-core is not served to users: the accessibility audit of the end-to-end tests
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
