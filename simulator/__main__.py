@@ -154,6 +154,13 @@ def main(argv: list[str] | None = None) -> int:
         if not token:
             print("simulator: --api needs STREETPOLE_TOKEN or --token-file", file=sys.stderr)
             return 2
+        if not token.isascii() or not token.isprintable():
+            print(
+                "simulator: the API token is not a token (spt_...); make one with "
+                "`.venv/bin/streetpole create-token admin`",
+                file=sys.stderr,
+            )
+            return 2
         log(f"provisioning {len(lay.poles)} poles at {a.api}")
         try:
             with httpx.Client(base_url=a.api, timeout=30) as http:
@@ -219,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     print(report.text(street), flush=True)
+    for out in (a.json, a.html):
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
     if a.json:
         a.json.write_text(json.dumps(report.data(street), indent=1, default=str))
     if a.html:
