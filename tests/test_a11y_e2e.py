@@ -46,7 +46,7 @@ VIEWS = {
     "map": ["#pole-list table", ".leaflet-marker-icon"],
     "pole": ["#pole-latest > *", "#pole-audit > *", "#pole-alarms > *", "#charts > *"],
     "alarms": ["#alarm-list > *"],
-    "control": ["#ov-list > *"],
+    "control": ["#ov-list table"],
     "programs": ["#profile-list table"],
     "campaigns": ["#campaign-list > *"],
     "energy": ["#en-table > *, #en-msg:not(:empty)"],
@@ -84,7 +84,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
                 ("/api/programs", PROGRAM),
                 ("/api/profiles", profile_body()),
                 ("/api/groups", {"name": "south-street", "poles": s.poles}),
-            ):
+                ("/api/overrides", {"pole": s.poles[1], "level": 0.4, "duration_s": 3600,
+                                    "reason": "street works"}),
+            ):  # fmt: skip
                 r = http.post(path, json=body, headers=hdr)
                 assert r.status_code == 201, f"{path}: {r.status_code} {r.text}"
         yield s

@@ -405,7 +405,7 @@ async function renderOverrides() {
   const list = await get(`/api/overrides${$("#ov-active").checked ? "?active=true" : ""}`);
   const target = (o) => o.target_kind === "area" ? `area ${o.target.bbox ? o.target.bbox.map((x) => x.toFixed(5)).join(", ") : "polygon"}` : `${o.target_kind} ${Object.values(o.target)[0]}`;
   $("#ov-list").replaceChildren(list.length ? table(
-    ["Target", "Level", "Mode", "From", "Until", "Nodes", "By", "State", ""],
+    ["Target", "Level", "Mode", "From", "Until", "Nodes", "By", "State", "Actions"],
     list.map((o) => el("tr", {}, ...[target(o), pct(o.level), o.mode, fmtTime(o.start), fmtTime(o.expiry), o.nodes, o.created_by,
       o.reverted_at ? "reverted" : o.active ? "active" : "ended"].map((c) => el("td", {}, c)),
       el("td", {}, o.active ? el("button", { type: "button", class: "danger", disabled: !can("operator"), onclick: () => revert(o) }, "Revert") : ""))),
