@@ -46,7 +46,7 @@ VIEWS = {
     "map": ["#pole-list table", ".leaflet-marker-icon"],
     "pole": ["#pole-latest > *", "#pole-audit > *", "#pole-alarms > *", "#charts > *"],
     "alarms": ["#alarm-list > *"],
-    "control": ["#ov-list table"],
+    "control": ["#ov-list > *"],
     "programs": ["#profile-list table"],
     "campaigns": ["#campaign-list > *"],
     "energy": ["#en-table > *, #en-msg:not(:empty)"],
