@@ -50,6 +50,9 @@ def test_a_short_run_and_its_report(
     assert "white-space: pre-wrap" in page  # long lines wrap, never cut
     for title in ("mean light level", "presence events per sample", "simulated time (UTC)"):
         assert f">{title}" in page, title
+    ticks = re.findall(r">(\d\d:\d\d(?::\d\d)?)</text>", page)
+    assert len(ticks) == 9 and len(set(ticks)) == 9, ticks  # a short run: no repeated labels
+    assert "max-width: 100%" in page and 'class="wide"' in page  # fits a phone
 
 
 def test_origin_must_be_two_numbers() -> None:
