@@ -89,11 +89,15 @@ clean: ## remove build output, caches and the venv
 	find . -name __pycache__ -prune -exec rm -rf {} +
 	rm -rf $(VENV)
 
-.PHONY: bench bench-ingest bench-store bench-firmware bench-api bench-sim bench-soak demo-data serve node-virtual sim
+.PHONY: bench bench-ingest bench-scale bench-store bench-firmware bench-api bench-sim bench-soak demo-data serve node-virtual sim
 bench: bench-ingest bench-store bench-firmware bench-api bench-sim bench-soak ## every benchmark: ingest, store, firmware, API, simulator, soak
 
 bench-ingest: deps ## benchmark: MQTT ingest into the store
 	$(PY) -m tests.bench.bench_ingest
+
+# PostgreSQL time-series store (issue #23): throughput and bytes per reading on the ingest street
+bench-scale: deps ## benchmark: the PostgreSQL time-series store at scale (issue #23)
+	$(PY) -m tests.bench.bench_scale
 
 bench-store: deps ## benchmark: the time-series store
 	$(PY) -m tests.bench.bench_store
@@ -145,5 +149,5 @@ $(VENDOR): controller/dashboard/package.json controller/dashboard/package-lock.j
 	$(PY) -m controller.dashboard.copy_assets
 	@touch $@
 
-screenshots: deps ## regenerate docs/screenshots from the end-to-end dashboard test
-	STREETPOLE_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q tests/test_dashboard_e2e.py
+screenshots: deps ## regenerate docs/screenshots from the end-to-end dashboard tests
+	STREETPOLE_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q tests/test_dashboard_e2e.py tests/test_dashboard_ops_e2e.py

@@ -39,11 +39,10 @@ from controller.ingest import children
 from controller.lifecycle import ingest_worker, opened
 from controller.opendata.service import OpenData
 from controller.registry.db import RegistryBusy, error_reason
-from controller.registry.models import Campaign, Node, NodeConfig
+from controller.registry.models import Campaign
 from controller.security import dummy_hash
 from controller.settings import Settings
 from controller.state import AppState
-from protocols import topics
 from protocols.errors import ProtocolError
 
 log = logging.getLogger("streetpole")
@@ -78,11 +77,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.dashboard_hub = Hub(state.registry)
             with state.registry.session() as db:
                 state.accounts.load(db)
-            tasks: list[asyncio.Task[None]] = []
+            await asyncio.to_thread(state.accounts.write_now)
+            tasks = [asyncio.create_task(state.leadership.run(), name="leadership")]
             if settings.dispatch_enabled:
-                state.dispatcher = Dispatcher(settings)
+                state.dispatcher = Dispatcher(settings, state.registry, state.leadership.leading)
                 tasks.append(asyncio.create_task(state.dispatcher.run(), name="dispatch"))
-                await asyncio.to_thread(_resend_pending_configs, state)
             if settings.ingest_enabled:
                 state.ingest = ingest_worker(state)
                 tasks.append(asyncio.create_task(state.ingest.run(), name="ingest"))
@@ -147,18 +146,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def _resend_pending_configs(state: AppState) -> None:
-    """Configs the controller may not have handed to the broker before it stopped."""
-    with state.transaction() as db:
-        pending = db.execute(
-            select(NodeConfig, Node)
-            .join(Node, Node.id == NodeConfig.node_id)
-            .where(NodeConfig.status == "pending", NodeConfig.version == Node.config_version)
-        ).all()
-        for row, n in pending:
-            fleet.outbox(db).append((fleet.node_topic(n, topics.CONFIG), row.payload, True))
-
-
 async def _thread_to_the_end(fn: Callable[[], T]) -> T:
     """``fn`` in a thread; when cancelled (at shutdown), wait for the thread to finish before
     giving way: the lifespan closes the stores next, and closing an SQLite connection that a
@@ -173,20 +160,27 @@ async def _thread_to_the_end(fn: Callable[[], T]) -> T:
 
 
 async def _fleet_loop(state: AppState, period_s: float = 2.0) -> None:
-    """Campaign pacing and halting, and nodes that went silent."""
+    """When nodes were last heard (every controller, for what it ingested); and, on the leading
+    controller only, nodes that went silent and campaign pacing and halting."""
 
     def work() -> None:
         # short transactions, one per job: the registry's write lock is held for one job's
         # writes, never for the whole round (state.transaction sends each one's messages)
         now = time.time()
         times = state.heard.take()
+        leading = state.leadership.leading.is_set()
         try:
             with state.transaction() as db:
                 fleet.write_heard(db, times)
-                fleet.mark_silent_nodes(db, now, state.settings.offline_after_periods, state.heard)
+                if leading:
+                    periods = state.settings.offline_after_periods
+                    fleet.mark_silent_nodes(db, now, periods, state.heard)
+                    fleet.mark_never_heard(db, now, state.settings.never_heard_grace_s)
         except Exception:
             state.heard.give_back(times)  # a failed write must not make nodes look silent
             raise
+        if not leading:
+            return
         with state.registry.session() as db:
             running = db.scalars(select(Campaign.id).where(Campaign.state == "running")).all()
         for cid in running:
@@ -205,7 +199,10 @@ async def _fleet_loop(state: AppState, period_s: float = 2.0) -> None:
 
 
 async def _retention(state: AppState, period_s: float = 3600) -> None:
+    """Rolls up and deletes what is past its retention; the leading controller's job, since
+    several controllers share one store only when they share a PostgreSQL registry too."""
     while True:
+        await state.leadership.leading.wait()
         try:
             counts = await _thread_to_the_end(
                 functools.partial(state.store.apply_retention, int(time.time()))

@@ -21,7 +21,10 @@ if TYPE_CHECKING:
     from controller.registry.db import Registry
 
 app = typer.Typer(
-    help="Streetpole controller", no_args_is_help=True, pretty_exceptions_enable=False
+    help="Streetpole controller",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: rich's boxes cut defaults at 80 columns
 )
 
 
@@ -85,18 +88,54 @@ def migrate() -> None:
     typer.echo("registry schema is up to date")
 
 
+@app.command("create-owner")
+def create_owner(
+    slug: str,
+    name: str | None = typer.Option(None, help="the organisation's name (default: the slug)"),
+    kind: str = typer.Option("market", help="municipality, market, utility, research or other"),
+) -> None:
+    """Add an organisation that owns poles or modules (before its accounts: --owner SLUG)."""
+    from pydantic import ValidationError
+
+    from controller.api.schemas import OwnerIn
+    from controller.registry.accounts import create_owner as make
+
+    try:
+        body = OwnerIn(slug=slug, name=name or slug, kind=kind)
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise typer.BadParameter(f"{err['loc'][0]}: {err['msg']}") from None
+    with _registry() as reg:
+        try:
+            make(reg, body.slug, body.name, body.kind)
+        except ValueError as e:
+            raise typer.BadParameter(str(e)) from None
+    typer.echo(f"owner {body.slug} ({body.kind}) added")
+
+
 @app.command("create-user")
 def create_user(
     username: str,
-    role: str = typer.Option("viewer", help="admin, operator, technician or viewer"),
-    owner: str | None = typer.Option(None, help="owner slug, for an owner-scoped account"),
+    role: str | None = typer.Option(
+        None, help="admin, operator, technician or viewer [default: the account's, or viewer]"
+    ),
+    owner: str | None = typer.Option(
+        None, help="owner slug, for an owner-scoped account [default: the account's]"
+    ),
     password: str | None = typer.Option(None, help="default: a random one, printed"),
 ) -> None:
-    """Create an operator account, or reset its password and role."""
+    """Create an account, or reset its password and role (`create-user admin` resets the admin's
+    password). An owner-scoped account needs its owner first: `create-owner SLUG`."""
+    from controller.registry.accounts import account_of
     from controller.registry.accounts import create_user as make
 
     pw = password or secrets.token_urlsafe(12)
     with _registry() as reg:
+        # a password reset keeps what the account was: `create-user admin` stays an admin, and
+        # an owner-scoped account is not widened to the whole city by leaving out --owner
+        role_was, owner_was = account_of(reg, username) or ("viewer", None)
+        role = role or role_was
+        owner = owner or owner_was
         try:
             make(reg, username, pw, role, owner)
         except ValueError as e:
@@ -153,5 +192,6 @@ def provision_node(
 
 
 def main() -> None:
-    """`python -m controller`: the controller's commands alone."""
-    app()
+    """`python -m controller`: the controller's commands alone (usage lines name them as the
+    `streetpole` command does, which is how people run them)."""
+    app(prog_name="streetpole")

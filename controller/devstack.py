@@ -24,12 +24,14 @@ import time
 from pathlib import Path
 
 import httpx
+from sqlalchemy import func, select
 
 from controller.broker import Broker, BrokerConfig
 from controller.devpki import Authority, write_server_files
 from controller.mqtt_auth import ROLE_CONTROLLER, MqttAccounts, controller_usernames, hash_password
 from controller.registry.accounts import create_token, create_user, has_admin
 from controller.registry.db import Registry
+from controller.registry.models import Node
 
 
 def _secret(path: Path) -> str:
@@ -39,6 +41,33 @@ def _secret(path: Path) -> str:
         path.write_text(secrets.token_urlsafe(24))
         path.chmod(0o600)
     return path.read_text().strip()
+
+
+def _wait_until_ready(base: str, registry_url: str, poles: int, deadline_s: float = 60) -> str:
+    """Wait until the street's nodes are online (read in the registry, so the waiting writes no
+    access log) and the controller is ready, so the summary and the first login, printed last,
+    are not scrolled away by the provisioning's access log. Returns what to add to the
+    headline when it did not get there in time."""
+    end = time.monotonic() + deadline_s
+    online = 0
+    reg = Registry(registry_url)
+    try:
+        while poles and time.monotonic() < end:
+            with reg.session() as db:
+                online = db.scalar(select(func.count()).where(Node.status == "online")) or 0
+            if online >= poles:
+                break
+            time.sleep(1)
+    finally:
+        reg.close()
+    try:
+        ready = httpx.get(base + "/readyz", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        ready = False
+    notes = [] if ready else ["not ready yet: see /readyz"]
+    if online < poles:
+        notes.append(f"{online} of {poles} simulated nodes online so far, the rest follow")
+    return f" ({'; '.join(notes)})" if notes else ""
 
 
 def main() -> int:
@@ -90,7 +119,7 @@ def main() -> int:
     if not has_admin(reg):
         pw = secrets.token_urlsafe(12)
         create_user(reg, "admin", pw, "admin")
-        login = f"admin / {pw}"
+        login = pw
     sim_poles = int(os.environ.get("SIM_POLES", "20"))
     sim_token = ""
     if sim_poles > 0:
@@ -116,6 +145,7 @@ def main() -> int:
     )
     base = f"http://127.0.0.1:{http_port}"
     sim: subprocess.Popen[bytes] | None = None
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         for _ in range(150):
             try:
@@ -158,23 +188,32 @@ def main() -> int:
             street = (
                 f"  simulated street  {sim_poles} poles of simulator/data/rotterdam-zuid.geojson "
                 f"at {speed}x (python -m simulator; report on Ctrl-C, chart in {report})\n"
-                f"  see it            {base}/dashboard (log in as admin), {base}/api/nodes\n"
+            )
+        ready = _wait_until_ready(base, registry_url, sim_poles if sim else 0)
+        reset = "`.venv/bin/streetpole create-user admin` sets a new admin password"
+        if login:
+            first = f"admin / {login}\n                    (lost it? {reset})"
+        else:
+            first = (
+                f"admin, with the password printed at the first start\n"
+                f"                    (lost it? {reset})"
             )
         print(
             f"""
-Streetpole is running (data in {var}):
+Streetpole is running, data in {var}{ready}:
+  dashboard         {base}/dashboard   (log in as admin)
+  public portal     {base}/portal
+  open data         {base}/opendata    SensorThings {base}/sta/v1.1
+  operator API      {base}/docs  (reference of the API under /api)
+  health, metrics   {base}/readyz  {base}/metrics
   MQTT broker       {mqtt_line}
                     (per-node accounts; log: {broker.log_file})
-  operator API      {base}/docs
-  dashboard         {base}/dashboard   public portal {base}/portal
-  open data         {base}/opendata    SensorThings {base}/sta/v1.1
-  first login       {login or "(an admin exists; `.venv/bin/streetpole create-user` adds one)"}
-  health, metrics   {base}/readyz  {base}/metrics
 {street}Ctrl-C stops everything.
+
+  first login       {first}
 """,
             flush=True,
         )
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
         ctl.wait()
     except KeyboardInterrupt:
         pass

@@ -1,61 +1,78 @@
-"""Sends configs (retained) and commands to the nodes over MQTT.
+"""Sends configs (retained) and commands to the nodes over MQTT, from the registry's outbox.
 
-Routes enqueue and return at once: an API call never waits on the broker. A single aiomqtt
-connection drains the queue with QoS 1 and reconnects with backoff; a message stays at the head
-of the queue until the broker has acknowledged it. What the node then says comes back through
+A registry transaction that decides a message writes it into the ``outbox`` table in the same
+commit (``AppState.transaction``), so the broker never hears of a command the registry does not
+hold and no committed command is lost when a controller dies before sending it. Only the leading
+controller (controller/leadership.py) dispatches: one aiomqtt connection drains the outbox in id
+order with QoS 1, and a row is deleted only after the broker has acknowledged it (a crash in
+between sends it again: at least once, and configs carry versions, commands ids). Routes return
+at once: an API call never waits on the broker. What the node then says comes back through
 ingest as an ``ack`` and is matched in ``controller.fleet``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
 import ssl
 from dataclasses import dataclass
-from typing import Any
 
 import aiomqtt
+from sqlalchemy import delete, select
 
 from controller.mqtt_auth import DISPATCH, process_identity
+from controller.registry.db import Registry
+from controller.registry.models import OutboxMessage
 from controller.settings import Settings
 
 log = logging.getLogger("streetpole.dispatch")
 
+BATCH = 200  # rows read from the outbox at a time
+
 
 @dataclass(frozen=True)
 class Outgoing:
+    id: int
     topic: str
     payload: bytes
-    retain: bool = False
+    retain: bool
 
 
 class Dispatcher:
-    def __init__(self, settings: Settings, maxsize: int = 100_000) -> None:
+    def __init__(
+        self, settings: Settings, registry: Registry, leading: asyncio.Event, poll_s: float = 0.25
+    ) -> None:
         self.settings = settings
-        self.queue: asyncio.Queue[Outgoing] = asyncio.Queue(maxsize)
+        self.registry = registry
+        self.leading = leading
+        # how often the leader looks for rows other controllers wrote (its own wake it at once)
+        self.poll_s = poll_s
         self.sent = 0
-        self._head: Outgoing | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self.dropped = 0
         self.connected = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
-    def send(self, topic: str, message: dict[str, Any], retain: bool = False) -> None:
-        """Queue a message; safe to call from any thread (routes run in a thread pool)."""
-        payload = json.dumps(message, separators=(",", ":")).encode()
-        item = Outgoing(topic, payload, retain)
-        if self._loop is None:
-            self.queue.put_nowait(item)
-        else:
-            self._loop.call_soon_threadsafe(self._put, item)
+    def wake(self) -> None:
+        """New rows were committed; safe to call from any thread (routes run in a thread pool)."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
 
-    def _put(self, item: Outgoing) -> None:
-        try:
-            self.queue.put_nowait(item)
-        except asyncio.QueueFull:
-            self.dropped += 1
-            log.error("dispatch queue full: %s not sent (broker gone for long?)", item.topic)
+    def _pending(self) -> list[Outgoing]:
+        with self.registry.session() as db:
+            rows = db.scalars(select(OutboxMessage).order_by(OutboxMessage.id).limit(BATCH)).all()
+            return [
+                Outgoing(
+                    r.id, r.topic, json.dumps(r.payload, separators=(",", ":")).encode(), r.retain
+                )
+                for r in rows
+            ]
+
+    def _done(self, ids: list[int]) -> None:
+        with self.registry.session() as db:
+            db.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(ids)))
 
     async def run(self) -> None:
         s = self.settings
@@ -63,6 +80,7 @@ class Dispatcher:
         self._loop = asyncio.get_running_loop()
         delay = 0.5
         while True:
+            await self.leading.wait()
             try:
                 async with aiomqtt.Client(
                     s.mqtt_host,
@@ -74,16 +92,30 @@ class Dispatcher:
                 ) as client:
                     self.connected.set()
                     delay = 0.5
-                    while True:
-                        if self._head is None:
-                            self._head = await self.queue.get()
-                        msg = self._head
-                        await client.publish(msg.topic, msg.payload, qos=1, retain=msg.retain)
-                        self._head = None  # only now: a lost connection keeps it for the retry
-                        self.queue.task_done()
-                        self.sent += 1
+                    await self._drain(client)
+                self.connected.clear()  # no longer leading
             except aiomqtt.MqttError as exc:
                 self.connected.clear()
                 log.warning("dispatch: broker connection lost (%s); retry in %.1fs", exc, delay)
                 await asyncio.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 30.0)
+
+    async def _drain(self, client: aiomqtt.Client) -> None:
+        while self.leading.is_set():
+            self._wake.clear()  # before reading: a commit after this read wakes the wait below
+            batch = await asyncio.to_thread(self._pending)
+            if not batch:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.poll_s)
+                continue
+            sent: list[int] = []
+            try:
+                for msg in batch:
+                    if not self.leading.is_set():
+                        break
+                    await client.publish(msg.topic, msg.payload, qos=1, retain=msg.retain)
+                    sent.append(msg.id)
+                    self.sent += 1
+            finally:
+                if sent:  # what the broker acknowledged, also when the connection broke after
+                    await asyncio.to_thread(self._done, sent)

@@ -51,6 +51,7 @@ SEVERITY = {
     "supplyLoss": "critical",
     "safeMode": "critical",
     "nodeOffline": "major",
+    "nodeNeverHeard": "major",
     "lampFailure": "major",
     "dimmingFailure": "major",
     "relayFailure": "major",
@@ -371,7 +372,8 @@ def apply_ingest(db: Session, s: Sorted, heard: Heard) -> None:
     with heard.lock:
         for key in seen:
             heard.last_seen[key] = now
-        fresh = [key for key in seen if heard.needs_lookup(key, now)]
+        # in key order: controllers sharing the registry then lock nodes' rows in one order
+        fresh = sorted(key for key in seen if heard.needs_lookup(key, now))
     for pole, name, ack in s.acks:
         node = _node(db, pole, name)
         if node is not None:
@@ -388,6 +390,7 @@ def apply_ingest(db: Session, s: Sorted, heard: Heard) -> None:
             if node.status != "online":
                 node.status = "online"
                 clear_alarm(db, pole, name, "nodeOffline", "", "node")
+                clear_alarm(db, pole, name, "nodeNeverHeard", "", "node")
             with heard.lock:
                 heard.online.add((pole, name))
     for pole, name, st in s.states:
@@ -424,7 +427,7 @@ def write_heard(db: Session, times: dict[tuple[str, str], float]) -> int:
             update(nodes)
             .where(nodes.c.pole_id == bindparam("p"), nodes.c.node == bindparam("n"))
             .values(last_seen=bindparam("t")),
-            [{"p": p, "n": n, "t": t} for (p, n), t in times.items()],
+            [{"p": p, "n": n, "t": t} for (p, n), t in sorted(times.items())],
         )
     return len(times)
 
@@ -474,6 +477,7 @@ def _apply_state(db: Session, node: Node, st: dict[str, Any], now: float) -> Non
         raise_alarm(db, node.pole_id, node.node, "nodeOffline", "", "last will: connection lost")
     else:
         clear_alarm(db, node.pole_id, node.node, "nodeOffline", "", "node")
+        clear_alarm(db, node.pole_id, node.node, "nodeNeverHeard", "", "node")
         if st.get("safe_mode"):
             raise_alarm(db, node.pole_id, node.node, "safeMode", "", "repeated failed boots")
     # firmware campaigns: a birth after a verified update tells whether it took
@@ -516,6 +520,28 @@ def mark_silent_nodes(db: Session, now: float, periods: int, heard: Heard) -> in
                 heard.online.discard((node.pole_id, node.node))
             raise_alarm(db, node.pole_id, node.node, "nodeOffline", "", "missed reports")
             n += 1
+    return n
+
+
+def mark_never_heard(db: Session, now: float, grace_s: float) -> int:
+    """Raise ``nodeNeverHeard`` for nodes provisioned more than ``grace_s`` ago and never heard
+    since (a board that was never installed, or installed with the wrong credentials or broker
+    address); the status becomes ``silent``, so the alarm is raised once. Hearing the node
+    clears it."""
+    n = 0
+    waiting = db.scalars(
+        select(Node).where(
+            Node.status == "unknown",
+            Node.last_seen.is_(None),
+            Node.provisioned_at < now - grace_s,
+        )
+    ).all()
+    for node in waiting:
+        node.status = "silent"
+        hours = (now - (node.provisioned_at or now)) / 3600
+        detail = f"provisioned {hours:.1f} h ago and never heard"
+        raise_alarm(db, node.pole_id, node.node, "nodeNeverHeard", "", detail)
+        n += 1
     return n
 
 

@@ -31,7 +31,7 @@ def opened(settings: Settings) -> Iterator[AppState]:
     ops = OpsStore(settings.data_dir / "ops.db", settings.dead_letter_max)
     reg = Registry(settings.registry_url)
     make_private(settings.data_dir)
-    state = AppState(settings, store, ops, Metrics(), reg, BrokerAccounts(settings))
+    state = AppState(settings, store, ops, Metrics(), reg, BrokerAccounts(settings, reg))
     try:
         yield state
     finally:
@@ -62,5 +62,4 @@ def _after_ingest(state: AppState, s: Sorted) -> None:
                 for b in s.batches:
                     heard.last_seen[(b.pole, b.node)] = now
             return
-    with state.registry.session() as db:
-        fleet.apply_ingest(db, s, heard)
+    state.registry.retrying(lambda db: fleet.apply_ingest(db, s, heard))

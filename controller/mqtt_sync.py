@@ -4,6 +4,13 @@ Off when ``broker_auth_dir`` is unset (a development broker with anonymous acces
 password and ACL files there are rewritten from the registry at start and after every node
 provisioning or removal, and mosquitto (whose pid is in ``broker_pid_file``) gets a SIGHUP.
 
+Several controllers may share one registry (docs/scaling.md), each changing accounts: so the
+registry is the truth for every write, not only at start. Each controller registers its own
+processes' accounts there (``service_accounts``), and each write reads the nodes and services from
+the registry afresh, holding an advisory lock (PostgreSQL; ``locks.BROKER_FILES``) from that read
+until the broker has the files, so the last writer always writes everything committed before it.
+Removals commit before they wait here, or the writer would read them back.
+
 The files are written by one thread of their own: a request changes the accounts in memory and
 waits until the broker has taken the change up (so the credentials it returns work, and a removed
 node's no longer do, when it answers); changes that arrive while a write is under way go out
@@ -25,10 +32,12 @@ import signal
 import ssl
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from controller.mqtt_auth import (
@@ -40,7 +49,9 @@ from controller.mqtt_auth import (
     generate_secret,
     hash_password,
 )
-from controller.registry.models import Node
+from controller.registry import locks
+from controller.registry.db import Registry
+from controller.registry.models import Node, ServiceAccount
 from controller.settings import Settings
 
 log = logging.getLogger("streetpole.mqtt")
@@ -55,8 +66,9 @@ APPLY_WAIT_S = 10.0
 
 
 class BrokerAccounts:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, registry: Registry | None = None) -> None:
         self.settings = settings
+        self.registry = registry
         self.files = MqttAccounts(settings.broker_auth_dir) if settings.broker_auth_dir else None
         self._lock = threading.Lock()  # guards self.files (in memory)
         self._write_lock = threading.Lock()  # one writer of the files at a time
@@ -72,22 +84,61 @@ class BrokerAccounts:
         return self.files is not None
 
     def load(self, db: Session) -> None:
-        """Rebuild both files from the registry (at start; written by the writer thread)."""
+        """Register this controller's accounts in the registry and rebuild both files from it
+        (at start). The caller commits, then calls ``write_soon()``."""
         if self.files is None:
             return
+        s = self.settings
+        if s.mqtt_username and s.mqtt_password:
+            pw_hash = hash_password(s.mqtt_password)
+            for username in controller_usernames(s.mqtt_username, s.ingest_processes):
+                account = ServiceAccount(
+                    username=username, password_hash=pw_hash, role=ROLE_CONTROLLER
+                )
+                db.merge(account)
+            db.flush()
+        self._read_registry(db)
+
+    def write_now(self) -> None:
+        """Write the files (after ``load``'s transaction committed) and wait until the broker has
+        them, at most APPLY_WAIT_S: this controller's own accounts are then in force before its
+        ingest and dispatcher connect (else their first connects are refused and back off)."""
+        if self.files is None:
+            return
+        with self._lock:
+            self._generation += 1
+            generation = self._generation
+        self._schedule()
+        self._wait(generation)
+
+    def _read_registry(self, db: Session) -> None:
+        assert self.files is not None
         rows = db.execute(
             select(Node.pole_id, Node.node, Node.mqtt_password_hash).where(
                 Node.mqtt_password_hash.is_not(None)
             )
         ).all()
+        services = db.execute(
+            select(ServiceAccount.username, ServiceAccount.password_hash, ServiceAccount.role)
+        ).all()
         with self._lock:
             self.files.replace_nodes({(p, n): h for p, n, h in rows if h})
-            s = self.settings
-            if s.mqtt_username and s.mqtt_password:
-                pw_hash = hash_password(s.mqtt_password)
-                for username in controller_usernames(s.mqtt_username, s.ingest_processes):
-                    self.files.set_service(username, pw_hash, ROLE_CONTROLLER)
-        self._schedule()
+            for username, pw_hash, role in services:
+                self.files.set_service(username, pw_hash, role)
+
+    @contextmanager
+    def _turn(self) -> Iterator[None]:
+        """The registry read afresh, as the one writer of the files among the controllers that
+        share it (an advisory lock held until the write is in force, PostgreSQL only)."""
+        if self.registry is None:
+            yield
+            return
+        with self.registry.session() as db:
+            if self.registry.path is None:
+                db.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": locks.BROKER_FILES})
+            with self.registry.session() as fresh:  # a snapshot taken after the lock
+                self._read_registry(fresh)
+            yield
 
     def set_node(self, pole: str, node: str, password_hash: str) -> None:
         if self.files is None:
@@ -156,7 +207,7 @@ class BrokerAccounts:
 
     def _write(self) -> None:
         assert self.files is not None
-        with self._write_lock:
+        with self._write_lock, self._turn():
             probe = self._probe_username()
             secret = generate_secret()
             with self._lock:  # render under the lock, write outside it

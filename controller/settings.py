@@ -42,7 +42,13 @@ class Settings(BaseSettings):
     ingest_processes: int = Field(1, ge=1, le=32)
 
     # Time series
-    store: Literal["sqlite", "influxdb"] = "sqlite"
+    store: Literal["sqlite", "influxdb", "postgresql"] = "sqlite"
+    # The PostgreSQL time-series database when store = "postgresql" (libpq URL, e.g.
+    # postgresql://streetpole@db:5432/streetpole; postgresql+psycopg:// is accepted too), and
+    # how long after an hour ends its points are compacted into one row per stream
+    # (controller/store/postgres.py); later points are merged in at a higher cost.
+    store_url: str | None = None
+    store_compact_after_s: int = Field(7200, ge=0)
     data_dir: Path = Path("var")
     sqlite_path: Path | None = None  # default: <data_dir>/streetpole.db
     influxdb_url: str | None = None
@@ -86,6 +92,8 @@ class Settings(BaseSettings):
     dispatch_enabled: bool = True
     # A node silent for this many report periods is raised as offline.
     offline_after_periods: int = Field(3, ge=1)
+    # A node provisioned this long ago and never heard since raises nodeNeverHeard.
+    never_heard_grace_s: int = Field(3600, ge=1)
     # Provisioning a node heard within this many seconds is refused unless asked to replace it:
     # new credentials would take a working node off the broker (a typo in the pole id, say).
     reprovision_guard_s: int = Field(600, ge=0)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -14,15 +13,15 @@ from controller.dispatch import Dispatcher
 from controller.fleet import Heard
 from controller.health import Readiness
 from controller.ingest.worker import IngestWorker
+from controller.leadership import Leadership
 from controller.login_guard import LoginGuard
 from controller.metrics import Metrics
 from controller.mqtt_sync import BrokerAccounts
 from controller.registry.db import Registry
+from controller.registry.models import OutboxMessage
 from controller.settings import Settings
 from controller.store.base import TimeSeriesStore
 from controller.store.ops import OpsStore
-
-log = logging.getLogger("streetpole")
 
 
 @dataclass
@@ -34,6 +33,7 @@ class AppState:
     registry: Registry
     accounts: BrokerAccounts
     dispatcher: Dispatcher | None = None
+    leadership: Leadership = field(init=False)
     ingest: IngestWorker | None = None
     heard: Heard = field(default_factory=Heard)
     readiness: Readiness | None = None
@@ -44,6 +44,7 @@ class AppState:
     def __post_init__(self) -> None:
         s = self.settings
         self.admission = Admission(s.api_concurrency, s.api_queue, s.api_queue_wait_s)
+        self.leadership = Leadership(self.registry.url)
         gate, m = self.admission, self.metrics
         m.api_in_flight.set_function(lambda: gate.in_flight)
         m.api_waiting.set_function(lambda: gate.waiting)
@@ -53,17 +54,11 @@ class AppState:
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
-        """A registry transaction whose outgoing MQTT messages leave only after the commit."""
+        """A registry transaction whose outgoing MQTT messages are written to the outbox in the
+        same commit; the leading controller's dispatcher sends them (controller/dispatch.py)."""
         with self.registry.session() as db:
             yield db
             box = db.info.pop("outbox", [])
-        self.send(box)
-
-    def send(self, box: list[tuple[str, dict[str, object], bool]]) -> None:
-        if not box:
-            return
-        if self.dispatcher is None:
-            log.warning("dispatch disabled: %d message(s) not sent", len(box))
-            return
-        for topic, msg, retain in box:
-            self.dispatcher.send(topic, msg, retain)
+            db.add_all(OutboxMessage(topic=t, payload=m, retain=r) for t, m, r in box)
+        if box and self.dispatcher is not None:
+            self.dispatcher.wake()

@@ -216,3 +216,13 @@ def check_node_config(cfg: dict[str, Any]) -> None:
         NodeConfig(cfg)
     except ConfigError as e:
         raise FieldError("usage", f"node.json would be refused by the node: {e}") from None
+
+
+def spa_archive(b: Build) -> tuple[bytes, int]:
+    """The application of a build (its app/ tree, paths relative to app/) as the SPA1 archive a
+    campaign of kind "tree" rolls out (spnode.update); with the number of files."""
+    from spnode.update import pack
+
+    prefix = APP + "/"
+    files = [(p[len(prefix) :], b.files[p]) for p in sorted(b.app_files)]
+    return pack(files), len(files)

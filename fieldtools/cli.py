@@ -8,19 +8,23 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
 from fieldtools import steps
 from fieldtools.client import Controller
-from fieldtools.errors import FieldError
+from fieldtools.errors import EXIT, FieldError
 from fieldtools.progress import Reporter
 from fieldtools.serialnode import NodeLink, find_port
 
+if TYPE_CHECKING:
+    from fieldtools.virtual_node import VirtualNode
+
 node_app = typer.Typer(
-    help="Field technician tools: flash, deploy, provision, selftest, commission a node",
+    help="The technician's tools: flash, commission, test a node",
     no_args_is_help=True,
+    rich_markup_mode=None,  # plain help: rich's boxes cut defaults at 80 columns
 )
 T = TypeVar("T")
 
@@ -51,6 +55,12 @@ REPLACE = typer.Option(
     "--replace",
     help="provision again a node the controller heard in the last minutes (it goes off the "
     "broker: its old credentials stop working)",
+)
+OWNER = typer.Option(None, help="owner id, to register a new pole (operator token)")
+ACCEPT_POSITION = typer.Option(
+    False,
+    "--accept-position",
+    help="go on although the position is over 100 m from the registry's",
 )
 FAULT_OPT = typer.Option([], help="simulated fault, e.g. climate=absent, lamp=broken")
 
@@ -94,7 +104,7 @@ def flash(
 
         _p, bdef = load_board(board)
         the_chip = chip or steps.chip_for_board(bdef)
-        the_port = port if dry_run and port else find_port(port)
+        the_port = find_port(port)  # a dry run too: the commands name a port that is there
         cmds = steps.flash_commands(the_port, image, the_chip, baud, erase)
         if dry_run:
             import shlex
@@ -109,7 +119,7 @@ def flash(
     guarded(go)
 
 
-@node_app.command()
+@node_app.command(short_help="Upload the firmware to the node; verify it by sha256.")
 def deploy(port: str | None = PORT, board: str = BOARD, soft_reset: bool | None = RESET) -> None:
     """Compile the firmware (.mpy for the ESP32), upload what changed, verify by sha256."""
     rep = Reporter()
@@ -127,7 +137,7 @@ def _split(s: str | None) -> list[str] | None:
     return [x.strip() for x in s.split(",") if x.strip()] if s else None
 
 
-@node_app.command()
+@node_app.command(short_help="Register the node and write its node.json.")
 def provision(
     pole: str = typer.Option(..., help="pole id from its label, e.g. RTD-0001"),
     node: str = typer.Option("n1", help="node name on the pole"),
@@ -137,8 +147,8 @@ def provision(
     wifi_ssid: str = typer.Option(..., envvar="STREETPOLE_WIFI_SSID"),
     wifi_password: str = typer.Option("", envvar="STREETPOLE_WIFI_PASSWORD"),
     broker: str | None = typer.Option(None, help="broker URL for the node (default: controller's)"),
-    owner: int | None = typer.Option(None, help="owner id, to register a new pole (operator)"),
-    accept_position: bool = typer.Option(False, help="accept a position far from the registry's"),
+    owner: int | None = OWNER,
+    accept_position: bool = ACCEPT_POSITION,
     replace: bool = REPLACE,
     port: str | None = PORT,
     controller: str = CONTROLLER,
@@ -152,6 +162,9 @@ def provision(
         ctl = Controller(controller, token)
         try:
             ctl.me()  # controller reachable and token good, before touching the node
+            steps.check_pole(  # a wrong pole id or position, before touching the node
+                ctl, pole=pole, lat=lat, lon=lon, owner=owner, accept_position=accept_position
+            )
             with _link(port, soft_reset) as link:
                 rep.step(f"provision {pole}/{node} with {controller}")
                 steps.provision(
@@ -176,30 +189,50 @@ def provision(
     guarded(go)
 
 
-@node_app.command()
+@node_app.command(short_help="Remove a node and its modules from the registry.")
 def remove(
-    pole: str = typer.Option(..., help="pole id from its label"),
-    node: str = typer.Option("n1", help="node name on the pole"),
+    target: str = typer.Argument(
+        ..., metavar="POLE/NODE", help="the node as <pole>/<node>, e.g. RTD-0001/n1"
+    ),
+    yes: bool = typer.Option(False, "--yes", "-y", help="do not ask for confirmation"),
     controller: str = CONTROLLER,
-    token: str | None = TOKEN,
+    token: str | None = typer.Option(
+        None, "--token", envvar="STREETPOLE_TOKEN", help="API token (operator)"
+    ),
 ) -> None:
-    """Remove a node from the registry: its broker credentials stop working at once."""
+    """Remove a node and its modules from the registry (operator): its broker credentials stop
+    working at once. No cable needed."""
     rep = Reporter()
 
     def go() -> None:
+        pole, node = steps.parse_target(target)
         ctl = Controller(controller, token)
         try:
-            steps.remove(ctl, rep, pole=pole, node=node)
+            me = ctl.me()  # the controller decides; asking first spares a question it refuses
+            if me["role"] not in ("operator", "admin"):
+                raise FieldError(
+                    "controller",
+                    f"removing a node takes an operator's token; {me['username']} is a "
+                    f"{me['role']}",
+                    "ask an operator to run `streetpole node remove`, or for a token",
+                )
+            found = steps.find_node(ctl, pole, node)
+            typer.echo(f"remove {steps.describe_node(found)}")
+            if not yes and not typer.confirm("remove it?", default=False):
+                raise FieldError("failed", "nothing removed")
+            steps.remove(ctl, rep, found)
         finally:
             ctl.close()
 
     guarded(go)
 
 
-@node_app.command()
+@node_app.command(short_help="Run the node's self-test: sensors, lamp, broker.")
 def selftest(
     port: str | None = PORT,
-    broker_check: bool = typer.Option(False, help="also join Wi-Fi and reach the broker"),
+    broker_check: bool = typer.Option(
+        False, help="also join Wi-Fi and log in to the broker as the node"
+    ),
     soft_reset: bool | None = RESET,
     as_json: bool = typer.Option(False, "--json", help="print the results as JSON"),
 ) -> None:
@@ -219,10 +252,10 @@ def selftest(
     guarded(go)
 
 
-@node_app.command()
+@node_app.command(short_help="Flash, deploy, provision, self-test and record.")
 def commission(
     pole: str = typer.Option(..., help="pole id from its label"),
-    node: str = typer.Option("n1"),
+    node: str = typer.Option("n1", help="node name on the pole"),
     lat: float | None = typer.Option(None, help="measured position (GPS)"),
     lon: float | None = typer.Option(None),
     board: str = BOARD,
@@ -231,10 +264,13 @@ def commission(
     wifi_password: str = typer.Option("", envvar="STREETPOLE_WIFI_PASSWORD"),
     broker: str | None = typer.Option(None, help="broker URL for the node (default: controller's)"),
     image: Path | None = IMAGE_OPT,
-    broker_check: bool = typer.Option(True, help="self-test joins Wi-Fi and reaches the broker"),
+    broker_check: bool = typer.Option(
+        True, help="self-test joins Wi-Fi and logs in to the broker as the node"
+    ),
     technician: str | None = typer.Option(None, help="your name (default: the token's account)"),
     record: Path | None = RECORD_OPT,
-    accept_position: bool = typer.Option(False),
+    owner: int | None = OWNER,
+    accept_position: bool = ACCEPT_POSITION,
     replace: bool = REPLACE,
     port: str | None = PORT,
     controller: str = CONTROLLER,
@@ -299,6 +335,16 @@ def commission(
         me = ctl.me()
         rec["technician"] = technician or me["username"]
         rep.line(f"    {controller} as {me['username']} ({me['role']})")
+        # the pole id and position, before the node is touched (not after a whole deploy)
+        p = steps.check_pole(
+            ctl, pole=pole, lat=lat, lon=lon, owner=owner, accept_position=accept_position
+        )
+        rep.line(
+            f"    pole {pole} in the registry"
+            + (" (position checked)" if p is not None and lat is not None else "")
+            if p is not None
+            else f"    pole {pole} is new: provision registers it"
+        )
 
     try:
         run_step("controller", connect_controller)
@@ -348,6 +394,7 @@ def commission(
                     wifi_ssid=wifi_ssid,
                     wifi_password=wifi_password,
                     broker=broker,
+                    owner=owner,
                     accept_position=accept_position,
                     info=info,
                     replace=replace,
@@ -415,10 +462,13 @@ def send_record(
         if rec.get("status") != "commissioned":
             raise FieldError("usage", f"{record} is a failed attempt; only commissioned records go")
         ctl = Controller(controller, token)
-        try:
+        try:  # the controller keeps one record per commissioning: sending it again is safe
             out = ctl.request("POST", "/api/commissioning", json=rec)
         finally:
             ctl.close()
+        if rec.get("controller_record_id") == out["id"]:
+            typer.echo(f"record {out['id']} was stored by the controller already")
+            return
         rec["controller_record_id"] = out["id"]
         steps.write_record(record, rec)
         typer.echo(f"record {out['id']} stored by the controller")
@@ -426,13 +476,17 @@ def send_record(
     guarded(go)
 
 
-@node_app.command()
+@node_app.command(short_help="A virtual node for practice (MicroPython on a pty).")
 def virtual(
     flash_dir: Path = FLASH_OPT,
     heap: str = typer.Option("256k", help="MicroPython heap (the self-test needs ~160k on x64)"),
     fault: list[str] = FAULT_OPT,
+    run: bool = typer.Option(
+        False, "--run", help="power it on: run main.py as after EN, until Ctrl-C (no REPL)"
+    ),
 ) -> None:
-    """Start a virtual node for training: MicroPython on a serial device, sensors simulated."""
+    """Start a virtual node for training: MicroPython on a serial device, sensors simulated.
+    With --run, the commissioned node starts as after EN or a power cycle and comes online."""
     from fieldtools.snippets import SIM_RIG, rig_json
     from fieldtools.virtual_node import VirtualNode
 
@@ -440,11 +494,29 @@ def virtual(
     flash_dir.mkdir(parents=True, exist_ok=True)
     (flash_dir / "sim_rig.py").write_text(SIM_RIG)
     faults = dict(f.split("=", 1) for f in fault)
-    (flash_dir / "rig.json").write_bytes(rig_json(faults))
+    rig = flash_dir / "rig.json"
+    try:  # the faults of this start; the hardware id the node was provisioned with stays
+        hardware_id = json.loads(rig.read_text()).get("hardware_id")
+    except (OSError, ValueError):
+        hardware_id = None
+    rig.write_bytes(rig_json(faults, hardware_id))
     vn = VirtualNode(flash_dir, heap=heap)
+    if run:
+        missing = [f for f in ("board.json", "node.json") if not (flash_dir / f).exists()]
+        if missing:
+            typer.echo(
+                f"error: no {' or '.join(missing)} in {flash_dir}: deploy and provision (or "
+                "commission) the virtual node first, then --run",
+                err=True,
+            )
+            raise typer.Exit(EXIT["node"])
+        typer.echo(f"virtual node {flash_dir} powered on (main.py); Ctrl-C stops it")
+        _power(vn)
+        return
     vn.start()
     typer.echo(f"virtual node on {vn.tty} (flash {flash_dir}); Ctrl-C stops it. Try:")
     typer.echo(f"  streetpole node deploy --port {vn.tty} --board sim")
+    typer.echo(f"then, once commissioned: streetpole node virtual --flash {flash_dir} --run")
     try:
         while vn._proc is not None and vn._proc.poll() is None:
             time.sleep(0.5)
@@ -452,6 +524,32 @@ def virtual(
         pass
     finally:
         vn.stop()
+
+
+def _power(vn: VirtualNode) -> None:
+    """Run the node until Ctrl-C or SIGTERM (which end the node too), again after a reset."""
+    import signal
+
+    from fieldtools.virtual_node import RESET_EXIT
+    from hostlib.process import terminate
+
+    def stop(_sig: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    proc = None
+    try:
+        while True:
+            proc = vn.power_on()
+            code = proc.wait()
+            if code != RESET_EXIT:
+                raise typer.Exit(code)
+            typer.echo("(the node reset itself: starting again)")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if proc is not None:
+            terminate(proc)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -178,8 +178,9 @@ def _sp_selftest(broker_check):
         while not w.isconnected() and t < 20000:
             board.sleep_ms(200)
             t += 200
-        if w.isconnected():
-            broker = (cfg.host, cfg.port)
+        if w.isconnected():  # log in as the node: its credentials, its TLS context
+            broker = (cfg.host, cfg.port, cfg.username, cfg.password, cfg.tls_context,
+                      cfg.server_name)
         else:
             extra.append({'name': 'wifi', 'ok': False,
                           'reason': 'not connected to %r within 20 s' % cfg.wifi_ssid})

@@ -119,10 +119,13 @@ def chip_for_board(bdef: dict[str, Any]) -> str:
     return "esp32"
 
 
+# esptool's fatal errors, by what they say: the kind (exit code) and what to do. Its own
+# message goes to the technician as it is ("Failed to connect to ESP32: No serial data
+# received."); its general troubleshooting link does not name the cause, so it is left out.
 ESPTOOL_HINTS = (
+    ("no such file or directory", "no_port", "check the cable and --port"),
     ("port is busy", "port_busy", "close other serial programs (mpremote, Thonny, screen)"),
     ("could not open port", "no_port", "check the cable and --port"),
-    ("no such file or directory", "no_port", "check the cable and --port"),
     (
         "wrong --chip",
         "wrong_board",
@@ -130,11 +133,12 @@ ESPTOOL_HINTS = (
     ),
     (
         "failed to connect",
-        "node",
+        "flash",
         "hold BOOT, tap EN, release BOOT, and run again (some boards need it); "
         "try a lower --baud or another cable",
     ),
 )
+FATAL = "a fatal error occurred:"
 
 
 def run_flash(cmds: list[list[str]], rep: Reporter) -> None:
@@ -149,16 +153,29 @@ def run_flash(cmds: list[list[str]], rep: Reporter) -> None:
             rep.raw("    " + line)
             tail = [*tail[-30:], line]
         if proc.wait() != 0:
-            text = "".join(tail).lower()
+            cause, detail = esptool_cause(tail)
+            low = detail.lower()
             for needle, kind, hint in ESPTOOL_HINTS:
-                if needle in text:
-                    raise FieldError(kind, f"esptool failed: {_last(tail)}", hint)
-            raise FieldError("failed", f"esptool failed: {_last(tail)}")
+                if needle in low:
+                    raise FieldError(kind, f"esptool: {cause}", hint)
+            raise FieldError("flash", f"esptool: {cause}", "see esptool's output above")
 
 
-def _last(lines: list[str]) -> str:
-    real = [ln.strip() for ln in lines if ln.strip()]
-    return real[-1] if real else "no output"
+def esptool_cause(lines: list[str]) -> tuple[str, str]:
+    """esptool's own reason for failing (the text of its fatal error, else its last line) and
+    that with the detail lines esptool prints after it."""
+    for k in range(len(lines) - 1, -1, -1):
+        i = lines[k].lower().find(FATAL)
+        if i >= 0:
+            cause = lines[k][i + len(FATAL) :].strip() or "fatal error"
+            return cause, "".join([cause, *lines[k + 1 :]])
+    real = [ln.strip() for ln in lines if ln.strip() and "troubleshooting" not in ln.lower()]
+    last = real[-1] if real else "no output"
+    return last, last
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" + ("" if n == 1 else "s")
 
 
 # ---- deploy ----------------------------------------------------------------------------------
@@ -223,12 +240,12 @@ def deploy(
             base = sent
 
             def prog(done: int, _n: int, base: int = base) -> None:
-                rep.progress(f"upload {len(changed)} files", base + done, total)
+                rep.progress(f"upload {_count(len(changed), 'file')}", base + done, total)
 
             link.write_file(p, data, prog)
             sent += len(data)
             if not data:
-                rep.progress(f"upload {len(changed)} files", sent, total)
+                rep.progress(f"upload {_count(len(changed), 'file')}", sent, total)
     if stale:
         link.exec(snippets.remove(stale))
     after = remote_hashes(link, roots)
@@ -274,6 +291,73 @@ def distance_m(a: tuple[float, float], b: tuple[float, float]) -> float:
     return 2 * 6371000 * math.asin(math.sqrt(h))
 
 
+def check_pole(
+    ctl: Controller,
+    *,
+    pole: str,
+    lat: float | None = None,
+    lon: float | None = None,
+    owner: int | None = None,
+    accept_position: bool = False,
+) -> dict[str, Any] | None:
+    """The preflight against the controller, before the node is touched: the pole is in the
+    registry (or can be registered: ``owner``, ``lat`` and ``lon`` given) and the measured
+    position is within POSITION_LIMIT_M of the registry's. Returns the pole, or None when
+    provisioning will register it. Changes nothing."""
+    p: dict[str, Any] | None = ctl.request("GET", f"/api/poles/{pole}", ok404=True)
+    if p is None:
+        if owner is None or lat is None or lon is None:
+            raise FieldError(
+                "controller",
+                f"pole {pole} is not in the registry (or not visible to your account)",
+                "check the pole id on its label; an operator registers poles (with an operator "
+                "token, --owner <owner id> --lat --lon register it now)",
+            )
+        return None
+    if lat is not None and lon is not None and not accept_position:
+        where = (float(p["lat"]), float(p["lon"]))
+        d = distance_m(where, (lat, lon))
+        if d > POSITION_LIMIT_M:
+            raise FieldError(
+                "position",
+                f"you are {d:.0f} m from where the registry has pole {pole} "
+                f"({where[0]:.6f}, {where[1]:.6f}): is this the right pole?",
+                "check the pole label; if the registry is wrong, pass --accept-position and tell "
+                "an operator to correct it",
+            )
+    return p
+
+
+class _Undo:
+    """What a provisioning registered so far, removed again if a later step fails: a failed
+    provision leaves the registry as it found it. Removing needs the rights that adding took
+    (an operator's token for poles and modules; a node only an operator removes), so what a
+    technician's token cannot undo is named; running provision again reuses it."""
+
+    def __init__(self, ctl: Controller, rep: Reporter) -> None:
+        self.ctl = ctl
+        self.rep = rep
+        self.done: list[tuple[str, str]] = []  # (what, API path), in the order made
+
+    def add(self, what: str, path: str) -> None:
+        self.done.append((what, path))
+
+    def roll_back(self) -> None:
+        left: list[str] = []
+        for what, path in reversed(self.done):
+            try:
+                self.ctl.request("DELETE", path)
+                self.rep.line(f"    rolled back: {what}")
+            except FieldError:
+                left.append(what)
+        if left:
+            self.rep.line(
+                f"    left registered (your account may not remove it): {', '.join(left)}; "
+                "`provision` again reuses it, or an operator removes it (`streetpole node "
+                "remove`)"
+            )
+
+
 def provision(
     link: NodeLink,
     ctl: Controller,
@@ -292,7 +376,10 @@ def provision(
     info: dict[str, Any] | None = None,
     replace: bool = False,
 ) -> dict[str, Any]:
-    """Register pole position, modules and node with the controller; write node.json."""
+    """Register pole position, node and modules with the controller; write node.json. Every
+    check comes before the first change; a step that fails after one rolls back what this run
+    registered (``_Undo``)."""
+    p = check_pole(ctl, pole=pole, lat=lat, lon=lon, owner=owner, accept_position=accept_position)
     info = info or identify(link)
     if not info.get("board"):
         raise FieldError(
@@ -304,34 +391,7 @@ def provision(
         raise FieldError(
             "node", "no Streetpole firmware on the node", "run `streetpole node deploy` first"
         )
-    # pole and position
-    p = ctl.request("GET", f"/api/poles/{pole}", ok404=True)
-    if p is None:
-        if owner is None or lat is None or lon is None:
-            raise FieldError(
-                "controller",
-                f"pole {pole} is not in the registry (or not visible to your account)",
-                "check the pole id on its label; an operator registers poles (or pass --owner, "
-                "--lat and --lon with an operator token to register it now)",
-            )
-        body = {"id": pole, "name": pole, "lat": lat, "lon": lon, "owner_id": owner}
-        p = ctl.request("POST", "/api/poles", json=body)
-        rep.line(f"    registered pole {pole} at {lat:.6f}, {lon:.6f}")
-    where = (float(p["lat"]), float(p["lon"]))
-    if lat is not None and lon is not None:
-        d = distance_m(where, (lat, lon))
-        if d > POSITION_LIMIT_M and not accept_position:
-            raise FieldError(
-                "usage",
-                f"you are {d:.0f} m from where the registry has pole {pole} "
-                f"({where[0]:.6f}, {where[1]:.6f}): is this the right pole?",
-                "check the pole label; if the registry is wrong, pass --accept-position and tell "
-                "an operator to correct it",
-            )
-        if d > POSITION_WARN_M:
-            rep.line(f"    warning: {d:.0f} m from the registered position of {pole}")
-        where = (lat, lon)
-    # sensors (names from the node's board file) and modules
+    # sensors (names from the node's board file) and the registry modules they make
     fitted = list(info.get("sensors") or [])
     chosen = sensors if sensors else fitted
     unknown = [s for s in chosen if s not in fitted]
@@ -345,27 +405,89 @@ def provision(
     wanted = {TYPES[t][MODULE] for t in types.values() if t in TYPES}  # registry modules
     if bdef is None or bdef.get("lamp"):
         wanted.add("lighting")
-    have = {m["type"]: m for m in p.get("modules", [])}
-    modules: list[dict[str, Any]] = []
-    for kind in sorted(wanted):
-        if kind in have:
-            modules.append({"type": kind, "id": have[kind]["id"], "status": "registered"})
-            continue
-        body = {"type": kind, "owner_id": p["owner_id"], "purpose": PURPOSE[kind], "node": node}
-        try:
-            m = ctl.request("POST", f"/api/poles/{pole}/modules", json=body)
-            modules.append({"type": kind, "id": m["id"], "status": "added"})
-        except FieldError as e:
-            if "not allowed" not in e.message:
-                raise
-            modules.append({"type": kind, "id": None, "status": "missing"})
-    missing = [m["type"] for m in modules if m["status"] == "missing"]
+    undo = _Undo(ctl, rep)
+    try:
+        cred, where, modules = _register(
+            ctl, rep, undo, p, pole, node, lat, lon, owner, wanted, info, board, replace
+        )
+        broker_url = broker or cred["broker_url"]
+        if not info.get("virtual") and any(h in broker_url for h in ("127.0.0.1", "localhost")):
+            rep.line(
+                f"    warning: broker {broker_url} is a loopback address the node cannot reach; "
+                "pass --broker with the broker's public name"
+            )
+        cfg: dict[str, Any] = {
+            "pole": pole,
+            "node": node,
+            "wifi": {"ssid": wifi_ssid, "password": wifi_password},
+            "broker": broker_url,
+            "username": cred["mqtt_username"],
+            "password": cred["mqtt_password"],
+            "location": {"lat": where[0], "lon": where[1]},
+            "board": board,
+            "sensors": chosen,
+            "update_key": cred["update_key"],
+        }
+        # the only CA the node will trust for its broker and downloads, and the broker's name
+        if cred.get("broker_ca"):
+            cfg["ca"] = cred["broker_ca"]
+        if cred.get("broker_server_name"):
+            cfg["server_name"] = cred["broker_server_name"]
+        fw.check_node_config(cfg)
+        _install_node_json(link, cfg)
+    except BaseException:
+        undo.roll_back()
+        raise
     rep.line(
-        "    modules: "
-        + ", ".join(f"{m['type']} ({m['status']})" for m in modules)
-        + (f"; an operator must add {', '.join(missing)}" if missing else "")
+        f"    node {pole}/{node} (registry id {cred['node']['id']}) provisioned; "
+        f"node.json written and checked by the node"
     )
-    # the node and its credentials
+    return {
+        "registry_id": cred["node"]["id"],
+        "mqtt_username": cred["mqtt_username"],
+        "broker": broker_url,
+        "location": {"lat": where[0], "lon": where[1]},
+        "sensors": chosen,
+        "sensor_types": types,
+        "modules": modules,
+        "hardware_id": info.get("hardware_id"),
+        "board": board,
+    }
+
+
+def _register(
+    ctl: Controller,
+    rep: Reporter,
+    undo: _Undo,
+    p: dict[str, Any] | None,
+    pole: str,
+    node: str,
+    lat: float | None,
+    lon: float | None,
+    owner: int | None,
+    wanted: set[str],
+    info: dict[str, Any],
+    board: str,
+    replace: bool,
+) -> tuple[dict[str, Any], tuple[float, float], list[dict[str, Any]]]:
+    """The registry's part of provisioning: the pole (if new), the node and its credentials,
+    the modules; each change noted in ``undo``."""
+    if p is None:  # check_pole let it through: owner, lat and lon are given
+        assert owner is not None and lat is not None and lon is not None
+        body = {"id": pole, "name": pole, "lat": lat, "lon": lon, "owner_id": owner}
+        p = ctl.request("POST", "/api/poles", json=body)
+        assert p is not None
+        undo.add(f"pole {pole}", f"/api/poles/{pole}")
+        rep.line(f"    registered pole {pole} at {lat:.6f}, {lon:.6f}")
+    where = (float(p["lat"]), float(p["lon"]))
+    if lat is not None and lon is not None:
+        d = distance_m(where, (lat, lon))
+        if d > POSITION_WARN_M:
+            rep.line(f"    warning: {d:.0f} m from the registered position of {pole}")
+        where = (lat, lon)
+    known = [
+        n for n in ctl.request("GET", "/api/nodes", params={"pole": pole}) if n["node"] == node
+    ]
     try:
         cred = ctl.request(
             "POST",
@@ -388,34 +510,39 @@ def provision(
             ) from None
         if "already provisioned" in e.message:
             e.hint = (
-                "this ESP32 is registered on another pole: if it moved, remove the old node "
-                "first (`streetpole node remove --pole <old pole>`), then provision again"
+                "this ESP32 is registered on another pole: if it moved, an operator removes "
+                "the old node first (`streetpole node remove <old pole>/<node>`), then "
+                "provision again"
             )
         raise
-    broker_url = broker or cred["broker_url"]
-    if not info.get("virtual") and any(h in broker_url for h in ("127.0.0.1", "localhost")):
-        rep.line(
-            f"    warning: broker {broker_url} is a loopback address the node cannot reach; "
-            "pass --broker with the broker's public name"
-        )
-    cfg: dict[str, Any] = {
-        "pole": pole,
-        "node": node,
-        "wifi": {"ssid": wifi_ssid, "password": wifi_password},
-        "broker": broker_url,
-        "username": cred["mqtt_username"],
-        "password": cred["mqtt_password"],
-        "location": {"lat": where[0], "lon": where[1]},
-        "board": board,
-        "sensors": chosen,
-        "update_key": cred["update_key"],
-    }
-    # the only CA the node will trust for its broker and downloads, and the broker's TLS name
-    if cred.get("broker_ca"):
-        cfg["ca"] = cred["broker_ca"]
-    if cred.get("broker_server_name"):
-        cfg["server_name"] = cred["broker_server_name"]
-    fw.check_node_config(cfg)
+    if not known:
+        undo.add(f"node {pole}/{node}", f"/api/nodes/{cred['node']['id']}")
+    have = {m["type"]: m for m in p.get("modules", [])}
+    modules: list[dict[str, Any]] = []
+    for kind in sorted(wanted):
+        if kind in have:
+            modules.append({"type": kind, "id": have[kind]["id"], "status": "registered"})
+            continue
+        body = {"type": kind, "owner_id": p["owner_id"], "purpose": PURPOSE[kind], "node": node}
+        try:
+            m = ctl.request("POST", f"/api/poles/{pole}/modules", json=body)
+        except FieldError as e:
+            if "not allowed" not in e.message:
+                raise
+            modules.append({"type": kind, "id": None, "status": "missing"})
+            continue
+        undo.add(f"{kind} module {m['id']}", f"/api/modules/{m['id']}")
+        modules.append({"type": kind, "id": m["id"], "status": "added"})
+    missing = [m["type"] for m in modules if m["status"] == "missing"]
+    rep.line(
+        "    modules: "
+        + ", ".join(f"{m['type']} ({m['status']})" for m in modules)
+        + (f"; an operator must add {', '.join(missing)}" if missing else "")
+    )
+    return cred, where, modules
+
+
+def _install_node_json(link: NodeLink, cfg: dict[str, Any]) -> None:
     link.write_file("node.json.new", json.dumps(cfg).encode())
     try:
         res = link.exec_marked(snippets.INSTALL_NODE_JSON)
@@ -424,25 +551,20 @@ def provision(
     if not res or not res[0].get("ok"):
         reason = res[0].get("reason") if res else "no answer"
         raise FieldError("node", f"the node refuses its node.json: {reason}")
-    rep.line(
-        f"    node {pole}/{node} (registry id {cred['node']['id']}) provisioned; "
-        f"node.json written and checked by the node"
-    )
-    return {
-        "registry_id": cred["node"]["id"],
-        "mqtt_username": cred["mqtt_username"],
-        "broker": broker_url,
-        "location": {"lat": where[0], "lon": where[1]},
-        "sensors": chosen,
-        "sensor_types": types,
-        "modules": modules,
-        "hardware_id": info.get("hardware_id"),
-        "board": board,
-    }
 
 
-def remove(ctl: Controller, rep: Reporter, *, pole: str, node: str = "n1") -> dict[str, Any]:
-    """Remove a node from the registry; the controller drops its broker credentials."""
+def parse_target(target: str) -> tuple[str, str]:
+    """``RTD-0001/n1`` (or ``RTD-0001``: its node n1) as (pole, node)."""
+    pole, _, node = target.partition("/")
+    if not pole or "/" in node:
+        raise FieldError(
+            "usage", f"{target!r} is not a node", "write it as <pole>/<node>, e.g. RTD-0001/n1"
+        )
+    return pole, node or "n1"
+
+
+def find_node(ctl: Controller, pole: str, node: str) -> dict[str, Any]:
+    """The registry's node ``pole``/``node`` with the modules it measures for."""
     found = [
         n for n in ctl.request("GET", "/api/nodes", params={"pole": pole}) if n["node"] == node
     ]
@@ -450,21 +572,39 @@ def remove(ctl: Controller, rep: Reporter, *, pole: str, node: str = "n1") -> di
         raise FieldError(
             "controller",
             f"no node {pole}/{node} in the registry (or not visible to your account)",
-            "check the pole id on its label and the node name (--node)",
+            "check the pole id on its label and the node name",
         )
-    gone: dict[str, Any] = found[0]
-    ctl.request("DELETE", f"/api/nodes/{gone['id']}")
-    last = gone.get("last_seen")
+    out: dict[str, Any] = found[0]
+    p = ctl.request("GET", f"/api/poles/{pole}")
+    out["modules"] = [m for m in p.get("modules", []) if m.get("node") == node]
+    return out
+
+
+def describe_node(n: dict[str, Any]) -> str:
+    last = n.get("last_seen")
     heard = (
         dt.datetime.fromtimestamp(last, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         if last
         else "never"
     )
+    mods = ", ".join(f"{m['type']} ({m['id']})" for m in n["modules"]) or "none"
+    return (
+        f"{n['pole_id']}/{n['node']} (registry id {n['id']}, hardware {n.get('hardware_id')}, "
+        f"last heard {heard}); its modules: {mods}"
+    )
+
+
+def remove(ctl: Controller, rep: Reporter, gone: dict[str, Any]) -> None:
+    """Remove a node found by ``find_node``: its modules, then the node; the controller drops
+    its broker account and audits each removal."""
+    for m in gone["modules"]:
+        ctl.request("DELETE", f"/api/modules/{m['id']}")
+    ctl.request("DELETE", f"/api/nodes/{gone['id']}")
+    modules = _count(len(gone["modules"]), "module")
     rep.line(
-        f"    removed {pole}/{node} (registry id {gone['id']}, last heard {heard}); "
+        f"    removed {gone['pole_id']}/{gone['node']} and {modules}; "
         "its broker credentials no longer work"
     )
-    return gone
 
 
 # ---- selftest --------------------------------------------------------------------------------
@@ -480,6 +620,12 @@ HINTS = (
     ("lamp_failure", "lamp or driver dead, or the current sense not wired"),
     ("relay_stuck", "lamp relay stuck on: replace the relay"),
     ("cannot connect", "the node's network cannot reach the broker: Wi-Fi, firewall, URL"),
+    (
+        "refused: connack",
+        "the broker does not take the node's credentials: provision the node again "
+        "(`streetpole node provision`); an operator may have removed it",
+    ),
+    ("tls to", "the broker's certificate is not the one provisioned: check the Wi-Fi it joined"),
     ("not connected to", "Wi-Fi: check SSID and password in node.json and the signal"),
     ("memoryerror", "not enough heap on the node for this check"),
 )

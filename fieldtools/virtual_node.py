@@ -17,11 +17,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from fieldtools.unixport import ESP32_HEAP_KIB, micropython_binary
 from hostlib.process import terminate
 
 ESP32_HEAP = f"{ESP32_HEAP_KIB}k"
+# The node's power-on (boot.py and main.py with the flash folder as root), for `--run`.
+POWER_ON = Path(__file__).with_name("mp") / "virtual_main.py"
+RESET_EXIT = 3  # POWER_ON's exit status when the node asks for a reset
 
 
 class VirtualNode:
@@ -61,6 +65,14 @@ class VirtualNode:
                 self.stop()
                 raise RuntimeError(f"virtual node did not start: {err}")
             time.sleep(0.02)
+
+    def power_on(self, **popen: Any) -> subprocess.Popen[bytes]:
+        """Run the node on its flash as an ESP32 does after EN: main.py's work, from the files
+        deploy and provision wrote; no REPL on the serial device meanwhile. ``popen``: where
+        its console goes (stdout=..., default the caller's)."""
+        env = dict(os.environ, MICROPYPATH=":".join([".frozen", ".", "lib"]))
+        cmd = [micropython_binary(), "-X", f"heapsize={self.heap}", str(POWER_ON)]
+        return subprocess.Popen(cmd, cwd=self.flash, env=env, **popen)
 
     def stop(self) -> None:
         if self._proc is not None:

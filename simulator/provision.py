@@ -77,6 +77,26 @@ class _Api:
         return r.json() if r.content else None
 
 
+def demo_groups(poles: list[str]) -> dict[str, list[str]]:
+    """The street in two sections along its poles, named by their first and last pole (unique
+    per street, so two simulators on one controller keep their own), for group overrides,
+    energy per group and campaigns to have something to work on."""
+    if len(poles) < 2:
+        return {}
+    half = (len(poles) + 1) // 2
+    parts = [poles[:half], poles[half:]]
+    return {f"Section {part[0]}–{part[-1]}": part for part in parts}
+
+
+def ensure_groups(api: _Api, poles: list[str]) -> None:
+    have = {g["name"]: g for g in api("GET", "/api/groups")}
+    for name, members in demo_groups(poles).items():
+        if name in have:
+            api("PATCH", f"/api/groups/{have[name]['id']}", {"poles": members})
+        else:
+            api("POST", "/api/groups", {"name": name, "poles": members})
+
+
 def provision(
     http: httpx.Client,
     token: str,
@@ -155,6 +175,7 @@ def provision(
         )
         if log is not None and (i + 1) % 100 == 0:
             log(f"provisioned {i + 1}/{len(layout.poles)} poles")
+    ensure_groups(api, [p.id for p in layout.poles])
     # Replacing the profile recompiles every node's config now that all poles exist, so the
     # first poles get their neighbours too (only changed configs are pushed).
     api("PUT", f"/api/profiles/{prof['id']}", body)

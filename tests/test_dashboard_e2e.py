@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import sys
 import threading
@@ -137,6 +138,12 @@ def restricted_no2(s: Stack) -> None:
         {"q": "no2", "src": "no2cell", "v": 20.0 + i, "ts": now - 600 + 60 * i, "dur": 60}
         for i in range(10)
     ]
+    # the cell's board also reads the air (an air module measures these): raw as a node
+    # sends them, to be shown with names, units and decimals from the quantity table
+    readings += [
+        {"q": "atmosphericPressure", "src": "no2cell", "v": 1012.999, "ts": now - 60, "dur": 60},
+        {"q": "temperature", "src": "no2cell", "v": 5.37, "ts": now - 60, "dur": 60},
+    ]
     s.app.state.streetpole.store.write([Batch(s.ids[1], "n1", 1, 10_000, readings)])
 
 
@@ -150,6 +157,8 @@ def test_dashboard_and_portal(stack: Stack) -> None:
     area, outside, dark = ids[:3], ids[3:7], ids[-1]
     group = s.api("admin", "POST", "/api/groups", json={"name": "e2e-street", "poles": ids})
     restricted_no2(s)
+    full = ids[3]  # full light: its marker must hold "100"
+    s.api("ops", "POST", "/api/overrides", json={"pole": full, "level": 1, "duration_s": 3600})
     started = time.monotonic()
     foreign: list[str] = []
     errors: list[str] = []
@@ -197,6 +206,7 @@ def test_dashboard_and_portal(stack: Stack) -> None:
             expect(markers).to_have_count(len(ids))
             page.locator("#f-type").select_option("camera")
             expect(markers).to_have_count(0)
+            check_nothing_matches(page)
             page.locator("#f-type").select_option("")
             page.locator("#f-group").select_option(str(group["id"]))
             expect(markers).to_have_count(len(ids))
@@ -227,7 +237,8 @@ def test_dashboard_and_portal(stack: Stack) -> None:
             expect(page.locator("#chart-light canvas").first).to_be_visible()
             assert int(page.locator("#chart-light").get_attribute("data-points") or 0) >= 1
             expect(page.locator("#chart-no2 canvas").first).to_be_visible()  # operators see it
-            expect(page.locator("#pole-latest")).to_contain_text("illuminanceLevel")
+            expect(page.locator("#pole-latest")).to_contain_text("Light output (measured)")
+            check_pole_page(page)
             page.screenshot(
                 path=str(SHOTS / "dashboard-pole.png"), full_page=True
             ) if SHOTS else None
@@ -235,6 +246,7 @@ def test_dashboard_and_portal(stack: Stack) -> None:
             # ---- override an area drawn on the map -------------------------------------------
             page.get_by_role("link", name="Back to the map").click()
             expect(markers).to_have_count(len(ids))
+            check_map_markers(page, opened=ids[1], full=full, alarmed=dark)
             boxes = [
                 page.locator(f'.leaflet-marker-icon[data-pole="{p}"]').bounding_box() for p in area
             ]
@@ -258,7 +270,8 @@ def test_dashboard_and_portal(stack: Stack) -> None:
                 )
                 expect(page.locator(f'.leaflet-marker-icon[data-pole="{pid}"]')).to_have_attribute(
                     "aria-label",
-                    f"Pole {pid} (simulated pole {ids.index(pid) + 1}): online, light 55%",
+                    f"Pole {pid} (simulated pole {ids.index(pid) + 1}): online, light 55%"
+                    + (", opened last" if pid == ids[1] else ""),
                 )
             for pid in outside:
                 assert (
@@ -293,6 +306,7 @@ def test_dashboard_and_portal(stack: Stack) -> None:
             expect(page.locator("#user")).to_have_text("vic (viewer)")
             expect(page.get_by_role("button", name="Override area")).to_be_disabled()
             expect(page.get_by_role("button", name="Draw area on map")).to_be_disabled()
+            check_viewer_phone(page, ids[1], dark)
             width = page.evaluate("document.documentElement.scrollWidth")
             assert width <= 390, f"the page scrolls sideways on a phone ({width}px)"
             if SHOTS:
@@ -307,7 +321,10 @@ def test_dashboard_and_portal(stack: Stack) -> None:
             auth_headers: list[str] = []
 
             def on_response(resp: Any) -> None:
-                if "/opendata/" in resp.url or "/sta/" in resp.url:
+                # data answers (the table of quantities names every quantity, no2 too)
+                if ("/opendata/" in resp.url or "/sta/" in resp.url) and not resp.url.endswith(
+                    "/quantities.json"
+                ):
                     bodies.append(resp.text())
                 if resp.request.headers.get("authorization"):
                     auth_headers.append(resp.url)
@@ -321,20 +338,28 @@ def test_dashboard_and_portal(stack: Stack) -> None:
                 20,
                 "open light levels published",
             )
-            page.goto(s.url + "/portal")
+            page.goto(s.url + "/portal?lang=en")
             expect(page.locator(".leaflet-marker-icon")).to_have_count(len(ids))
             page.locator(f'.leaflet-marker-icon[data-pole="{ids[1]}"]').click()
-            expect(page.locator("#pole-latest")).to_contain_text("illuminanceLevel")
-            expect(page.locator("#chart-light canvas").first).to_be_visible()
+            expect(page.locator("#pole-latest")).to_contain_text("Light level")
+            expect(page.locator("#chart-illuminanceLevel canvas").first).to_be_visible()
             expect(
                 page.get_by_role("link", name="Interactive API documentation")
             ).to_have_attribute("href", "/docs")
             expect(page.locator("#licence")).to_contain_text("CC")
             if SHOTS:
                 page.screenshot(path=str(SHOTS / "portal.png"), full_page=True)
-            text = page.locator("body").inner_text()
+            # the data on the page (the privacy statement lists every module of the register,
+            # the restricted one too: what stands where and why is public, its data is not)
+            text = " ".join(
+                page.locator(sel).inner_text()
+                for sel in ("#map", "#pole-panel", "#charts-section", "#pole-list")
+            )
             assert "no2" not in text.lower() and "NO2 research" not in text
             assert not page.locator("#chart-no2").count()
+            expect(page.locator("#privacy-body")).to_contain_text(
+                "Not published, kept closed or for their owner only: air quality"
+            )
             assert bodies and not any("no2" in b for b in bodies), "a restricted stream leaked"
             assert not auth_headers
             ctx.close()
@@ -343,6 +368,146 @@ def test_dashboard_and_portal(stack: Stack) -> None:
     assert not foreign, f"requests outside the controller: {foreign[:5]}"
     assert not errors, f"errors in the pages: {errors[:5]}"
     print(f"browser part {time.monotonic() - started:.1f} s")
+
+
+TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}$")  # the pages' one date format
+
+
+def check_nothing_matches(page: Any) -> None:
+    """A filter that matches no pole says so, on the map and in the list."""
+    from playwright.sync_api import expect
+
+    expect(page.locator("#map-empty")).to_be_visible()
+    expect(page.locator("#map-empty")).to_have_text("No pole matches these filters.")
+    expect(page.locator("#pole-list")).to_contain_text("No pole matches these filters")
+    assert not page.locator("#pole-list table").count()
+
+
+def check_pole_page(page: Any) -> None:
+    """Names, units and decimals from the quantity table; the light named as commanded or
+    measured; modules by their registered names; readable audit; one date format; charts over
+    the span the new street has data for, legends without "Time: --"; From after To refused."""
+    from playwright.sync_api import expect
+
+    latest = page.locator("#pole-latest")
+    expect(latest).to_contain_text("Temperature")
+    rows = {
+        r.locator("td").nth(0).inner_text(): [c.inner_text() for c in r.locator("td").all()]
+        for r in latest.locator("tbody tr").all()
+    }
+    assert rows["Air pressure"][1] == "1013 hPa", rows["Air pressure"]
+    assert rows["Temperature"][1] == "5.4 °C"
+    assert rows["Nitrogen dioxide (NO₂)"][1].endswith(" µg/m³")
+    assert re.fullmatch(r"\d+%", rows["Light output (measured)"][1])  # a percentage, not 0.2
+    assert rows["Nitrogen dioxide (NO₂)"][2] == "air: NO2 research (restricted)"
+    assert all(not r[2].startswith(("not registered", "unregistered")) for r in rows.values())
+    assert all(TIME.match(r[3]) for r in rows.values()), rows
+    text = latest.inner_text()
+    for raw in ("illuminanceLevel", "atmosphericPressure", "Cel", "ug/m3", " / ", "1,01"):
+        assert raw not in text, f"{raw!r} on the pole page"
+    nodes = page.locator("#pole-nodes")
+    expect(nodes.locator("th").nth(2)).to_have_text("Light (commanded)")
+    assert TIME.match(nodes.locator("tbody td").nth(4).inner_text())
+    assert re.fullmatch(r"\d+%|–", nodes.locator("tbody td").nth(2).inner_text())
+    expect(page.locator("#chart-light h4")).to_contain_text("Light output (measured)")
+    expect(page.locator("#chart-light h4")).to_contain_text("(%)")
+    # audit: field lines, not JSON; the zone named once in the header
+    audit = page.locator("#pole-audit").inner_text()
+    assert "name: " in audit and "{" not in audit and '"' not in audit, audit
+    assert page.locator("#zone").inner_text().startswith("Times: ")
+    # the street is minutes old: the 24 h charts span the time with data, not 24 h
+    chart = page.locator("#chart-light")
+    span = int(chart.get_attribute("data-to") or 0) - int(chart.get_attribute("data-from") or 0)
+    assert 0 < span < 3600, f"the chart spans {span} s for minutes of data"
+    for legend in page.locator("#charts .u-legend").all_inner_texts():
+        assert "Time" not in legend and "--" not in legend, legend
+    # From after To: a clear error, and no charts of a range that is none
+    assert TIME.match(page.locator("#range-start").input_value())
+    page.locator("#range-start").fill("2026-12-04 10:00")
+    page.locator("#range-end").fill("2026-12-04 09:00")
+    page.get_by_role("button", name="Show").click()
+    expect(page.locator("#range-msg")).to_have_text("From must be before To.")
+    expect(page.locator("#range-start")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#charts .chart")).to_have_count(0)
+    page.locator("#range-start").fill("2026-02-31 10:00")  # no such day
+    page.get_by_role("button", name="Show").click()
+    expect(page.locator("#range-msg")).to_contain_text("From: not a time")
+    page.locator("#range").select_option("24h")
+    expect(page.locator("#chart-light canvas").first).to_be_visible()
+    expect(page.locator("#range-msg")).not_to_contain_text("From must")
+
+
+def check_map_markers(page: Any, opened: str, full: str, alarmed: str) -> None:
+    """ "100" fits its marker; the pole id shows in a tooltip on hover and on keyboard focus;
+    the pole opened last is marked unlike an alarm (and the legend says so); the pole list is
+    part of the page, not a box that scrolls inside it."""
+    from playwright.sync_api import expect
+
+    def marker(pid: str) -> Any:
+        return page.locator(f'.leaflet-marker-icon[data-pole="{pid}"]')
+
+    dot = marker(full).locator(".pole-marker")
+    expect(dot).to_have_text("100", timeout=30_000)
+    fits = dot.evaluate("e => e.scrollWidth <= e.clientWidth && e.scrollHeight <= e.clientHeight")
+    assert fits, "100 does not fit its marker"
+    marker(full).hover()
+    expect(page.locator(".leaflet-tooltip")).to_contain_text(full)
+    marker(ids_other(page, full)).focus()
+    expect(page.locator(".leaflet-tooltip").last).to_be_visible()
+    focused = page.evaluate("document.activeElement.dataset.pole")
+    assert focused in page.locator(".leaflet-tooltip").last.inner_text()
+    sel = marker(opened).locator(".pole-marker")
+    expect(sel).to_have_class(re.compile(r"\bselected\b"))
+    ring = sel.evaluate("e => getComputedStyle(e, '::after').borderTopColor")
+    alarm = marker(alarmed).locator(".pole-marker").evaluate("e => getComputedStyle(e).boxShadow")
+    assert ring == "rgb(11, 92, 173)" and ring not in alarm, (ring, alarm)
+    expect(page.locator(".legend")).to_contain_text("opened last")
+    wrap = page.locator("#pole-list .table-wrap")
+    assert wrap.evaluate("e => getComputedStyle(e).maxHeight") == "none"
+    assert wrap.evaluate("e => e.scrollHeight <= e.clientHeight + 1")
+
+
+def ids_other(page: Any, not_this: str) -> str:
+    got: str = page.evaluate(
+        "s => [...document.querySelectorAll('.leaflet-marker-icon')]"
+        ".map(e => e.dataset.pole).find(p => p !== s)",
+        not_this,
+    )
+    return got
+
+
+def check_viewer_phone(page: Any, pole: str, alarmed: str) -> None:
+    """A viewer's action forms are read-only (fields too, not only buttons); looking (filters,
+    chart range) stays; the pole page's tables fit a phone (no sideways scrolling in them)."""
+    from playwright.sync_api import expect
+
+    for sel in ("#a-west", "#areao-level", "#areao-reason", "#areao-event"):
+        expect(page.locator(sel)).to_be_disabled()
+    expect(page.locator("#f-district")).to_be_enabled()
+    list_wrap = page.locator("#pole-list .table-wrap")
+    assert list_wrap.evaluate("e => e.scrollWidth <= e.clientWidth + 1"), "pole list scrolls"
+    page.goto(page.url.split("#")[0] + f"#/pole/{pole}")
+    expect(page.locator("#pole-latest tbody tr").first).to_be_visible()
+    expect(page.locator("#poleo-level")).to_be_disabled()
+    expect(page.locator("#range-start")).to_be_enabled()
+    wide = page.evaluate(
+        "[...document.querySelectorAll('#view-pole .table-wrap')]"
+        ".filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.parentElement.id)"
+    )
+    assert not wide, f"tables scroll sideways on a phone: {wide}"
+    page.goto(page.url.split("#")[0] + f"#/pole/{alarmed}")  # its alarm table too
+    expect(page.locator("#pole-alarms tbody tr").first).to_be_visible()
+    wide = page.evaluate(
+        "[...document.querySelectorAll('#view-pole .table-wrap')]"
+        ".filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.parentElement.id)"
+    )
+    assert not wide, f"tables scroll sideways on a phone: {wide}"
+    page.goto(page.url.split("#")[0] + "#/programs")
+    expect(page.locator("#pg-name")).to_be_disabled()
+    expect(page.locator(".st-level").first).to_be_disabled()
+    expect(page.locator("#pf-calendar")).to_be_disabled()
+    expect(page.locator("#pg-pick")).to_be_enabled()  # choosing what to look at stays
+    page.goto(page.url.split("#")[0] + "#/map")
 
 
 SHOTS = (

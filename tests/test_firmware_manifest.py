@@ -30,7 +30,8 @@ def test_the_deploy_to_an_esp32_carries_no_simulator_and_no_host_tool(tmp_path: 
     assert "spnode/noise/_viper.py" in app and "protocols/nodecheck/config.py" in app
     assert [p for p in app if is_sim(p)] == []
     host = {"protocols/codec.py", "protocols/checkgen.py", "protocols/export_schemas.py",
-            "protocols/schema_defs.py", "protocols/validate.py"}  # fmt: skip
+            "protocols/schema_defs.py", "protocols/validate.py",
+            "protocols/quantity_info.py"}  # fmt: skip
     assert app & host == set()
     assert set(b.files) - set(b.app_files) == {"main.py", "boot.py", "board.json"}
     assert app == set(fw.manifest_files())

@@ -8,20 +8,25 @@ well-behaved cases run against mosquitto in test_ingest.py."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from controller.ingest.subscriber import Session, SessionEnded, Subscriber
 from controller.ingest.worker import IngestWorker
 from controller.metrics import Metrics
 from controller.settings import Settings
+from controller.store.base import TimeSeriesStore
 from controller.store.ops import OpsStore
+from controller.store.postgres import PostgresStore
 from controller.store.sqlite import SqliteStore
 from protocols import mqtt_framing as mf
+from tests.harness.postgres import Postgres, fresh_schema
 from tests.ingest_helpers import meas, meas_topic
 
 Packet = tuple[int, int, int, str | None, bytes]
@@ -38,7 +43,7 @@ class ScriptedBroker:
         self.answer_pings = True
         self.received: list[list[Packet]] = []
         self.stored_at_puback: list[int] = []  # batches in the database at each PUBACK
-        self.database: Path | None = None
+        self.count_batches: Callable[[], int] | None = None  # in the database, now
         self.port = 0
         self._server: asyncio.Server | None = None
 
@@ -70,8 +75,8 @@ class ScriptedBroker:
                         writer.write(self.after_subscribe[n])
                 elif p[0] == 12 and self.answer_pings:
                     writer.write(b"\xd0\x00")
-                elif p[0] == mf.PUBACK and self.database is not None:
-                    self.stored_at_puback.append(_batches(self.database))
+                elif p[0] == mf.PUBACK and self.count_batches is not None:
+                    self.stored_at_puback.append(self.count_batches())
         writer.close()
 
 
@@ -91,10 +96,18 @@ def _batches(db: Path) -> int:
         conn.close()
 
 
-def _worker(port: int, tmp: Path) -> IngestWorker:
+def _pg_batches(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        return int(conn.execute("SELECT count(*) FROM batches").fetchone()[0])  # type: ignore[index]
+
+
+def _worker(port: int, tmp: Path, store: TimeSeriesStore | None = None) -> IngestWorker:
     s = Settings(mqtt_url=f"mqtt://127.0.0.1:{port}", data_dir=tmp)
     return IngestWorker(
-        s, SqliteStore(s.database_path), OpsStore(tmp / "ops.db", s.dead_letter_max), Metrics()
+        s,
+        store or SqliteStore(s.database_path),
+        OpsStore(tmp / "ops.db", s.dead_letter_max),
+        Metrics(),
     )
 
 
@@ -133,7 +146,7 @@ def test_malformed_frames_end_the_connection_with_a_reason_then_ingest_goes_on(
     async def main() -> IngestWorker:
         await broker.start()
         worker = _worker(broker.port, tmp_path)
-        broker.database = worker.settings.database_path
+        broker.count_batches = functools.partial(_batches, worker.settings.database_path)
         task = asyncio.create_task(worker.run())
         await _until(lambda: worker.stats.connects >= 2 and bool(broker.stored_at_puback))
         task.cancel()
@@ -147,6 +160,31 @@ def test_malformed_frames_end_the_connection_with_a_reason_then_ingest_goes_on(
     assert [p[2] for p in broker.received[1] if p[0] == mf.PUBACK] == [7]
     assert broker.stored_at_puback == [1]  # committed before the PUBACK
     assert worker.stats.messages == 1
+
+
+def test_a_puback_waits_for_the_postgresql_commit(tmp_path: Path, postgres: Postgres) -> None:
+    """As above with the PostgreSQL store: the message cut short by garbage is not
+    acknowledged, and its resend is acknowledged only once its batch is committed (counted
+    from another connection when the PUBACK arrives)."""
+    broker = ScriptedBroker([GOOD + b"\xf0\x00", GOOD])
+    url = fresh_schema(postgres)
+    store = PostgresStore(url)
+
+    async def main() -> IngestWorker:
+        await broker.start()
+        worker = _worker(broker.port, tmp_path, store)
+        broker.count_batches = functools.partial(_pg_batches, url)
+        task = asyncio.create_task(worker.run())
+        await _until(lambda: worker.stats.connects >= 2 and bool(broker.stored_at_puback))
+        task.cancel()
+        await broker.stop()
+        return worker
+
+    asyncio.run(main())
+    store.close()
+    assert not [p for p in broker.received[0] if p[0] == mf.PUBACK]
+    assert [p[2] for p in broker.received[1] if p[0] == mf.PUBACK] == [7]
+    assert broker.stored_at_puback == [1]
 
 
 def test_a_refused_connect_says_why_and_is_tried_again(tmp_path: Path) -> None:

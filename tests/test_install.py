@@ -104,7 +104,9 @@ def test_a_wheel_carries_the_packages_and_its_tools_refuse_to_build_without_a_ch
         names = set(z.namelist())
         z.extractall(site)
     for data in ("protocols/schemas/meas.json", "fieldtools/mp/romboot.py", "spnode/app.py",
-                 "controller/registry/migrations/env.py", "controller/dashboard/static/portal.html",
+                 "controller/registry/migrations/env.py",
+                 "controller/dashboard/templates/portal.html",
+                 "controller/dashboard/static/i18n/nl.json",
                  "simulator/scenarios/night.json", "streetpole/cli.py"):  # fmt: skip
         assert data in names, data
     code = (

@@ -39,6 +39,7 @@ class Site:
     token: str
     broker: Broker
     conns: list[Conn]
+    admin: str = ""  # an admin's token (removing a node takes an operator)
 
     def call(self, method: str, path: str, **kw: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.token}"}
@@ -69,7 +70,7 @@ def site(tmp_path: Path) -> Iterator[Site]:
         **kept.settings(broker.url),
         _env_file=None,  # type: ignore[call-arg]
     )
-    s = Site("", token, broker, [])
+    s = Site("", token, broker, [], admin)
     try:
         with serve(create_app(settings)) as base:
             s.url = base
@@ -159,15 +160,15 @@ def test_a_node_not_heard_lately_is_provisioned_again_without_replace(site: Site
 def test_cli_remove_and_its_credentials_stop_working(site: Site) -> None:
     cred = provision(site, "RTD-0002").json()
     node = heard(site, cred)
-    args = ["--controller", site.url, "--token", site.token]
-    r = CliRunner().invoke(cli_app, ["node", "remove", "--pole", "RTD-0002", *args])
+    args = ["--controller", site.url, "--token", site.admin, "--yes"]
+    r = CliRunner().invoke(cli_app, ["node", "remove", "RTD-0002/n1", *args])
     assert r.exit_code == 0, r.output
-    assert "removed RTD-0002/n1" in r.output and "last heard" in r.output, r.output
+    assert "removed RTD-0002/n1 and 1 module" in r.output and "last heard" in r.output, r.output
     assert node.disconnected.wait(10), "the broker drops the removed node"
     node.client.loop_stop()
     assert not accepted(connect(site.broker.port, cred["mqtt_username"], cred["mqtt_password"]))
     assert site.call("GET", "/api/nodes", params={"pole": "RTD-0002"}).json() == []
-    r = CliRunner().invoke(cli_app, ["node", "remove", "--pole", "RTD-0002", *args])
+    r = CliRunner().invoke(cli_app, ["node", "remove", "RTD-0002/n1", *args])
     assert r.exit_code == EXIT["controller"] and "no node RTD-0002/n1" in r.output, r.output
 
 

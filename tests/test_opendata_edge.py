@@ -27,7 +27,7 @@ def test_headers_read_only_landing_and_precision(tmp_path: Path) -> None:
         pre = c.options("/sta/v1.1/Things", headers={"Origin": "https://map.example"})
         assert pre.status_code == 204 and "GET" in pre.headers["access-control-allow-methods"]
         html = c.get("/opendata").text
-        assert "CC0-1.0" in html and 'lang="en"' in html and "/sta/v1.1" in html
+        assert "CC0-1.0" in html and 'lang="nl"' in html and "/sta/v1.1" in html
         meta = c.get("/opendata/v1").json()
         assert meta["license"]["name"] == "CC0-1.0" and meta["motionIntervalSeconds"] == 900
         locations = c.get("/sta/v1.1/Locations").json()["value"]

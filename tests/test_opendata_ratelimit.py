@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from controller.app import create_app
+from controller.opendata.render import iso
 from controller.opendata.routes import dl_router, sta_router
 from controller.registry.accounts import create_token, create_user
 from controller.registry.db import Registry
@@ -198,7 +199,8 @@ def test_downloads_at_once_are_bounded_and_given_back(tmp_path: Path) -> None:
     """A CSV download streams as long as its client reads: a few slow readers held workers
     without bound. Past the places for downloads, 503 with Retry-After; every way a download
     ends gives its place back."""
-    make_street(tmp_path, poles=2, days=0.2, period_s=600)
+    made = make_street(tmp_path, poles=2, days=0.2, period_s=600)
+    archive = f"/opendata/v1/archives/{iso(made['end'] - 600)[:10]}.csv"  # a day with data
     with street_api(tmp_path, opendata_downloads=3, opendata_downloads_per_client=1) as api:
         c = api.client
         downloads = c.app.state.opendata_limits.downloads  # type: ignore[attr-defined]
@@ -208,9 +210,7 @@ def test_downloads_at_once_are_bounded_and_given_back(tmp_path: Path) -> None:
         assert r.status_code == 503 and int(r.headers["retry-after"]) >= 1
         assert "yours" in r.json()["message"]
         others = [downloads.enter(f"198.51.100.{i}") for i in range(2)]
-        busy = TestClient(c.app, client=("203.0.113.9", 1)).get(
-            "/opendata/v1/archives/2026-11-02.csv"
-        )
+        busy = TestClient(c.app, client=("203.0.113.9", 1)).get(archive)
         assert busy.status_code == 503 and "try again" in busy.json()["message"]
         held()
         for release in others:
@@ -219,7 +219,7 @@ def test_downloads_at_once_are_bounded_and_given_back(tmp_path: Path) -> None:
         full = c.get(csv)  # read to its end
         assert full.status_code == 200 and full.text.count("\n") > 20
         assert c.get("/opendata/v1/csv?pole=nowhere").status_code == 404  # failed before streaming
-        head = c.head("/opendata/v1/archives/2026-11-02.csv")
+        head = c.head(archive)
         assert head.status_code == 200 and head.content == b""
         assert head.headers["content-type"].startswith("text/csv")
         assert downloads.running == 0
@@ -233,7 +233,6 @@ def test_slow_readers_cannot_hold_every_worker(tmp_path: Path) -> None:
     import gc
     import socket
 
-    from controller.opendata.render import iso
     from tests.harness.api import wait_for
 
     made = make_street(tmp_path, poles=12, days=1.5, period_s=300)

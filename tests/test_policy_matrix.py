@@ -12,6 +12,7 @@ through without a decision.
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import json
 import sqlite3
@@ -234,7 +235,13 @@ def build(api: Api) -> World:
     return w
 
 
+_RECORD_TIMES = itertools.count()
+
+
 def record(pole: str) -> dict[str, Any]:
+    """A commissioning record; each call another commissioning (the controller keeps a record
+    sent again once, by its pole/node and start time)."""
+    when = dt.datetime(2026, 12, 3, 20, tzinfo=dt.UTC) + dt.timedelta(seconds=next(_RECORD_TIMES))
     return {
         "schema": "streetpole-commissioning/1",
         "status": "commissioned",
@@ -244,7 +251,7 @@ def record(pole: str) -> dict[str, Any]:
         "firmware": {"version": "1.0.0", "hash": "0" * 64},
         "sensors": [],
         "location": {"lat": 51.9, "lon": 4.5},
-        "time": "2026-12-03T20:00:00Z",
+        "time": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "technician": "tech",
     }
 
@@ -683,7 +690,7 @@ ROUTES: dict[tuple[str, str], Route] = {
         ),
     ),
     ("DELETE", "/api/nodes/{node_id}"): Route(
-        "technician",
+        "operator",
         204,
         pair(
             fresh(lambda w: {"params": {"node_id": w.node(w.pole("airco"))}}),
@@ -1036,9 +1043,9 @@ ROUTES: dict[tuple[str, str], Route] = {
         "technician",
         201,
         pair(
-            req(json=record("AIR-0001")),
-            req(json=record("TEL-0001")),
-            shared_pole=Target("city", req(json=record("RTD-0001")), scoped=403),
+            fresh(lambda w: {"json": record("AIR-0001")}),
+            fresh(lambda w: {"json": record("TEL-0001")}),
+            shared_pole=Target("city", fresh(lambda w: {"json": record("RTD-0001")}), scoped=403),
         ),
     ),
     ("GET", "/api/commissioning"): Route("viewer", 200, own(req())),

@@ -4,11 +4,13 @@ and `mpremote run`-style execution on MicroPython."""
 from __future__ import annotations
 
 import io
-import socket
 from pathlib import Path
 
+from controller.broker import Broker, BrokerConfig, free_port
+from controller.devpki import Authority, write_server_files
+from controller.mqtt_auth import MqttAccounts, generate_secret, hash_password
 from protocols import codec
-from spnode import boarddef, selftest
+from spnode import boarddef, selftest, tlsctx
 from spnode.board.sim import SimBoard
 from spnode.sim.audio import Tone
 from spnode.sim.devices import Bme280Device, Ld2410Device, Pms5003Device, Sps30Device
@@ -68,19 +70,48 @@ def test_failures_carry_reasons() -> None:
     assert board.pwm("lamp").duty_u16() == 65535  # leaves the light on
 
 
-def test_broker_check() -> None:
+def test_broker_check_logs_in_as_the_node(tmp_path: Path) -> None:
+    """A real mosquitto with the node's account, over TLS with the node's context: CONNACK 0
+    passes; a wrong password, the wrong broker name and a closed port fail, saying why."""
+    accounts = MqttAccounts(tmp_path / "auth")
+    secret = generate_secret()
+    username = accounts.set_node("RTD-0001", "n1", hash_password(secret))
+    accounts.write()
+    files = write_server_files(tmp_path / "pki", Authority("Streetpole test CA"))
+    config = BrokerConfig(
+        port=free_port(),
+        tls_port=free_port(),
+        cafile=files.ca,
+        certfile=files.cert,
+        keyfile=files.key,
+        password_file=accounts.password_file,
+        acl_file=accounts.acl_file,
+    )
+    broker = Broker(tmp_path / "broker", config)
+    broker.start()
     board, bdef = healthy_board()
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(1)
-    port = srv.getsockname()[1]
     try:
-        ok = selftest.run(board, bdef, broker=("127.0.0.1", port), out=io.StringIO())[-1]
+        ctx = tlsctx.client_context(files.ca.read_text())
+        tls_port = config.tls_port
+        assert tls_port is not None
+
+        def check(password: str, name: str = "127.0.0.1", port: int = tls_port) -> dict:
+            login = ("127.0.0.1", port, username, password, ctx, name)
+            return selftest.run(board, bdef, broker=login, out=io.StringIO())[-1]
+
+        good = check(secret)
+        assert good["name"] == "broker" and good["ok"], good
+        assert good["reason"] == f"login as {username} to 127.0.0.1:{tls_port} over TLS: " + (
+            "CONNACK 0 (accepted)"
+        )
+        bad = check(secret[::-1])
+        assert not bad["ok"] and "refused: CONNACK 5 (not authorised)" in bad["reason"], bad
+        wrong_name = check(secret, name="broker.example.org")
+        assert not wrong_name["ok"] and "TLS to 127.0.0.1" in wrong_name["reason"], wrong_name
     finally:
-        srv.close()
-    assert ok["name"] == "broker" and ok["ok"]
-    bad = selftest.run(board, bdef, broker=("127.0.0.1", port), out=io.StringIO())[-1]
-    assert not bad["ok"] and "cannot connect" in bad["reason"]
+        broker.stop()
+    closed = check(secret)
+    assert not closed["ok"] and "cannot connect" in closed["reason"], closed
 
 
 def test_runs_on_micropython_as_on_the_node(tmp_path: Path, mpy_tree: Path) -> None:

@@ -127,6 +127,11 @@ def test_a_street_of_virtual_poles(tmp_path: Path, broker: Broker) -> None:
         creds = provision(api.client, api.tokens["admin"], lay)
         assert sorted(p["id"] for p in api.ok("admin", "GET", "/api/poles")) == ids
         assert {c.username for c in creds.values()} == {f"{p}/n1" for p in ids}
+        groups = {g["name"]: sorted(g["poles"]) for g in api.ok("admin", "GET", "/api/groups")}
+        assert groups == {
+            f"Section {ids[0]}–{ids[4]}": ids[:5],
+            f"Section {ids[5]}–{ids[9]}": ids[5:],
+        }
         proc = ctx.Process(
             target=street_process, args=(broker.url, creds, last_night_start(), out, stop)
         )
@@ -182,3 +187,18 @@ def test_a_street_of_virtual_poles(tmp_path: Path, broker: Broker) -> None:
     assert 0 < t["energy_wh"] < t["baseline_wh"]  # presence dimming saves against always-on
     assert t["dropped"] == 0 and t["faults"] == 2
     print(t)
+
+
+def test_the_demo_street_has_groups_and_provisioning_again_keeps_them(tmp_path: Path) -> None:
+    """make run's street comes with two groups (group overrides, energy per group and
+    campaigns need one); a second run does not add more."""
+    lay = grid(3, prefix="G-")
+    ids = [p.id for p in lay.poles]
+    with running_api(tmp_path, ingest_enabled=False, dispatch_enabled=False) as api:
+        for _ in range(2):
+            provision(api.client, api.tokens["admin"], lay)
+            groups = {g["name"]: g["poles"] for g in api.ok("admin", "GET", "/api/groups")}
+            assert groups == {
+                f"Section {ids[0]}–{ids[1]}": ids[:2],
+                f"Section {ids[2]}–{ids[2]}": ids[2:],
+            }

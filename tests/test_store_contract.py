@@ -1,20 +1,23 @@
-"""One contract for every time-series backend: SQLite always; InfluxDB when
-STREETPOLE_INFLUXDB_URL names a real InfluxDB 2 (CI has none; see test_influx_write_path)."""
+"""One contract for every time-series backend: SQLite and PostgreSQL (a throwaway server for the
+session, a fresh schema per test) always; InfluxDB when STREETPOLE_INFLUXDB_URL names a real
+InfluxDB 2 (CI has none; see test_influx_write_path). What only PostgreSQL has (compaction,
+partitions, several writers) is in test_store_postgres.py."""
 
 from __future__ import annotations
 
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from controller.store.base import Batch, StreamKey, TimeSeriesStore
+from controller.store.base import Batch, StreamKey, TimeSeriesStore, WriteResult
 from controller.store.sqlite import SqliteStore
+from tests.harness.postgres import Postgres, fresh_schema
 
 # a UTC midnight 20 to 44 hours ago: inside the 2-day raw retention some tests set, with hours
 # to spare for a run that crosses midnight after this is computed (yesterday's midnight then
@@ -51,9 +54,27 @@ def make_sqlite_recent(tmp: Path) -> TimeSeriesStore:
     return SqliteStore(tmp / "ts.db", retention_raw_days=30, horizon=0)
 
 
+def make_postgres(pg: Postgres, compacted: bool = False) -> TimeSeriesStore:
+    from controller.store.postgres import PostgresStore
+
+    store = PostgresStore(fresh_schema(pg), retention_raw_days=30)
+    if compacted:  # every write is followed by compaction of every hour (see the fixture)
+        write = store.write
+
+        def write_then_compact(batches: Iterable[Batch]) -> WriteResult:
+            result = write(batches)
+            store.compact(2**40)
+            return result
+
+        store.write = write_then_compact  # type: ignore[method-assign]
+    return store
+
+
 BACKENDS = [
     pytest.param(make_sqlite, id="sqlite"),
     pytest.param(make_sqlite_recent, id="sqlite-recent"),
+    pytest.param("postgres", id="postgres"),
+    pytest.param("postgres-packed", id="postgres-packed"),
 ]
 BACKENDS.append(
     pytest.param(
@@ -70,7 +91,11 @@ BACKENDS.append(
 
 @pytest.fixture(params=BACKENDS)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TimeSeriesStore]:
-    s = request.param(tmp_path)
+    if isinstance(request.param, str):  # PostgreSQL; "-packed": every point read from packed rows
+        pg = request.getfixturevalue("postgres")
+        s = make_postgres(pg, compacted=request.param.endswith("-packed"))
+    else:
+        s = request.param(tmp_path)
     yield s
     s.close()
 
@@ -82,6 +107,36 @@ def test_write_is_idempotent(store: TimeSeriesStore) -> None:
     again = store.write([b])
     assert again.points == 2
     assert len(store.query(AIR, T0, T0 + 3600)) == 1
+
+
+def test_a_partly_overlapping_batch_stores_only_its_new_points(store: TimeSeriesStore) -> None:
+    """Another batch (a new seq) that repeats some points of a stored one, at the same times,
+    beside new ones: a node that sent its buffer again in other batches. Also two copies of a
+    point inside one write: the first is kept."""
+    store.write([batch(1, [(T0 + 60, "pm25", 1.0), (T0 + 120, "pm25", 2.0)])])
+    again = store.write(
+        [
+            batch(2, [(T0 + 60, "pm25", 9.0), (T0 + 60, "pm10", 3.0), (T0 + 180, "pm25", 4.0)]),
+            batch(3, [(T0 + 60, "pm10", 8.0), (T0 + 240, "pm25", 5.0), (T0 + 240, "pm25", 7.0)]),
+        ]
+    )
+    assert (again.points, again.stored, again.duplicates) == (6, 3, 3)
+    assert [(p.ts, p.v) for p in store.query(AIR, T0, T0 + 3600)] == [
+        (T0 + 60, 1.0),
+        (T0 + 120, 2.0),
+        (T0 + 180, 4.0),
+        (T0 + 240, 5.0),
+    ]
+    pm10 = store.query(StreamKey("p1", "n1", "air", "pm10"), T0, T0 + 3600)
+    assert [(p.ts, p.v) for p in pm10] == [(T0 + 60, 3.0)]
+    assert store.latest()[AIR].v == 5.0
+
+
+def test_a_batch_without_readings_is_remembered(store: TimeSeriesStore) -> None:
+    """Ingest may have refused every reading of a batch (no module measures them): the batch of
+    a node never seen before is still stored, and its resend counted."""
+    empty = Batch("p9", "n9", 1, 1, [])
+    assert (store.write([empty]).points, store.write([empty]).batches_resent) == (0, 1)
 
 
 def test_query_range_order_and_paging(store: TimeSeriesStore) -> None:

@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from controller.registry.models import ModuleType, Openness, Role
 from protocols import codec
@@ -22,7 +30,22 @@ def _topic_id(v: str) -> str:
     return v
 
 
-TopicId = Annotated[str, Field(min_length=1, max_length=32), AfterValidator(_topic_id)]
+# The protocol's id rule (protocols.topics.check_id, which runs on the nodes too and so stays a
+# loop over characters) as a regular expression for forms: the dashboard reads it from the
+# OpenAPI schema into the input's `pattern` (an HTML pattern is compiled with the `v` flag, so
+# the `-` in the class is escaped). tests/test_id_rule.py checks both agree.
+ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_\-]{0,31}"
+ID_RULE = "1 to 32 letters (A-Z a-z), digits, - or _, starting with a letter or digit"
+TopicId = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=32,
+        description=ID_RULE,
+        json_schema_extra={"pattern": ID_PATTERN},
+    ),
+    AfterValidator(_topic_id),
+]
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 Lat = Annotated[float, Field(ge=-90, le=90)]
 Lon = Annotated[float, Field(ge=-180, le=180)]
@@ -265,11 +288,14 @@ class ProfileIn(BaseModel):
     tz: str = Field("CET-1CEST,M3.5.0,M10.5.0/3", min_length=3, max_length=64)
     neighbour_radius_m: float = Field(60.0, ge=0, le=1000)
 
-    @model_validator(mode="after")
-    def _levels(self) -> ProfileIn:
-        if self.min_level > self.max_level:
-            raise ValueError("min_level must not exceed max_level")
-        return self
+    @field_validator("max_level")
+    @classmethod
+    def _levels(cls, v: float, info: ValidationInfo) -> float:
+        # a field validator, so the 422 names max_level (a model validator's error has no field)
+        low = info.data.get("min_level")
+        if low is not None and v < low:
+            raise ValueError("must not be below min_level")
+        return v
 
     def stored(self) -> dict[str, Any]:
         d = self.model_dump(exclude_none=True)

@@ -1,7 +1,8 @@
-"""The operator dashboard (``/dashboard``), the public portal (``/portal``), their static files
-(``/ui``) and the few API routes only the dashboard needs: a pole's measurements and the live
-event stream. Everything else the pages show comes from the operator API (``/api``) and, on the
-portal, from the public open-data API alone."""
+"""The operator dashboard (``/dashboard``), the public portal (``/portal``) and the open-data
+landing page (``/opendata``), their static files (``/ui``) and the few API routes only the
+dashboard needs: a pole's measurements and the live event stream. Everything else the pages
+show comes from the operator API (``/api``) and, on the public pages, from the open-data API
+alone."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from controller.api.auth import DB, Viewer
 from controller.api.deps import State
 from controller.api.routes.registry import get_pole
-from controller.dashboard import assets, series
+from controller.dashboard import assets, i18n, series
 from controller.dashboard.events import Hub
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -37,7 +38,7 @@ pages = APIRouter(include_in_schema=False)
 api = APIRouter(prefix="/api", tags=["dashboard"])
 
 
-def _page(name: str) -> Response:
+def _missing() -> Response | None:
     absent = assets.missing()
     if absent:
         return HTMLResponse(
@@ -47,7 +48,13 @@ def _page(name: str) -> Response:
             status.HTTP_503_SERVICE_UNAVAILABLE,
             headers=PAGE_HEADERS,
         )
-    return HTMLResponse((STATIC / name).read_text(encoding="utf-8"), headers=PAGE_HEADERS)
+    return None
+
+
+def _page(name: str) -> Response:
+    return _missing() or HTMLResponse(
+        (STATIC / name).read_text(encoding="utf-8"), headers=PAGE_HEADERS
+    )
 
 
 @pages.get("/dashboard", response_class=HTMLResponse)
@@ -56,8 +63,26 @@ def dashboard() -> Response:
 
 
 @pages.get("/portal", response_class=HTMLResponse)
-def portal() -> Response:
-    return _page("portal.html")
+def portal(request: Request) -> Response:
+    """The public portal, in Dutch or English (controller/dashboard/i18n.py)."""
+    return _missing() or i18n.page(request, "portal.html", PAGE_HEADERS)
+
+
+@pages.get("/opendata", response_class=HTMLResponse)
+def opendata_landing(request: Request, state: State) -> Response:
+    """The open-data landing page for consumers, in Dutch or English, styled as the portal.
+    Needs no browser libraries: a page of links that also reads without scripts."""
+    s = state.settings
+    return i18n.page(
+        request,
+        "opendata.html",
+        PAGE_HEADERS,
+        base=str(request.base_url).rstrip("/"),
+        licence=s.opendata_licence,
+        licence_url=s.opendata_licence_url,
+        attribution=s.opendata_attribution,
+        contact=s.opendata_contact,
+    )
 
 
 # ---- a pole's measurements -----------------------------------------------------------------

@@ -17,7 +17,7 @@ from controller.api.auth import Principal
 from controller.registry.measures import owners_of, quantities
 from controller.registry.models import Module, Pole
 from controller.store.base import StreamKey, TimeSeriesStore
-from protocols.quantities import QUANTITIES
+from protocols.quantity_info import INFO
 
 Window = Literal["raw", "minute", "hour", "day"]
 MAX_RAW_POINTS = 20_000
@@ -31,11 +31,14 @@ class Stream:
 
     def describe(self) -> dict[str, Any]:
         m = self.module
+        info = INFO.get(self.key.q)
         return {
             "q": self.key.q,
             "node": self.key.node,
             "src": self.key.src,
-            "unit": QUANTITIES.get(self.key.q, ("",))[0],
+            # the same UCUM code and symbol as the open-data API (protocols/quantity_info.py)
+            "unit": info.unit.ucum if info else "",
+            "unitSymbol": info.unit.symbol if info else "",
             "module_id": m.id if m else None,
             "module_type": m.type if m else None,
             "openness": m.openness if m else None,

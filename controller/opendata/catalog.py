@@ -34,7 +34,7 @@ from controller.registry.models import Module, Owner, Pole
 from controller.registry.stamp import read_stamp
 from controller.settings import Settings
 from controller.store.base import QueryTooExpensive, StreamKey, TimeSeriesStore
-from protocols.quantities import QUANTITIES
+from protocols.quantity_info import INFO
 
 SCHEMA = """
 CREATE TABLE things (id TEXT PRIMARY KEY, name TEXT, description TEXT, properties TEXT);
@@ -59,30 +59,6 @@ CREATE INDEX datastreams_foi ON datastreams (foi_id);
 
 OM = "http://www.opengis.net/def/observationType/OGC-OM/2.0/"
 UCUM = "https://ucum.org/ucum#"
-UNITS = {
-    # protocol unit -> (name, symbol, UCUM code)
-    "ug/m3": ("microgram per cubic metre", "µg/m³", "ug/m3"),
-    "mV": ("millivolt", "mV", "mV"),
-    "Cel": ("degree Celsius", "°C", "Cel"),
-    "%RH": ("percent relative humidity", "%", "%"),
-    "hPa": ("hectopascal", "hPa", "hPa"),
-    "dB": ("decibel (A-weighted)", "dB(A)", "dB"),
-    "count": ("count", "1", "{count}"),
-    "/": ("fraction of full output", "1", "1"),
-    "W": ("watt", "W", "W"),
-    "Wh": ("watt hour", "Wh", "W.h"),
-    "A": ("ampere", "A", "A"),
-}
-SDM = "https://smartdatamodels.org/dataModel."
-MODELS = {
-    "Environment/AirQualityObserved": (
-        "pm1 pm25 pm10 no2 no2WE no2AE temperature relativeHumidity atmosphericPressure"
-    ),
-    "Environment/NoiseLevelObserved": "LAeq LAmax LAmin LA10 LA90",
-    "Streetlighting/Streetlight": "illuminanceLevel powerConsumption energyConsumed lampCurrent",
-    "Transportation/CrowdFlowObserved": "presenceCount",
-}
-DEFINITIONS = {q: f"{SDM}{model}#{q}" for model, qs in MODELS.items() for q in qs.split()}
 SENSORS = {
     "SPS30": "Sensirion SPS30 particulate matter sensor (optical, laser scattering)",
     "SHT31": "Sensirion SHT31 temperature and humidity sensor",
@@ -114,7 +90,7 @@ class DsInfo:
     key: StreamKey
     pole: str
     q: str
-    unit: str
+    unit: str  # UCUM code (protocols/quantity_info.py)
     counted: bool
     module_id: int = 0  # the module it is published through (the register lists it there)
 
@@ -221,13 +197,13 @@ def build(
         if not all(publishable(m, access) for m in mods):
             continue
         m = mods[0]
-        if key.q not in QUANTITIES:
+        info_q = INFO.get(key.q)
+        if info_q is None:
             continue
         counted = key.q == "presenceCount"
         if m.type == "motion" and not counted:
             continue  # motion modules publish counts, nothing else
-        unit = QUANTITIES[key.q][0]
-        uname, usym, ucode = UNITS.get(unit, (unit, unit, unit))
+        unit = info_q.unit
         sensor = str((m.attributes or {}).get("sensor") or f"{m.type}-module")
         if sensor not in sensors:
             sensors[sensor] = (
@@ -242,9 +218,9 @@ def build(
             ops[key.q] = (
                 key.q,
                 key.q,
-                f"{key.q} ({uname})",
-                DEFINITIONS.get(key.q, f"https://streetpole.example/quantities#{key.q}"),
-                "{}",
+                f"{info_q.en} ({unit.name})",
+                info_q.definition,
+                json.dumps({"nl": info_q.nl, "group": info_q.group}, ensure_ascii=False),
             )
         lon, lat = pole_pos[key.pole]
         owner = owners.get(m.owner_id)
@@ -264,11 +240,11 @@ def build(
             (
                 info.id,
                 f"{key.q} at {cat.poles[key.pole]['name']}",
-                f"{key.q} measured by the {m.type} module on pole {key.pole}",
+                f"{info_q.en} measured by the {m.type} module on pole {key.pole}",
                 obs_type,
-                uname,
-                usym,
-                UCUM + ucode,
+                unit.name,
+                unit.symbol,
+                UCUM + unit.ucum,
                 key.pole,
                 sensor,
                 key.q,
@@ -281,7 +257,7 @@ def build(
                 int(counted),
             )
         )
-        cat.datastreams[info.id] = DsInfo(info.id, key, key.pole, key.q, unit, counted, m.id)
+        cat.datastreams[info.id] = DsInfo(info.id, key, key.pole, key.q, unit.ucum, counted, m.id)
         cat.by_pole.setdefault(key.pole, []).append(info.id)
 
     ins = cat.db.executemany

@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from controller.opendata.render import iso
 from controller.registry.db import Registry
 from controller.registry.models import Module, Owner, Pole
 from controller.settings import Settings
@@ -197,10 +198,11 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         store.close()
         registry.close()
+    span = f"{iso(made['start'])} to {iso(made['end'])}"
     print(
         f"demo data: {len(made['poles'])} poles, {len(made['modules'])} modules, "
-        f"{made['stored']} new readings in {settings.database_path} "
-        f"(registry {settings.registry_url})"
+        f"{made['stored']} new readings every {args.period} s from {span} (UTC) "
+        f"in {settings.database_path} (registry {settings.registry_url})"
     )
 
 

@@ -211,7 +211,10 @@ class OpenDataEdge:
         s = settings
         self.headers = [
             (b"access-control-allow-origin", b"*"),
-            (b"access-control-expose-headers", b"Link, X-License, X-Attribution, Retry-After"),
+            (
+                b"access-control-expose-headers",
+                b"Link, X-License, X-Attribution, Retry-After, X-Time-Range",
+            ),
             (b"link", f'<{s.opendata_licence_url}>; rel="license"'.encode("latin-1", "replace")),
             (b"x-license", s.opendata_licence.encode("latin-1", "replace")),
             (b"x-attribution", s.opendata_attribution.encode("latin-1", "replace")),

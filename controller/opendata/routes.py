@@ -1,5 +1,5 @@
-"""HTTP routes of the open-data API: SensorThings 1.1 under /sta/v1.1, and under /opendata the
-landing page, latest values, aggregates, CSV, daily archives, GeoJSON and the sensor register.
+"""HTTP routes of the open-data API: SensorThings 1.1 under /sta/v1.1, and under /opendata
+latest values, aggregates, CSV, daily archives, GeoJSON and the sensor register.
 Read-only and public; errors are JSON ``{"code", "type", "message"}`` as FROST-Server sends."""
 
 from __future__ import annotations
@@ -8,22 +8,24 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
-from html import escape
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
-from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from controller.opendata import sta
 from controller.opendata.access import InvalidToken
 from controller.opendata.catalog import Access
 from controller.opendata.entities import BY_PLURAL
+from controller.opendata.gzipped import accepts_gzip, gzip_chunks
 from controller.opendata.query import BadQuery, Unsupported, parse_options
 from controller.opendata.ratelimit import Limits, OpenDataEdge, Overloaded, RateLimited, Released
-from controller.opendata.service import OpenData
+from controller.opendata.render import iso
+from controller.opendata.service import OpenData, register_summary
 from controller.settings import Settings
 from controller.store.base import QueryTooExpensive
+from protocols.quantity_info import as_json as quantities_json
 
 TAG_STA = "open data: SensorThings API 1.1"
 TAG_DL = "open data: downloads, map, register"
@@ -58,6 +60,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 sta_router = APIRouter(prefix="/sta/v1.1", tags=[TAG_STA])
 dl_router = APIRouter(prefix="/opendata", tags=[TAG_DL])
+TIME_RANGE = "X-Time-Range"  # the window a download covers, start/end as ISO 8601
+QUANTITIES_BODY = json.dumps(quantities_json(), separators=(",", ":"), ensure_ascii=False)
 
 
 def _error(code: int, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -195,14 +199,18 @@ for _plural in BY_PLURAL:
     response_class=Response,
 )
 def sta_resource(request: Request, resource: Annotated[str, Path()]) -> Response:
+    if resource == "":  # the service root as the standard writes it, /sta/v1.1/
+        return sta_landing(request)
     return _sta(request, resource)
 
 
 # ---- downloads, map, register --------------------------------------------------------------------
 
-TimeParam = Annotated[
-    str | None, Query(description="ISO 8601, e.g. 2026-11-02T00:00:00Z (default: 24 h back)")
+StartParam = Annotated[
+    str | None,
+    Query(description="ISO 8601, e.g. 2026-11-02T00:00:00Z (default: 24 h before end)"),
 ]
+EndParam = Annotated[str | None, Query(description="ISO 8601 (default: now)")]
 DsParam = Annotated[int | None, Query(ge=0, le=2**53, description="Datastream @iot.id")]
 PoleParam = Annotated[str | None, Query(max_length=64, description="pole id")]
 JSON_200: dict[int | str, dict[str, Any]] = {200: {"description": "JSON", **OBJ}, **ERRORS}
@@ -210,45 +218,6 @@ CSV_200: dict[int | str, dict[str, Any]] = {
     200: {"description": "CSV", "content": {"text/csv": {"schema": {"type": "string"}}}},
     **ERRORS,
 }
-
-
-@dl_router.get("", response_class=HTMLResponse, summary="Landing page (HTML)")
-def landing_html(request: Request) -> HTMLResponse:
-    s = _od(request).settings
-    b = _base(request)
-    links = [
-        ("SensorThings API 1.1", f"{b}/sta/v1.1"),
-        ("Latest value of every Datastream", f"{b}/opendata/v1/latest"),
-        ("All poles with latest values (GeoJSON)", f"{b}/opendata/v1/poles.geojson"),
-        ("Daily CSV archives", f"{b}/opendata/v1/archives"),
-        ("Sensor register (JSON)", f"{b}/opendata/v1/register"),
-        ("Sensor register (CSV)", f"{b}/opendata/v1/register.csv"),
-        ("API description (OpenAPI)", f"{b}/opendata/openapi.json"),
-        ("Interactive API documentation", f"{b}/docs"),
-    ]
-    mail = escape(s.opendata_contact)
-    items = "\n".join(f'<li><a href="{escape(u)}">{escape(t)}</a></li>' for t, u in links)
-    html = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{escape(s.opendata_title)}</title></head>
-<body><main>
-<h1>{escape(s.opendata_title)}</h1>
-<p>{escape(s.opendata_description)}</p>
-<h2>Use the data</h2><ul>
-{items}
-</ul>
-<h2>Licence</h2>
-<p><a href="{escape(s.opendata_licence_url)}" rel="license">{escape(s.opendata_licence)}</a>.
-Attribution: {escape(s.opendata_attribution)}.</p>
-<h2>About</h2>
-<dl><dt>Updated</dt><dd>{escape(s.opendata_update_frequency)}</dd>
-<dt>Contact</dt><dd><a href="mailto:{mail}">{mail}</a></dd>
-<dt>Privacy</dt><dd>Only streams their owners mark open are published. Motion is published
-only as counts per {s.opendata_motion_interval_s // 60} minutes, noise only as levels; no audio,
-images or identifiers of people are collected.</dd></dl>
-</main></body></html>"""
-    return HTMLResponse(html)
 
 
 @dl_router.get("/v1", summary="Dataset description (JSON)", responses=JSON_200)
@@ -270,9 +239,25 @@ def metadata(request: Request) -> Response:
                 "geojson": f"{b}/opendata/v1/poles.geojson",
                 "archives": f"{b}/opendata/v1/archives",
                 "register": f"{b}/opendata/v1/register",
+                "registerSummary": f"{b}/opendata/v1/register/summary",
+                "quantities": f"{b}/opendata/quantities.json",
                 "openapi": f"{b}/opendata/openapi.json",
             },
         }
+    )
+
+
+@dl_router.get(
+    "/quantities.json",
+    summary="What each quantity is: names (en, nl), UCUM unit and symbol, display, guidelines",
+    responses=JSON_200,
+)
+def quantities() -> Response:
+    # the same for everyone, changing only with a release: caches may keep it an hour
+    return Response(
+        QUANTITIES_BODY,
+        media_type="application/json",
+        headers={"Cache-Control": "public, max-age=3600"},
     )
 
 
@@ -298,8 +283,8 @@ def aggregates(
     datastream: DsParam = None,
     pole: PoleParam = None,
     window: Literal["minute", "hour", "day"] = "hour",
-    start: TimeParam = None,
-    end: TimeParam = None,
+    start: StartParam = None,
+    end: EndParam = None,
 ) -> Response:
     def run() -> Response:
         od = _od(request)
@@ -307,7 +292,8 @@ def aggregates(
         dss = od.pick(cat, datastream, pole)
         s, e = od.time_range(start, end, 86400)
         skip = datastream is None  # a pole's streams: its counts only in their own windows
-        return _json({"value": od.aggregates(cat, dss, s, e, window, skip_coarse=skip)})
+        value = od.aggregates(cat, dss, s, e, window, skip_coarse=skip)
+        return _json({"start": iso(s), "end": iso(e), "value": value})
 
     return _guard(run)
 
@@ -317,12 +303,14 @@ class _Download(StreamingResponse):
     it with an exception, and the iterator it was reading then lives on in that exception's
     traceback until a garbage collection: the place is given back here instead."""
 
-    def __init__(self, chunks: Iterator[str], filename: str, release: Callable[[], None]) -> None:
-        super().__init__(
-            Released(chunks, release),
-            media_type="text/csv",
-            headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-        )
+    def __init__(
+        self,
+        chunks: Iterator[str] | Iterator[bytes],
+        media_type: str,
+        headers: dict[str, str],
+        release: Callable[[], None],
+    ) -> None:
+        super().__init__(chunks, media_type=media_type, headers=headers)
         self.release = release
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -332,29 +320,59 @@ class _Download(StreamingResponse):
             self.release()
 
 
-def _download(request: Request, make: Callable[[], tuple[Iterator[str], str]]) -> Response:
-    """A CSV download within the limits of downloads at once."""
+def _download(
+    request: Request,
+    make: Callable[[], tuple[Iterator[str], str, dict[str, str]]],
+    gz_file: bool = False,
+) -> Response:
+    """A CSV download within the limits of downloads at once: gzipped as a file
+    (``gz_file``: ``.csv.gz``, application/gzip) or in transit when the client accepts it."""
     limits: Limits = request.app.state.opendata_limits
     release = limits.downloads.enter(request.client.host if request.client else None)
     try:
-        chunks, filename = make()
+        chunks, filename, extra = make()
     except BaseException:
         release()
         raise
-    return _Download(chunks, filename, release)
+    text = Released(chunks, release)
+    if gz_file:
+        disposition = f'attachment; filename="{filename}.gz"'
+        h = {"Content-Disposition": disposition, **extra}
+        return _Download(gzip_chunks(text), "application/gzip", h, release)
+    h = {"Content-Disposition": f'attachment; filename="{filename}"', "Vary": "Accept-Encoding"}
+    h.update(extra)
+    if accepts_gzip(request.headers.get("accept-encoding")):
+        h["Content-Encoding"] = "gzip"
+        return _Download(gzip_chunks(text), "text/csv", h, release)
+    return _Download(text, "text/csv", h, release)
+
+
+CSV_WINDOW: dict[int | str, dict[str, Any]] = {
+    200: {
+        **CSV_200[200],
+        "headers": {
+            TIME_RANGE: {
+                "description": "the window the CSV covers, start/end (ISO 8601)",
+                "schema": {"type": "string"},
+            }
+        },
+    }
+}
 
 
 @dl_router.get(
-    "/v1/csv", summary="Observations of a Datastream or a pole as CSV", responses=CSV_200
+    "/v1/csv",
+    summary="Observations of a Datastream or a pole as CSV (gzip on Accept-Encoding)",
+    responses={**CSV_200, **CSV_WINDOW},
 )
 def csv(
     request: Request,
     datastream: DsParam = None,
     pole: PoleParam = None,
-    start: TimeParam = None,
-    end: TimeParam = None,
+    start: StartParam = None,
+    end: EndParam = None,
 ) -> Response:
-    def make() -> tuple[Iterator[str], str]:
+    def make() -> tuple[Iterator[str], str, dict[str, str]]:
         od = _od(request)
         cat = od.catalog(_access(request, od))
         dss = od.pick(cat, datastream, pole)
@@ -367,7 +385,7 @@ def csv(
             yield first
             yield from rows
 
-        return chunks(), f"{name}.csv"
+        return chunks(), f"{name}.csv", {TIME_RANGE: f"{iso(s)}/{iso(e)}"}
 
     return _guard(lambda: _download(request, make))
 
@@ -377,36 +395,38 @@ def archives(request: Request) -> Response:
     def run() -> Response:
         od = _od(request)
         cat = od.catalog(_access(request, od))
-        firsts = [
-            r[0] for r in cat.rows("SELECT min(phen_start) FROM datastreams") if r[0] is not None
-        ]
-        today = datetime.now(UTC).date()
+        # whole UTC days from the first published reading to the last, today left out
+        span = cat.rows("SELECT min(phen_start), max(phen_end) FROM datastreams")[0]
         days: list[str] = []
-        if firsts:
-            first = datetime.fromtimestamp(firsts[0], UTC).date()
-            n = min((today - first).days, 366)
-            days = [date.fromordinal(today.toordinal() - i).isoformat() for i in range(n, 0, -1)]
+        if span[0] is not None:
+            first = datetime.fromtimestamp(span[0], UTC).date().toordinal()
+            yesterday = datetime.now(UTC).date().toordinal() - 1
+            last = min(datetime.fromtimestamp(span[1], UTC).date().toordinal(), yesterday)
+            first = max(first, last - 365)
+            days = [date.fromordinal(d).isoformat() for d in range(first, last + 1)]
         b = _base(request)
         return _json(
             {
                 "license": od.settings.opendata_licence_url,
-                "value": [{"day": d, "url": f"{b}/opendata/v1/archives/{d}.csv"} for d in days],
+                "value": [
+                    {
+                        "day": d,
+                        "url": f"{b}/opendata/v1/archives/{d}.csv",
+                        "gzip": f"{b}/opendata/v1/archives/{d}.csv.gz",
+                    }
+                    for d in days
+                ],
             }
         )
 
     return _guard(run)
 
 
-@dl_router.get(
-    "/v1/archives/{day}.csv",
-    summary="Every published Observation of one UTC day, as CSV",
-    responses=CSV_200,
-)
-def archive(
-    request: Request,
-    day: Annotated[str, Path(pattern=r"^\d{4}-\d{2}-\d{2}$", description="YYYY-MM-DD")],
-) -> Response:
-    def make() -> tuple[Iterator[str], str]:
+DayParam = Annotated[str, Path(pattern=r"^\d{4}-\d{2}-\d{2}$", description="YYYY-MM-DD")]
+
+
+def _archive(request: Request, day: str, gz_file: bool) -> Response:
+    def make() -> tuple[Iterator[str], str, dict[str, str]]:
         od = _od(request)
         cat = od.catalog(_access(request, od))
         try:
@@ -415,9 +435,50 @@ def archive(
             raise BadQuery(f"not a date: {day!r}") from e
         start = int(datetime(d.year, d.month, d.day, tzinfo=UTC).timestamp())
         dss = sorted(cat.datastreams.values(), key=lambda x: x.id)
-        return od.csv_rows(cat, dss, start, start + 86400), f"streetpole-{day}.csv"
+        rows = od.csv_rows(cat, dss, start, start + 86400)
+        head = next(rows)
+        first = next(rows, None)  # a day with nothing published has no archive
+        if first is None:
+            raise LookupError(f"no published observation on {day} (UTC); see /opendata/v1/archives")
 
-    return _guard(lambda: _download(request, make))
+        def chunks() -> Iterator[str]:
+            yield head
+            yield first
+            yield from rows
+
+        return chunks(), f"streetpole-{day}.csv", {}
+
+    return _guard(lambda: _download(request, make, gz_file))
+
+
+ARCHIVE_404: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No published observation on that day", **ERROR}
+}
+
+
+@dl_router.get(
+    "/v1/archives/{day}.csv",
+    summary="Every published Observation of one UTC day, as CSV (gzip on Accept-Encoding)",
+    responses={**CSV_200, **ARCHIVE_404},
+)
+def archive(request: Request, day: DayParam) -> Response:
+    return _archive(request, day, gz_file=False)
+
+
+@dl_router.get(
+    "/v1/archives/{day}.csv.gz",
+    summary="The same archive as a gzip file",
+    responses={
+        200: {
+            "description": "gzip of the CSV",
+            "content": {"application/gzip": {"schema": {"type": "string", "format": "binary"}}},
+        },
+        **ERRORS,
+        **ARCHIVE_404,
+    },
+)
+def archive_gz(request: Request, day: DayParam) -> Response:
+    return _archive(request, day, gz_file=True)
 
 
 @dl_router.get(
@@ -447,12 +508,35 @@ REGISTER_FIELDS = [
 ]
 
 
+def _csv_value(v: Any) -> Any:
+    """A register value in CSV: booleans as ``true``/``false`` (as in the JSON), none empty."""
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return v
+
+
 @dl_router.get("/v1/register", summary="Sensor register (JSON)", responses=JSON_200)
 def register(request: Request) -> Response:
     def run() -> Response:
         od = _od(request)
         cat = od.catalog(_access(request, od))
         return _json({"value": od.register(cat, _base(request))})
+
+    return _guard(run)
+
+
+@dl_router.get(
+    "/v1/register/summary",
+    summary="The register per module type: how many, which hold personal data, which publish",
+    responses=JSON_200,
+)
+def register_summary_route(request: Request) -> Response:
+    def run() -> Response:
+        od = _od(request)
+        cat = od.catalog(_access(request, od))
+        return _json(register_summary(od.register(cat, _base(request))))
 
     return _guard(run)
 
@@ -470,8 +554,8 @@ def register_csv(request: Request) -> Response:
         w.writerow(REGISTER_FIELDS)
         for e in od.register(cat, _base(request)):
             lon, lat = e["location"]["coordinates"]
-            row = {**e, "lon": lon, "lat": lat, "quantities": " ".join(e["quantities"])}
-            w.writerow(["" if row[f] is None else row[f] for f in REGISTER_FIELDS])
+            row = {**e, "lon": lon, "lat": lat, "quantities": ";".join(e["quantities"])}
+            w.writerow([_csv_value(row[f]) for f in REGISTER_FIELDS])
         return Response(
             buf.getvalue(),
             media_type="text/csv",

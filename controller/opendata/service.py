@@ -16,10 +16,27 @@ from controller.opendata.render import iso
 from controller.registry.models import Module, Owner, Pole
 from controller.state import AppState
 from controller.store.base import ObservationQuery, Point, Window
+from protocols.quantity_info import INFO, api_round
+
+
+def symbol(q: str) -> str:
+    """The unit symbol for people next to the UCUM code every API gives (``unit``)."""
+    info = INFO.get(q)
+    return info.unit.symbol if info else ""
+
 
 CSV_HEADER = (
-    "datastream_id,pole,quantity,unit,phenomenon_time_start,phenomenon_time_end,result,flags\n"
+    "datastream_id,pole,lon,lat,district,quantity,unit,"
+    "phenomenon_time_start,phenomenon_time_end,result,flags\n"
 )
+
+
+def csv_field(value: object) -> str:
+    """One CSV field (RFC 4180): quoted when it holds a comma, a quote or a line break."""
+    text = "" if value is None else str(value)
+    if any(c in text for c in ',"\r\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
 
 
 class OpenData:
@@ -91,6 +108,7 @@ class OpenData:
                     "pole": d.pole,
                     "quantity": d.q,
                     "unit": d.unit,
+                    "unitSymbol": symbol(d.q),
                     "time": iso(point.ts),
                     "interval_s": point.dur,
                     "result": int(point.v) if d.counted else point.v,
@@ -133,7 +151,7 @@ class OpenData:
                     {
                         "time": iso(a.bucket),
                         "count": a.count,
-                        "mean": a.mean,
+                        "mean": api_round(d.q, a.mean),
                         "min": a.min,
                         "max": a.max,
                     }
@@ -145,6 +163,7 @@ class OpenData:
                     "pole": d.pole,
                     "quantity": d.q,
                     "unit": d.unit,
+                    "unitSymbol": symbol(d.q),
                     "window": window,
                     "value": value,
                 }
@@ -160,6 +179,9 @@ class OpenData:
         now = int(time.time())
         counted = {d.id for d in dss if d.counted}
         for d in dss:
+            pole = cat.poles[d.pole]
+            where = ",".join(csv_field(pole[k]) for k in ("lon", "lat", "district"))
+            head = f"{d.id},{csv_field(d.pole)},{where},{d.q},{d.unit}"
             after = start - 1
             while left > 0:
                 page = self.store.observations(
@@ -182,8 +204,7 @@ class OpenData:
                     result = str(int(v)) if d.counted else repr(v)
                     t0 = iso(ts - dur) if dur else iso(ts)
                     lines.append(
-                        f"{d.id},{d.pole},{d.q},{d.unit},{t0},{iso(ts)},{result},"
-                        f"{(flags or '').replace(',', ';')}\n"
+                        f"{head},{t0},{iso(ts)},{result},{(flags or '').replace(',', ';')}\n"
                     )
                 left -= len(page.rows)
                 after = page.rows[-1][1]
@@ -197,7 +218,10 @@ class OpenData:
         latest: dict[str, list[dict[str, Any]]] = {}
         for item in self.latest(cat):
             latest.setdefault(item["pole"], []).append(
-                {k: item[k] for k in ("datastream", "quantity", "unit", "time", "result")}
+                {
+                    k: item[k]
+                    for k in ("datastream", "quantity", "unit", "unitSymbol", "time", "result")
+                }
             )
         features = []
         for pid, p in sorted(cat.poles.items()):
@@ -265,6 +289,7 @@ class OpenData:
                             "id": d.id,
                             "quantity": d.q,
                             "unit": d.unit,
+                            "unitSymbol": symbol(d.q),
                             "dataLink": f"{base}/sta/v1.1/Datastreams({d.id})/Observations",
                         }
                         for d in sorted(dss, key=lambda d: d.id)
@@ -275,3 +300,54 @@ class OpenData:
                 }
             )
         return out
+
+
+def register_summary(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """The register per module type, for a privacy statement (the portal's, the landing
+    page's): how many modules of each type stand in the street, which hold personal data, which
+    publish, and why they are there. Made from the register's entries, so a statement made
+    from it cannot say what the register contradicts."""
+    by_type: dict[str, dict[str, Any]] = {}
+    for e in entries:
+        t = by_type.setdefault(
+            e["category"],
+            {
+                "category": e["category"],
+                "modules": 0,
+                "poles": set(),
+                "sensorTypes": set(),
+                "owners": set(),
+                "observationGoals": set(),
+                "containsPersonalInfoData": 0,
+                "isPublic": 0,
+                "isOpenData": 0,
+                "published": 0,
+                "quantities": set(),
+            },
+        )
+        t["modules"] += 1
+        t["poles"].add(e["pole"])
+        for key, field in (
+            ("sensorTypes", "sensorType"),
+            ("owners", "owner"),
+            ("observationGoals", "observationGoal"),
+        ):
+            if e[field]:
+                t[key].add(e[field])
+        for flag in ("containsPersonalInfoData", "isPublic", "isOpenData"):
+            t[flag] += bool(e[flag])
+        t["published"] += bool(e["datastreams"])
+        t["quantities"].update(e["quantities"])
+    types = []
+    for t in sorted(by_type.values(), key=lambda t: t["category"]):
+        t["poles"] = len(t["poles"])
+        for key in ("sensorTypes", "owners", "observationGoals", "quantities"):
+            t[key] = sorted(t[key])
+        types.append(t)
+    personal = [t["category"] for t in types if t["containsPersonalInfoData"]]
+    return {
+        "modules": len(entries),
+        "containsPersonalInfoData": sum(t["containsPersonalInfoData"] for t in types),
+        "categoriesWithPersonalInfoData": personal,
+        "value": types,
+    }

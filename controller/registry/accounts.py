@@ -11,6 +11,27 @@ from controller.registry.models import ApiToken, AuditEntry, Owner, User
 from controller.security import ROLE_RANK, hash_password, new_token
 
 
+def create_owner(reg: Registry, slug: str, name: str, kind: str) -> int:
+    """Add an organisation (an owner-scoped account needs one first); an existing slug is an
+    error rather than a silent rename."""
+    with reg.session() as db:
+        if db.scalar(select(Owner.id).where(Owner.slug == slug)) is not None:
+            raise ValueError(f"slug: owner {slug!r} exists already")
+        owner = Owner(slug=slug, name=name, kind=kind)
+        db.add(owner)
+        db.flush()
+        db.add(
+            AuditEntry(
+                actor="cli",
+                action="owner.create",
+                target_type="owner",
+                target_id=str(owner.id),
+                detail={"slug": slug, "name": name, "kind": kind},
+            )
+        )
+        return owner.id
+
+
 def create_user(
     reg: Registry, username: str, password: str, role: str, owner: str | None = None
 ) -> int:
@@ -22,7 +43,9 @@ def create_user(
         if owner is not None:
             owner_id = db.scalar(select(Owner.id).where(Owner.slug == owner))
             if owner_id is None:
-                raise ValueError(f"owner: no owner with slug {owner!r}")
+                raise ValueError(
+                    f"owner: no owner with slug {owner!r} (add it: streetpole create-owner {owner})"
+                )
         user = db.scalar(select(User).where(User.username == username))
         if user is None:
             user = User(username=username, password_hash="", role=role, owner_id=owner_id)
@@ -64,6 +87,17 @@ def create_token(reg: Registry, username: str, name: str, days: int | None = Non
             )
         )
         return token
+
+
+def account_of(reg: Registry, username: str) -> tuple[str, str | None] | None:
+    """An account's role and owner slug, or None when there is no such account."""
+    with reg.session() as db:
+        row = db.execute(
+            select(User.role, Owner.slug)
+            .outerjoin(Owner, Owner.id == User.owner_id)
+            .where(User.username == username)
+        ).first()
+        return None if row is None else (row[0], row[1])
 
 
 def has_admin(reg: Registry) -> bool:

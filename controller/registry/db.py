@@ -18,10 +18,10 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -36,6 +36,9 @@ BUSY_TIMEOUT_S = 5.0
 # at once (controller/api/admission.py) and keeps the rest for ingest, fleet and open data.
 POOL_SIZE = 20
 _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+# deadlock_detected, serialization_failure: the transaction may simply be run again
+RETRY_SQLSTATES = ("40P01", "40001")
+T = TypeVar("T")
 
 
 class Base(DeclarativeBase):
@@ -192,6 +195,22 @@ class Registry:
                 raise
             if s.info.get("wrote"):
                 self.last_error = None
+
+    def retrying(self, work: Callable[[Session], T], attempts: int = 3) -> T:
+        """``work`` in a session of its own, run again when PostgreSQL chose it to give way in
+        a deadlock or a serialisation conflict (controllers sharing the registry update the
+        same nodes' rows from their own ingest; the other transaction goes through)."""
+        for attempt in range(attempts):
+            try:
+                with self.session() as db:
+                    return work(db)
+            except DatabaseError as e:
+                if (
+                    getattr(e.orig, "sqlstate", None) not in RETRY_SQLSTATES
+                    or attempt == attempts - 1
+                ):
+                    raise
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
         self.engine.dispose()

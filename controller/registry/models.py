@@ -346,3 +346,29 @@ class RegistryStamp(Base):
     __tablename__ = "registry_stamp"
     id: Mapped[int] = mapped_column(primary_key=True)
     version: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class OutboxMessage(Base):
+    """A message to a node, written in the transaction that decided it (a transactional outbox)
+    and deleted once the broker has acknowledged it. Whichever controller leads drains the table
+    in id order, so a command committed by a controller that died before sending it still goes
+    out, from the survivor (controller/dispatch.py, controller/leadership.py)."""
+
+    __tablename__ = "outbox"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    topic: Mapped[str] = mapped_column(String(200))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    retain: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class ServiceAccount(Base):
+    """A controller process's broker account (controller/mqtt_auth.py process_identity): kept in
+    the registry so that whichever controller rewrites the broker's files writes every
+    controller's accounts, not only its own."""
+
+    __tablename__ = "service_accounts"
+    username: Mapped[str] = mapped_column(String(140), primary_key=True)
+    password_hash: Mapped[str] = mapped_column(String(300))
+    role: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[float] = mapped_column(Float, default=now)

@@ -19,6 +19,18 @@ def open_store(settings: Settings) -> TimeSeriesStore:
             settings.influxdb_org,
             settings.influxdb_bucket,
         )
+    if settings.store == "postgresql":
+        from controller.store.postgres import PostgresStore
+
+        if not settings.store_url:
+            raise ValueError("STREETPOLE_STORE_URL must be set when STREETPOLE_STORE=postgresql")
+        return PostgresStore(
+            settings.store_url,
+            settings.retention_raw_days,
+            settings.retention_minute_days,
+            settings.retention_hour_days,
+            settings.store_compact_after_s,
+        )
     from controller.store.sqlite import SqliteStore
 
     return SqliteStore(

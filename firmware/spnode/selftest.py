@@ -6,7 +6,7 @@ On the node (board.json on the flash)::
 
     mpremote run firmware/spnode/selftest.py           # or, at the REPL:
     >>> from spnode import selftest
-    >>> selftest.main(broker=("10.0.0.2", 1883))
+    >>> selftest.main(broker=("10.0.0.2", 1883, "RTD-0001/n1", "its password"))
 
 From code (any board, e.g. the simulated one)::
 
@@ -57,18 +57,62 @@ def check_lamp(board, bdef):
     return True, "%.2f A at 100%%, %.2f A off" % (on, off)
 
 
-def check_broker(host, port, timeout_s=3):
+def check_broker(host, port, username=None, password=None, ssl=None, server_name=None, timeout_s=5):
+    """Log in to the broker as the node does: TCP, TLS with the node's context (its CA and the
+    broker's name), an MQTT CONNECT with its credentials; the CONNACK's code says whether the
+    broker takes them. Disconnects at once (clean session, no will: nothing is published)."""
     import socket
 
+    from protocols import mqtt_framing as mf
+
+    where = "%s:%d" % (host, port)
     s = socket.socket()
     try:
         s.settimeout(timeout_s)
-        s.connect(socket.getaddrinfo(host, port)[0][-1])
-    except OSError as e:
-        return False, "cannot connect to %s:%d (%s)" % (host, port, e)
+        try:
+            s.connect(socket.getaddrinfo(host, port)[0][-1])
+        except OSError as e:
+            return False, "cannot connect to %s (%s)" % (where, e)
+        if ssl is not None:
+            try:
+                s = ssl.wrap_socket(s, server_hostname=server_name or host)
+            except (OSError, ValueError) as e:
+                return False, "TLS to %s refused: %s (not the broker node.json trusts?)" % (
+                    where,
+                    e,
+                )
+        send = getattr(s, "write", None) or s.sendall  # MicroPython streams; CPython sockets
+        recv = getattr(s, "read", None) or s.recv
+        try:
+            send(mf.send_connect(username or "selftest", 30, True, username, password))
+            ack = b""
+            while len(ack) < 4:
+                got = recv(4 - len(ack))
+                if not got:
+                    break
+                ack += got
+        except OSError as e:
+            return False, "no CONNACK from %s (%s)" % (where, e)
+        if len(ack) < 4 or ack[0] != 0x20:
+            return False, "no CONNACK from %s: not an MQTT broker?" % where
+        code = ack[3]
+        name = mf.CONNACK_CODES[code] if code < len(mf.CONNACK_CODES) else "unknown"
+        tls = " over TLS" if ssl is not None else ""
+        if code:
+            return False, "login as %s to %s%s refused: CONNACK %d (%s)" % (
+                username,
+                where,
+                tls,
+                code,
+                name,
+            )
+        try:
+            send(b"\xe0\x00")  # DISCONNECT
+        except OSError:
+            pass
+        return True, "login as %s to %s%s: CONNACK 0 (accepted)" % (username, where, tls)
     finally:
         s.close()
-    return True, "TCP connect to %s:%d" % (host, port)
 
 
 def run(board, bdef, broker=None, out=None):
@@ -86,8 +130,8 @@ def run(board, bdef, broker=None, out=None):
         except Exception as e:
             ok, reason = False, "%s: %s" % (type(e).__name__, e)
         results.append(_result("lamp", ok, reason))
-    if broker is not None:
-        ok, reason = check_broker(broker[0], broker[1])
+    if broker is not None:  # (host, port) or (host, port, username, password, ssl, server_name)
+        ok, reason = check_broker(*broker)
         results.append(_result("broker", ok, reason))
     print_table(results, out)
     return results

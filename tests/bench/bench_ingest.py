@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import multiprocessing as mp
 import os
 import shutil
@@ -38,11 +39,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import paho.mqtt.client as paho
 
 from controller.broker import Broker, BrokerConfig, free_port
+from controller.store.base import TimeSeriesStore
 from controller.store.sqlite import SqliteStore
 from tests.harness import procs
 from tests.harness.controller_proc import ControllerProcess
@@ -157,13 +160,26 @@ def controller_rate(
     poles: int,
     history: int,
     ingest_processes: int,
+    env: dict[str, str] | None = None,
+    open_store: Callable[[], TimeSeriesStore] | None = None,
+    stored: Callable[[], int] | None = None,
+    cpu_of: dict[str, int] | None = None,
 ) -> float:
-    env = {"STREETPOLE_MQTT_URL": broker.url, "STREETPOLE_INGEST_PROCESSES": str(ingest_processes)}
+    """Messages stored per second by a controller draining the street's queued stream; by
+    default into SQLite, else into the store ``env`` selects (``open_store`` opens it for the
+    history, ``stored`` counts the batches in it; ``cpu_of``: more processes, by name, whose CPU
+    a message is printed, e.g. the database server's)."""
+    env = {
+        "STREETPOLE_MQTT_URL": broker.url,
+        "STREETPOLE_INGEST_PROCESSES": str(ingest_processes),
+        **(env or {}),
+    }
     ctl = ControllerProcess(tmp / "ctl", env)
     ctl.start()  # registers the persistent sessions and their subscriptions
     time.sleep(2)  # the ingest children's too
     ctl.stop()
     db = tmp / "ctl" / "streetpole.db"
+    count = stored or functools.partial(stored_batches, db)
     per = max(1, poles // procs // connections)
     names = [
         pole_name(w, c, p) for w in range(procs) for c in range(connections) for p in range(per)
@@ -171,23 +187,23 @@ def controller_rate(
     register(f"sqlite:///{tmp / 'ctl' / 'registry.db'}", names)  # the modules ingest checks
     if history:
         t = time.perf_counter()
-        store = SqliteStore(db)
+        store = open_store() if open_store is not None else SqliteStore(db)
         try:
             write_history(store, names, NOW0, history)
         finally:
             store.close()
         print(f"history: {history} readings per stream written in {time.perf_counter() - t:.0f} s")
     run_publishers(broker.port, total, procs, connections, poles)
-    before = stored_batches(db)  # the history's
+    before = count()  # the history's
     ctl.start(wait_ready=False)
     try:
-        while (first := stored_batches(db) - before) == 0:
+        while (first := count() - before) == 0:
             time.sleep(0.005)
         t0 = time.perf_counter()
         assert ctl.proc is not None and broker.pid is not None
-        pids = {"controller": ctl.proc.pid, "broker": broker.pid}
+        pids = {"controller": ctl.proc.pid, "broker": broker.pid, **(cpu_of or {})}
         cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
-        while (n := stored_batches(db) - before) < total:
+        while (n := count() - before) < total:
             if time.perf_counter() - t0 > 300:
                 raise TimeoutError(f"only {n} of {total} stored")
             time.sleep(0.02)

@@ -14,7 +14,7 @@ from controller.api.auth import DB, IdPath, Operator, Principal, Viewer, audit, 
 from controller.api.deps import State
 from controller.api.routes.registry import get_group, get_pole
 from controller.api.schemas import AlarmOut, AuditOut
-from controller.energy import DayEnergy, pole_energy
+from controller.energy import pole_energy, summary
 from controller.registry.models import Alarm, AuditEntry, GroupPole, Pole
 
 router = APIRouter(prefix="/api", tags=["alarms and energy"])
@@ -97,18 +97,6 @@ def _days(start: dt.date, end: dt.date | None) -> tuple[dt.date, dt.date]:
     return start, end
 
 
-def _total(days: list[DayEnergy]) -> dict[str, Any]:
-    used = sum(d.energy_wh for d in days)
-    base = sum(d.baseline_wh for d in days)
-    return {
-        "energy_wh": round(used, 1),
-        "baseline_wh": round(base, 1),
-        "saving_wh": round(base - used, 1),
-        "saving_pct": round(100 * (base - used) / base, 1) if base else None,
-        "days": [d.as_dict() for d in days],
-    }
-
-
 @router.get("/energy/poles/{pole_id}", summary="Energy per day of a pole, with the saving")
 def energy_pole(
     db: DB, state: State, p: Viewer, pole_id: str, start: Day, end: dt.date | None = None
@@ -117,7 +105,7 @@ def energy_pole(
     if not policy.sees_energy(p, pole):
         raise not_found("energy of pole", pole_id)  # the lamp is another owner's
     a, b = _days(start, end)
-    return {"pole": pole.id, **_total(pole_energy(state.store, pole, a, b))}
+    return {"pole": pole.id, **summary([pole_energy(state.store, pole, a, b)], a, b)}
 
 
 @router.get("/energy/groups/{group_id}", summary="Energy per day of a group, with the saving")
@@ -130,14 +118,8 @@ def energy_group(
         select(Pole).where(Pole.id.in_(select(GroupPole.pole_id).where(GroupPole.group_id == g.id)))
     ).all()
     poles = [x for x in members if policy.sees_energy(p, x)]
-    per_day: dict[dt.date, DayEnergy] = {}
-    for pole in poles:
-        for d in pole_energy(state.store, pole, a, b):
-            acc = per_day.setdefault(d.day, DayEnergy(d.day, 0.0, 0.0, 0.0))
-            acc.energy_wh += d.energy_wh
-            acc.baseline_wh += d.baseline_wh
-            acc.burning_h = max(acc.burning_h, d.burning_h)
-    return {"group": g.id, "poles": len(poles), **_total([per_day[k] for k in sorted(per_day)])}
+    energy = [pole_energy(state.store, pole, a, b) for pole in poles]
+    return {"group": g.id, "poles": len(poles), **summary(energy, a, b)}
 
 
 # ---- audit ---------------------------------------------------------------------------------

@@ -4,13 +4,17 @@
 `GET /api/commissioning` and `/{id}` read them back (owner-scoped like the poles). A record is
 kept as an audit entry (`node.commission`, the record as its detail), so it is written in the
 same transaction as any audit entry and needs no table of its own.
+
+A record is one commissioning: its pole/node and the time it started. Sending it again
+(`send-record` of a file the controller already has, a retry after a timeout that did store it)
+answers 200 with the record kept the first time instead of storing a second.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
@@ -86,7 +90,7 @@ def _visible(p: Principal) -> Any:
 
 
 @router.post("", response_model=RecordOut, status_code=201, summary="Store a commissioning record")
-def create(db: DB, p: Technician, body: RecordIn) -> RecordOut:
+def create(db: DB, p: Technician, body: RecordIn, response: Response) -> RecordOut:
     pole = get_pole(db, p, body.pole)
     node = db.scalar(select(Node).where(Node.pole_id == pole.id, Node.node == body.node))
     if node is None:
@@ -94,14 +98,16 @@ def create(db: DB, p: Technician, body: RecordIn) -> RecordOut:
     if not policy.sees_node(p, node):
         raise forbidden("only the pole's owner records what is installed on it")
     record = body.model_dump(mode="json", by_alias=True)
-    audit(db, p, ACTION, "node", f"{pole.id}/{body.node}", pole.owner_id, **record)
+    record.pop("controller_record_id", None)  # the CLI notes our id in its file; not part of it
+    target = f"{pole.id}/{body.node}"
+    stored = select(AuditEntry).where(AuditEntry.action == ACTION, AuditEntry.target_id == target)
+    for e in db.scalars(stored.order_by(AuditEntry.id)):
+        if e.detail.get("time") == body.time:  # this commissioning is stored already
+            response.status_code = 200
+            return _out(e)
+    audit(db, p, ACTION, "node", target, pole.owner_id, **record)
     db.flush()
-    entry = db.scalars(
-        select(AuditEntry)
-        .where(AuditEntry.action == ACTION, AuditEntry.target_id == f"{pole.id}/{body.node}")
-        .order_by(AuditEntry.id.desc())
-        .limit(1)
-    ).one()
+    entry = db.scalars(stored.order_by(AuditEntry.id.desc()).limit(1)).one()
     return _out(entry)
 
 

@@ -37,7 +37,13 @@ async def readyz(state: State) -> JSONResponse:
         reasons["broker"] = None if state.ingest.connected.is_set() else "ingest not connected"
     checks = {k: v is None for k, v in reasons.items()}
     ok = all(checks.values())
-    body = {"ready": ok, "checks": checks, "reasons": {k: v for k, v in reasons.items() if v}}
+    body = {
+        "ready": ok,
+        "checks": checks,
+        "reasons": {k: v for k, v in reasons.items() if v},
+        # not a check: of controllers sharing a registry, one leads (controller/leadership.py)
+        "leader": state.leadership.leading.is_set(),
+    }
     return JSONResponse(body, status_code=200 if ok else 503)
 
 

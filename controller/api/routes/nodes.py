@@ -143,8 +143,10 @@ def read_node(db: DB, p: Viewer, node_id: IdPath) -> Node:
     return get_node(db, p, node_id)
 
 
-@router.delete("/{node_id}", status_code=204, summary="Remove a node; its credentials stop working")
-def remove_node(db: DB, state: State, p: Technician, node_id: IdPath) -> None:
+@router.delete(
+    "/{node_id}", status_code=204, summary="Remove a node (operator); its credentials stop working"
+)
+def remove_node(db: DB, state: State, p: Operator, node_id: IdPath) -> None:
     node = get_node(db, p, node_id)
     pole, name = node.pole_id, node.node
     audit(db, p, "node.remove", "node", f"{pole}/{name}", node.pole.owner_id)

@@ -192,10 +192,12 @@ def delete_pole(db: DB, state: State, p: Operator, pole_id: str) -> None:
     pole = get_pole(db, p, pole_id)
     if not policy.removes_pole(p, pole):
         raise forbidden("only the pole's owner can remove it, and not with others' modules on it")
-    for node in pole.nodes:
-        state.accounts.remove_node(pole.id, node.node)
+    nodes = [node.node for node in pole.nodes]
     audit(db, p, "pole.delete", "pole", pole.id, pole.owner_id)
     db.delete(pole)
+    db.commit()  # then wait, holding no write lock, until the broker refuses its nodes
+    for node in nodes:
+        state.accounts.remove_node(pole_id, node)
 
 
 # ---- modules -------------------------------------------------------------------------------

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from alembic import context
+from sqlalchemy import text
 
-from controller.registry import models  # noqa: F401  (registers the tables)
+from controller.registry import locks, models  # noqa: F401  (models registers the tables)
 from controller.registry.db import Base, make_engine
 
 config = context.config
@@ -21,6 +22,11 @@ def run() -> None:
     with engine.connect() as conn:
         context.configure(connection=conn, target_metadata=Base.metadata, render_as_batch=True)
         with context.begin_transaction():
+            if conn.dialect.name == "postgresql":
+                # several controllers may start at once on one registry: one migrates, the
+                # others wait here and then find the schema at head (the lock ends with the
+                # transaction, and PostgreSQL's DDL is transactional)
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": locks.MIGRATION})
             context.run_migrations()
     engine.dispose()
 

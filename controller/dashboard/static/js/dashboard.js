@@ -1,8 +1,14 @@
 // The operator dashboard: one page, views switched by the URL hash (#/map, #/pole/ID, ...).
 import { api, auth, get, login, post, put, LiveEvents } from "./api.js";
-import { timeChart } from "./chart.js";
+import { isoTicks, timeChart } from "./chart.js";
 import { PoleMap } from "./map.js";
-import { $, $$, badge, CHART_GROUPS, el, fmtNum, fmtTime, localInput, pct, RANGES, say, table, windowFor } from "./util.js";
+import { $, $$, badge, CHART_GROUPS, el, fmtNum, fmtTime, pct, RANGES, isoInput, say, table, windowFor, zoneName } from "./util.js";
+import { auditDetail, chartRange, dataSpan, latestTable, LIGHT_COMMANDED, LIGHT_MEASURED, stacked } from "./pole.js";
+import { loadQuantities, qName } from "./quantity-text.js";
+import { campaignAction, renderCampaignForm, wireCampaigns } from "./campaigns.js";
+import { labelCells } from "./cards.js";
+import { renderEnergy, renderEnergyForm } from "./energy.js";
+import { renderGroups, usedBy, wireGroups } from "./groups.js";
 
 const ROLES = ["viewer", "technician", "operator", "admin"];
 const S = {
@@ -15,6 +21,7 @@ const S = {
   map: null,
   live: null,
   pole: null, // pole page id
+  selected: null, // the pole opened last: marked on the map when you come back to it
 };
 
 const can = (role) => S.me && ROLES.indexOf(S.me.role) >= ROLES.indexOf(role);
@@ -36,14 +43,15 @@ function describe(p) {
   const lvl = st.level ?? 0;
   // dim (pale) to bright (amber); dark text on all of them (contrast >= 4.5:1)
   const shade = `hsl(48, 100%, ${Math.round(95 - 40 * lvl)}%)`;
-  const cls = `st-${on ? "online" : st.status}${st.alarms.length ? " alarm" : ""}${S.pole === p.id ? " selected" : ""}`;
+  const cls = `st-${on ? "online" : st.status}${st.alarms.length ? " alarm" : ""}${S.selected === p.id ? " selected" : ""}`;
   const text = on && st.level !== null ? Math.round(lvl * 100) : on ? "" : "×";
-  const label = `Pole ${p.id}${p.name ? ` (${p.name})` : ""}: ${st.status}${on ? `, light ${pct(st.level)}` : ""}${st.alarms.length ? `, ${st.alarms.length} open alarm(s)` : ""}`;
-  return { cls, text, label, style: on ? `--lvl:${shade}` : "" };
+  const label = `Pole ${p.id}${p.name ? ` (${p.name})` : ""}: ${st.status}${on ? `, light ${pct(st.level)}` : ""}${st.alarms.length ? `, ${st.alarms.length} open alarm(s)` : ""}${S.selected === p.id ? ", opened last" : ""}`;
+  const tip = `${p.id}${on && st.level !== null ? ` · ${pct(st.level)}` : ` · ${st.status}`}${st.alarms.length ? ` · ${st.alarms.length} alarm(s)` : ""}`;
+  return { cls, text, label, tip, style: on ? `--lvl:${shade}` : "" };
 }
 
 // ---- views -----------------------------------------------------------------------------------
-const VIEWS = ["login", "map", "pole", "alarms", "control", "programs", "campaigns", "energy"];
+const VIEWS = ["login", "map", "pole", "alarms", "control", "programs", "groups", "campaigns", "energy"];
 
 function show(view) {
   for (const v of VIEWS) $(`#view-${v}`).hidden = v !== view;
@@ -77,8 +85,9 @@ async function route() {
     if (name === "alarms") await renderAlarms();
     if (name === "control") await renderOverrides();
     if (name === "programs") await renderPrograms();
-    if (name === "campaigns") await renderCampaigns(arg);
-    if (name === "energy") await renderEnergyForm();
+    if (name === "groups") await renderGroups(CTX);
+    if (name === "campaigns") await Promise.all([renderCampaigns(arg), renderCampaignForm(CTX)]);
+    if (name === "energy") await renderEnergyForm(CTX);
   } catch (e) {
     announce(`Could not load: ${e.message}`);
   }
@@ -106,7 +115,8 @@ async function start() {
   $("#user").textContent = `${S.me.username} (${S.me.role})`;
   $("#nav").hidden = $("#who").hidden = false;
   applyRole();
-  [S.owners, S.groups] = await Promise.all([get("/api/owners"), get("/api/groups")]);
+  [S.owners, S.groups] = await Promise.all([get("/api/owners"), get("/api/groups"), loadQuantities()]);
+  $("#zone").textContent = `Times: ${zoneName()}`;
   fillFilters();
   await Promise.all([loadPoles(), loadAlarms()]);
   S.live = new LiveEvents(
@@ -131,6 +141,16 @@ function applyRole() {
     if (!op) b.title = "Needs the operator role";
   }
   for (const n of $$("[data-role-note]")) if (!op) n.textContent = "You can look; changing needs the operator role.";
+  // the fields of a form that only acts are the action too: a viewer cannot type in them
+  // (a select that only picks what to look at is marked data-look and stays)
+  for (const form of $$("form")) {
+    if (!$("[data-needs='operator']", form)) continue;
+    for (const f of $$("input, select, textarea", form)) {
+      if (f.hasAttribute("data-look")) continue;
+      f.disabled = !op;
+      if (!op) f.title = "Needs the operator role";
+    }
+  }
 }
 
 function fillFilters() {
@@ -160,11 +180,16 @@ async function applyFilters(fit = false) {
   const filtered = [...q.keys()].length > 1 ? await get(`/api/poles?${q}`) : [...S.poles.values()];
   S.shown = filtered.map((p) => S.poles.get(p.id) || p);
   S.map.setPoles(S.shown, { fit });
+  $("#map-empty").hidden = S.shown.length > 0 || !S.poles.size;
   renderPoles();
 }
 
 function renderPoles() {
   $("#pole-count").textContent = `${S.shown.length} of ${S.poles.size} poles shown`;
+  if (!S.shown.length) {
+    $("#pole-list").replaceChildren(el("p", { class: "empty" }, S.poles.size ? "No pole matches these filters. Set a filter back to All to see more." : "No poles registered yet."));
+    return;
+  }
   const rows = S.shown.map((p) => {
     const st = poleState(p);
     return el(
@@ -178,7 +203,7 @@ function renderPoles() {
       el("td", {}, st.alarms.length ? badge(`${st.alarms.length} alarm(s)`) : "none"),
     );
   });
-  $("#pole-list").replaceChildren(table(["Pole", "Name", "District", "State", "Light", "Alarms"], rows, "Poles shown on the map"));
+  $("#pole-list").replaceChildren(stacked(table(["Pole", "Name", "District", "State", LIGHT_COMMANDED, "Alarms"], rows, "Poles shown on the map")));
 }
 
 function refreshPole(id) {
@@ -235,7 +260,7 @@ function updateAlarmCount() {
 function overrideFields(fs, prefix) {
   fs.replaceChildren(
     el("legend", { class: "visually-hidden" }, "Override settings"),
-    el("label", { for: `${prefix}-level` }, "Level %", el("input", { id: `${prefix}-level`, type: "number", min: 0, max: 100, value: 100, required: true })),
+    el("label", { for: `${prefix}-level` }, "Level % (0–100)", el("input", { id: `${prefix}-level`, type: "number", min: 0, max: 100, required: true, inputmode: "numeric" })),
     el("label", { for: `${prefix}-start` }, "Start (empty: now)", el("input", { id: `${prefix}-start`, type: "datetime-local" })),
     el("label", { for: `${prefix}-minutes` }, "Duration, minutes", el("input", { id: `${prefix}-minutes`, type: "number", min: 1, max: 43200, value: 60, required: true })),
     el("label", { class: "inline", for: `${prefix}-event` }, el("input", { id: `${prefix}-event`, type: "checkbox" }), "Event mode (full light)"),
@@ -262,17 +287,24 @@ function overrideBody(prefix) {
 async function submitOverride(body, msg) {
   try {
     const ov = await post("/api/overrides", body);
-    say(msg, `Override ${ov.id} sent to ${ov.nodes} node(s), level ${pct(ov.level)}${ov.mode === "event" ? " (event mode)" : ""}.`, "ok");
+    say(msg, `Override sent to ${ov.nodes} node(s), level ${pct(ov.level)}${ov.mode === "event" ? " (event mode)" : ""}.`, "ok");
     return ov;
   } catch (e) {
     say(msg, `Not sent: ${e.message}`, "error");
     return null;
+  } finally {
+    // the message is under the button: bring it into view and read it out
+    msg.scrollIntoView({ block: "nearest" });
+    announce(msg.textContent);
   }
 }
 
 // ---- pole page -------------------------------------------------------------------------------
 async function renderPole(id) {
   const p = await get(`/api/poles/${encodeURIComponent(id)}`);
+  const was = S.selected;
+  S.selected = p.id;
+  if (was && was !== p.id && S.poles.has(was)) S.map.update(S.poles.get(was));
   S.poles.set(p.id, { ...(S.poles.get(p.id) || {}), ...p });
   $("#pole-h").textContent = `Pole ${p.id}${p.name ? ` – ${p.name}` : ""}`;
   document.title = `Pole ${p.id} – Streetpole operations`;
@@ -283,36 +315,32 @@ async function renderPole(id) {
       ["Position", `${p.lat.toFixed(5)}, ${p.lon.toFixed(5)}`], ["Groups", groups.join(", ") || "–"]]
       .flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]),
   );
-  $("#pole-modules").replaceChildren(table(
+  $("#pole-modules").replaceChildren(p.modules.length ? stacked(table(
     ["Type", "Owner", "Purpose", "Openness", "Personal data", "Node/source"],
     p.modules.map((m) => [m.type, owner(m.owner_id), m.purpose || "–", badge(m.openness), m.personal_data ? "yes" : "no", `${m.node || "–"}/${m.src || "–"}`]),
     "Modules",
-  ));
+  )) : el("p", { class: "muted" }, "No modules registered."));
   renderPoleNodes(S.poles.get(p.id));
   S.map.update(S.poles.get(p.id));
   const [latest] = await Promise.all([get(`/api/dashboard/poles/${encodeURIComponent(id)}/latest`), renderPoleAlarms(id), renderPoleAudit(id)]);
-  $("#pole-latest").replaceChildren(latest.value.length ? table(
-    ["Quantity", "Value", "Unit", "Module", "Time"],
-    latest.value.map((v) => [v.q, fmtNum(v.v, 3), v.unit, `${v.module_type || "unregistered"} (${v.node}/${v.src || "–"})`, fmtTime(v.ts)]),
-    "Latest values",
-  ) : el("p", { class: "muted" }, "No readings yet."));
+  $("#pole-latest").replaceChildren(latest.value.length ? latestTable(latest.value, p.modules) : el("p", { class: "muted" }, "No readings yet."));
   await renderCharts();
 }
 
 function renderPoleNodes(p) {
   if (!p || $("#view-pole").hidden) return;
-  $("#pole-nodes").replaceChildren(table(
-    ["Node", "State", "Light", "Firmware", "Last seen", "Config"],
+  $("#pole-nodes").replaceChildren(stacked(table(
+    ["Node", "State", LIGHT_COMMANDED, "Firmware", "Last seen", "Config"],
     (p.nodes || []).map((n) => el("tr", { dataset: { node: n.id } },
       el("td", {}, n.node), el("td", {}, badge(n.status)), el("td", { class: "level" }, pct(n.level)),
       el("td", {}, n.firmware_version || "–"), el("td", {}, fmtTime(n.last_seen)), el("td", {}, `v${n.config_version}`))),
     "Nodes",
-  ));
+  )));
 }
 
 async function renderPoleAlarms(id) {
   const list = await get(`/api/alarms?pole=${encodeURIComponent(id)}&limit=50`);
-  $("#pole-alarms").replaceChildren(list.length ? alarmTable(list) : el("p", { class: "muted" }, "No alarms."));
+  $("#pole-alarms").replaceChildren(list.length ? stacked(alarmTable(list)) : el("p", { class: "muted" }, "No alarms."));
 }
 
 async function renderPoleAudit(id) {
@@ -321,38 +349,40 @@ async function renderPoleAudit(id) {
     get("/api/audit?target_type=alarm&limit=300"),
   ]);
   const rows = [...own, ...alarms.filter((a) => a.detail?.pole === id)].sort((a, b) => b.ts - a.ts).slice(0, 100);
-  $("#pole-audit").replaceChildren(rows.length ? table(
+  $("#pole-audit").replaceChildren(rows.length ? stacked(table(
     ["When", "Who", "What", "Detail"],
-    rows.map((a) => [fmtTime(a.ts), a.actor, `${a.action} ${a.target_type} ${a.target_id}`, JSON.stringify(a.detail)]),
+    rows.map((a) => [fmtTime(a.ts), a.actor, `${a.action} ${a.target_type} ${a.target_id}`, auditDetail(a.detail, { owner_id: (v) => S.owners.find((o) => o.id === v)?.name || `owner ${v}` })]),
     "Audit trail",
-  ) : el("p", { class: "muted" }, "Nothing recorded."));
-}
-
-function chartRange() {
-  const r = $("#range").value;
-  if (r === "custom") {
-    const s = Math.floor(new Date($("#range-start").value).getTime() / 1000);
-    const e = Math.floor(new Date($("#range-end").value).getTime() / 1000);
-    return [s, e];
-  }
-  const span = RANGES.find((x) => x.id === r).s;
-  const now = Math.floor(Date.now() / 1000) + 300; // a node clock a little ahead still shows
-  return [now - span - 300, now];
+  )) : el("p", { class: "muted" }, "Nothing recorded."));
 }
 
 async function renderCharts() {
-  const [start, end] = chartRange();
-  if (!(end > start)) return;
+  const r = chartRange($("#range").value, $("#range-start").value, $("#range-end").value);
+  const err = $("#range-msg");
+  for (const f of [$("#range-start"), $("#range-end")]) f.removeAttribute("aria-invalid");
+  if (r.error) {
+    say(err, r.error, "error");
+    $(r.error.startsWith("To") ? "#range-end" : "#range-start").setAttribute("aria-invalid", "true");
+    $("#charts").replaceChildren();
+    return;
+  }
+  const { start, end } = r;
   const win = windowFor(end - start);
   const res = await get(`/api/dashboard/poles/${encodeURIComponent(S.pole)}/series?start=${start}&end=${end}&window=${win}`);
+  const [from, to] = dataSpan(res.value, start, end);
+  const per = { raw: "", minute: " per minute", hour: " per hour", day: " per day" }[win];
+  say(err, from > start ? `This pole has data from ${fmtTime(from)} on: the charts show that part of the range.` : "");
   const box = $("#charts");
   box.replaceChildren();
   for (const g of CHART_GROUPS) {
     const streams = res.value.filter((s) => g.qs.includes(s.q));
     if (!streams.length) continue;
-    const div = el("div", { class: "chart", id: `chart-${g.id}`, dataset: { points: streams.reduce((n, s) => n + s.points.length, 0) } });
+    const div = el("div", { class: "chart", id: `chart-${g.id}`, dataset: { points: streams.reduce((n, s) => n + s.points.length, 0), from, to } });
     box.append(div);
-    timeChart(div, g.title, g.unit, streams.map((s) => ({ label: `${s.q} ${s.node}/${s.src}`, points: s.points })), { scale: g.scale || 1, bars: g.bars, range: [start, end] });
+    const label = (s) => `${s.q === "illuminanceLevel" ? LIGHT_MEASURED : qName(s.q)}${streams.filter((x) => x.q === s.q).length > 1 ? ` (${s.node}/${s.src})` : ""}`;
+    // counts and energy are summed per window (series.py), the others averaged
+    const title = `${g.id === "light" ? LIGHT_MEASURED : g.title}${per && (g.bars ? per : `, mean${per}`)}`;
+    timeChart(div, title, g.unit, streams.map((s) => ({ label: label(s), points: s.points })), { scale: g.scale || 1, bars: g.bars, range: [from, to], yRange: g.id === "light" ? [0, 100] : null, ticks: isoTicks, live: false });
   }
   if (!box.children.length) box.append(el("p", { class: "muted" }, "This pole measures none of the charted quantities in this range."));
 }
@@ -401,22 +431,31 @@ async function renderAlarms() {
 // ---- overrides -------------------------------------------------------------------------------
 async function renderOverrides() {
   const gsel = $("#go-group");
-  if (!gsel.options.length) gsel.append(...S.groups.map((g) => el("option", { value: g.id }, g.name)));
+  const cur = gsel.value;
+  gsel.replaceChildren(...(S.groups.length ? S.groups.map((g) => el("option", { value: g.id }, `${g.name} (${g.poles.length} poles)`))
+    : [el("option", { value: "" }, "No groups yet: make one under Groups")]));
+  if (cur) gsel.value = cur;
   const list = await get(`/api/overrides${$("#ov-active").checked ? "?active=true" : ""}`);
-  const target = (o) => o.target_kind === "area" ? `area ${o.target.bbox ? o.target.bbox.map((x) => x.toFixed(5)).join(", ") : "polygon"}` : `${o.target_kind} ${Object.values(o.target)[0]}`;
+  const groupName = (id) => S.groups.find((g) => g.id === id)?.name ?? `group ${id}`;
+  const target = (o) => o.target_kind === "area" ? `area ${o.target.bbox ? o.target.bbox.map((x) => x.toFixed(5)).join(", ") : "polygon"}`
+    : o.target_kind === "group" ? `group ${groupName(o.target.group)}` : `${o.target_kind} ${Object.values(o.target)[0]}`;
   $("#ov-list").replaceChildren(list.length ? table(
-    ["Target", "Level", "Mode", "From", "Until", "Nodes", "By", "State", "Actions"],
+    [...OV_HEAD, "Actions"],
     list.map((o) => el("tr", {}, ...[target(o), pct(o.level), o.mode, fmtTime(o.start), fmtTime(o.expiry), o.nodes, o.created_by,
-      o.reverted_at ? "reverted" : o.active ? "active" : "ended"].map((c) => el("td", {}, c)),
-      el("td", {}, o.active ? el("button", { type: "button", class: "danger", disabled: !can("operator"), onclick: () => revert(o) }, "Revert") : ""))),
+      o.reverted_at ? "reverted" : o.active ? "active" : "ended"].map((c, i) => el("td", { "data-label": OV_HEAD[i] }, c)),
+      el("td", {}, o.active ? el("button", { type: "button", class: "danger", disabled: !can("operator"), onclick: () => revert(o, target(o)) }, "Revert") : ""))),
     "Overrides",
   ) : el("p", { class: "muted" }, "No overrides."));
 }
 
-async function revert(o) {
+const OV_HEAD = ["Target", "Level", "Mode", "From", "Until", "Nodes", "By", "State"];
+
+async function revert(o, what) {
+  if (!window.confirm(`Revert the override of ${what} (${pct(o.level)}, ${o.nodes} node(s))? The lights go back to their program now.`)) return;
   try {
     await post(`/api/overrides/${o.id}/revert`);
-    say($("#ov-msg"), `Override ${o.id} reverted.`, "ok");
+    say($("#ov-msg"), `Override of ${what} reverted.`, "ok");
+    announce($("#ov-msg").textContent);
   } catch (e) {
     say($("#ov-msg"), `Not reverted: ${e.message}`, "error");
   }
@@ -441,7 +480,10 @@ function stepRow(step = { at: "sunset", offset_min: 0, level: 1 }) {
 async function renderPrograms() {
   [PROGRAMS, PROFILES] = await Promise.all([get("/api/programs"), get("/api/profiles")]);
   $("#program-list").replaceChildren(table(["Name", "Steps"], PROGRAMS.map((p) => [p.name, p.steps.map((s) => `${s.at}${s.offset_min ? `${s.offset_min > 0 ? "+" : ""}${s.offset_min}m` : ""} → ${pct(s.level)}`).join("; ")]), "Programs"));
-  $("#profile-list").replaceChildren(table(["Name", "Program", "Levels", "Presence", "Report"], PROFILES.map((p) => [p.name, p.default_program, `${pct(p.min_level)}–${pct(p.max_level)}`, p.presence ? `${pct(p.presence.level)} for ${p.presence.hold_s} s` : "off", `${p.report_period_s} s`]), "Profiles"));
+  const pfHead = ["Name", "Program", "Levels", "Presence", "Report", "Used by"];
+  $("#profile-list").replaceChildren(table(pfHead, PROFILES.map((p) => [p.name, p.default_program, `${pct(p.min_level)}–${pct(p.max_level)}`, p.presence ? `${pct(p.presence.level)} for ${p.presence.hold_s} s` : "off", `${p.report_period_s} s`, usedBy(p.id, S.groups, S.poles)]), "Profiles"));
+  labelCells($("#profile-list"), pfHead);
+  await idRule();
   const pick = $("#pg-pick");
   pick.replaceChildren(el("option", { value: "" }, "New program"), ...PROGRAMS.map((p) => el("option", { value: p.id }, p.name)));
   const fpick = $("#pf-pick");
@@ -452,6 +494,7 @@ async function renderPrograms() {
 }
 
 function editProgram() {
+  say($("#pg-msg"), "");
   const p = PROGRAMS.find((x) => String(x.id) === $("#pg-pick").value);
   $("#pg-name").value = p ? p.name : "";
   $("#pg-name").readOnly = !!p;
@@ -460,8 +503,22 @@ function editProgram() {
   applyRole();
 }
 
+// The server's id rule (pattern and words) from its OpenAPI schema: one rule, not a copy here.
+async function idRule() {
+  if (idRule.done) return;
+  const schema = await get("/openapi.json");
+  const name = schema.components.schemas.ProgramIn.properties.name;
+  for (const id of ["pg-name", "pf-name"]) {
+    $(`#${id}`).pattern = name.pattern;
+    $(`#${id}`).title = name.description;
+    $(`#${id}-rule`).textContent = `Name: ${name.description}.`;
+  }
+  idRule.done = true;
+}
+
 async function saveProgram(e) {
   e.preventDefault();
+  say($("#pg-msg"), "");
   const body = {
     name: $("#pg-name").value.trim(),
     steps: $$("#pg-steps .steps-row").map((r) => ({ at: $(".st-at", r).value.trim(), offset_min: Number($(".st-off", r).value || 0), level: Number($(".st-level", r).value) / 100 })),
@@ -477,6 +534,7 @@ async function saveProgram(e) {
 }
 
 function editProfile() {
+  say($("#pf-msg"), "");
   const p = PROFILES.find((x) => String(x.id) === $("#pf-pick").value);
   $("#pf-name").value = p ? p.name : "";
   $("#pf-name").readOnly = !!p;
@@ -491,6 +549,7 @@ function editProfile() {
 
 async function saveProfile(e) {
   e.preventDefault();
+  say($("#pf-msg"), "");
   const id = $("#pf-pick").value;
   const old = PROFILES.find((x) => String(x.id) === id) || {};
   let calendar;
@@ -537,9 +596,11 @@ async function renderCampaigns(id) {
   const list = await get("/api/campaigns");
   const group = (gid) => S.groups.find((g) => g.id === gid)?.name || `group ${gid}`;
   $("#campaign-list").replaceChildren(list.length ? table(
-    ["Campaign", "Group", "State", "Progress", "Counts", "Created"],
+    ["Campaign", "Group", "State", "Progress", "Counts", "Created", "Actions"],
     list.map((c) => [el("a", { href: `#/campaigns/${c.id}` }, `#${c.id}`), group(c.group_id), badge(c.state), progress(c.nodes),
-      Object.entries(c.nodes).map(([k, v]) => `${k} ${v}`).join(", "), fmtTime(c.created_at)]),
+      Object.entries(c.nodes).map(([k, v]) => `${k} ${v}`).join(", "), fmtTime(c.created_at),
+      c.state === "running" || c.state === "halted" ? el("button", { type: "button", class: c.state === "running" ? "danger" : "secondary", disabled: !can("operator"),
+        onclick: () => campaignAction(c, c.state === "running" ? "halt" : "resume", CTX) }, c.state === "running" ? "Halt" : "Resume") : ""]),
     "Campaigns",
   ) : el("p", { class: "muted" }, "No campaigns."));
   $("#campaign-h").hidden = !id;
@@ -551,38 +612,16 @@ async function renderCampaigns(id) {
     nodes.map((n) => [byId.get(n.node_id) || `node ${n.node_id}`, badge(n.state), n.reason || "", fmtTime(n.updated_at)]), "Campaign nodes"));
 }
 
-// ---- energy ----------------------------------------------------------------------------------
-async function renderEnergyForm() {
-  const g = $("#en-group");
-  if (!g.options.length) {
-    g.append(...S.groups.map((x) => el("option", { value: x.id }, x.name)));
-    const today = new Date().toISOString().slice(0, 10);
-    const week = new Date(Date.now() - 6 * 86400000).toISOString().slice(0, 10);
-    $("#en-start").value = week;
-    $("#en-end").value = today;
-  }
-  if (g.value) await renderEnergy();
-  else say($("#en-msg"), "No groups yet: make a group of poles to see its energy.");
-}
-
-async function renderEnergy() {
-  const gid = $("#en-group").value;
-  try {
-    const r = await get(`/api/energy/groups/${gid}?start=${$("#en-start").value}&end=${$("#en-end").value}`);
-    say($("#en-msg"), "");
-    $("#en-summary").replaceChildren(el("p", {}, `${r.poles} poles: used ${fmtNum(r.energy_wh / 1000, 2)} kWh against ${fmtNum(r.baseline_wh / 1000, 2)} kWh always-on, saving ${fmtNum(r.saving_wh / 1000, 2)} kWh${r.saving_pct === null ? "" : ` (${fmtNum(r.saving_pct)}%)`}.`));
-    const day = (d) => Date.parse(`${d}T00:00:00Z`) / 1000;
-    timeChart($("#en-chart"), "Energy per day", "kWh", [
-      { label: "used", points: r.days.map((d) => [day(d.day), d.energy_wh / 1000]) },
-      { label: "always-on", points: r.days.map((d) => [day(d.day), d.baseline_wh / 1000]) },
-    ], { bars: true });
-    $("#en-table").replaceChildren(table(["Day", "Used kWh", "Always-on kWh", "Saving kWh", "Saving %", "Dark hours"],
-      r.days.map((d) => [d.day, fmtNum(d.energy_wh / 1000, 3), fmtNum(d.baseline_wh / 1000, 3), fmtNum((d.baseline_wh - d.energy_wh) / 1000, 3),
-        d.baseline_wh ? fmtNum((100 * (d.baseline_wh - d.energy_wh)) / d.baseline_wh) : "–", fmtNum(d.burning_h, 2)]), "Energy per day"));
-  } catch (e) {
-    say($("#en-msg"), `Could not load: ${e.message}`, "error");
-  }
-}
+// ---- the views in their own modules get the dashboard's state through this ----------------
+const CTX = {
+  groups: () => S.groups,
+  poles: () => S.poles,
+  applyRole,
+  announce,
+  reloadGroups: async () => { S.groups = await get("/api/groups"); fillFilters(); },
+  reloadPoles: loadPoles,
+  rerender: () => route(),
+};
 
 // ---- wiring ----------------------------------------------------------------------------------
 function wire() {
@@ -590,9 +629,11 @@ function wire() {
   rs.append(...RANGES.map((r) => el("option", { value: r.id }, r.label)), el("option", { value: "custom" }, "Custom (from / to)"));
   rs.value = "24h";
   const now = Math.floor(Date.now() / 1000);
-  $("#range-start").value = localInput(now - 86400);
-  $("#range-end").value = localInput(now);
+  $("#range-start").value = fmtTime(now - 86400);
+  $("#range-end").value = fmtTime(now);
   for (const id of ["area", "pole", "group"]) overrideFields($(`[data-override-fields='${id}']`), `${id}o`);
+  for (const f of $$("input[type='datetime-local'], input[type='date']")) isoInput(f, f.type !== "date");
+  for (const id of ["#pg-pick", "#pf-pick"]) $(id).setAttribute("data-look", ""); // they pick what to show
 
   $("#login-form").addEventListener("submit", async (e) => {
     e.preventDefault();
@@ -619,6 +660,7 @@ function wire() {
   $("#ov-active").addEventListener("change", renderOverrides);
   $("#range-form").addEventListener("submit", (e) => { e.preventDefault(); renderCharts(); });
   rs.addEventListener("change", () => { if (rs.value !== "custom") renderCharts(); });
+  for (const f of [$("#range-start"), $("#range-end")]) f.addEventListener("input", () => { rs.value = "custom"; });
 
   const bbox = () => ["a-west", "a-south", "a-east", "a-north"].map((id) => Number($(`#${id}`).value));
   const setBbox = (b) => ["a-west", "a-south", "a-east", "a-north"].forEach((id, i) => { $(`#${id}`).value = b[i].toFixed(6); });
@@ -653,14 +695,21 @@ function wire() {
   });
   $("#group-override-form").addEventListener("submit", async (e) => {
     e.preventDefault();
-    if (await submitOverride({ group: Number($("#go-group").value), ...overrideBody("groupo") }, $("#group-override-msg"))) await renderOverrides();
+    if (await submitOverride({ group: Number($("#go-group").value), ...overrideBody("groupo") }, $("#group-override-msg"))) {
+      await renderOverrides(); // the list above grows: bring the message back into view
+      $("#group-override-msg").scrollIntoView({ block: "nearest" });
+    }
   });
   $("#pg-pick").addEventListener("change", editProgram);
+  $("#program-form").addEventListener("input", () => say($("#pg-msg"), ""));
+  $("#profile-form").addEventListener("input", () => say($("#pf-msg"), ""));
   $("#pg-add").addEventListener("click", () => stepRow());
   $("#program-form").addEventListener("submit", saveProgram);
   $("#pf-pick").addEventListener("change", editProfile);
   $("#profile-form").addEventListener("submit", saveProfile);
   $("#energy-form").addEventListener("submit", (e) => { e.preventDefault(); renderEnergy(); });
+  wireGroups(CTX);
+  wireCampaigns(CTX);
 
   S.map = new PoleMap($("#map"), { onOpen: (id) => { location.hash = `#/pole/${encodeURIComponent(id)}`; }, describe });
 }

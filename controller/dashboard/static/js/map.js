@@ -112,8 +112,13 @@ export class PoleMap {
     dot.style.cssText = d.style || "";
     elm.setAttribute("role", "button");
     elm.setAttribute("aria-label", d.label);
-    elm.setAttribute("title", d.label);
+    elm.removeAttribute("title"); // the tooltip below says it, on hover and on keyboard focus
     elm.dataset.pole = pole.id;
+    const tip = document.createElement("span");
+    tip.textContent = d.tip || pole.id;
+    if (!d.tip) tip.setAttribute("translate", "no"); // a bare pole id is data, not words
+    if (hit.marker.getTooltip()) hit.marker.setTooltipContent(tip);
+    else hit.marker.bindTooltip(tip, { direction: "top", offset: [0, -14], className: "pole-tip" });
   }
 
   invalidate() {

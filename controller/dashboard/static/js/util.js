@@ -19,10 +19,42 @@ export function el(tag, attrs = {}, ...children) {
 export const $ = (sel, root = document) => root.querySelector(sel);
 export const $$ = (sel, root = document) => [...root.querySelectorAll(sel)];
 
+const pad2 = (n) => String(n).padStart(2, "0");
+
+/** One date format wherever people read a time: ISO-like, 24 h, local ("2026-12-04 14:05"). */
 export function fmtTime(ts) {
   if (ts === null || ts === undefined) return "–";
   const d = new Date(ts * 1000);
-  return d.toLocaleString("en-GB", { dateStyle: "short", timeStyle: "medium" });
+  return `${d.getFullYear()}-${pad2(d.getMonth() + 1)}-${pad2(d.getDate())} ${pad2(d.getHours())}:${pad2(d.getMinutes())}`;
+}
+
+/** The browser's time zone, named once where times are shown ("Europe/Amsterdam, CET"). */
+export function zoneName() {
+  const iana = Intl.DateTimeFormat().resolvedOptions().timeZone || "local time";
+  const short = new Intl.DateTimeFormat("en-GB", { timeZoneName: "short" }).formatToParts(new Date()).find((x) => x.type === "timeZoneName")?.value;
+  return short && short !== iana ? `${iana}, ${short}` : iana;
+}
+
+/** A date (and time) field in the pages' one format: a text field with its pattern, because a
+ * browser's own pickers show the user's locale (month-first, 12 h in en-US). */
+export function isoInput(input, withTime = true) {
+  input.type = "text";
+  input.pattern = withTime ? "\\d{4}-\\d{2}-\\d{2} \\d{2}:\\d{2}" : "\\d{4}-\\d{2}-\\d{2}";
+  input.placeholder = withTime ? "YYYY-MM-DD HH:MM" : "YYYY-MM-DD";
+  input.inputMode = "numeric";
+  input.autocomplete = "off";
+  input.size = withTime ? 16 : 10;
+}
+
+/** "2026-12-04 14:05" (local) -> epoch seconds, or null when it is not such a time. */
+export function parseTime(text) {
+  const m = /^\s*(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2})\s*$/.exec(text || "");
+  if (!m) return null;
+  const [y, mo, d, h, mi] = m.slice(1).map(Number);
+  const t = new Date(y, mo - 1, d, h, mi);
+  // Date rolls 2026-02-31 over into March: such a date is not one
+  if (t.getMonth() !== mo - 1 || t.getDate() !== d || h > 23 || mi > 59) return null;
+  return Math.floor(t.getTime() / 1000);
 }
 
 export function fmtNum(v, digits = 1) {
