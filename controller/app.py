@@ -31,6 +31,7 @@ from controller.api.routes import (
     nodes,
     registry,
 )
+from controller.dashboard import apidocs
 from controller.dashboard.events import Hub
 from controller.dispatch import Dispatcher
 from controller.health import Readiness, integrity_at_start
@@ -109,11 +110,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Operator and open-data APIs of Streetpole, open smart street poles.",
         lifespan=lifespan,
         openapi_tags=TAGS,
+        docs_url=None,  # /docs and /redoc from local assets: controller/dashboard/apidocs.py
+        redoc_url=None,
     )
     for module in (health, auth, registry, nodes, dimming, firmware, alarms, ingest, commissioning):
         app.include_router(module.router)
     opendata.install(app, settings)  # public SensorThings API and downloads (controller/opendata)
     dashboard.install(app)  # /dashboard, /portal, /ui static, live events (controller/dashboard)
+    apidocs.install(app)
 
     @app.exception_handler(IntegrityError)
     async def _conflict(_req: Request, exc: IntegrityError) -> JSONResponse:

@@ -99,11 +99,16 @@ def _place_poles(lay: Layout, n: int | None, prefix: str, spacing: float) -> Non
         lay.add_pole(f"{prefix}{i + 1:04d}", x, y)
 
 
-def grid(n: int, prefix: str = "SIM-", spacing: float = SPACING_M) -> Layout:
-    """``n`` poles on a generated street grid around ORIGIN (one straight street up to 16)."""
+def grid(
+    n: int,
+    prefix: str = "SIM-",
+    spacing: float = SPACING_M,
+    origin: tuple[float, float] = ORIGIN,
+) -> Layout:
+    """``n`` poles on a generated street grid from ``origin`` (one straight street up to 16)."""
     if n < 1:
         raise ValueError("poles: at least one")
-    lay = Layout(ORIGIN)
+    lay = Layout(origin)
     block = spacing * BLOCK
     if n <= 16:
         cols, rows = max(2, math.ceil((n - 1) / BLOCK) + 1), 1
@@ -165,8 +170,9 @@ def from_geojson(
     return lay
 
 
-def load(spec: str, n: int | None, prefix: str) -> Layout:
-    """``grid`` or a path to a GeoJSON file (``n`` None: every pole of the file)."""
+def load(spec: str, n: int | None, prefix: str, origin: tuple[float, float] = ORIGIN) -> Layout:
+    """``grid`` (from ``origin``) or a path to a GeoJSON file (``n`` None: every pole of the
+    file)."""
     if spec == "grid":
-        return grid(n or 10, prefix)
+        return grid(n or 10, prefix, origin=origin)
     return from_geojson(Path(spec), n, prefix)

@@ -66,6 +66,11 @@ class MicroPythonPole:
         if budget_kib is None:  # an ESP32's, and room for the TLS context on an mqtts:// broker
             tls = str(local.get("broker", "")).startswith("mqtts://")
             budget_kib = ESP32_HEAP_KIB + (TLS_HEAP_KIB if tls else 0)
+            # Without the 32-bit build (no MicroPython source: a fresh clone) the venv's 64-bit
+            # port runs the pole, whose objects take twice the room: with every sensor it needs
+            # about 130 KiB (docs/firmware.md, "Memory") and did not boot in the ESP32's budget
+            # (MemoryError), so it gets the budget in words rather than bytes.
+            budget_kib *= interpreter_info().word_bytes // 4
         self.pole = str(local["pole"])
         self.local = local
         self.flash = flash

@@ -15,18 +15,24 @@ from simulator.street import Street
 
 
 def _pct(used: float, base: float) -> str:
-    return f"{100 * (1 - used / base):5.1f}%" if base > 0 else "    - "
+    # rounded first, + 0.0: a saving of -0.0001 % reads "0.0%", not "-0.0%"
+    return f"{round(100 * (1 - used / base), 1) + 0.0:5.1f}%" if base > 0 else "    - "
+
+
+def _saving(t: dict[str, Any]) -> str:
+    return "-" if t["saving_pct"] is None else f"{round(t['saving_pct'], 1) + 0.0:g}"
 
 
 def _sl(t: dict[str, Any]) -> str:
     sl = t["service_level"]
     if sl is None:
-        return "-"
+        return "- (no one passed a pole after dark)"
     ok = "met" if t["service_ok"] else "NOT met"
     return f"{100 * sl:.1f}% (target {100 * t['service_target']:.0f}%: {ok})"
 
 
 def text(street: Street, per_pole: int = 50) -> str:
+    """The terminal report: the first ``per_pole`` poles' lines, then the totals."""
     t = street.totals()
     lines = [
         f"Streetpole simulation: {t['poles']} poles, {t['sim_s'] / 3600:.2f} simulated hours "
@@ -47,11 +53,15 @@ def text(street: Street, per_pole: int = 50) -> str:
             f"{s.walked_in_dark:7d} {s.worst_wait_s:6.1f}  {', '.join(s.faults)}"
         )
     if len(street.poles) > per_pole:
-        lines.append(f"... and {len(street.poles) - per_pole} more poles")
-    lines += [
-        "",
+        lines.append(f"... and {len(street.poles) - per_pole} more poles (all in --json/--html)")
+    return "\n".join([*lines, "", *summary(t)])
+
+
+def summary(t: dict[str, Any]) -> list[str]:
+    """The totals, one topic a line (``street.totals()``)."""
+    lines = [
         f"energy       {t['energy_wh'] / 1000:.3f} kWh used, {t['baseline_wh'] / 1000:.3f} kWh "
-        f"always-on, saving {t['saving_pct'] if t['saving_pct'] is not None else '-'}%",
+        f"always-on, saving {_saving(t)}%",
         f"presence     {t['presence_events']} events, {t['neighbour_wakes']} neighbour wakes, "
         f"{t['passes']} passes",
         f"service      {t['reaches_dark'] - t['walked_in_dark']} of {t['reaches_dark']} "
@@ -71,7 +81,7 @@ def text(street: Street, per_pole: int = 50) -> str:
             f"heap peak {heap}, batch seq {mp['batches']}"
             + (f", errors: {'; '.join(mp['errors'])}" if mp["errors"] else "")
         )
-    return "\n".join(lines)
+    return lines
 
 
 def data(street: Street) -> dict[str, Any]:
@@ -83,8 +93,8 @@ def data(street: Street) -> dict[str, Any]:
     }
 
 
-def _clock(t: float) -> str:
-    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%H:%M")
+def _clock(t: float, seconds: bool = False) -> str:
+    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%H:%M:%S" if seconds else "%H:%M")
 
 
 def chart(street: Street, width: int = 900, height: int = 260) -> str:
@@ -93,7 +103,7 @@ def chart(street: Street, width: int = 900, height: int = 260) -> str:
     s = street.samples
     if len(s) < 2:
         return "<p>(run too short for a chart)</p>"
-    left, right, top, bottom = 48, 48, 12, 28
+    left, right, top, bottom = 64, 64, 12, 46
     w, h = width - left - right, height - top - bottom
     t0, t1 = s[0].t, s[-1].t
     span = max(t1 - t0, 1.0)
@@ -107,7 +117,8 @@ def chart(street: Street, width: int = 900, height: int = 260) -> str:
 
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" role="img" aria-label="light level and presence">',
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="light level and presence" '
+        'style="max-width: 100%; height: auto">',
         f'<rect x="{left}" y="{top}" width="{w}" height="{h}" fill="#fafafa" stroke="#ccc"/>',
     ]
     bw = max(w / len(s) - 1, 1)
@@ -132,15 +143,25 @@ def chart(street: Street, width: int = 900, height: int = 260) -> str:
         parts.append(
             f'<text x="{left - 6}" y="{y(v) + 4:.1f}" font-size="11" text-anchor="end">{v:g}</text>'
         )
-    parts.append(
-        f'<text x="{left + w + 6}" y="{top + 0.1 * h + 4:.1f}" font-size="11">{pmax}</text>'
-    )
+    for v, label in ((0.0, "0"), (0.9, f"{pmax}")):  # presence bars reach 0.9 h at pmax
+        ty = top + (1 - v) * h + 4
+        parts.append(f'<text x="{left + w + 6}" y="{ty:.1f}" font-size="11">{label}</text>')
+    mid = top + h / 2
+    parts += [  # axis titles
+        f'<text x="16" y="{mid:.1f}" font-size="12" text-anchor="middle" '
+        f'transform="rotate(-90 16 {mid:.1f})">mean light level (0 off, 1 full)</text>',
+        f'<text x="{width - 12}" y="{mid:.1f}" font-size="12" text-anchor="middle" '
+        f'transform="rotate(90 {width - 12} {mid:.1f})">presence events per sample</text>',
+        f'<text x="{left + w / 2:.1f}" y="{height - 4}" font-size="12" text-anchor="middle">'
+        "simulated time (UTC)</text>",
+    ]
     ticks = 8
+    seconds = span / ticks < 60  # a short run: minutes alone would repeat
     for i in range(ticks + 1):
         t = t0 + span * i / ticks
         parts.append(
-            f'<text x="{x(t):.1f}" y="{height - 8}" font-size="11" text-anchor="middle">'
-            f"{_clock(t)}</text>"
+            f'<text x="{x(t):.1f}" y="{top + h + 16}" font-size="11" text-anchor="middle">'
+            f"{_clock(t, seconds)}</text>"
         )
     parts.append("</svg>")
     return "\n".join(parts)
@@ -187,20 +208,21 @@ def html(street: Street) -> str:
         "worst wait s",
         "faults",
     )
-    summary = esc(text(street, per_pole=0))
+    totals = esc("\n".join(summary(t)))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Streetpole simulation report</title>
 <style>
 body {{ font: 14px system-ui, sans-serif; margin: 24px; color: #222; }}
-pre {{ background: #f4f4f4; padding: 12px; overflow-x: auto; }}
+pre {{ background: #f4f4f4; padding: 12px; white-space: pre-wrap; }}
 table {{ border-collapse: collapse; font-size: 12px; }}
 td, th {{ border: 1px solid #ddd; padding: 2px 6px; text-align: right; }}
 td:first-child, td:last-child {{ text-align: left; }}
+.wide {{ overflow-x: auto; }}
 .key span {{ display: inline-block; width: 12px; height: 12px; margin: 0 4px 0 12px; }}
 </style></head><body>
 <h1>Streetpole simulation</h1>
 <p>{t["poles"]} poles, {t["sim_s"] / 3600:.2f} simulated hours; energy saving
-<b>{t["saving_pct"]}%</b> against always-on; service level <b>{esc(_sl(t))}</b>.</p>
+<b>{_saving(t)}%</b> against always-on; service level <b>{esc(_sl(t))}</b>.</p>
 <h2>Light and presence</h2>
 <p class="key"><span style="background:#1d4f91"></span>mean light level
 <span style="background:#8aa"></span>lowest pole
@@ -208,10 +230,10 @@ td:first-child, td:last-child {{ text-align: left; }}
 <span style="background:#e6e9f2"></span>sun down</p>
 {chart(street)}
 <h2>Summary</h2>
-<pre>{summary}</pre>
+<pre>{totals}</pre>
 <h2>Per pole</h2>
-<table><tr>{"".join(f"<th>{h}</th>" for h in head)}</tr>
+<div class="wide"><table><tr>{"".join(f'<th scope="col">{h}</th>' for h in head)}</tr>
 {"".join(rows)}
-</table>
+</table></div>
 </body></html>
 """

@@ -1,18 +1,19 @@
 """The browser libraries, from npm into ``static/vendor`` (``make assets``).
 
-``package.json`` and ``package-lock.json`` beside this file pin Leaflet and uPlot; ``npm ci``
-puts them in ``node_modules`` (not committed) and this module copies only the files the pages
-load into ``static/vendor`` (git-ignored), so the controller serves them itself and nothing
-comes from a CDN at run time::
+``package.json`` and ``package-lock.json`` beside this file pin Leaflet, uPlot, Swagger UI,
+ReDoc and axe-core; ``npm ci`` puts them in ``node_modules`` (not committed) and
+``controller.dashboard.copy_assets`` copies only the files the pages load into ``static/vendor``
+(git-ignored), so the controller serves them itself and nothing comes from a CDN at run time::
 
     npm ci --prefix controller/dashboard --ignore-scripts --no-audit --no-fund
-    python -m controller.dashboard.assets
+    python -m controller.dashboard.copy_assets
+
+axe-core is not served to users: the accessibility audit of the end-to-end tests injects it.
 """
 
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -27,6 +28,16 @@ FILES = {
     "uPlot.min.css": "uplot/dist/uPlot.min.css",
     "LICENSE-leaflet.txt": "leaflet/LICENSE",
     "LICENSE-uplot.txt": "uplot/LICENSE",
+    # /docs and /redoc (controller/dashboard/apidocs.py)
+    "swagger-ui-bundle.js": "swagger-ui-dist/swagger-ui-bundle.js",
+    "swagger-ui.css": "swagger-ui-dist/swagger-ui.css",
+    "swagger-favicon.png": "swagger-ui-dist/favicon-32x32.png",
+    "LICENSE-swagger-ui.txt": "swagger-ui-dist/LICENSE",
+    "redoc.standalone.js": "redoc/bundles/redoc.standalone.js",
+    "LICENSE-redoc.txt": "redoc/LICENSE",
+    # the accessibility audit in tests/test_a11y_e2e.py
+    "axe.min.js": "axe-core/axe.min.js",
+    "LICENSE-axe-core.txt": "axe-core/LICENSE",
 }
 
 
@@ -48,18 +59,3 @@ def copy(node_modules: Path = NODE_MODULES, vendor: Path = VENDOR) -> list[Path]
         shutil.copyfile(node_modules / src, dst)
         out.append(dst)
     return out
-
-
-def main() -> int:
-    try:
-        files = copy()
-    except FileNotFoundError as e:
-        print(f"assets: {e}", file=sys.stderr)
-        return 1
-    total = sum(f.stat().st_size for f in files)
-    print(f"assets: {len(files)} files, {total // 1024} KiB in {VENDOR}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

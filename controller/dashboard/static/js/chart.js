@@ -21,11 +21,12 @@ export function isoTicks(u, splits, axisIdx, space, incr) {
  * A chart in `box` for series [{label, points: [[ts, v], ...]}]; returns the uPlot or null.
  * A text summary goes with it (screen readers and people who prefer numbers).
  */
+// heading: the chart title's level under the page's headings (h4 under an h3, h3 under an h2);
 // ticks: x tick labels (uPlot axis `values`); live: false for a legend of names only (no
 // "Time: --" cursor readout); yRange: a fixed y range
-export function timeChart(box, title, unit, series, { scale = 1, bars = false, range = null, yRange = null, ticks = null, live = true, words = null } = {}) {
+export function timeChart(box, title, unit, series, { scale = 1, bars = false, range = null, yRange = null, ticks = null, live = true, words = null, heading = "h4" } = {}) {
   box.replaceChildren();
-  const head = el("h4", {}, unit ? `${title} (${unit})` : title);
+  const head = el(heading, {}, unit ? `${title} (${unit})` : title);
   box.append(head);
   const withData = series.filter((s) => s.points.length);
   if (!withData.length) {

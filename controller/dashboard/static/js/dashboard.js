@@ -440,7 +440,7 @@ async function renderOverrides() {
   const target = (o) => o.target_kind === "area" ? `area ${o.target.bbox ? o.target.bbox.map((x) => x.toFixed(5)).join(", ") : "polygon"}`
     : o.target_kind === "group" ? `group ${groupName(o.target.group)}` : `${o.target_kind} ${Object.values(o.target)[0]}`;
   $("#ov-list").replaceChildren(list.length ? table(
-    [...OV_HEAD, ""],
+    [...OV_HEAD, "Actions"],
     list.map((o) => el("tr", {}, ...[target(o), pct(o.level), o.mode, fmtTime(o.start), fmtTime(o.expiry), o.nodes, o.created_by,
       o.reverted_at ? "reverted" : o.active ? "active" : "ended"].map((c, i) => el("td", { "data-label": OV_HEAD[i] }, c)),
       el("td", {}, o.active ? el("button", { type: "button", class: "danger", disabled: !can("operator"), onclick: () => revert(o, target(o)) }, "Revert") : ""))),
@@ -664,18 +664,25 @@ function wire() {
 
   const bbox = () => ["a-west", "a-south", "a-east", "a-north"].map((id) => Number($(`#${id}`).value));
   const setBbox = (b) => ["a-west", "a-south", "a-east", "a-north"].forEach((id, i) => { $(`#${id}`).value = b[i].toFixed(6); });
+  // drawn, taken from the map view (keyboard: zoom with + and -, pan with the arrows) or typed:
+  // each way says how many poles the area holds
+  const chosen = (b, how) => {
+    const [w, s, ea, n] = [Math.min(b[0], b[2]), Math.min(b[1], b[3]), Math.max(b[0], b[2]), Math.max(b[1], b[3])];
+    const inside = S.shown.filter((p) => p.lon >= w && p.lon <= ea && p.lat >= s && p.lat <= n);
+    say($("#area-msg"), `${how}: ${inside.length} pole(s) inside (${inside.map((p) => p.id).join(", ")}).`);
+  };
   $("#draw-area").addEventListener("click", async (e) => {
     const btn = e.currentTarget;
     btn.setAttribute("aria-pressed", "true");
-    say($("#area-msg"), "Drag a rectangle on the map.");
+    say($("#area-msg"), "Drag a rectangle on the map (Escape cancels). Without a mouse: zoom the map onto the area and use the map view.");
     const b = await S.map.drawRectangle();
     btn.setAttribute("aria-pressed", "false");
+    if (!b) return say($("#area-msg"), "Drawing cancelled.");
     setBbox(b);
-    const inside = S.shown.filter((p) => p.lon >= b[0] && p.lon <= b[2] && p.lat >= b[1] && p.lat <= b[3]);
-    say($("#area-msg"), `Area drawn: ${inside.length} pole(s) inside (${inside.map((p) => p.id).join(", ")}).`);
+    chosen(b, "Area drawn");
   });
-  $("#view-area").addEventListener("click", () => { const b = S.map.viewBbox(); setBbox(b); S.map.showArea(b); });
-  for (const id of ["a-west", "a-south", "a-east", "a-north"]) $(`#${id}`).addEventListener("change", () => { const b = bbox(); if (b.every(Number.isFinite)) S.map.showArea(b); });
+  $("#view-area").addEventListener("click", () => { const b = S.map.viewBbox(); setBbox(b); S.map.showArea(b); chosen(b, "Area of the map view"); });
+  for (const id of ["a-west", "a-south", "a-east", "a-north"]) $(`#${id}`).addEventListener("change", () => { const b = bbox(); if (b.every(Number.isFinite)) { S.map.showArea(b); chosen(b, "Area typed"); } });
   $("#area-form").addEventListener("submit", async (e) => {
     e.preventDefault();
     const [w, s, ea, n] = bbox();

@@ -45,7 +45,7 @@ export async function renderEnergy() {
 }
 
 function energyChart(box, days) {
-  box.replaceChildren(el("h4", {}, "Energy per day (kWh)"));
+  box.replaceChildren(el("h3", {}, "Energy per day (kWh)"));
   if (!days.some((d) => d.energy_wh || d.baseline_wh)) {
     box.append(el("p", { class: "muted" }, "No energy reported in these days."));
     return;

@@ -125,13 +125,21 @@ export class PoleMap {
     this.map.invalidateSize();
   }
 
-  /** Pointer-draw a rectangle once; resolves with [west, south, east, north]. */
+  /** Pointer-draw a rectangle once; resolves with [west, south, east, north], or null when
+   * Escape cancels (the keyboard's way to choose an area is the map view, see dashboard.js). */
   drawRectangle() {
     const map = this.map;
     return new Promise((resolve) => {
       let start = null;
       map.dragging.disable();
       map.getContainer().style.cursor = "crosshair";
+      const done = (result) => {
+        map.off("mousedown", down).off("mousemove", move).off("mouseup", up);
+        document.removeEventListener("keydown", esc);
+        map.dragging.enable();
+        map.getContainer().style.cursor = "";
+        resolve(result);
+      };
       const down = (e) => {
         start = e.latlng;
         this.clearArea();
@@ -142,14 +150,17 @@ export class PoleMap {
       };
       const up = (e) => {
         if (!start) return;
-        map.off("mousedown", down).off("mousemove", move).off("mouseup", up);
-        map.dragging.enable();
-        map.getContainer().style.cursor = "";
         const b = L.latLngBounds(start, e.latlng);
         this.rect.setBounds(b);
-        resolve([b.getWest(), b.getSouth(), b.getEast(), b.getNorth()]);
+        done([b.getWest(), b.getSouth(), b.getEast(), b.getNorth()]);
+      };
+      const esc = (e) => {
+        if (e.key !== "Escape") return;
+        this.clearArea();
+        done(null);
       };
       map.on("mousedown", down).on("mousemove", move).on("mouseup", up);
+      document.addEventListener("keydown", esc);
     });
   }
 

@@ -158,6 +158,7 @@ async function renderCharts() {
       scale: displayScale(q),
       bars: counted,
       range: [start, end],
+      heading: "h3",
       words: {
         time: t("chart_time"),
         summary: (label, vs) => t("chart_summary", {

@@ -73,7 +73,8 @@ export function badge(text) {
 export function table(headers, rows, caption) {
   return el(
     "div",
-    { class: "table-wrap" },
+    // a wrap that scrolls must be reachable by keyboard (WCAG 2.1.1): focusable, named region
+    { class: "table-wrap", tabindex: "0", role: "region", "aria-label": caption || headers.join(", ") },
     el(
       "table",
       {},
