@@ -129,6 +129,9 @@ def test_groups_overrides_programs_campaigns_and_energy(site: Site) -> None:
             ctx = browser.new_context(viewport={"width": 1280, "height": 800})
             page = ctx.new_page()
             page.set_default_timeout(15_000)
+            # a saved group's answer waits for a save, a reload and a render: on a busy machine
+            # that took more than expect's default 5 s in a full run
+            expect.set_options(timeout=15_000)
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.on(
                 "console",
