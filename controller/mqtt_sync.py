@@ -85,7 +85,7 @@ class BrokerAccounts:
 
     def load(self, db: Session) -> None:
         """Register this controller's accounts in the registry and rebuild both files from it
-        (at start). The caller commits, then calls ``write_soon()``."""
+        (at start). The caller commits, then calls ``write_now()``."""
         if self.files is None:
             return
         s = self.settings
