@@ -151,6 +151,23 @@ def test_two_writers_create_one_stream_once_and_store_each_point_once(url: str) 
         s.close()
 
 
+def test_a_store_opens_beside_a_writer_in_the_middle_of_a_write(url: str) -> None:
+    """A second controller starting while the first one writes: its schema check takes no
+    table lock (CREATE INDEX IF NOT EXISTS would wait for the writer's, and deadlocked)."""
+    first = PostgresStore(url)
+    first.write([batch(1, [(T0, AIR.q, 1.0)])])
+    opened: list[PostgresStore] = []
+    with psycopg.connect(url) as writer:  # a write under way: its tables locked for writing
+        writer.execute("INSERT INTO store_meta (k, v) VALUES ('a write', 1)")
+        writer.execute("LOCK TABLE readings, batches IN ROW EXCLUSIVE MODE")
+        t = threading.Thread(target=lambda: opened.append(PostgresStore(url)), daemon=True)
+        t.start()
+        t.join(10)
+        assert opened, "the second store waited for the writer's tables"
+    for s in (first, *opened):
+        s.close()
+
+
 @pytest.mark.slow
 def test_a_write_is_durable_when_it_returns() -> None:
     """The server crashes (immediate stop: no shutdown checkpoint) right after a write returns;

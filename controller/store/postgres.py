@@ -175,12 +175,15 @@ class PostgresStore(TimeSeriesStore):
         self._db = self._connect()
         with self._db.transaction():
             self._db.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
-            self._db.execute(SCHEMA)
-            self._db.execute(
-                "INSERT INTO store_meta (k, v) VALUES ('schema_version', %s)"
-                " ON CONFLICT (k) DO NOTHING",
-                (SCHEMA_VERSION,),
-            )
+            # only when missing: CREATE INDEX IF NOT EXISTS locks its table before it looks, and
+            # a controller starting beside one that ingests deadlocked with its writes
+            if self._schema_version() != SCHEMA_VERSION:
+                self._db.execute(SCHEMA)
+                self._db.execute(
+                    "INSERT INTO store_meta (k, v) VALUES ('schema_version', %s)"
+                    " ON CONFLICT (k) DO NOTHING",
+                    (SCHEMA_VERSION,),
+                )
         # keyed by plain tuples, as in the SQLite store: cheaper per reading than StreamKey
         self._ids: dict[tuple[str, str, str, str], int] = {}
         self._devs: dict[tuple[str, str], int] = {}  # (pole, node): devices.id
@@ -188,6 +191,13 @@ class PostgresStore(TimeSeriesStore):
         self._days: set[int] = set()  # packed partitions known to exist
         self._load_ids()
         self._load_partitions()
+
+    def _schema_version(self) -> int | None:
+        row = self._db.execute("SELECT to_regclass('store_meta') IS NOT NULL").fetchone()
+        if row is None or not row[0]:
+            return None
+        found = self._db.execute("SELECT v FROM store_meta WHERE k = 'schema_version'").fetchone()
+        return None if found is None else int(found[0])
 
     def _connect(self) -> psycopg.Connection[Any]:
         conn = psycopg.connect(self.url, autocommit=True)
