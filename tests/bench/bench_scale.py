@@ -236,14 +236,22 @@ def pg_two_controllers(b: Bench) -> dict[str, float]:
         while (first := stored_batches(url) - before) == 0:
             time.sleep(0.05)
         t0 = time.perf_counter()
+        pids = {f"controller {i}": c.proc.pid for i, c in enumerate(ctls, 1) if c.proc}
+        pids |= {"broker": b.broker.pid or 0, "postgresql": b.pg.pid()}
+        cpu0 = {k: bench_ingest.cpu_seconds(p) for k, p in pids.items()}
         while (n := stored_batches(url) - before) < total:
             if time.perf_counter() - t0 > 300:
                 raise TimeoutError(f"only {n} of {total} stored")
             time.sleep(0.5)
         rate = (total - first) / (time.perf_counter() - t0)
+        cost = {
+            k: (bench_ingest.cpu_seconds(p) - cpu0[k]) / (total - first) * 1e6
+            for k, p in pids.items()
+        }
     finally:
         for c in ctls:
             c.stop()
+    print(", ".join(f"{k} CPU {us:.1f} us/msg" for k, us in cost.items()))
     print(f"two controllers stored: {rate:,.0f} msgs/s, {rate * 10:,.0f} points/s")
     return {"pg_two_controllers_msgs_per_s": rate}
 
@@ -313,6 +321,7 @@ def main() -> None:
         "--store-only", action="store_true", help="only the store's CPU a message, in process"
     )
     parser.add_argument("--write-messages", type=int, default=12_000, help="for --store-only")
+    parser.add_argument("--only", help="one figure's function, e.g. pg_two_controllers")
     args = parser.parse_args()
     args.messages -= args.messages % args.procs
     assert shutil.which("mosquitto_sub"), "mosquitto_sub missing: make deps"
@@ -326,7 +335,8 @@ def main() -> None:
         try:
             print("PostgreSQL settings: " + " ".join(f"{k}={v}" for k, v in BENCH_SETTINGS.items()))
             bench = Bench(args, tmp, broker, pg)
-            for figure in [store_cpu] if args.store_only else FIGURES:
+            chosen = [f for f in FIGURES if f.__name__ == args.only] if args.only else FIGURES
+            for figure in [store_cpu] if args.store_only else chosen:
                 figures.update(figure(bench))
             if broker.dropped_messages_logged():
                 print("WARNING: the broker logged dropped messages", file=sys.stderr)
