@@ -105,8 +105,11 @@ class Dispatcher:
             self._wake.clear()  # before reading: a commit after this read wakes the wait below
             batch = await asyncio.to_thread(self._pending)
             if not batch:
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancel that
+                # lands as its wait ends, and this loop then outlived the app's shutdown
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.poll_s)
+                    async with asyncio.timeout(self.poll_s):
+                        await self._wake.wait()
                 continue
             sent: list[int] = []
             try:

@@ -72,7 +72,8 @@ class Leadership:
         while True:
             if self.leading.is_set():
                 # the lock lives as long as this connection: check it is still there
-                await asyncio.wait_for(conn.execute("SELECT 1"), self.poll_s * 5)
+                async with asyncio.timeout(self.poll_s * 5):  # not wait_for: see dispatch.py
+                    await conn.execute("SELECT 1")
             else:
                 cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (locks.LEADER,))
                 row = await cur.fetchone()

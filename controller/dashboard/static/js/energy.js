@@ -61,7 +61,7 @@ function energyChart(box, days) {
   const opts = {
     width: Math.max(260, box.clientWidth - 20),
     height: 220,
-    legend: { show: true },
+    legend: { show: true, live: false }, // names only: no "Day: --" readout
     cursor: { drag: { x: false, y: false } },
     scales: { x: { time: true, range: () => [xs[0] - DAY / 2, xs[xs.length - 1] + DAY / 2] }, y: { range: (u, lo, hi) => [0, Math.max(hi, 0.001) * 1.1] } },
     axes: [

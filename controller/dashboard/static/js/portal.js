@@ -158,6 +158,7 @@ async function renderCharts() {
       scale: displayScale(q),
       bars: counted,
       range: [start, end],
+      live: false, // names only in the legend, no "Time: --" readout
       heading: "h3",
       words: {
         time: t("chart_time"),
