@@ -23,8 +23,8 @@ class Settings(BaseSettings):
     mqtt_username: str | None = None
     mqtt_password: str | None = None
     mqtt_client_id: str = "streetpole-controller"
-    # With a group name, ingest subscribes through the MQTT 5 shared subscription
-    # $share/<group>/..., so several controller processes split the stream.
+    # Ingest subscribes through the shared subscription $share/<group>/... (default group
+    # "streetpole-ingest"), so all processes of all controllers on one broker split the stream.
     mqtt_shared_group: str | None = None
     ingest_enabled: bool = True
     # What provisioning writes into node.json: the broker URL the nodes reach (default
@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     node_tls_server_name: str | None = None
     # Ingest in this many processes: this one and ingest_processes - 1 children it starts and
     # restarts (controller/ingest/children.py), splitting the stream through a shared
-    # subscription (group mqtt_shared_group, default "streetpole-ingest"). One process decodes
+    # subscription (mqtt_shared_group). One process decodes
     # at most about one core's worth; on SQLite the processes write to one file, one
     # transaction at a time, and decode in parallel. More than the machine's cores gains nothing.
     ingest_processes: int = Field(1, ge=1, le=32)

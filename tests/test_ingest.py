@@ -356,15 +356,6 @@ def _child_up(ctl: ControllerProcess, broker: Broker, subscribed: int, seen: lis
     return int(kids[0])
 
 
-def _own_share(ctl: ControllerProcess) -> float:
-    """Messages the controller's own ingest took (its /metrics counts only its share)."""
-    return sum(
-        float(line.split()[-1])
-        for line in ctl.get("/metrics").text.splitlines()
-        if line.startswith("streetpole_ingest_messages_total{")
-    )
-
-
 @pytest.mark.slow
 def test_ingest_in_two_processes_stores_everything_once(tmp_path: Path) -> None:
     """STREETPOLE_INGEST_PROCESSES=2: the controller starts a child that shares the stream and
@@ -395,7 +386,7 @@ def test_ingest_in_two_processes_stores_everything_once(tmp_path: Path) -> None:
             total += len(messages)
             wait_for(lambda n=total: count_points(db)[1] >= n, 60, "everything stored")
             assert count_points(db) == (total * len(QUANTITIES), total)
-            assert 0 < _own_share(ctl) < len(messages), "the child takes a share"
+            assert 0 < ctl.ingest_share() < len(messages), "the child takes a share"
             if round_ == 0:
                 ctl.kill()  # SIGKILL: the child must notice by itself
             else:

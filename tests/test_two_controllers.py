@@ -1,10 +1,11 @@
 """Two controllers, a broker and PostgreSQL as separate processes, one killed mid-stream (#23).
 
 Each controller has its own broker account and data folder, joins ingest's shared subscription
-and writes into one PostgreSQL (registry and time series). Twenty nodes stream measurements;
-the leading controller is killed with SIGKILL part way. The survivor keeps storing, answers open
-data, takes over the lead and dispatches a command; the killed one is started again (as its
-supervisor would: mosquitto keeps what it had in flight in its persistent session), and then
+(each takes a share of the stream, none takes it all) and writes into one PostgreSQL (registry
+and time series). Twenty nodes stream measurements; the leading controller is killed with
+SIGKILL part way. The survivor keeps storing, answers open data, takes over the lead and
+dispatches a command; the killed one is started again (as its supervisor would: mosquitto keeps
+what it had in flight, and its turns of the group since, in its persistent session), and then
 every reading is stored exactly once.
 """
 
@@ -148,6 +149,10 @@ def test_a_controller_killed_mid_stream_loses_and_doubles_nothing(
         sender = threading.Thread(target=street.stream, args=(ROUNDS, 300.0))
         sender.start()
         wait_for(lambda: stored(store) >= total * len(QUANTITIES) // 3, 60, "a third stored")
+        # the two split the stream: each takes a share, and no message goes to both
+        shares = a.ingest_share(), b.ingest_share()
+        assert min(shares) > 0, shares
+        assert sum(shares) <= street.published, (shares, street.published)
         a.kill()  # mid-stream, the leader, with no clean shutdown
         killed_at = stored(store)
         assert killed_at < total * len(QUANTITIES)

@@ -49,7 +49,10 @@ from protocols import topics
 log = logging.getLogger("streetpole.ingest")
 
 UP_CHANNELS = (topics.MEAS, topics.EVENT, topics.ACK)
-SHARED_GROUP = "streetpole-ingest"  # when ingest_processes > 1 and no group is set
+# Ingest always subscribes through a shared subscription, so that every process of every
+# controller on the same broker takes a share of the stream and none takes all of it (a plain
+# subscription beside a shared one would get every message again).
+SHARED_GROUP = "streetpole-ingest"  # when mqtt_shared_group is not set
 
 
 @dataclass
@@ -123,14 +126,13 @@ class IngestWorker:
         # measure what the confirmations cost (tests/bench/bench_ingest.py)
         self.confirm = True
 
-    def group(self) -> str | None:
-        """The shared subscription's group, if ingest is split between processes."""
-        s = self.settings
-        return s.mqtt_shared_group or (SHARED_GROUP if s.ingest_processes > 1 else None)
+    def group(self) -> str:
+        """The shared subscription's group: this controller's processes and every other
+        controller's split the stream through it."""
+        return self.settings.mqtt_shared_group or SHARED_GROUP
 
     def filters(self) -> list[str]:
-        group = self.group()
-        prefix = f"$share/{group}/" if group else ""
+        prefix = f"$share/{self.group()}/"
         out = [prefix + topics.subscription(ch) for ch in UP_CHANNELS]
         # Retained state is not delivered through shared subscriptions; state updates are
         # idempotent, so every worker takes all of them.
@@ -138,11 +140,11 @@ class IngestWorker:
         return out
 
     def stale_filters(self) -> list[str]:
-        """What the persistent session may hold from a run with the other setting (one process,
-        or several): the broker would go on delivering through it, so each message twice."""
-        group = self.group()
-        prefix = "" if group else f"$share/{SHARED_GROUP}/"
-        return [prefix + topics.subscription(ch) for ch in UP_CHANNELS]
+        """What the persistent session may hold from an earlier run (a plain subscription, as
+        one process took before, or another group): the broker would go on delivering through
+        it, so each message twice."""
+        prefixes = [""] + [f"$share/{SHARED_GROUP}/"] * (self.group() != SHARED_GROUP)
+        return [p + topics.subscription(ch) for p in prefixes for ch in UP_CHANNELS]
 
     def _session(self) -> Session:
         s = self.settings

@@ -65,3 +65,12 @@ class ControllerProcess:
 
     def get(self, path: str) -> httpx.Response:
         return httpx.get(self.url + path, timeout=10)
+
+    def ingest_share(self) -> float:
+        """Messages this process's own ingest took (its /metrics counts only its share of the
+        shared subscription, not its ingest children's)."""
+        return sum(
+            float(line.split()[-1])
+            for line in self.get("/metrics").text.splitlines()
+            if line.startswith("streetpole_ingest_messages_total{")
+        )
