@@ -80,6 +80,25 @@ def ingest_child() -> None:
     run_child()
 
 
+@app.command("ingest-leave")
+def ingest_leave(
+    first: int = typer.Option(
+        0, "--from", help="leave the sessions of ingest processes from this one on (0: all)"
+    ),
+) -> None:
+    """Take this controller's ingest sessions out of the broker's shared group, before retiring
+    the controller or lowering STREETPOLE_INGEST_PROCESSES (run it with the controller stopped;
+    else the broker goes on handing the old sessions their turn of the stream until they
+    expire)."""
+    import asyncio
+
+    from controller.ingest.worker import leave_group
+    from controller.settings import Settings
+
+    for client_id in asyncio.run(leave_group(Settings(), first)):
+        typer.echo(f"left: {client_id}")
+
+
 @app.command()
 def migrate() -> None:
     """Bring the registry's schema up to date (also done at every start)."""

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from controller.broker import Broker, BrokerConfig, free_port
-from controller.ingest.worker import SHARED_GROUP, IngestWorker
+from controller.ingest.worker import SHARED_GROUP, IngestWorker, leave_group
 from controller.metrics import Metrics
 from controller.settings import Settings
 from controller.store.ops import OpsStore
@@ -252,6 +252,41 @@ def test_two_workers_share_the_stream_exactly_once(broker: Broker, tmp_path: Pat
     assert all(len(s) > 200 for s in seen), "both workers take a share"
     assert not seen[0] & seen[1]
     assert len(seen[0] | seen[1]) == 2000
+
+
+def test_a_session_that_left_the_group_takes_no_more_of_the_stream(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """mosquitto hands a stopped member of a shared group its turn of the stream, kept in its
+    persistent session, until the session is taken up again or expires. ``streetpole
+    ingest-leave`` (leave_group) ends the session: the member left takes every message."""
+    gone, kept = (
+        Harness(
+            Settings(
+                mqtt_url=broker.url,
+                data_dir=tmp_path / name,
+                mqtt_client_id=f"ingest-{name}",
+                mqtt_shared_group="ingest",
+            )
+        )
+        for name in ("gone", "kept")
+    )
+
+    async def main() -> None:
+        first = asyncio.create_task(gone.worker.run())
+        await asyncio.wait_for(gone.worker.connected.wait(), 10)
+        first.cancel()  # stopped: its session stays in the group
+        assert await leave_group(gone.settings) == ["ingest-gone"]
+        task = asyncio.create_task(kept.worker.run())
+        await asyncio.wait_for(kept.worker.connected.wait(), 10)
+        await asyncio.to_thread(
+            publish_all, broker, [(meas_topic(f"p{i % 20}"), meas(i)) for i in range(400)]
+        )
+        await until(lambda: kept.worker.stats.messages >= 400, 30)
+        task.cancel()
+
+    asyncio.run(main())
+    assert count_points(kept.settings.database_path)[1] == 400
 
 
 @pytest.mark.slow

@@ -40,7 +40,9 @@ class Admission:
             raise self._refuse(f"{self.waiting} requests already waiting")
         self.waiting += 1
         try:
-            await asyncio.wait_for(self._free.acquire(), self.wait_s)
+            # asyncio.timeout: 3.11's wait_for can swallow a cancel and leave the turn taken
+            async with asyncio.timeout(self.wait_s):
+                await self._free.acquire()
         except TimeoutError:
             raise self._refuse(f"no turn within {self.wait_s:g} s") from None
         finally:

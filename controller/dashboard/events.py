@@ -135,8 +135,9 @@ class Hub:
                 if left <= 0:
                     yield _event("bye", {"reason": "stream age; reconnect with a new ticket"})
                     return
-                try:
-                    kind, data = await asyncio.wait_for(sub.queue.get(), min(1.0, left))
+                try:  # asyncio.timeout: 3.11's wait_for can swallow a cancel (ingest/worker.py)
+                    async with asyncio.timeout(min(1.0, left)):
+                        kind, data = await sub.queue.get()
                 except TimeoutError:
                     if await gone():
                         return

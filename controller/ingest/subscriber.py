@@ -51,6 +51,7 @@ class Session:
     tls: ssl.SSLContext | None = None
     keepalive: int = 30  # seconds
     timeout: float = 10.0  # for the connection and each acknowledgement awaited
+    clean: bool = False  # True: the broker discards the session and its subscriptions
     max_packet: int = BrokerConfig.max_packet_size  # larger ones are skipped: the broker's limit
 
 
@@ -89,7 +90,7 @@ class Subscriber(asyncio.Protocol):
         except (OSError, TimeoutError) as e:
             raise SessionEnded(f"cannot connect to {session.host}:{session.port}: {e!r}") from e
         hello = mf.send_connect(
-            session.client_id, session.keepalive, False, session.username, session.password
+            session.client_id, session.keepalive, session.clean, session.username, session.password
         )
         try:
             p = await sub._request(hello, (mf.CONNACK, 0))

@@ -147,19 +147,7 @@ class IngestWorker:
         return [p + topics.subscription(ch) for p in prefixes for ch in UP_CHANNELS]
 
     def _session(self) -> Session:
-        s = self.settings
-        username, client_id = process_identity(s.mqtt_username, s.mqtt_client_id)
-        return Session(
-            s.mqtt_host,
-            s.mqtt_port,
-            client_id,
-            username=username,
-            password=s.mqtt_password,
-            # verifies the broker's certificate against the default CAs, and its name
-            tls=ssl.create_default_context() if s.mqtt_tls else None,
-            keepalive=30,
-            timeout=10,
-        )
+        return session_of(self.settings)
 
     def _on_publish(self, packets: list[Publish]) -> None:
         """Called on the event-loop thread with the publishes of each read: keep them, no more."""
@@ -222,8 +210,11 @@ class IngestWorker:
             # A full batch waiting (a backlog arrived faster than it is stored): no pause, the
             # wakeup is set only when the list grows past a batch, which it may not do again.
             if len(self._pending) < batch_max:
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancel
+                # that lands as the wait ends, and this loop would outlive its shutdown
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), flush)
+                    async with asyncio.timeout(flush):
+                        await self._wakeup.wait()
             self._wakeup.clear()
             if not self._pending:
                 continue
@@ -298,3 +289,37 @@ class IngestWorker:
             except Exception:
                 log.exception("fleet update after ingest failed")
         return confirm
+
+
+def session_of(s: Settings, part: str = "", clean: bool = False) -> Session:
+    """The broker session of the controller's ingest process ``part`` ("" its own, "1", ... its
+    children: the identity controller/ingest/children.py gives them)."""
+    username, client_id = process_identity(s.mqtt_username, s.mqtt_client_id, part)
+    return Session(
+        s.mqtt_host,
+        s.mqtt_port,
+        client_id,
+        username=username,
+        password=s.mqtt_password,
+        # verifies the broker's certificate against the default CAs, and its name
+        tls=ssl.create_default_context() if s.mqtt_tls else None,
+        keepalive=30,
+        timeout=10,
+        clean=clean,
+    )
+
+
+async def leave_group(s: Settings, first: int = 0) -> list[str]:
+    """Take the ingest sessions of processes ``first`` to ``ingest_processes - 1`` out of the
+    broker, with what they hold: each is connected to with a clean session, which the broker
+    takes as the end of the old one. A session nobody takes up again stays a member of the
+    shared group, and mosquitto goes on handing it its turn of the stream until it expires
+    (docs/scaling.md). Run it with the controller (or those processes) stopped. Returns the
+    client ids."""
+    left = []
+    for i in range(first, s.ingest_processes):
+        session = session_of(s, str(i) if i else "", clean=True)
+        sub = await Subscriber.connect(session, lambda _packets: None)
+        sub.close()  # a clean session ends with its connection
+        left.append(session.client_id)
+    return left

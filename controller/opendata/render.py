@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from functools import lru_cache
 from typing import Any
 
 from controller.opendata.entities import OBS_ID_BASE, RENDERED, TYPES, EntityType
@@ -13,6 +14,9 @@ from controller.opendata.query import BadQuery
 ObsRow = tuple[int, int, float, int | None, str | None]
 
 
+# Readings of a street share their minutes: a page of thousands of values has few distinct
+# times, and formatting one costs ten times looking it up.
+@lru_cache(maxsize=8192)
 def iso(ts: float | None) -> str | None:
     if ts is None:
         return None

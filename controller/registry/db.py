@@ -38,7 +38,18 @@ POOL_SIZE = 20
 _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
 # deadlock_detected, serialization_failure: the transaction may simply be run again
 RETRY_SQLSTATES = ("40P01", "40001")
+# Unique indexes whose violation means another transaction did the same first: run again, the
+# work then finds its row (models.Alarm)
+RETRY_UNIQUE = ("alarms_open_once",)
 T = TypeVar("T")
+
+
+def _retryable(e: DatabaseError) -> bool:
+    if getattr(e.orig, "sqlstate", None) in RETRY_SQLSTATES:
+        return True
+    # PostgreSQL: 'violates unique constraint "alarms_open_once"'; SQLite names no index
+    # of an expression, but its columns: "UNIQUE constraint failed: index 'alarms_open_once'"
+    return isinstance(e, IntegrityError) and any(name in str(e.orig) for name in RETRY_UNIQUE)
 
 
 class Base(DeclarativeBase):
@@ -199,16 +210,14 @@ class Registry:
     def retrying(self, work: Callable[[Session], T], attempts: int = 3) -> T:
         """``work`` in a session of its own, run again when PostgreSQL chose it to give way in
         a deadlock or a serialisation conflict (controllers sharing the registry update the
-        same nodes' rows from their own ingest; the other transaction goes through)."""
+        same nodes' rows from their own ingest; the other transaction goes through), or when
+        another transaction inserted the row it was about to (RETRY_UNIQUE)."""
         for attempt in range(attempts):
             try:
                 with self.session() as db:
                     return work(db)
             except DatabaseError as e:
-                if (
-                    getattr(e.orig, "sqlstate", None) not in RETRY_SQLSTATES
-                    or attempt == attempts - 1
-                ):
+                if not _retryable(e) or attempt == attempts - 1:
                     raise
         raise AssertionError("unreachable")
 

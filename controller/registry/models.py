@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -282,6 +283,20 @@ class Alarm(Base):
     """One alarm condition per (pole, node, code, src) at a time; re-raising counts it."""
 
     __tablename__ = "alarms"
+    # one open alarm per condition, also when two controllers raise it at once (the second's
+    # insert fails, and Registry.retrying runs it again: it then counts the first's)
+    __table_args__ = (
+        Index(
+            "alarms_open_once",
+            "pole_id",
+            text("coalesce(node, '')"),
+            "code",
+            "src",
+            unique=True,
+            sqlite_where=text("state <> 'cleared'"),
+            postgresql_where=text("state <> 'cleared'"),
+        ),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     pole_id: Mapped[str] = mapped_column(ForeignKey("poles.id", ondelete="CASCADE"), index=True)
     node: Mapped[str | None] = mapped_column(String(64))
