@@ -114,11 +114,13 @@ class World:
         return str(self.api.ok(who, "POST", "/api/overrides", json=body)["id"])
 
     def alarm(self, pole: str, module_id: int | None, detail: str) -> int:
+        """A new open alarm: a condition of its own (src), as one condition is one open alarm."""
         with self.api.state.registry.session() as db:
             a = Alarm(
                 pole_id=pole,
                 node="n1",
                 module_id=module_id,
+                src=uid("src-"),
                 code="lampFailure",
                 severity="major",
                 detail=detail,
