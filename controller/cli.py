@@ -58,7 +58,7 @@ def serve(
     import uvicorn
 
     from controller.app import create_app
-    from controller.ingest.worker import freeze_startup_objects
+    from controller.gcpolicy import freeze_startup_objects
     from controller.serving import uvicorn_config
     from controller.settings import Settings
 
@@ -67,8 +67,7 @@ def serve(
     config = uvicorn_config(
         create_app(settings), host, port, settings.trusted_proxies, log_level="info"
     )
-    if settings.ingest_enabled:
-        freeze_startup_objects()
+    freeze_startup_objects()
     uvicorn.Server(config).run()
 
 

@@ -92,7 +92,7 @@ async def ingest_only(settings: Settings) -> None:
 
 def run_child() -> None:
     """The ``ingest-child`` command: settings from standard input, ingest until it closes."""
-    from controller.ingest.worker import freeze_startup_objects
+    from controller.gcpolicy import freeze_startup_objects
 
     settings = Settings.model_validate_json(sys.stdin.buffer.readline())
 

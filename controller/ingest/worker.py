@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import random
 import ssl
@@ -69,33 +68,6 @@ class IngestStats:
     write_error: str | None = None  # the last failed store write, until one succeeds (readyz)
     dropped_by_reason: dict[str, int] = field(default_factory=dict)
     clock_ahead: dict[str, int] = field(default_factory=dict)  # messages refused, per pole/node
-
-
-_frozen = False
-GC_YOUNG = 50_000
-
-
-def freeze_startup_objects() -> None:
-    """Move what exists when ingest starts (the application: FastAPI, SQLAlchemy, pydantic) out
-    of the cyclic GC's view, once per process. Called by the process entry points (``streetpole
-    serve``, the ingest child), never by the worker itself: in a test
-    run it would freeze the test session's objects and change every later test's collections.
-
-    Every ingest batch allocates tens of thousands of short-lived containers (decoded messages,
-    rows), which trigger full collections; each walked all those long-lived objects again, a
-    pause in ingest. Frozen objects are still freed by reference counting; only cycles among
-    them are not.
-
-    The youngest generation is also collected every GC_YOUNG allocations instead of 700: a
-    batch's decoded messages all live until it is written, so each collection walked the
-    thousands allocated since the last one only to keep them. Ingest makes no cycles; what
-    else does is still collected, a little later. (Figures: docs/performance.md.)
-    """
-    global _frozen
-    if not _frozen:
-        _frozen = True
-        gc.freeze()
-        gc.set_threshold(GC_YOUNG, *gc.get_threshold()[1:])
 
 
 class IngestWorker:

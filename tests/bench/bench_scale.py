@@ -291,7 +291,8 @@ def store_cpu(b: Bench) -> dict[str, float]:
     store.write(street(0))  # streams and nodes made
     writes = [street(m) for m in range(per, minutes, per)]
     n = sum(len(w) for w in writes)
-    gc.freeze()  # as ingest does (worker.py): the messages built here are not the store's cost
+    # as ingest does (controller/gcpolicy.py): the messages built here are not the store's cost
+    gc.freeze()
     c0, s0 = time.process_time(), bench_ingest.cpu_seconds(backend)
     for w in writes:
         store.write(w)

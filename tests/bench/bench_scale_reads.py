@@ -23,6 +23,7 @@ import httpx
 import psycopg
 
 from controller.app import create_app
+from controller.gcpolicy import freeze_startup_objects
 from controller.opendata.render import iso
 from controller.registry.db import Registry
 from controller.registry.models import Module, Owner, Pole
@@ -87,7 +88,9 @@ def _measure(settings: Settings, end: int, poles: list[tuple[str, str]]) -> dict
     rng = random.Random(2)
     t0s, t1s = iso(end - 86400), iso(end)
     results: dict[str, list[float]] = {"latest_all": [], "day_raw": [], "day_hourly": []}
-    with serve(create_app(settings)) as base, httpx.Client(base_url=base, timeout=60) as c:
+    app = create_app(settings)
+    freeze_startup_objects()  # as `streetpole serve` does (controller/gcpolicy.py)
+    with serve(app) as base, httpx.Client(base_url=base, timeout=60) as c:
         n_ds = len(c.get("/opendata/v1/latest").json()["value"])  # and the catalog is built
         ids = [d["@iot.id"] for d in c.get("/sta/v1.1/Datastreams?$top=10000").json()["value"]]
         assert n_ds == len(ids) > 0, (n_ds, len(ids))

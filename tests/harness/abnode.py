@@ -15,6 +15,7 @@ about a minute, each further variant a few seconds.
 
 from __future__ import annotations
 
+import fcntl
 import shutil
 from pathlib import Path
 
@@ -73,24 +74,35 @@ def build_images() -> dict[str, Path]:
     mpbuild.Unavailable without MicroPython's source. The variants share one build folder."""
     files = manifest_files(SIM_MANIFEST)
     images = {}
-    for name, (version, faults) in VARIANTS.items():
-        tree = BUILD / f"src-{name}"  # firmware/ and protocols/ as the manifests list them
-        shutil.rmtree(tree, ignore_errors=True)
-        for rel, src in files.items():
-            dest = tree / ("firmware" if rel.startswith("spnode/") else "") / rel
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(src, dest)
-        for m in FIRMWARE.glob("manifest*.py"):
-            shutil.copy(m, tree / "firmware" / m.name)
-        init = tree / "firmware" / "spnode" / "__init__.py"
-        text = init.read_text()
-        init.write_text(text.replace('VERSION = "', f'VERSION = "{version}"  # was "', 1))
-        for rel, old, new in faults:
-            f = tree / "firmware" / rel
-            body = f.read_text()
-            assert old == "" or old in body, (rel, old)
-            f.write_text(body + new if old == "" else body.replace(old, new))
-        images[name] = mpbuild.ensure_frozen(
-            tree / "firmware" / SIM_MANIFEST.name, f"ab-{name}", build_dir="build-ab32"
-        )
+    BUILD.mkdir(parents=True, exist_ok=True)
+    # one writer of the variants' trees at a time (two pytest workers, or two runs); a lock of
+    # its own, as mpbuild holds its lock inside ensure_frozen
+    with open(BUILD / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for name, (version, faults) in VARIANTS.items():
+            images[name] = _build_variant(files, name, version, faults)
     return images
+
+
+def _build_variant(
+    files: dict[str, Path], name: str, version: str, faults: list[tuple[str, str, str]]
+) -> Path:
+    tree = BUILD / f"src-{name}"  # firmware/ and protocols/ as the manifests list them
+    shutil.rmtree(tree, ignore_errors=True)
+    for rel, src in files.items():
+        dest = tree / ("firmware" if rel.startswith("spnode/") else "") / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(src, dest)
+    for m in FIRMWARE.glob("manifest*.py"):
+        shutil.copy(m, tree / "firmware" / m.name)
+    init = tree / "firmware" / "spnode" / "__init__.py"
+    text = init.read_text()
+    init.write_text(text.replace('VERSION = "', f'VERSION = "{version}"  # was "', 1))
+    for rel, old, new in faults:
+        f = tree / "firmware" / rel
+        body = f.read_text()
+        assert old == "" or old in body, (rel, old)
+        f.write_text(body + new if old == "" else body.replace(old, new))
+    return mpbuild.ensure_frozen(
+        tree / "firmware" / SIM_MANIFEST.name, f"ab-{name}", build_dir="build-ab32"
+    )
