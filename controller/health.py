@@ -84,10 +84,9 @@ class Readiness:
                     self._running = loop.run_in_executor(
                         self._pool, write_probe, self.registry.path
                     )
-                try:
-                    self._probe = await asyncio.wait_for(
-                        asyncio.shield(self._running), PROBE_TIMEOUT_S + 0.5
-                    )
+                try:  # asyncio.timeout: 3.11's wait_for can swallow a cancel
+                    async with asyncio.timeout(PROBE_TIMEOUT_S + 0.5):
+                        self._probe = await asyncio.shield(self._running)
                 except TimeoutError:
                     self._probe = "the write probe did not come back"
                 self._probed_at = time.monotonic()

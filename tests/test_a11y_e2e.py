@@ -277,6 +277,21 @@ def test_map_by_keyboard(site: Site, browser: Any) -> None:
         page.locator("#map").focus()
         for _ in range(3):  # zoom in with the keyboard (Leaflet's "+")
             page.keyboard.press("Equal")
+        # the zoom has landed: no animation running, and some markers are out of the view
+        page.wait_for_function(
+            """() => {
+                const map = document.querySelector('#map');
+                if (map.classList.contains('leaflet-zoom-anim')) return false;
+                const r = map.getBoundingClientRect();
+                const icons = [...document.querySelectorAll('.leaflet-marker-icon')];
+                const inside = icons.filter((i) => {
+                    const b = i.getBoundingClientRect();
+                    const x = b.left + b.width / 2, y = b.top + b.height / 2;
+                    return x >= r.left && x <= r.right && y >= r.top && y <= r.bottom;
+                });
+                return inside.length > 0 && inside.length < icons.length;
+            }"""
+        )
         page.locator("#view-area").focus()
         page.keyboard.press("Enter")
         expect(msg).to_contain_text("Area of the map view")

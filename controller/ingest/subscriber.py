@@ -83,10 +83,12 @@ class Subscriber(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         sub = cls(session, on_publish)
         try:
-            await asyncio.wait_for(
-                loop.create_connection(lambda: sub, session.host, session.port, ssl=session.tls),
-                session.timeout,
-            )
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for returns the connection and
+            # swallows a cancel that lands as it is made, and ingest then outlived shutdown
+            async with asyncio.timeout(session.timeout):
+                await loop.create_connection(
+                    lambda: sub, session.host, session.port, ssl=session.tls
+                )
         except (OSError, TimeoutError) as e:
             raise SessionEnded(f"cannot connect to {session.host}:{session.port}: {e!r}") from e
         hello = mf.send_connect(
