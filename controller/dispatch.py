@@ -101,7 +101,13 @@ class Dispatcher:
                 delay = min(delay * 2, 30.0)
 
     async def _drain(self, client: aiomqtt.Client) -> None:
+        task = asyncio.current_task()
         while self.leading.is_set():
+            # A cancel requested and swallowed: aiomqtt's connect waits with asyncio.wait_for,
+            # which in Python 3.11 returns the connection and drops a cancel landing as it
+            # arrives; this loop then outlived the app's shutdown (a test hung 300 s)
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError
             self._wake.clear()  # before reading: a commit after this read wakes the wait below
             batch = await asyncio.to_thread(self._pending)
             if not batch:

@@ -5,6 +5,7 @@ while no controller leads goes out when one does."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 
 import paho.mqtt.client as paho
@@ -89,4 +90,38 @@ def test_the_outbox_keeps_a_message_until_a_leader_sends_it(tmp_path: Path, brok
     finally:
         sub.loop_stop()
         sub.disconnect()
+        reg.close()
+
+
+def test_a_cancel_a_library_swallowed_still_stops_the_dispatcher(tmp_path: Path) -> None:
+    """aiomqtt connects with asyncio.wait_for, which in Python 3.11 returns the connection and
+    drops a cancel that lands as the CONNACK does; the dispatcher then went on draining the
+    outbox and the app's shutdown hung. The cancel request is still on the task
+    (Task.cancelling), and the drain loop honours it."""
+    reg = Registry(f"sqlite:///{tmp_path / 'registry.db'}")
+    settings = Settings(data_dir=tmp_path, _env_file=None)  # type: ignore[call-arg]
+
+    async def run() -> None:
+        leading = asyncio.Event()
+        leading.set()
+        d = Dispatcher(settings, reg, leading, poll_s=0.05)
+        connecting = asyncio.Event()
+
+        async def connect_then_drain() -> None:
+            connecting.set()
+            # the connect, when the cancel lands: 3.11's wait_for drops it as the CONNACK comes
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.Event().wait()
+            await d._drain(None)  # type: ignore[arg-type]  # an empty outbox: no publish
+
+        task = asyncio.create_task(connect_then_drain())
+        await connecting.wait()
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=5)
+        assert done, "the dispatcher went on after its cancel"
+        assert task.cancelled()
+
+    try:
+        asyncio.run(run())
+    finally:
         reg.close()
