@@ -53,12 +53,17 @@ lock: ## re-pin every Python package into constraints.txt (commit the result)
 	/tmp/streetpole-lock/bin/pip install -q -r requirements.txt
 	/tmp/streetpole-lock/bin/pip freeze --exclude-editable > constraints.txt
 
-test: deps ## install what is missing and run the whole test suite (PYTEST_ARGS=...)
-	$(BIN)/pytest $(PYTEST_ARGS)
+# Two workers (pytest-xdist), a test file each at a time: most tests wait on brokers, nodes
+# and browsers more than they compute. TEST_WORKERS=0 runs in this process (a debugger, -s).
+TEST_WORKERS ?= 2
+XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
+
+test: deps ## install what is missing and run the whole test suite (PYTEST_ARGS=..., TEST_WORKERS=2)
+	$(BIN)/pytest $(XDIST) $(PYTEST_ARGS)
 
 # The inner loop: every test not marked slow (a few seconds or more); `make test` runs them all.
 test-fast: deps ## the suite without the tests marked slow (the inner loop)
-	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/pytest $(XDIST) -m "not slow" $(PYTEST_ARGS)
 
 lint: venv ## ruff check, ruff format --check and mypy (strict)
 	$(BIN)/ruff check .
