@@ -85,11 +85,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if settings.ingest_enabled:
                 state.ingest = ingest_worker(state)
                 tasks.append(asyncio.create_task(state.ingest.run(), name="ingest"))
-                if settings.ingest_processes > 1:
+                group = state.ingest.group()
+                if settings.ingest_processes > 1 and group is not None:
                     tasks.append(
                         asyncio.create_task(
-                            children.supervise(settings, state.ingest.group()),
-                            name="ingest-children",
+                            children.supervise(settings, group), name="ingest-children"
                         )
                     )
             tasks.append(asyncio.create_task(_retention(state), name="retention"))

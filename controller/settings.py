@@ -23,8 +23,10 @@ class Settings(BaseSettings):
     mqtt_username: str | None = None
     mqtt_password: str | None = None
     mqtt_client_id: str = "streetpole-controller"
-    # Ingest subscribes through the shared subscription $share/<group>/... (default group
-    # "streetpole-ingest"), so all processes of all controllers on one broker split the stream.
+    # With a group name, ingest subscribes through the shared subscription $share/<group>/...,
+    # so several processes split the stream; by default "streetpole-ingest" when several may
+    # ingest (ingest_processes > 1, or a PostgreSQL registry other controllers can share), else
+    # a plain subscription (controller/ingest/worker.py says why).
     mqtt_shared_group: str | None = None
     ingest_enabled: bool = True
     # What provisioning writes into node.json: the broker URL the nodes reach (default
@@ -36,7 +38,7 @@ class Settings(BaseSettings):
     node_tls_server_name: str | None = None
     # Ingest in this many processes: this one and ingest_processes - 1 children it starts and
     # restarts (controller/ingest/children.py), splitting the stream through a shared
-    # subscription (mqtt_shared_group). One process decodes
+    # subscription (group mqtt_shared_group, default "streetpole-ingest"). One process decodes
     # at most about one core's worth; on SQLite the processes write to one file, one
     # transaction at a time, and decode in parallel. More than the machine's cores gains nothing.
     ingest_processes: int = Field(1, ge=1, le=32)
@@ -223,6 +225,12 @@ class Settings(BaseSettings):
     @property
     def registry_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'registry.db'}"
+
+    @property
+    def registry_shared(self) -> bool:
+        """Whether other controllers may share the registry: a PostgreSQL one (one of them
+        leads, controller/leadership.py, and all split ingest)."""
+        return not self.registry_url.startswith("sqlite")
 
     @property
     def database_path(self) -> Path:

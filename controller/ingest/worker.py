@@ -48,10 +48,8 @@ from protocols import topics
 log = logging.getLogger("streetpole.ingest")
 
 UP_CHANNELS = (topics.MEAS, topics.EVENT, topics.ACK)
-# Ingest always subscribes through a shared subscription, so that every process of every
-# controller on the same broker takes a share of the stream and none takes all of it (a plain
-# subscription beside a shared one would get every message again).
-SHARED_GROUP = "streetpole-ingest"  # when mqtt_shared_group is not set
+# The shared subscription's group when several processes may ingest (Settings.ingest_group)
+SHARED_GROUP = "streetpole-ingest"
 
 
 @dataclass
@@ -98,13 +96,20 @@ class IngestWorker:
         # measure what the confirmations cost (tests/bench/bench_ingest.py)
         self.confirm = True
 
-    def group(self) -> str:
-        """The shared subscription's group: this controller's processes and every other
-        controller's split the stream through it."""
-        return self.settings.mqtt_shared_group or SHARED_GROUP
+    def group(self) -> str | None:
+        """The shared subscription's group when several processes may ingest: this
+        controller's ingest children, or other controllers on a shared (PostgreSQL) registry.
+        One process on SQLite subscribes plainly: mosquitto 2.0.11 does not restore a shared
+        subscription from its persistence file, so after a broker restart the messages sent
+        before ingest subscribes again would be dropped (docs/scaling.md), where a plain
+        subscription keeps them in the session."""
+        s = self.settings
+        several = s.ingest_processes > 1 or s.registry_shared
+        return s.mqtt_shared_group or (SHARED_GROUP if several else None)
 
     def filters(self) -> list[str]:
-        prefix = f"$share/{self.group()}/"
+        group = self.group()
+        prefix = f"$share/{group}/" if group else ""
         out = [prefix + topics.subscription(ch) for ch in UP_CHANNELS]
         # Retained state is not delivered through shared subscriptions; state updates are
         # idempotent, so every worker takes all of them.
@@ -112,11 +117,11 @@ class IngestWorker:
         return out
 
     def stale_filters(self) -> list[str]:
-        """What the persistent session may hold from an earlier run (a plain subscription, as
-        one process took before, or another group): the broker would go on delivering through
-        it, so each message twice."""
-        prefixes = [""] + [f"$share/{SHARED_GROUP}/"] * (self.group() != SHARED_GROUP)
-        return [p + topics.subscription(ch) for p in prefixes for ch in UP_CHANNELS]
+        """What the persistent session may hold from a run with the other setting (one process,
+        or several): the broker would go on delivering through it, so each message twice."""
+        group = self.group()
+        prefix = "" if group else f"$share/{SHARED_GROUP}/"
+        return [prefix + topics.subscription(ch) for ch in UP_CHANNELS]
 
     def _session(self) -> Session:
         return session_of(self.settings)
