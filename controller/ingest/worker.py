@@ -48,7 +48,7 @@ from protocols import topics
 log = logging.getLogger("streetpole.ingest")
 
 UP_CHANNELS = (topics.MEAS, topics.EVENT, topics.ACK)
-# The shared subscription's group when several processes may ingest (Settings.ingest_group)
+# The shared subscription's group when several processes may ingest (IngestWorker.group)
 SHARED_GROUP = "streetpole-ingest"
 
 
