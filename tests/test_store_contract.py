@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from controller.store.base import Batch, StreamKey, TimeSeriesStore, WriteResult
+from controller.store.base import BATCH_KEYS_S, Batch, StreamKey, TimeSeriesStore, WriteResult
 from controller.store.sqlite import SqliteStore
 from tests.harness.postgres import Postgres, fresh_schema
 
@@ -137,6 +137,24 @@ def test_a_batch_without_readings_is_remembered(store: TimeSeriesStore) -> None:
     a node never seen before is still stored, and its resend counted."""
     empty = Batch("p9", "n9", 1, 1, [])
     assert (store.write([empty]).points, store.write([empty]).batches_resent) == (0, 1)
+
+
+def test_batch_keys_go_after_a_day_and_a_resend_still_stores_nothing_twice(
+    store: TimeSeriesStore,
+) -> None:
+    """A batch's key is kept BATCH_KEYS_S (a node resends within the hour); a copy that comes
+    later is no longer dropped whole but is still stored once, point by point."""
+    b = batch(1, [(T0 + 60, "pm25", 10.0), (T0 + 120, "pm25", 11.0)])
+    store.write([b])
+    assert store.write([b]).batches_resent == 1  # the key, within the day
+    counts = store.apply_retention(int(time.time()) + BATCH_KEYS_S + 3600)
+    assert counts["batch_keys_deleted"] == 1
+    again = store.write([b])
+    assert (again.batches_resent, again.stored, again.duplicates) == (0, 0, 2)
+    assert [(p.ts, p.v) for p in store.query(AIR, T0, T0 + 3600)] == [
+        (T0 + 60, 10.0),
+        (T0 + 120, 11.0),
+    ]
 
 
 def test_query_range_order_and_paging(store: TimeSeriesStore) -> None:

@@ -43,7 +43,7 @@ Where a point lives (exactly one place at a time):
   created with ON CONFLICT DO NOTHING, so two writers get the same id; ``dev`` is the id of
   (pole, node) in ``devices`` (id identity, pole, node; UNIQUE (pole, node)).
 - ``batches`` (boot, seq, dev, received): whole-batch dedupe, PRIMARY KEY (dev, boot, seq),
-  kept for raw retention (``dev`` as in ``readings``; integers only: it holds a row per
+  kept a day, BATCH_KEYS_S (``dev`` as in ``readings``; integers only: it holds a row per
   message).
 - ``store_meta`` (k, v): ``schema_version``; ``packed_hours`` (bucket): hours compacted at
   least once (a write looks for a point in packed rows only before the newest of them ends).

@@ -37,6 +37,7 @@ from psycopg import sql
 
 from controller.store import pg_observations
 from controller.store.base import (
+    BATCH_KEYS_S,
     WINDOW_SECONDS,
     Aggregate,
     Batch,
@@ -701,7 +702,9 @@ class PostgresStore(TimeSeriesStore):
                         )
                         self._days.discard(day)
                     counts["raw_deleted"] = deleted
-                    db.execute("DELETE FROM batches WHERE received < %s", (cutoff,))
+                counts["batch_keys_deleted"] = db.execute(
+                    "DELETE FROM batches WHERE received < %s", (now - BATCH_KEYS_S,)
+                ).rowcount
                 if minute_days:
                     counts["minute_deleted"] = db.execute(
                         "DELETE FROM rollup_minute WHERE bucket < %s", (now - minute_days * 86400,)

@@ -44,6 +44,7 @@ from typing import Any
 from controller.opendata.dialects import SQLITE
 from controller.opendata.sql import observation_sql
 from controller.store.base import (
+    BATCH_KEYS_S,
     WINDOW_SECONDS,
     Aggregate,
     Batch,
@@ -597,7 +598,9 @@ class SqliteStore(TimeSeriesStore):
                     counts["raw_deleted"] = db.execute(
                         BY_STREAM_DELETE.format(table="readings", col="ts"), (cutoff,)
                     ).rowcount
-                    db.execute("DELETE FROM batches WHERE received < ?", (cutoff,))
+                counts["batch_keys_deleted"] = db.execute(
+                    "DELETE FROM batches WHERE received < ?", (now - BATCH_KEYS_S,)
+                ).rowcount
                 if minute_days:
                     counts["minute_deleted"] = db.execute(
                         BY_STREAM_DELETE.format(table="rollup_minute", col="bucket"),
