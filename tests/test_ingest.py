@@ -289,6 +289,29 @@ def test_a_session_that_left_the_group_takes_no_more_of_the_stream(
     assert count_points(kept.settings.database_path)[1] == 400
 
 
+def test_the_ingest_leave_command_names_the_sessions_it_ended(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """`streetpole ingest-leave` with a controller's settings (two ingest processes): both of
+    its sessions, and only from ``--from`` on when given."""
+    from typer.testing import CliRunner
+
+    from streetpole.cli import app
+
+    env = {
+        "STREETPOLE_MQTT_URL": broker.url,
+        "STREETPOLE_DATA_DIR": str(tmp_path),
+        "STREETPOLE_INGEST_PROCESSES": "2",
+        "STREETPOLE_MQTT_CLIENT_ID": "ctl",
+    }
+    r = CliRunner().invoke(app, ["ingest-leave"], env=env)
+    assert r.exit_code == 0, r.output
+    assert r.output.split() == ["left:", "ctl", "left:", "ctl-1"]
+    r = CliRunner().invoke(app, ["ingest-leave", "--from", "1"], env=env)
+    assert r.exit_code == 0 and r.output.split() == ["left:", "ctl-1"], r.output
+    assert broker.log().count("New client connected") >= 3
+
+
 @pytest.mark.slow
 def test_sigkill_mid_ingest_loses_nothing_and_doubles_nothing(
     broker: Broker, tmp_path: Path
