@@ -23,6 +23,7 @@ from psycopg.conninfo import make_conninfo
 from sqlalchemy.engine import make_url
 
 from controller.registry import locks
+from controller.settings import is_postgresql
 
 log = logging.getLogger("streetpole.leadership")
 
@@ -32,9 +33,9 @@ KEEPALIVE_GIVE_UP_S = 5 + 2 * 3
 
 def libpq_url(registry_url: str) -> str | None:
     """The registry's URL as libpq takes it, or None for SQLite (one controller only)."""
-    url = make_url(registry_url)
-    if url.get_backend_name() != "postgresql":
+    if not is_postgresql(registry_url):
         return None
+    url = make_url(registry_url)
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 

@@ -15,6 +15,11 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+def is_postgresql(url: str) -> bool:
+    """A PostgreSQL database URL (``postgresql://``, or SQLAlchemy's ``postgresql+psycopg://``)."""
+    return urlparse(url).scheme.split("+")[0] == "postgresql"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="STREETPOLE_", env_file=".env", extra="ignore")
 
@@ -230,7 +235,7 @@ class Settings(BaseSettings):
     def registry_shared(self) -> bool:
         """Whether other controllers may share the registry: a PostgreSQL one (one of them
         leads, controller/leadership.py, and all split ingest)."""
-        return not self.registry_url.startswith("sqlite")
+        return is_postgresql(self.registry_url)
 
     @property
     def database_path(self) -> Path:

@@ -15,7 +15,6 @@ about a minute, each further variant a few seconds.
 
 from __future__ import annotations
 
-import fcntl
 import shutil
 from pathlib import Path
 
@@ -74,11 +73,8 @@ def build_images() -> dict[str, Path]:
     mpbuild.Unavailable without MicroPython's source. The variants share one build folder."""
     files = manifest_files(SIM_MANIFEST)
     images = {}
-    BUILD.mkdir(parents=True, exist_ok=True)
-    # one writer of the variants' trees at a time (two pytest workers, or two runs); a lock of
-    # its own, as mpbuild holds its lock inside ensure_frozen
-    with open(BUILD / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    # the variants' trees have a lock of their own: mpbuild takes its own inside ensure_frozen
+    with mpbuild.file_lock(BUILD):
         for name, (version, faults) in VARIANTS.items():
             images[name] = _build_variant(files, name, version, faults)
     return images

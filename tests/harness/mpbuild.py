@@ -24,7 +24,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from fieldtools.build import SIM_MANIFEST, manifest_files
@@ -83,15 +83,21 @@ def firmware_hash(manifest: Path) -> str:
 
 
 @contextmanager
-def _locked() -> Iterator[None]:
-    """One build at a time in this checkout (two pytest runs may both want one)."""
-    BUILT.mkdir(parents=True, exist_ok=True)
-    with open(BUILT / ".lock", "w") as lock:
+def file_lock(folder: Path) -> Iterator[None]:
+    """One writer of ``folder`` at a time (two pytest workers or runs), by a lock file in it.
+    Not re-entrant: a second lock on the same folder in one process waits for ever."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _locked() -> AbstractContextManager[None]:
+    """One build at a time in this checkout."""
+    return file_lock(BUILT)
 
 
 def _stamp_ok(binary: Path, stamp: dict[str, str]) -> bool:
